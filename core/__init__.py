@@ -1,0 +1,1 @@
+"""ember's single-process core: tensors, autograd, nn, optim, data, serialization."""

@@ -1,0 +1,85 @@
+"""Helpers shared by op families. Helpers used inside ``backward`` accept either raw
+arrays or Tensors, so a backward written with them also runs under create_graph."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..backend import get_array_module
+from ..tensor import Tensor
+
+
+def xp_of(array):
+    return np if isinstance(array, np.ndarray) else get_array_module(array)
+
+
+def sum_to(grad, shape):
+    """Undo broadcasting: sum ``grad`` down to ``shape``."""
+    if grad.shape == tuple(shape):
+        return grad
+    lead = grad.ndim - len(shape)
+    axes = tuple(range(lead)) + tuple(
+        i + lead for i, s in enumerate(shape) if s == 1 and grad.shape[i + lead] != 1
+    )
+    if isinstance(grad, Tensor):
+        out = grad.sum(dim=axes, keepdim=True) if axes else grad
+    else:
+        out = grad.sum(axis=axes, keepdims=True) if axes else grad
+    return out.reshape(shape)
+
+
+def call(name, x, *args):
+    """``x.name(*args)`` on a Tensor, ``xp.name(x, *args)`` on an array."""
+    if isinstance(x, Tensor):
+        return getattr(x, name)(*args)
+    return getattr(xp_of(x), name)(x, *args)
+
+
+def wrap_dim(dim: int, ndim: int) -> int:
+    n = max(ndim, 1)
+    if not -n <= dim < n:
+        raise IndexError(
+            f"Dimension out of range (expected to be in range of [{-n}, {n - 1}], but got {dim})"
+        )
+    return dim % n
+
+
+def wrap_dims(dim, ndim: int):
+    """Normalise ``dim`` (None, int, or sequence) to a sorted tuple of axes, or None."""
+    if dim is None:
+        return None
+    if isinstance(dim, int):
+        return (wrap_dim(dim, ndim),)
+    dims = tuple(sorted(wrap_dim(d, ndim) for d in dim))
+    if len(set(dims)) != len(dims):
+        raise RuntimeError(f"dim {tuple(dim)} appears multiple times in the list of dims")
+    return dims or None
+
+
+def attach(**methods):
+    """Attach functions as Tensor methods (the op's one-line delegate)."""
+    for name, fn in methods.items():
+        setattr(Tensor, name, fn)
+
+
+def as_tensor_like(value, like: Tensor, dtype=None) -> Tensor:
+    """Wrap a scalar or array as a Tensor on ``like``'s device."""
+    if isinstance(value, Tensor):
+        return value
+    xp = xp_of(like.data)
+    return Tensor._make(xp.asarray(value, dtype=(dtype or like.dtype).np), False, None, 0)
+
+
+def check_same_device(op: str, *tensors) -> None:
+    first = None
+    for t in tensors:
+        if isinstance(t, Tensor):
+            if first is None:
+                first = t
+            elif type(t.data) is not type(first.data) or (
+                not isinstance(t.data, np.ndarray) and t.data.device != first.data.device
+            ):
+                raise RuntimeError(
+                    f"{op}: expected all tensors to be on the same device, but found at least "
+                    f"two devices, {first.device} and {t.device}"
+                )

@@ -1,0 +1,1066 @@
+"""Elementwise ops: arithmetic with broadcasting and PyTorch's type promotion, unary
+math, activations, comparisons, ``where``/``clamp``, casts and in-place variants."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .. import backend, dtypes
+from ..autograd import Function
+from ..tensor import Tensor
+from ._util import as_tensor_like, attach, call, check_same_device, sum_to, xp_of
+
+# -- promotion ------------------------------------------------------------------------------
+
+
+def _operands(op: str, a, b):
+    """Cast tensor operands to the promoted dtype; Python scalars stay scalars."""
+    if not isinstance(a, Tensor):
+        a = _scalar_or_tensor(op, a, b)
+    if not isinstance(b, Tensor):
+        b = _scalar_or_tensor(op, b, a)
+    if isinstance(a, Tensor) and isinstance(b, Tensor):
+        if a.data.dtype == b.data.dtype:
+            if type(a.data) is not np.ndarray or type(b.data) is not np.ndarray:
+                check_same_device(op, a, b)
+            return a, b
+        check_same_device(op, a, b)
+    rt = dtypes.result_type(a, b)
+    if isinstance(a, Tensor) and a.data.dtype != rt.np:
+        a = to_copy(a, None, rt)
+    if isinstance(b, Tensor) and b.data.dtype != rt.np:
+        b = to_copy(b, None, rt)
+    return a, b
+
+
+def _scalar_or_tensor(op, value, other):
+    if isinstance(value, bool | int | float):
+        return value
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray | list | tuple):
+        like = other if isinstance(other, Tensor) else None
+        arr = np.asarray(value)
+        if like is not None and not isinstance(like.data, np.ndarray):
+            arr = backend.move_array(arr, like.device)
+        if arr.dtype == np.float64 and not isinstance(value, np.ndarray):
+            arr = arr.astype(dtypes.get_default_dtype().np)
+        return Tensor._make(arr, False, None, 0)
+    raise TypeError(
+        f"unsupported operand type(s) for {op}: 'Tensor' and '{type(value).__name__}'"
+    )
+
+
+# -- binary arithmetic ----------------------------------------------------------------------
+
+
+class Add(Function):
+    differentiable_backward = True
+
+    @staticmethod
+    def forward(ctx, a, b, alpha=1):
+        ctx.shapes = (np.shape(a), np.shape(b))
+        ctx.alpha = alpha
+        return a + b if alpha == 1 else a + alpha * b
+
+    @staticmethod
+    def backward(ctx, grad):
+        sa, sb = ctx.shapes
+        ga = sum_to(grad, sa) if ctx.needs_input_grad[0] else None
+        gb = None
+        if ctx.needs_input_grad[1]:
+            gb = sum_to(grad if ctx.alpha == 1 else grad * ctx.alpha, sb)
+        return ga, gb
+
+
+class Sub(Function):
+    differentiable_backward = True
+
+    @staticmethod
+    def forward(ctx, a, b, alpha=1):
+        ctx.shapes = (np.shape(a), np.shape(b))
+        ctx.alpha = alpha
+        return a - b if alpha == 1 else a - alpha * b
+
+    @staticmethod
+    def backward(ctx, grad):
+        sa, sb = ctx.shapes
+        ga = sum_to(grad, sa) if ctx.needs_input_grad[0] else None
+        gb = sum_to(-grad if ctx.alpha == 1 else grad * -ctx.alpha, sb) if ctx.needs_input_grad[1] else None
+        return ga, gb
+
+
+class Mul(Function):
+    differentiable_backward = True
+
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.save_for_backward(a, b)
+        return a * b
+
+    @staticmethod
+    def backward(ctx, grad):
+        a, b = ctx.saved_tensors
+        ga = sum_to(grad * b, np.shape(a)) if ctx.needs_input_grad[0] else None
+        gb = sum_to(grad * a, np.shape(b)) if ctx.needs_input_grad[1] else None
+        return ga, gb
+
+
+class Div(Function):
+    differentiable_backward = True
+
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.save_for_backward(a, b)
+        return a / b
+
+    @staticmethod
+    def backward(ctx, grad):
+        a, b = ctx.saved_tensors
+        ga = sum_to(grad / b, np.shape(a)) if ctx.needs_input_grad[0] else None
+        gb = sum_to(-grad * a / (b * b), np.shape(b)) if ctx.needs_input_grad[1] else None
+        return ga, gb
+
+
+class Pow(Function):
+    differentiable_backward = True
+
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.save_for_backward(a, b)
+        if isinstance(b, int | float) and not isinstance(a, int | float):
+            return a**b if b != 2 else a * a
+        return a**b
+
+    @staticmethod
+    def backward(ctx, grad):
+        a, b = ctx.saved_tensors
+        ga = gb = None
+        if ctx.needs_input_grad[0]:
+            if isinstance(b, int | float):
+                ga = grad * b * a ** (b - 1) if b != 2 else grad * 2 * a
+            else:
+                ga = grad * b * a ** (b - 1)
+            ga = sum_to(ga, np.shape(a))
+        if ctx.needs_input_grad[1]:
+            if isinstance(grad, Tensor):
+                gb = grad * a**b * call("log", a)
+            else:
+                xp = xp_of(grad)
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    gb = grad * a**b * xp.log(a)
+                # d/db a**b at a == 0 is 0 for b >= 0 (PyTorch's convention), not nan
+                gb = xp.where((a == 0) & (b >= 0), 0, gb).astype(grad.dtype, copy=False)
+            gb = sum_to(gb, np.shape(b))
+        return ga, gb
+
+
+class Maximum(Function):
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.save_for_backward(a, b)
+        return xp_of(a).maximum(a, b)
+
+    @staticmethod
+    def backward(ctx, grad):
+        a, b = ctx.saved_tensors
+        return _minmax_backward(ctx, grad, a, b, a > b)
+
+
+class Minimum(Function):
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.save_for_backward(a, b)
+        return xp_of(a).minimum(a, b)
+
+    @staticmethod
+    def backward(ctx, grad):
+        a, b = ctx.saved_tensors
+        return _minmax_backward(ctx, grad, a, b, a < b)
+
+
+def _minmax_backward(ctx, grad, a, b, a_wins):
+    # Ties split the gradient evenly, as PyTorch does.
+    share_a = (a_wins + (a == b) * 0.5).astype(grad.dtype, copy=False)
+    ga = sum_to(grad * share_a, np.shape(a)) if ctx.needs_input_grad[0] else None
+    gb = sum_to(grad * (1 - share_a), np.shape(b)) if ctx.needs_input_grad[1] else None
+    return ga, gb
+
+
+def add(input, other, *, alpha=1):
+    a, b = _operands("add", input, other)
+    if not isinstance(a, Tensor):
+        return Add.apply(b, a, alpha=1) if alpha == 1 else Add.apply(b * alpha, a)
+    return Add.apply(a, b, alpha=alpha)
+
+
+def sub(input, other, *, alpha=1):
+    a, b = _operands("sub", input, other)
+    if not isinstance(a, Tensor):
+        return Sub.apply(as_tensor_like(a, b), b, alpha=alpha)
+    return Sub.apply(a, b, alpha=alpha)
+
+
+def mul(input, other):
+    a, b = _operands("mul", input, other)
+    if not isinstance(a, Tensor):
+        a, b = b, a
+    return Mul.apply(a, b)
+
+
+def div(input, other, *, rounding_mode=None):
+    a, b = _operands("div", input, other)
+    if rounding_mode is not None:
+        return _rounded_div(a, b, rounding_mode)
+    for t in (a, b):
+        if isinstance(t, Tensor) and not t.is_floating_point():
+            rt = dtypes.get_default_dtype()
+            a = to_copy(a, None, rt) if isinstance(a, Tensor) and not a.is_floating_point() else a
+            b = to_copy(b, None, rt) if isinstance(b, Tensor) and not b.is_floating_point() else b
+            break
+    if not isinstance(a, Tensor):
+        a = as_tensor_like(a, b)
+    return Div.apply(a, b)
+
+
+def _rounded_div(a, b, mode):
+    xa = a.data if isinstance(a, Tensor) else a
+    xb = b.data if isinstance(b, Tensor) else b
+    like = a if isinstance(a, Tensor) else b
+    xp = xp_of(like.data)
+    if mode == "floor":
+        out = xp.floor_divide(xa, xb) if like.dtype._category == 1 else xp.floor(xa / xb)
+    elif mode == "trunc":
+        out = xp.trunc(xa / xb)
+        if like.dtype._category == 1:
+            out = out.astype(like.data.dtype)
+    else:
+        raise ValueError(f"div expected rounding_mode to be one of None, 'trunc', or 'floor' but found '{mode}'")
+    return Tensor._make(xp.asarray(out, dtype=like.data.dtype), False, None, 0)
+
+
+def pow(input, exponent):
+    if isinstance(input, Tensor) and isinstance(exponent, int | float) and not isinstance(exponent, bool):
+        a = input
+        if not a.is_floating_point() and isinstance(exponent, float):
+            a = to_copy(a, None, dtypes.get_default_dtype())
+        return Pow.apply(a, exponent)
+    a, b = _operands("pow", input, exponent)
+    if not isinstance(a, Tensor):
+        a = as_tensor_like(a, b)
+    return Pow.apply(a, b)
+
+
+def maximum(input, other):
+    a, b = _operands("maximum", input, other)
+    return Maximum.apply(a, b)
+
+
+def minimum(input, other):
+    a, b = _operands("minimum", input, other)
+    return Minimum.apply(a, b)
+
+
+def remainder(input, other):
+    a, b = _operands("remainder", input, other)
+    if not isinstance(a, Tensor):
+        a = as_tensor_like(a, b)
+    return sub(a, mul(div(a.detach(), b.detach() if isinstance(b, Tensor) else b, rounding_mode="floor"), b))
+
+
+def fmod(input, other):
+    a, b = _operands("fmod", input, other)
+    if not isinstance(a, Tensor):
+        a = as_tensor_like(a, b)
+    return sub(a, mul(div(a.detach(), b.detach() if isinstance(b, Tensor) else b, rounding_mode="trunc"), b))
+
+
+def floor_divide(input, other):
+    return div(input, other, rounding_mode="floor")
+
+
+# -- unary math -------------------------------------------------------------------------------
+
+
+class Neg(Function):
+    differentiable_backward = True
+
+    @staticmethod
+    def forward(ctx, x):
+        return -x
+
+    @staticmethod
+    def backward(ctx, grad):
+        return -grad
+
+
+class Exp(Function):
+    differentiable_backward = True
+
+    @staticmethod
+    def forward(ctx, x):
+        y = xp_of(x).exp(x)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):
+        (y,) = ctx.saved_tensors
+        return grad * y
+
+
+class Expm1(Function):
+    differentiable_backward = True
+
+    @staticmethod
+    def forward(ctx, x):
+        y = xp_of(x).expm1(x)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):
+        (y,) = ctx.saved_tensors
+        return grad * (y + 1)
+
+
+class Log(Function):
+    differentiable_backward = True
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return xp_of(x).log(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return grad / x
+
+
+class Log1p(Function):
+    differentiable_backward = True
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return xp_of(x).log1p(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return grad / (x + 1)
+
+
+class Sqrt(Function):
+    differentiable_backward = True
+
+    @staticmethod
+    def forward(ctx, x):
+        y = xp_of(x).sqrt(x)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):
+        (y,) = ctx.saved_tensors
+        return grad / (y * 2)
+
+
+class Rsqrt(Function):
+    differentiable_backward = True
+
+    @staticmethod
+    def forward(ctx, x):
+        y = 1 / xp_of(x).sqrt(x)
+        ctx.save_for_backward(y)
+        return y.astype(x.dtype, copy=False)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (y,) = ctx.saved_tensors
+        return grad * y * y * y * -0.5
+
+
+class Abs(Function):
+    differentiable_backward = True
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return xp_of(x).abs(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return grad * call("sign", x)
+
+
+class Reciprocal(Function):
+    differentiable_backward = True
+
+    @staticmethod
+    def forward(ctx, x):
+        y = (1 / x).astype(x.dtype, copy=False)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):
+        (y,) = ctx.saved_tensors
+        return -grad * y * y
+
+
+class Sin(Function):
+    differentiable_backward = True
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return xp_of(x).sin(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return grad * call("cos", x)
+
+
+class Cos(Function):
+    differentiable_backward = True
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return xp_of(x).cos(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return -grad * call("sin", x)
+
+
+class Tanh(Function):
+    differentiable_backward = True
+
+    @staticmethod
+    def forward(ctx, x):
+        y = xp_of(x).tanh(x)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):
+        (y,) = ctx.saved_tensors
+        return grad * (1 - y * y)
+
+
+class Sigmoid(Function):
+    differentiable_backward = True
+
+    @staticmethod
+    def forward(ctx, x):
+        y = _sigmoid(x)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):
+        (y,) = ctx.saved_tensors
+        return grad * y * (1 - y)
+
+
+def _sigmoid(x):
+    xp = xp_of(x)
+    # exp of a non-positive number never overflows
+    e = xp.exp(-xp.abs(x))
+    return xp.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
+
+
+class Relu(Function):
+    differentiable_backward = True
+
+    @staticmethod
+    def forward(ctx, x):
+        y = xp_of(x).maximum(x, 0)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):
+        (y,) = ctx.saved_tensors
+        return grad * (y > 0)
+
+
+class LeakyRelu(Function):
+    differentiable_backward = True
+
+    @staticmethod
+    def forward(ctx, x, negative_slope=0.01):
+        ctx.save_for_backward(x)
+        ctx.slope = negative_slope
+        return xp_of(x).where(x > 0, x, x * negative_slope)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        pos = x > 0
+        return grad * (pos + (~pos if not isinstance(pos, Tensor) else pos.logical_not()) * ctx.slope)
+
+
+class Elu(Function):
+    @staticmethod
+    def forward(ctx, x, alpha=1.0):
+        xp = xp_of(x)
+        y = xp.where(x > 0, x, alpha * xp.expm1(xp.minimum(x, 0))).astype(x.dtype, copy=False)
+        ctx.save_for_backward(x, y)
+        ctx.alpha = alpha
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, y = ctx.saved_tensors
+        return grad * xp_of(x).where(x > 0, 1, y + ctx.alpha).astype(grad.dtype, copy=False)
+
+
+_SQRT_2_OVER_PI = math.sqrt(2 / math.pi)
+
+
+class Gelu(Function):
+    @staticmethod
+    def forward(ctx, x, approximate="none"):
+        ctx.save_for_backward(x)
+        ctx.approximate = approximate
+        xp = xp_of(x)
+        if approximate == "tanh":
+            inner = _SQRT_2_OVER_PI * (x + 0.044715 * x * x * x)
+            return (0.5 * x * (1 + xp.tanh(inner))).astype(x.dtype, copy=False)
+        return (0.5 * x * (1 + _erf(xp, x / math.sqrt(2)))).astype(x.dtype, copy=False)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        xp = xp_of(x)
+        if ctx.approximate == "tanh":
+            inner = _SQRT_2_OVER_PI * (x + 0.044715 * x * x * x)
+            t = xp.tanh(inner)
+            d_inner = _SQRT_2_OVER_PI * (1 + 3 * 0.044715 * x * x)
+            d = 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * d_inner
+        else:
+            cdf = 0.5 * (1 + _erf(xp, x / math.sqrt(2)))
+            pdf = xp.exp(-0.5 * x * x) / math.sqrt(2 * math.pi)
+            d = cdf + x * pdf
+        return (grad * d).astype(grad.dtype, copy=False)
+
+
+_erf_exact = np.frompyfunc(math.erf, 1, 1)
+
+
+def _erf(xp, x):
+    if xp is not np:
+        import cupyx.scipy.special
+
+        return cupyx.scipy.special.erf(x)
+    if x.dtype == np.float64:
+        # libm's erf, exact to the last bit; float64 is for checking, not for speed
+        return _erf_exact(x).astype(np.float64)
+    # Abramowitz & Stegun 7.1.26: |error| < 1.5e-7, below float32's resolution near 1
+    xf = x.astype(np.float32, copy=False)
+    a = np.abs(xf)
+    t = 1 / (1 + np.float32(0.3275911) * a)
+    poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))))
+    y = 1 - poly.astype(np.float32) * np.exp(-a * a)
+    return np.copysign(y, xf).astype(x.dtype, copy=False)
+
+
+class Silu(Function):
+    @staticmethod
+    def forward(ctx, x):
+        s = _sigmoid(x)
+        ctx.save_for_backward(x, s)
+        return x * s
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, s = ctx.saved_tensors
+        return grad * s * (1 + x * (1 - s))
+
+
+class Softplus(Function):
+    @staticmethod
+    def forward(ctx, x, beta=1.0, threshold=20.0):
+        xp = xp_of(x)
+        ctx.save_for_backward(x)
+        ctx.beta, ctx.threshold = beta, threshold
+        bx = x * beta
+        soft = xp.log1p(xp.exp(-xp.abs(bx))) / beta + xp.maximum(x, 0)
+        return xp.where(bx > threshold, x, soft).astype(x.dtype, copy=False)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        bx = x * ctx.beta
+        return grad * xp_of(x).where(bx > ctx.threshold, 1, _sigmoid(bx)).astype(grad.dtype, copy=False)
+
+
+class Clamp(Function):
+    @staticmethod
+    def forward(ctx, x, min=None, max=None):
+        xp = xp_of(x)
+        ctx.save_for_backward(x)
+        ctx.bounds = (min, max)
+        out = x
+        if min is not None:
+            out = xp.maximum(out, min)
+        if max is not None:
+            out = xp.minimum(out, max)
+        return out.astype(x.dtype, copy=False) if out is not x else out.copy()
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        lo, hi = ctx.bounds
+        keep = True
+        if lo is not None:
+            keep = keep & (x >= lo)
+        if hi is not None:
+            keep = keep & (x <= hi)
+        return grad * keep
+
+
+class Where(Function):
+    @staticmethod
+    def forward(ctx, cond, a, b):
+        ctx.save_for_backward(cond)
+        ctx.shapes = (np.shape(a), np.shape(b))
+        return xp_of(cond).where(cond, a, b)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (cond,) = ctx.saved_tensors
+        xp = xp_of(grad)
+        sa, sb = ctx.shapes
+        ga = sum_to(xp.where(cond, grad, 0), sa) if ctx.needs_input_grad[1] else None
+        gb = sum_to(xp.where(cond, 0, grad), sb) if ctx.needs_input_grad[2] else None
+        return None, ga, gb
+
+
+class ToCopy(Function):
+    """dtype and/or device change; the gradient flows back with the original type."""
+
+    differentiable_backward = True
+
+    @staticmethod
+    def forward(ctx, x, device=None, dtype=None):
+        ctx.src = (backend.device_of(x), dtypes.from_numpy(x.dtype))
+        out = x
+        if device is not None:
+            out = backend.move_array(out, device)
+        if dtype is not None:
+            with backend.device_context(device or ctx.src[0]):
+                out = out.astype(dtype.np)
+        if out is x:
+            out = x.copy()
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        dev, dt = ctx.src
+        if isinstance(grad, Tensor):
+            return grad.to(dev, dt)
+        grad = backend.move_array(grad, dev)
+        return grad.astype(dt.np, copy=False)
+
+
+class Clone(Function):
+    differentiable_backward = True
+
+    @staticmethod
+    def forward(ctx, x):
+        return x.copy()
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad
+
+
+def to_copy(x: Tensor, device=None, dtype=None) -> Tensor:
+    if dtype is not None and x.requires_grad and not dtype.is_floating_point:
+        return ToCopy.apply(x.detach(), device=device, dtype=dtype)
+    return ToCopy.apply(x, device=device, dtype=dtype)
+
+
+def _unary(cls):
+    def fn(input: Tensor) -> Tensor:
+        if not input.is_floating_point():
+            input = to_copy(input, None, dtypes.get_default_dtype())
+        return cls.apply(input)
+
+    fn.__name__ = cls.__name__.lower()
+    return fn
+
+
+exp = _unary(Exp)
+expm1 = _unary(Expm1)
+log = _unary(Log)
+log1p = _unary(Log1p)
+sqrt = _unary(Sqrt)
+rsqrt = _unary(Rsqrt)
+reciprocal = _unary(Reciprocal)
+sin = _unary(Sin)
+cos = _unary(Cos)
+tanh = _unary(Tanh)
+sigmoid = _unary(Sigmoid)
+silu = _unary(Silu)
+
+
+def log2(input):
+    return log(input) / math.log(2)
+
+
+def log10(input):
+    return log(input) / math.log(10)
+
+
+def neg(input: Tensor) -> Tensor:
+    return Neg.apply(input)
+
+
+def abs(input: Tensor) -> Tensor:
+    return Abs.apply(input)
+
+
+def relu(input: Tensor) -> Tensor:
+    return Relu.apply(input)
+
+
+def leaky_relu(input: Tensor, negative_slope: float = 0.01) -> Tensor:
+    return LeakyRelu.apply(input, negative_slope=negative_slope)
+
+
+def elu(input: Tensor, alpha: float = 1.0) -> Tensor:
+    return Elu.apply(input, alpha=alpha)
+
+
+def gelu(input: Tensor, approximate: str = "none") -> Tensor:
+    if approximate not in ("none", "tanh"):
+        raise ValueError(f"approximate argument must be either none or tanh, got {approximate!r}")
+    return Gelu.apply(input, approximate=approximate)
+
+
+def softplus(input: Tensor, beta: float = 1.0, threshold: float = 20.0) -> Tensor:
+    return Softplus.apply(input, beta=beta, threshold=threshold)
+
+
+def clamp(input: Tensor, min=None, max=None) -> Tensor:
+    if min is None and max is None:
+        raise RuntimeError("clamp: At least one of 'min' or 'max' must not be None")
+    if isinstance(min, Tensor) or isinstance(max, Tensor):
+        out = input
+        if min is not None:
+            out = maximum(out, min)
+        if max is not None:
+            out = minimum(out, max)
+        return out
+    return Clamp.apply(input, min=min, max=max)
+
+
+def sign(input: Tensor) -> Tensor:
+    return Tensor._make(xp_of(input.data).sign(input.data), False, None, 0)
+
+
+def _rounding(name):
+    def fn(input: Tensor) -> Tensor:
+        return Tensor._make(getattr(xp_of(input.data), name)(input.data), False, None, 0)
+
+    fn.__name__ = name
+    return fn
+
+
+floor = _rounding("floor")
+ceil = _rounding("ceil")
+trunc = _rounding("trunc")
+round = _rounding("round")
+
+
+def where(condition: Tensor, input=None, other=None) -> Tensor:
+    if input is None and other is None:
+        from .indexing import nonzero
+
+        return nonzero(condition, as_tuple=True)
+    if not isinstance(condition, Tensor):
+        raise TypeError(f"where(): condition must be a Tensor, got {type(condition).__name__}")
+    if condition.data.dtype != np.bool_:
+        raise RuntimeError(f"where expected condition to be a boolean tensor, but got a tensor with dtype {condition.dtype}")
+    a, b = _operands("where", input, other)
+    if not isinstance(a, Tensor):
+        a = as_tensor_like(a, b if isinstance(b, Tensor) else condition, dtypes.result_type(a, b))
+    if not isinstance(b, Tensor):
+        b = as_tensor_like(b, a)
+    check_same_device("where", condition, a, b)
+    return Where.apply(condition, a, b)
+
+
+def masked_fill(input: Tensor, mask: Tensor, value) -> Tensor:
+    if mask.data.dtype != np.bool_:
+        raise RuntimeError(f"masked_fill only supports boolean masks, but got mask with dtype {mask.dtype}")
+    if isinstance(value, Tensor):
+        if value.ndim != 0:
+            raise RuntimeError(f"masked_fill only supports a 0-dimensional value tensor, but got tensor with {value.ndim} dimension(s)")
+        value = value.to(input.dtype)
+        return Where.apply(mask, value, input)
+    fill = Tensor._make(xp_of(input.data).asarray(value, dtype=input.data.dtype), False, None, 0)
+    return Where.apply(mask, fill, input)
+
+
+def clone(input: Tensor, *, memory_format=None) -> Tensor:
+    return Clone.apply(input)
+
+
+# -- comparisons and logical ops (never differentiable) ---------------------------------------------
+
+
+def _compare(name, op):
+    def fn(input, other):
+        a, b = _operands(name, input, other)
+        xa = a.data if isinstance(a, Tensor) else a
+        xb = b.data if isinstance(b, Tensor) else b
+        return Tensor._make(xp_of(xa if isinstance(a, Tensor) else xb).asarray(op(xa, xb)), False, None, 0)
+
+    fn.__name__ = name
+    return fn
+
+
+eq = _compare("eq", lambda a, b: a == b)
+ne = _compare("ne", lambda a, b: a != b)
+lt = _compare("lt", lambda a, b: a < b)
+le = _compare("le", lambda a, b: a <= b)
+gt = _compare("gt", lambda a, b: a > b)
+ge = _compare("ge", lambda a, b: a >= b)
+
+
+def _logical(name):
+    def fn(input, other=None):
+        xp = xp_of(input.data)
+        if other is None:
+            return Tensor._make(getattr(xp, name)(input.data), False, None, 0)
+        xb = other.data if isinstance(other, Tensor) else other
+        return Tensor._make(getattr(xp, name)(input.data, xb), False, None, 0)
+
+    fn.__name__ = name
+    return fn
+
+
+logical_and = _logical("logical_and")
+logical_or = _logical("logical_or")
+logical_xor = _logical("logical_xor")
+logical_not = _logical("logical_not")
+isnan = _logical("isnan")
+isinf = _logical("isinf")
+isfinite = _logical("isfinite")
+
+
+def _bitwise(name, op):
+    def fn(input, other):
+        xb = other.data if isinstance(other, Tensor) else other
+        if input.dtype._category == 2:
+            raise TypeError(f"{name} is only supported for integer and boolean tensors, got {input.dtype}")
+        return Tensor._make(op(input.data, xb), False, None, 0)
+
+    return fn
+
+
+bitwise_and = _bitwise("bitwise_and", lambda a, b: a & b)
+bitwise_or = _bitwise("bitwise_or", lambda a, b: a | b)
+bitwise_xor = _bitwise("bitwise_xor", lambda a, b: a ^ b)
+
+
+def bitwise_not(input):
+    return Tensor._make(~input.data, False, None, 0)
+
+
+def equal(input: Tensor, other: Tensor) -> bool:
+    return input.shape == other.shape and bool((input.data == other.data).all())
+
+
+def allclose(input, other, rtol=1e-05, atol=1e-08, equal_nan=False) -> bool:
+    return bool(xp_of(input.data).allclose(input.data, other.data, rtol=rtol, atol=atol, equal_nan=equal_nan))
+
+
+def isclose(input, other, rtol=1e-05, atol=1e-08, equal_nan=False) -> Tensor:
+    xb = other.data if isinstance(other, Tensor) else other
+    return Tensor._make(xp_of(input.data).isclose(input.data, xb, rtol=rtol, atol=atol, equal_nan=equal_nan), False, None, 0)
+
+
+# -- in-place variants ------------------------------------------------------------------------
+
+
+def _inplace(fn):
+    def method(self, *args, **kwargs):
+        return self._inplace_from(fn(self._snapshot(), *args, **kwargs))
+
+    method.__name__ = fn.__name__ + "_"
+    return method
+
+
+def zero_(self: Tensor) -> Tensor:
+    self._check_inplace()
+    self.data[...] = 0
+    self._bump_version()
+    if self.requires_grad and self.grad_fn is not None:
+        self.grad_fn, self.requires_grad = None, False
+    return self
+
+
+def fill_(self: Tensor, value) -> Tensor:
+    if isinstance(value, Tensor):
+        value = value.item()
+    self._check_inplace()
+    self.data[...] = value
+    self._bump_version()
+    if self.grad_fn is not None:
+        self.grad_fn, self.requires_grad = None, False
+    return self
+
+
+def copy_(self: Tensor, src, non_blocking: bool = False) -> Tensor:
+    if not isinstance(src, Tensor):
+        src = Tensor._make(np.asarray(src), False, None, 0)
+    try:
+        np.broadcast_shapes(src.data.shape, self.data.shape)
+    except ValueError:
+        raise RuntimeError(
+            f"copy_: the size of src {list(src.shape)} must be broadcastable to {list(self.shape)}"
+        ) from None
+    moved = src if src.device == self.device else src.to(self.device)
+    if moved.requires_grad and src.requires_grad and self.requires_grad is False and not _recording():
+        moved = moved.detach()
+    if _recording() and moved.requires_grad:
+        result = add(mul(self._snapshot().detach(), 0), moved.to(self.dtype))
+        if result.shape != self.shape:
+            result = result.expand(self.shape)
+        return self._inplace_from(result)
+    self._check_inplace()
+    xp = xp_of(self.data)
+    xp.copyto(self.data, xp.asarray(moved.data) if xp is not np else moved.data, casting="unsafe")
+    self._bump_version()
+    return self
+
+
+def _recording():
+    from .. import autograd
+
+    return autograd._grad_enabled
+
+
+attach(
+    __add__=add,
+    __radd__=lambda self, other: add(other, self),
+    __sub__=sub,
+    __rsub__=lambda self, other: sub(other, self),
+    __mul__=mul,
+    __rmul__=lambda self, other: mul(other, self),
+    __truediv__=div,
+    __rtruediv__=lambda self, other: div(other, self),
+    __floordiv__=floor_divide,
+    __rfloordiv__=lambda self, other: floor_divide(other, self),
+    __mod__=remainder,
+    __rmod__=lambda self, other: remainder(other, self),
+    __pow__=pow,
+    __rpow__=lambda self, other: pow(other, self),
+    __neg__=neg,
+    __pos__=lambda self: self,
+    __abs__=abs,
+    __eq__=eq,
+    __ne__=ne,
+    __lt__=lt,
+    __le__=le,
+    __gt__=gt,
+    __ge__=ge,
+    __and__=lambda self, other: bitwise_and(self, other) if self.dtype._category else logical_and(self, other),
+    __or__=lambda self, other: bitwise_or(self, other) if self.dtype._category else logical_or(self, other),
+    __xor__=lambda self, other: bitwise_xor(self, other) if self.dtype._category else logical_xor(self, other),
+    __invert__=lambda self: logical_not(self) if self.dtype._category == 0 else bitwise_not(self),
+    __hash__=Tensor.__hash__,
+    add=add,
+    sub=sub,
+    subtract=sub,
+    mul=mul,
+    multiply=mul,
+    div=div,
+    divide=div,
+    true_divide=div,
+    pow=pow,
+    remainder=remainder,
+    fmod=fmod,
+    floor_divide=floor_divide,
+    maximum=maximum,
+    minimum=minimum,
+    neg=neg,
+    negative=neg,
+    exp=exp,
+    expm1=expm1,
+    log=log,
+    log1p=log1p,
+    log2=log2,
+    log10=log10,
+    sqrt=sqrt,
+    rsqrt=rsqrt,
+    abs=abs,
+    sign=sign,
+    reciprocal=reciprocal,
+    sin=sin,
+    cos=cos,
+    tanh=tanh,
+    sigmoid=sigmoid,
+    relu=relu,
+    floor=floor,
+    ceil=ceil,
+    trunc=trunc,
+    round=round,
+    clamp=clamp,
+    clip=clamp,
+    masked_fill=masked_fill,
+    where=lambda self, condition, other: where(condition, self, other),
+    clone=clone,
+    eq=eq,
+    ne=ne,
+    lt=lt,
+    le=le,
+    gt=gt,
+    ge=ge,
+    logical_and=logical_and,
+    logical_or=logical_or,
+    logical_xor=logical_xor,
+    logical_not=logical_not,
+    isnan=isnan,
+    isinf=isinf,
+    isfinite=isfinite,
+    equal=equal,
+    allclose=allclose,
+    isclose=isclose,
+    zero_=zero_,
+    fill_=fill_,
+    copy_=copy_,
+    add_=_inplace(add),
+    sub_=_inplace(sub),
+    mul_=_inplace(mul),
+    div_=_inplace(div),
+    pow_=_inplace(pow),
+    clamp_=_inplace(clamp),
+    clip_=_inplace(clamp),
+    masked_fill_=_inplace(masked_fill),
+    exp_=_inplace(exp),
+    log_=_inplace(log),
+    sqrt_=_inplace(sqrt),
+    neg_=_inplace(neg),
+    abs_=_inplace(abs),
+    relu_=_inplace(relu),
+    sigmoid_=_inplace(sigmoid),
+    tanh_=_inplace(tanh),
+    __iadd__=_inplace(add),
+    __isub__=_inplace(sub),
+    __imul__=_inplace(mul),
+    __itruediv__=_inplace(div),
+)

@@ -1,0 +1,457 @@
+"""The Tensor: an array (NumPy or CuPy) plus what autograd needs to know about it.
+
+Math lives in ``core/ops``; each op module attaches its Tensor methods next to the
+op, so this file holds only identity, conversion and autograd plumbing.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import autograd, backend, dtypes
+
+
+class Tensor:
+    __slots__ = (
+        "data",
+        "requires_grad",
+        "grad",
+        "grad_fn",
+        "_output_nr",
+        "_version_counter",
+        "_base",
+        "_acc",
+        "_grad_hooks",
+        "_post_acc_hooks",
+        "_retains_grad",
+        "__weakref__",
+    )
+    __array_priority__ = 1000  # make ndarray <op> Tensor defer to Tensor's reflected op
+
+    def __init__(self, data=None, *, requires_grad: bool = False):
+        if data is None:
+            data = np.empty((0,), dtypes.get_default_dtype().np)
+        elif not hasattr(data, "__array_namespace__") and not isinstance(data, np.ndarray):
+            data = np.asarray(data, dtype=dtypes.get_default_dtype().np)
+        self._init(data, requires_grad, None, 0)
+
+    def _init(self, data, requires_grad, grad_fn, output_nr):
+        self.data = data
+        self.requires_grad = requires_grad
+        self.grad = None
+        self.grad_fn = grad_fn
+        self._output_nr = output_nr
+        self._version_counter = [0]
+        self._base = None
+        self._acc = None
+        self._grad_hooks = None
+        self._post_acc_hooks = None
+        self._retains_grad = False
+
+    @classmethod
+    def _make(cls, data, requires_grad, grad_fn, output_nr):
+        t = object.__new__(cls)
+        t._init(data, requires_grad, grad_fn, output_nr)
+        return t
+
+    # -- identity ---------------------------------------------------------------------
+    @property
+    def shape(self) -> Size:
+        return Size(self.data.shape)
+
+    def size(self, dim: int | None = None):
+        if dim is None:
+            return Size(self.data.shape)
+        return self.data.shape[_wrap_dim(dim, self.data.ndim)]
+
+    @property
+    def dtype(self) -> dtypes.dtype:
+        return dtypes.from_numpy(self.data.dtype)
+
+    @property
+    def device(self) -> backend.device:
+        return backend.device_of(self.data)
+
+    @property
+    def is_cuda(self) -> bool:
+        return self.device.type == "cuda"
+
+    @property
+    def ndim(self) -> int:
+        return self.data.ndim
+
+    def dim(self) -> int:
+        return self.data.ndim
+
+    def numel(self) -> int:
+        return int(self.data.size)
+
+    def element_size(self) -> int:
+        return self.data.itemsize
+
+    @property
+    def itemsize(self) -> int:
+        return self.data.itemsize
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.data.nbytes)
+
+    def is_floating_point(self) -> bool:
+        return self.data.dtype.kind == "f" or self.data.dtype == dtypes.bfloat16.np
+
+    def is_contiguous(self) -> bool:
+        return bool(self.data.flags.c_contiguous)
+
+    def data_ptr(self) -> int:
+        if isinstance(self.data, np.ndarray):
+            return self.data.__array_interface__["data"][0]
+        return self.data.data.ptr
+
+    @property
+    def is_leaf(self) -> bool:
+        return self.grad_fn is None
+
+    @property
+    def _version(self) -> int:
+        return self._version_counter[0]
+
+    def _bump_version(self) -> None:
+        self._version_counter[0] += 1
+
+    def __len__(self) -> int:
+        if self.data.ndim == 0:
+            raise TypeError("len() of a 0-d tensor")
+        return self.data.shape[0]
+
+    def __iter__(self):
+        if self.data.ndim == 0:
+            raise TypeError("iteration over a 0-d tensor")
+        return iter(self.unbind(0))
+
+    def __hash__(self) -> int:
+        return id(self)
+
+    def __repr__(self) -> str:
+        arr = backend.move_array(self.data, backend.CPU)
+        if arr.dtype == dtypes.bfloat16.np:
+            arr = arr.astype(np.float32)
+        body = np.array2string(
+            arr, separator=", ", precision=4, prefix="tensor(", threshold=1000, edgeitems=3
+        )
+        extras = []
+        if self.device.type != "cpu":
+            extras.append(f"device='{self.device}'")
+        if self.dtype not in (dtypes.get_default_dtype(), dtypes.int64, dtypes.bool_):
+            extras.append(f"dtype={self.dtype}")
+        if self.grad_fn is not None:
+            extras.append(f"grad_fn=<{type(self.grad_fn).__name__}Backward>")
+        elif self.requires_grad:
+            extras.append("requires_grad=True")
+        return "tensor(" + ", ".join([body, *extras]) + ")"
+
+    # -- conversion -------------------------------------------------------------------
+    def item(self):
+        if self.data.size != 1:
+            raise RuntimeError(
+                f"a Tensor with {self.data.size} elements cannot be converted to Scalar"
+            )
+        return self.data.reshape(()).item()
+
+    def tolist(self):
+        return backend.move_array(self.data, backend.CPU).tolist()
+
+    def numpy(self, *, force: bool = False) -> np.ndarray:
+        if self.requires_grad and not force:
+            raise RuntimeError(
+                "Can't call numpy() on Tensor that requires grad. Use tensor.detach().numpy()"
+            )
+        if not isinstance(self.data, np.ndarray):
+            if not force:
+                raise TypeError(
+                    f"can't convert {self.device} tensor to numpy; use tensor.cpu() first"
+                )
+            return self.data.get()
+        return self.data
+
+    def __array__(self, dtype=None, copy=None):
+        arr = backend.move_array(self.data, backend.CPU)
+        return arr if dtype is None else arr.astype(dtype)
+
+    def __dlpack__(self, *args, **kwargs):
+        return self.data.__dlpack__(*args, **kwargs)
+
+    def __dlpack_device__(self):
+        return self.data.__dlpack_device__()
+
+    def __bool__(self) -> bool:
+        if self.data.size != 1:
+            raise RuntimeError(
+                f"Boolean value of Tensor with {self.data.size} values is ambiguous"
+            )
+        return bool(self.data.reshape(()).item())
+
+    def __float__(self) -> float:
+        return float(self.item())
+
+    def __int__(self) -> int:
+        return int(self.item())
+
+    def __index__(self) -> int:
+        if self.data.dtype.kind not in "iub" or self.data.size != 1:
+            raise TypeError("only integer tensors of a single element can be converted to an index")
+        return int(self.item())
+
+    def to(self, *args, **kwargs) -> Tensor:
+        r"""``to(device)``, ``to(dtype)``, ``to(device, dtype)`` or ``to(other)``;
+        returns ``self`` when nothing changes, like PyTorch."""
+        dev = kwargs.pop("device", None)
+        dt = kwargs.pop("dtype", None)
+        kwargs.pop("non_blocking", None)
+        copy = kwargs.pop("copy", False)
+        if kwargs:
+            raise TypeError(f"to() got unexpected arguments {sorted(kwargs)}")
+        for a in args:
+            if isinstance(a, Tensor):
+                dev, dt = a.device, a.dtype
+            elif isinstance(a, dtypes.dtype) or (a in (float, int, bool)):
+                dt = a
+            elif a is not None:
+                dev = a
+        from .ops.elementwise import to_copy
+
+        target_dev = backend.normalize_device(dev) if dev is not None else None
+        target_dt = dtypes.to_dtype(dt) if dt is not None else None
+        if target_dev == self.device:
+            target_dev = None
+        if target_dt is self.dtype:
+            target_dt = None
+        if target_dev is None and target_dt is None:
+            return self.clone() if copy else self
+        return to_copy(self, target_dev, target_dt)
+
+    def cpu(self) -> Tensor:
+        return self.to("cpu")
+
+    def cuda(self, device=None) -> Tensor:
+        return self.to(backend.normalize_device("cuda" if device is None else device))
+
+    def type(self, dtype=None):
+        if dtype is None:
+            return f"ember.{self.dtype.name}"
+        return self.to(dtype)
+
+    def float(self) -> Tensor:
+        return self.to(dtypes.float32)
+
+    def double(self) -> Tensor:
+        return self.to(dtypes.float64)
+
+    def half(self) -> Tensor:
+        return self.to(dtypes.float16)
+
+    def bfloat16(self) -> Tensor:
+        return self.to(dtypes.bfloat16)
+
+    def long(self) -> Tensor:
+        return self.to(dtypes.int64)
+
+    def int(self) -> Tensor:
+        return self.to(dtypes.int32)
+
+    def bool(self) -> Tensor:
+        return self.to(dtypes.bool_)
+
+    # -- autograd ---------------------------------------------------------------------
+    def backward(self, gradient=None, retain_graph=None, create_graph=False, inputs=None):
+        r"""Accumulate the gradient of this tensor into the ``.grad`` of the leaves.
+
+        Args:
+            gradient: d(out)/d(self); may be omitted for a single-element tensor.
+            retain_graph: keep saved values for another backward (default: create_graph).
+            create_graph: record the backward pass so it can itself be differentiated.
+        """
+        if not self.requires_grad:
+            raise RuntimeError(
+                "element 0 of tensors does not require grad and does not have a grad_fn"
+            )
+        grad = _initial_grad(self, gradient, create_graph)
+        retain = create_graph if retain_graph is None else retain_graph
+        if inputs is not None:
+            inputs = [inputs] if isinstance(inputs, Tensor) else list(inputs)
+            grads = autograd.run_backward(
+                [self], [grad], retain, create_graph, inputs=inputs, accumulate=False
+            )
+            for t, g in zip(inputs, grads):
+                if g is not None:
+                    t.grad = g if t.grad is None else t.grad + g
+            return
+        autograd.run_backward([self], [grad], retain, create_graph)
+
+    def detach(self) -> Tensor:
+        t = Tensor._make(self.data, False, None, 0)
+        t._version_counter = self._version_counter
+        t._base = self if self._base is None else self._base
+        return t
+
+    def detach_(self) -> Tensor:
+        self.grad_fn = None
+        self.requires_grad = False
+        return self
+
+    def requires_grad_(self, requires_grad: bool = True) -> Tensor:
+        if not requires_grad and self.grad_fn is not None:
+            raise RuntimeError(
+                "you can only change requires_grad flags of leaf variables. If you want to "
+                "use a computed variable in a subgraph that doesn't require differentiation "
+                "use var_no_grad = var.detach()."
+            )
+        if requires_grad and not (self.is_floating_point()):
+            raise RuntimeError(
+                f"only Tensors of floating point dtype can require gradients, got {self.dtype}"
+            )
+        self.requires_grad = requires_grad
+        return self
+
+    def retain_grad(self) -> None:
+        if self.grad_fn is None:
+            return
+        if self._retains_grad:
+            return
+        if not self.requires_grad:
+            raise RuntimeError("can't retain_grad on Tensor that has requires_grad=False")
+        self._retains_grad = True
+        import weakref
+
+        ref = weakref.ref(self)
+
+        def store(grad):
+            t = ref()
+            if t is not None:
+                g = grad.detach() if not autograd._create_graph else grad
+                t.grad = Tensor._make(g.data.copy(), False, None, 0) if t.grad is None else t.grad + g
+
+        self.grad_fn._add_pre_hook(self._output_nr, store)
+
+    def register_hook(self, hook):
+        r"""Call ``hook(grad)`` when the gradient w.r.t. this tensor is computed; a
+        returned tensor replaces the gradient. Returns a handle with ``remove()``."""
+        if not self.requires_grad:
+            raise RuntimeError("cannot register a hook on a tensor that doesn't require gradient")
+        if self.grad_fn is None:
+            if self._grad_hooks is None:
+                self._grad_hooks = []
+            return _RemovableHandle(self._grad_hooks, hook)
+        self.grad_fn._add_pre_hook(self._output_nr, hook)
+        return _RemovableHandle(self.grad_fn._pre_hooks[self._output_nr], hook, added=True)
+
+    def register_post_accumulate_grad_hook(self, hook):
+        r"""Call ``hook(tensor)`` after a leaf's ``.grad`` has been accumulated."""
+        if self.grad_fn is not None:
+            raise RuntimeError(
+                "post accumulate grad hooks cannot be registered on non-leaf tensors"
+            )
+        if self._post_acc_hooks is None:
+            self._post_acc_hooks = []
+        return _RemovableHandle(self._post_acc_hooks, hook)
+
+    def _accumulator(self):
+        acc = self._acc
+        if acc is None:
+            acc = self._acc = autograd.AccumulateGrad(self)
+        return acc
+
+    # -- in-place support ---------------------------------------------------------------
+    def _check_inplace(self):
+        if autograd._grad_enabled and self.requires_grad and self.grad_fn is None:
+            raise RuntimeError(
+                "a leaf Variable that requires grad is being used in an in-place operation."
+            )
+
+    def _inplace_from(self, result: Tensor) -> Tensor:
+        """Make ``self`` hold ``result``'s values (cast to self's dtype) in its own memory,
+        and take over result's place in the graph."""
+        self._check_inplace()
+        data = result.data
+        if data is not self.data:
+            xp = backend.get_array_module(self.data)
+            if data.shape != self.data.shape:
+                raise RuntimeError(
+                    f"output with shape {list(self.data.shape)} doesn't match the broadcast "
+                    f"shape {list(data.shape)}"
+                )
+            xp.copyto(self.data, data, casting="unsafe")
+        self._bump_version()
+        if result.requires_grad:
+            if self._base is not None and self._base.requires_grad:
+                raise RuntimeError(
+                    "ember does not support in-place changes to a view of a tensor that "
+                    "requires grad; call .clone() on the view first"
+                )
+            self.requires_grad = True
+            self.grad_fn = result.grad_fn
+            self._output_nr = result._output_nr
+        return self
+
+    def _snapshot(self) -> Tensor:
+        """An autograd-equivalent copy of self taken before an in-place change."""
+        if not (autograd._grad_enabled and self.requires_grad):
+            return self
+        t = Tensor._make(self.data.copy(), True, self.grad_fn, self._output_nr)
+        t._acc = self._acc
+        return t
+
+
+class Size(tuple):
+    """A shape: a tuple with ``numel()``, as ``torch.Size``."""
+
+    def numel(self) -> int:
+        n = 1
+        for s in self:
+            n *= s
+        return n
+
+    def __repr__(self) -> str:
+        return f"ember.Size({list(self)})"
+
+
+class _RemovableHandle:
+    def __init__(self, container, item, added=False):
+        self.container, self.item = container, item
+        if not added:
+            container.append(item)
+
+    def remove(self) -> None:
+        if self.item in self.container:
+            self.container.remove(self.item)
+
+
+def _wrap_dim(dim: int, ndim: int) -> int:
+    n = max(ndim, 1)
+    if not -n <= dim < n:
+        raise IndexError(
+            f"Dimension out of range (expected to be in range of [{-n}, {n - 1}], but got {dim})"
+        )
+    return dim % n
+
+
+def _initial_grad(t: Tensor, gradient, create_graph):
+    if gradient is None:
+        if t.data.size != 1:
+            raise RuntimeError(
+                f"grad can be implicitly created only for scalar outputs, got shape "
+                f"{list(t.shape)}"
+            )
+        xp = backend.get_array_module(t.data)
+        g = xp.ones(t.data.shape, t.data.dtype)
+        return Tensor._make(g, False, None, 0) if create_graph else g
+    if not isinstance(gradient, Tensor):
+        gradient = Tensor._make(
+            backend.get_array_module(t.data).asarray(gradient, dtype=t.data.dtype), False, None, 0
+        )
+    if gradient.shape != t.shape:
+        raise RuntimeError(
+            f"Mismatch in shape: grad_output has a shape of {list(gradient.shape)} and output "
+            f"has a shape of {list(t.shape)}"
+        )
+    return gradient if create_graph else gradient.data
