@@ -2,9 +2,11 @@
 
 import sys as _sys
 
-from .core import autograd
+from .core import autograd_api as autograd
 from .core.autograd import enable_grad, inference_mode, is_grad_enabled, no_grad, set_grad_enabled
 from .core.backend import device
+from .core import amp, cuda
+from .core.amp import autocast
 from .core.creation import (
     arange,
     as_tensor,
@@ -125,7 +127,7 @@ class _AliasFinder:
     ALIASES = {  # longest first: a path takes the first alias it starts with
         "ember.utils.data.distributed": "ember.distributed.sampler",
         "ember.nn.parallel": "ember.distributed.parallel",
-        "ember.autograd": "ember.core.autograd",
+        "ember.autograd": "ember.core.autograd_api",
         "ember.backends": "ember.core.backends",
         "ember.optim": "ember.core.optim",
         "ember.utils": "ember.core.utils",

@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import heapq
 import itertools
+import sys
 import weakref
 
 import numpy as np
@@ -310,7 +311,9 @@ class AccumulateGrad:
 
     def __init__(self, variable):
         self.variable = weakref.ref(variable)
-        self.seq = -1  # leaves run as soon as they are ready, after any same-time node
+        # Highest priority: a leaf's gradient is accumulated (and its hooks run) as soon
+        # as it is complete, before any other ready node, as in PyTorch.
+        self.seq = sys.maxsize
         self.next_edges = ()
 
 
@@ -320,7 +323,11 @@ class AccumulateGrad:
 def _as_array(g):
     from .tensor import Tensor
 
-    return g.data if isinstance(g, Tensor) else g
+    if isinstance(g, Tensor):
+        return g.data
+    if isinstance(g, np.generic):  # NumPy turns 0-d results into scalars
+        return np.asarray(g)
+    return g
 
 
 def _add(a, b):

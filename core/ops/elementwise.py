@@ -189,25 +189,45 @@ def _minmax_backward(ctx, grad, a, b, a_wins):
     return ga, gb
 
 
+def _broadcast_error(a, b) -> RuntimeError:
+    sa, sb = np.shape(getattr(a, "data", a)), np.shape(getattr(b, "data", b))
+    for i in range(1, min(len(sa), len(sb)) + 1):
+        if sa[-i] != sb[-i] and 1 not in (sa[-i], sb[-i]):
+            return RuntimeError(
+                f"The size of tensor a ({sa[-i]}) must match the size of tensor b ({sb[-i]}) "
+                f"at non-singleton dimension {max(len(sa), len(sb)) - i}"
+            )
+    return RuntimeError(f"shapes {list(sa)} and {list(sb)} cannot be broadcast together")
+
+
+def _apply_binary(cls, a, b, **params):
+    try:
+        return cls.apply(a, b, **params)
+    except ValueError:
+        if isinstance(a, Tensor) and isinstance(b, Tensor):
+            raise _broadcast_error(a, b) from None
+        raise
+
+
 def add(input, other, *, alpha=1):
     a, b = _operands("add", input, other)
     if not isinstance(a, Tensor):
         return Add.apply(b, a, alpha=1) if alpha == 1 else Add.apply(b * alpha, a)
-    return Add.apply(a, b, alpha=alpha)
+    return _apply_binary(Add, a, b, alpha=alpha)
 
 
 def sub(input, other, *, alpha=1):
     a, b = _operands("sub", input, other)
     if not isinstance(a, Tensor):
         return Sub.apply(as_tensor_like(a, b), b, alpha=alpha)
-    return Sub.apply(a, b, alpha=alpha)
+    return _apply_binary(Sub, a, b, alpha=alpha)
 
 
 def mul(input, other):
     a, b = _operands("mul", input, other)
     if not isinstance(a, Tensor):
         a, b = b, a
-    return Mul.apply(a, b)
+    return _apply_binary(Mul, a, b)
 
 
 def div(input, other, *, rounding_mode=None):
@@ -222,7 +242,7 @@ def div(input, other, *, rounding_mode=None):
             break
     if not isinstance(a, Tensor):
         a = as_tensor_like(a, b)
-    return Div.apply(a, b)
+    return _apply_binary(Div, a, b)
 
 
 def _rounded_div(a, b, mode):
