@@ -18,11 +18,17 @@ import itertools
 import sys
 import weakref
 
+import ml_dtypes
 import numpy as np
 
+_BFLOAT16 = np.dtype(ml_dtypes.bfloat16)
 _grad_enabled = True
 _create_graph = False  # True while a backward pass records a graph of its own
 _sequence = itertools.count()
+_final_callbacks = None  # a list while a backward pass runs (see queue_callback)
+# The Tensor class; tensor.py binds it once defined (it imports this module first).
+# A module global instead of an import inside each function keeps Function.apply cheap.
+Tensor = None
 
 
 def is_grad_enabled() -> bool:
@@ -126,36 +132,40 @@ class Function:
     differentiable_backward = False
     # Set on ops whose output may alias their input's memory (views).
     is_view = False
+    # Instance attributes once set; the class defaults save two stores per op.
+    _saved = None
+    _non_diff = None
 
     @classmethod
     def apply(cls, *args, **params):
-        from .tensor import Tensor
-
         arrays = []
         requires_grad = False
         for a in args:
             if isinstance(a, Tensor):
                 arrays.append(a.data)
-                requires_grad = requires_grad or a.requires_grad
+                if a.requires_grad:
+                    requires_grad = True
             else:
                 arrays.append(a)
-        requires_grad = requires_grad and _grad_enabled
-        if not requires_grad:
+        if not (requires_grad and _grad_enabled):
             out = cls.forward(_NO_GRAD_CTX, *arrays, **params)
+            if type(out) is np.ndarray and not cls.is_view:
+                return Tensor._make(out, False, None, 0)
             if isinstance(out, tuple):
                 return tuple(_wrap_plain(o, args, cls.is_view) for o in out)
             return _wrap_plain(out, args, cls.is_view)
 
         ctx = cls.__new__(cls)
-        ctx._saved = None
-        ctx._non_diff = None
         out = cls.forward(ctx, *arrays, **params)
         edges = []
         needs = []
         for a in args:
             if isinstance(a, Tensor) and a.requires_grad:
                 fn = a.grad_fn
-                edges.append((fn, a._output_nr) if fn is not None else (a._accumulator(), 0))
+                if fn is not None:
+                    edges.append((fn, a._output_nr))
+                else:
+                    edges.append((a._acc or a._accumulator(), 0))
                 needs.append(True)
             else:
                 edges.append(None)
@@ -170,19 +180,22 @@ class Function:
             result = outs
         else:
             ctx.n_outputs = 1
-            result = ctx._wrap_output(out, 0, args)
+            if type(out) is np.ndarray and not cls.is_view and ctx._non_diff is None:
+                # _wrap_output's common case, inline; bfloat16 (ml_dtypes) has kind "V"
+                differentiable = out.dtype.kind in "fc" or out.dtype == _BFLOAT16
+                result = Tensor._make(out, differentiable, ctx if differentiable else None, 0)
+            else:
+                result = ctx._wrap_output(out, 0, args)
             outs = (result,)
         if ctx._saved is not None:
             ctx._bind_saved(args, outs)
         return result
 
     def _wrap_output(self, array, index, args):
-        from .tensor import Tensor
-
         if isinstance(array, np.generic):
             array = np.asarray(array)
-        differentiable = array.dtype.kind in "fc" and not (
-            self._non_diff is not None and any(array is a for a in self._non_diff)
+        differentiable = (array.dtype.kind in "fc" or array.dtype == _BFLOAT16) and (
+            self._non_diff is None or not any(array is a for a in self._non_diff)
         )
         t = Tensor._make(array, differentiable, self if differentiable else None, index)
         if self.is_view:
@@ -214,47 +227,49 @@ class Function:
 
     def _bind_saved(self, args, outs):
         """Remember which saved arrays are inputs/outputs: their versions are checked
-        at backward, and under create_graph they come back as the Tensors themselves."""
-        from .tensor import Tensor
+        at backward, and under create_graph they come back as the Tensors themselves.
 
+        An output is held by index and version counter only: holding the Tensor would
+        close a cycle (output -> grad_fn -> ctx -> output) that keeps its memory alive
+        until the cyclic garbage collector runs."""
         sources = []
-        versions = []
-        for s in self._saved:
+        versions = []  # flat triples: version counter, expected version, index in saved
+        for k, s in enumerate(self._saved):
             src = None
             for a in args:
                 if isinstance(a, Tensor) and a.data is s:
                     src = a
+                    versions += (a._version_counter, a._version_counter[0], k)
                     break
             else:
                 for i, o in enumerate(outs):
                     if o.data is s:
-                        src = i  # an output: held by index, not by reference
+                        src = i
+                        versions += (o._version_counter, 0, k)
                         break
             sources.append(src)
-            if isinstance(src, Tensor):
-                versions.append((src._version_counter, src._version_counter[0], src))
-            elif src is not None:
-                versions.append((outs[src]._version_counter, 0, outs[src]))
         self._saved_sources = sources
         self._saved_versions = versions
 
     def _check_versions(self):
-        for counter, expected, tensor in self._saved_versions:
+        versions = self._saved_versions
+        for j in range(0, len(versions), 3):
+            counter, expected = versions[j], versions[j + 1]
             if counter[0] != expected:
+                from .dtypes import from_numpy
+
+                arr = self._saved[versions[j + 2]]
                 raise RuntimeError(
                     "one of the variables needed for gradient computation has been "
-                    f"modified by an inplace operation: [{tensor.dtype.name} "
-                    f"{list(tensor.shape)}] is at version {counter[0]}; expected version "
+                    f"modified by an inplace operation: [{from_numpy(arr.dtype).name} "
+                    f"{list(arr.shape)}] is at version {counter[0]}; expected version "
                     f"{expected} instead. It was saved by {type(self).__name__}."
                 )
 
     def _saved_as_tensors(self):
-        from .tensor import Tensor
-
         if not self.differentiable_backward:
             raise RuntimeError(
-                f"double backward (create_graph=True) is not implemented for "
-                f"{type(self).__name__}"
+                f"double backward (create_graph=True) is not implemented for {type(self).__name__}"
             )
         result = []
         for arr, src in zip(self._saved, self._saved_sources):
@@ -262,6 +277,8 @@ class Function:
                 result.append(src)
             elif src is not None:
                 result.append(Tensor._make(arr, True, self, src))
+            elif arr is None or isinstance(arr, bool | int | float):  # saved Python scalars
+                result.append(arr)
             else:
                 result.append(Tensor._make(arr, False, None, 0))
         return tuple(result)
@@ -269,6 +286,7 @@ class Function:
     def _release(self):
         self._saved = None
         self._saved_sources = None
+        self._saved_versions = None
         self._released = True
 
     def name(self) -> str:
@@ -284,17 +302,17 @@ class Function:
 
 
 def _share_version(view, args):
-    from .tensor import Tensor
-
     base = args[0]
-    if isinstance(base, Tensor) and np.may_share_memory(view.data, base.data):
+    if not isinstance(base, Tensor):
+        return
+    # np.may_share_memory would try to convert CuPy arrays to host arrays (and fail)
+    xp = np if isinstance(view.data, np.ndarray) else _array_module_of(view.data)
+    if xp.may_share_memory(view.data, base.data):
         view._version_counter = base._version_counter
         view._base = base._base if base._base is not None else base
 
 
 def _wrap_plain(array, args, is_view):
-    from .tensor import Tensor
-
     if isinstance(array, np.generic):
         array = np.asarray(array)
     t = Tensor._make(array, False, None, 0)
@@ -321,8 +339,6 @@ class AccumulateGrad:
 
 
 def _as_array(g):
-    from .tensor import Tensor
-
     if isinstance(g, Tensor):
         return g.data
     if isinstance(g, np.generic):  # NumPy turns 0-d results into scalars
@@ -341,8 +357,6 @@ def run_backward(roots, grads, retain_graph, create_graph, inputs=None, accumula
     accumulating into ``.grad`` when ``accumulate`` is False.
     """
     global _grad_enabled, _create_graph
-    from .tensor import Tensor
-
     buffers = {}
     start = []
     for t, g in zip(roots, grads):
@@ -379,6 +393,8 @@ def run_backward(roots, grads, retain_graph, create_graph, inputs=None, accumula
     heapq.heapify(ready)
     # ids of arrays a leaf's .grad may not take over: the caller's and those already taken
     stolen = {id(_as_array(g)) for g in grads}
+    global _final_callbacks
+    prev_callbacks, _final_callbacks = _final_callbacks, []
     prev_mode, prev_create = _grad_enabled, _create_graph
     _grad_enabled, _create_graph = create_graph, create_graph
     try:
@@ -394,7 +410,9 @@ def run_backward(roots, grads, retain_graph, create_graph, inputs=None, accumula
                     _accumulate(node, grads_in[0], stolen, create_graph)
                 continue
             grads_out = None
-            if grads_in is not None and any(g is not None for g in grads_in):
+            if grads_in is not None and (
+                grads_in[0] is not None or any(g is not None for g in grads_in)
+            ):
                 grads_out = _call_backward(node, grads_in, create_graph)
                 if not retain_graph:
                     node._release()
@@ -411,22 +429,31 @@ def run_backward(roots, grads, retain_graph, create_graph, inputs=None, accumula
                 dependencies[nxt] = left
                 if left == 0:
                     heapq.heappush(ready, (-nxt.seq, id(nxt), nxt))
+        callbacks = _final_callbacks
+        while callbacks:  # a callback may queue another
+            callbacks.pop(0)()
     finally:
         _grad_enabled, _create_graph = prev_mode, prev_create
+        _final_callbacks = prev_callbacks
     if inputs is not None:
         return [None if g is None else _to_tensor(g) for g in captured]
     return None
 
 
-def _to_tensor(g):
-    from .tensor import Tensor
+def queue_callback(fn) -> None:
+    """Run ``fn()`` once the backward pass now running has finished (torch's
+    ``Variable._execution_engine.queue_callback``); DistributedDataParallel waits for its
+    all-reduces there."""
+    if _final_callbacks is None:
+        raise RuntimeError("queue_callback can only be called while a backward pass runs")
+    _final_callbacks.append(fn)
 
+
+def _to_tensor(g):
     return g if isinstance(g, Tensor) else Tensor._make(g, False, None, 0)
 
 
 def _call_backward(node, grads_in, create_graph):
-    from .tensor import Tensor
-
     hooks = node.__dict__.get("_pre_hooks")
     if hooks:
         grads_in = list(grads_in)
@@ -437,15 +464,15 @@ def _call_backward(node, grads_in, create_graph):
                 result = fn(_to_tensor(grads_in[nr]))
                 if result is not None:
                     grads_in[nr] = result if create_graph else _as_array(result)
-    if node._saved is None and getattr(node, "_released", False):
+    if node._saved is not None:
+        node._check_versions()
+    elif getattr(node, "_released", False):
         raise RuntimeError(
             f"Trying to backward through the graph a second time (through "
             f"{type(node).__name__}), but the saved intermediate results have already "
             "been freed. Specify retain_graph=True when calling .backward() or "
             "autograd.grad() the first time."
         )
-    if node._saved is not None:
-        node._check_versions()
     if node.n_outputs > 1 and any(g is None for g in grads_in):
         grads_in = list(grads_in)
         for i, (shape, dt) in enumerate(node._out_meta):
@@ -462,7 +489,9 @@ def _call_backward(node, grads_in, create_graph):
     if len(result) < len(node.next_edges):
         result = result + (None,) * (len(node.next_edges) - len(result))
     if not create_graph:
-        result = tuple(_as_array(g) if g is not None else None for g in result)
+        for g in result:  # unwrap only when some gradient is not a plain ndarray
+            if g is not None and type(g) is not np.ndarray:
+                return tuple(None if g is None else _as_array(g) for g in result)
     return result
 
 
@@ -473,8 +502,6 @@ def _array_module_of(g):
 
 
 def _accumulate(acc, g, stolen, create_graph):
-    from .tensor import Tensor
-
     var = acc.variable()
     if var is None:
         return
@@ -507,8 +534,6 @@ def _accumulate(acc, g, stolen, create_graph):
 
 
 def _as_list(x):
-    from .tensor import Tensor
-
     if x is None:
         return None
     return [x] if isinstance(x, Tensor) else list(x)

@@ -54,7 +54,7 @@ def tensor(data, *, dtype=None, device=None, requires_grad: bool = False) -> Ten
     dt = dtypes.to_dtype(dtype) if dtype is not None else _infer_from(data)
     xp = backend.array_module_for(dev)
     with backend.device_context(dev):
-        arr = xp.array(data, dtype=dt.np, copy=True)
+        arr = xp.array(data, dtype=dt.np, copy=True, order="C")  # contiguous, as torch
     return _new(arr, requires_grad)
 
 
@@ -65,14 +65,19 @@ def _infer_from(data):
 
 
 def _has_tensors(seq) -> bool:
-    return any(isinstance(d, Tensor) or (isinstance(d, list | tuple) and d and _has_tensors(d)) for d in seq)
+    return any(
+        isinstance(d, Tensor) or (isinstance(d, list | tuple) and d and _has_tensors(d))
+        for d in seq
+    )
 
 
 def as_tensor(data, dtype=None, device=None) -> Tensor:
     r"""Like ``tensor`` but shares memory when ``data`` already has the right dtype and device."""
     if isinstance(data, Tensor):
         return data.to(device=device, dtype=dtype) if (device or dtype) else data
-    if isinstance(data, np.ndarray) and (device is None or backend.normalize_device(device).type == "cpu"):
+    if isinstance(data, np.ndarray) and (
+        device is None or backend.normalize_device(device).type == "cpu"
+    ):
         dt = dtypes.to_dtype(dtype).np if dtype is not None else data.dtype
         return _new(np.asarray(data, dtype=dt))
     return tensor(data, dtype=dtype, device=device)
@@ -116,8 +121,12 @@ def empty(*size, dtype=None, device=None, requires_grad=False) -> Tensor:
 
 def full(size, fill_value, *, dtype=None, device=None, requires_grad=False) -> Tensor:
     if dtype is None:
-        dtype = dtypes.scalar_dtype(fill_value.item() if isinstance(fill_value, Tensor) else fill_value)
-    return _filled(lambda xp, s, d: xp.full(s, fill_value, d), (size,), dtype, device, requires_grad)
+        dtype = dtypes.scalar_dtype(
+            fill_value.item() if isinstance(fill_value, Tensor) else fill_value
+        )
+    return _filled(
+        lambda xp, s, d: xp.full(s, fill_value, d), (size,), dtype, device, requires_grad
+    )
 
 
 def _like(fn):
@@ -159,7 +168,9 @@ def arange(start, end=None, step=1, *, dtype=None, device=None, requires_grad=Fa
 
 
 def linspace(start, end, steps: int, *, dtype=None, device=None, requires_grad=False) -> Tensor:
-    return _filled(lambda xp, s, d: xp.linspace(start, end, steps).astype(d), (), dtype, device, requires_grad)
+    return _filled(
+        lambda xp, s, d: xp.linspace(start, end, steps).astype(d), (), dtype, device, requires_grad
+    )
 
 
 def eye(n: int, m: int | None = None, *, dtype=None, device=None, requires_grad=False) -> Tensor:
@@ -183,7 +194,9 @@ def _random(draw, size, generator, dtype, device, requires_grad):
 
 
 def rand(*size, generator=None, dtype=None, device=None, requires_grad=False) -> Tensor:
-    return _random(lambda r, s, d: r.random(s, dtype=d), size, generator, dtype, device, requires_grad)
+    return _random(
+        lambda r, s, d: r.random(s, dtype=d), size, generator, dtype, device, requires_grad
+    )
 
 
 def randn(*size, generator=None, dtype=None, device=None, requires_grad=False) -> Tensor:
@@ -193,11 +206,21 @@ def randn(*size, generator=None, dtype=None, device=None, requires_grad=False) -
 
 
 def rand_like(input: Tensor, *, dtype=None, device=None, requires_grad=False) -> Tensor:
-    return rand(input.shape, dtype=dtype or input.dtype, device=device or input.device, requires_grad=requires_grad)
+    return rand(
+        input.shape,
+        dtype=dtype or input.dtype,
+        device=device or input.device,
+        requires_grad=requires_grad,
+    )
 
 
 def randn_like(input: Tensor, *, dtype=None, device=None, requires_grad=False) -> Tensor:
-    return randn(input.shape, dtype=dtype or input.dtype, device=device or input.device, requires_grad=requires_grad)
+    return randn(
+        input.shape,
+        dtype=dtype or input.dtype,
+        device=device or input.device,
+        requires_grad=requires_grad,
+    )
 
 
 def randint(low, high=None, size=None, *, generator=None, dtype=None, device=None) -> Tensor:
@@ -207,19 +230,25 @@ def randint(low, high=None, size=None, *, generator=None, dtype=None, device=Non
     if high is None or size is None:
         raise TypeError("randint() needs high and size")
     if low >= high:
-        raise RuntimeError(f"random_ expects 'from' to be less than 'to', but got from={low} >= to={high}")
+        raise RuntimeError(
+            f"random_ expects 'from' to be less than 'to', but got from={low} >= to={high}"
+        )
     dev = backend.normalize_device(device)
     dt = dtypes.to_dtype(dtype) if dtype is not None else dtypes.int64
     rng = generator_for(generator, dev).rng
     with backend.device_context(dev):
-        arr = rng.integers(low, high, size=_shape((size,)), dtype=np.int64).astype(dt.np, copy=False)
+        arr = rng.integers(low, high, size=_shape((size,)), dtype=np.int64).astype(
+            dt.np, copy=False
+        )
     return _new(arr)
 
 
 def randint_like(input: Tensor, low, high=None, *, dtype=None, device=None) -> Tensor:
     if high is None:
         low, high = 0, low
-    return randint(low, high, input.shape, dtype=dtype or input.dtype, device=device or input.device)
+    return randint(
+        low, high, input.shape, dtype=dtype or input.dtype, device=device or input.device
+    )
 
 
 def randperm(n: int, *, generator=None, dtype=None, device=None) -> Tensor:
@@ -235,7 +264,12 @@ def normal(mean=0.0, std=1.0, size=None, *, generator=None, dtype=None, device=N
     r"""Normal samples: ``normal(mean, std, size)`` with floats, or elementwise with tensors."""
     if isinstance(mean, Tensor) or isinstance(std, Tensor):
         like = mean if isinstance(mean, Tensor) else std
-        noise = randn(like.shape if size is None else size, generator=generator, dtype=like.dtype, device=like.device)
+        noise = randn(
+            like.shape if size is None else size,
+            generator=generator,
+            dtype=like.dtype,
+            device=like.device,
+        )
         return noise * std + mean
     if size is None:
         raise TypeError("normal() with float mean and std needs size")
@@ -249,20 +283,26 @@ def bernoulli(input: Tensor, p=None, *, generator=None) -> Tensor:
     return _new((draw < probs).astype(input.data.dtype))
 
 
-def multinomial(input: Tensor, num_samples: int, replacement: bool = False, *, generator=None) -> Tensor:
+def multinomial(
+    input: Tensor, num_samples: int, replacement: bool = False, *, generator=None
+) -> Tensor:
     r"""Sample category indices from (unnormalised) probabilities in the last dim."""
     probs = backend.move_array(input.data, backend.CPU).astype(np.float64)
     if probs.ndim not in (1, 2):
         raise RuntimeError(f"multinomial: prob_dist must be 1 or 2 dim, got {probs.ndim}")
     if (probs < 0).any() or not np.isfinite(probs).all():
-        raise RuntimeError("multinomial: probability tensor contains either `inf`, `nan` or element < 0")
+        raise RuntimeError(
+            "multinomial: probability tensor contains either `inf`, `nan` or element < 0"
+        )
     rng = generator_for(generator, backend.CPU).rng
     rows = probs.reshape(-1, probs.shape[-1])
     out = np.empty((rows.shape[0], num_samples), dtype=np.int64)
     for i, row in enumerate(rows):
         total = row.sum()
         if total <= 0:
-            raise RuntimeError("multinomial: invalid multinomial distribution (sum of probabilities <= 0)")
+            raise RuntimeError(
+                "multinomial: invalid multinomial distribution (sum of probabilities <= 0)"
+            )
         out[i] = rng.choice(row.size, size=num_samples, replace=replacement, p=row / total)
     out = out.reshape(probs.shape[:-1] + (num_samples,))
     return _new(backend.move_array(out, input.device))
@@ -300,18 +340,32 @@ def random_(self: Tensor, low: int = 0, high: int | None = None, *, generator=No
 
 
 def new_tensor(self: Tensor, data, dtype=None, device=None, requires_grad=False) -> Tensor:
-    return tensor(data, dtype=dtype or self.dtype, device=device or self.device, requires_grad=requires_grad)
+    return tensor(
+        data, dtype=dtype or self.dtype, device=device or self.device, requires_grad=requires_grad
+    )
 
 
 def _new_filled(fn):
     def method(self: Tensor, *size, dtype=None, device=None, requires_grad=False, **kw):
-        return fn(*size, dtype=dtype or self.dtype, device=device or self.device, requires_grad=requires_grad, **kw)
+        return fn(
+            *size,
+            dtype=dtype or self.dtype,
+            device=device or self.device,
+            requires_grad=requires_grad,
+            **kw,
+        )
 
     return method
 
 
 def _new_full(self: Tensor, size, fill_value, *, dtype=None, device=None, requires_grad=False):
-    return full(size, fill_value, dtype=dtype or self.dtype, device=device or self.device, requires_grad=requires_grad)
+    return full(
+        size,
+        fill_value,
+        dtype=dtype or self.dtype,
+        device=device or self.device,
+        requires_grad=requires_grad,
+    )
 
 
 for _name, _fn in dict(
@@ -326,4 +380,3 @@ for _name, _fn in dict(
     new_full=_new_full,
 ).items():
     setattr(Tensor, _name, _fn)
-

@@ -8,10 +8,15 @@ from . import backend
 from .tensor import Tensor
 
 
-def _flat_outputs(out):
+def _differentiable_outputs(out):
+    """Positions of the outputs that require grad (None for a single tensor)."""
     if isinstance(out, Tensor):
-        return [out]
-    return [o for o in out if isinstance(o, Tensor) and o.requires_grad]
+        return None
+    return [i for i, o in enumerate(out) if isinstance(o, Tensor) and o.requires_grad]
+
+
+def _flat_outputs(out, positions):
+    return [out] if positions is None else [out[i] for i in positions]
 
 
 def gradcheck(
@@ -50,7 +55,9 @@ def gradcheck(
                 stacklevel=2,
             )
     rng = np.random.default_rng(seed)
-    outputs = _flat_outputs(func(*inputs))
+    result = func(*inputs)
+    positions = _differentiable_outputs(result)
+    outputs = _flat_outputs(result, positions)
     projections = [
         backend.move_array(rng.standard_normal(o.shape).astype(o.data.dtype), o.device)
         for o in outputs
@@ -60,7 +67,7 @@ def gradcheck(
         from .autograd import no_grad
 
         with no_grad():
-            outs = _flat_outputs(func(*args))
+            outs = _flat_outputs(func(*args), positions)
         return sum(float((o.data * v).sum()) for o, v in zip(outs, projections))
 
     from .autograd import run_backward
@@ -86,7 +93,11 @@ def gradcheck(
             flat[k] = orig
             numerical[k] = (plus - minus) / (2 * eps)
         got = analytical[slot]
-        got = np.zeros(flat.size) if got is None else np.asarray(backend.move_array(got.data, backend.CPU), dtype=np.float64).reshape(-1)
+        got = (
+            np.zeros(flat.size)
+            if got is None
+            else np.asarray(backend.move_array(got.data, backend.CPU), dtype=np.float64).reshape(-1)
+        )
         if not np.allclose(got, numerical, atol=atol, rtol=rtol):
             worst = int(np.argmax(np.abs(got - numerical)))
             msg = (

@@ -50,8 +50,19 @@ class Tensor:
 
     @classmethod
     def _make(cls, data, requires_grad, grad_fn, output_nr):
+        # _init inlined: this runs once per op output
         t = object.__new__(cls)
-        t._init(data, requires_grad, grad_fn, output_nr)
+        t.data = data
+        t.requires_grad = requires_grad
+        t.grad = None
+        t.grad_fn = grad_fn
+        t._output_nr = output_nr
+        t._version_counter = [0]
+        t._base = None
+        t._acc = None
+        t._grad_hooks = None
+        t._post_acc_hooks = None
+        t._retains_grad = False
         return t
 
     # -- identity ---------------------------------------------------------------------
@@ -186,9 +197,7 @@ class Tensor:
 
     def __bool__(self) -> bool:
         if self.data.size != 1:
-            raise RuntimeError(
-                f"Boolean value of Tensor with {self.data.size} values is ambiguous"
-            )
+            raise RuntimeError(f"Boolean value of Tensor with {self.data.size} values is ambiguous")
         return bool(self.data.reshape(()).item())
 
     def __float__(self) -> float:
@@ -329,7 +338,9 @@ class Tensor:
             t = ref()
             if t is not None:
                 g = grad.detach() if not autograd._create_graph else grad
-                t.grad = Tensor._make(g.data.copy(), False, None, 0) if t.grad is None else t.grad + g
+                t.grad = (
+                    Tensor._make(g.data.copy(), False, None, 0) if t.grad is None else t.grad + g
+                )
 
         self.grad_fn._add_pre_hook(self._output_nr, store)
 
@@ -372,6 +383,16 @@ class Tensor:
         """Make ``self`` hold ``result``'s values (cast to self's dtype) in its own memory,
         and take over result's place in the graph."""
         self._check_inplace()
+        # a view records the write on its base too (see ops.indexing.rebase_view); a
+        # detached alias of a tensor that requires grad (no grad itself) is left alone
+        base = self._base
+        rebase = base is not None and result.requires_grad
+        rebase = rebase and (self.requires_grad or not base.requires_grad)
+        if rebase and base.requires_grad and base.grad_fn is None:
+            raise RuntimeError(
+                "a view of a leaf Variable that requires grad is being used in an in-place "
+                "operation."
+            )
         data = result.data
         if data is not self.data:
             xp = backend.get_array_module(self.data)
@@ -383,11 +404,11 @@ class Tensor:
             xp.copyto(self.data, data, casting="unsafe")
         self._bump_version()
         if result.requires_grad:
-            if self._base is not None and self._base.requires_grad:
-                raise RuntimeError(
-                    "ember does not support in-place changes to a view of a tensor that "
-                    "requires grad; call .clone() on the view first"
-                )
+            if rebase:
+                from .ops.indexing import rebase_view
+
+                rebase_view(self, result)
+                return self
             self.requires_grad = True
             self.grad_fn = result.grad_fn
             self._output_nr = result._output_nr
@@ -439,8 +460,7 @@ def _initial_grad(t: Tensor, gradient, create_graph):
     if gradient is None:
         if t.data.size != 1:
             raise RuntimeError(
-                f"grad can be implicitly created only for scalar outputs, got shape "
-                f"{list(t.shape)}"
+                f"grad can be implicitly created only for scalar outputs, got shape {list(t.shape)}"
             )
         xp = backend.get_array_module(t.data)
         g = xp.ones(t.data.shape, t.data.dtype)
@@ -455,3 +475,6 @@ def _initial_grad(t: Tensor, gradient, create_graph):
             f"has a shape of {list(t.shape)}"
         )
     return gradient if create_graph else gradient.data
+
+
+autograd.Tensor = Tensor  # see autograd.Tensor

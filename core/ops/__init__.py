@@ -1,7 +1,22 @@
 """Ops grouped by family; importing this package attaches every Tensor method."""
 
-from . import elementwise  # noqa: F401
-
-# --- movement and indexing ops (views, shape ops, getitem/setitem, gather/scatter) ---
-# --- reductions and linear algebra ---
-# --- nn ops (conv, pooling, normalization, attention, losses, dropout, embedding) ---
+from . import (
+    attention,
+    conv,
+    elementwise,
+    indexing,
+    join,
+    linalg,
+    movement,
+    nn,
+    nn_activation,
+    nn_composite,
+    nn_losses,
+    norm,
+    pad,
+    pool,
+    reduce,
+    reorder,
+    scan,
+    scatter,
+)

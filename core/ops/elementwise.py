@@ -17,6 +17,11 @@ from ._util import as_tensor_like, attach, call, check_same_device, sum_to, xp_o
 
 def _operands(op: str, a, b):
     """Cast tensor operands to the promoted dtype; Python scalars stay scalars."""
+    # Fast path: a float tensor and a Python number keep the tensor's dtype.
+    if type(b) in (float, int) and isinstance(a, Tensor) and a.data.dtype.kind == "f":
+        return a, b
+    if type(a) in (float, int) and isinstance(b, Tensor) and b.data.dtype.kind == "f":
+        return a, b
     if not isinstance(a, Tensor):
         a = _scalar_or_tensor(op, a, b)
     if not isinstance(b, Tensor):
@@ -48,9 +53,7 @@ def _scalar_or_tensor(op, value, other):
         if arr.dtype == np.float64 and not isinstance(value, np.ndarray):
             arr = arr.astype(dtypes.get_default_dtype().np)
         return Tensor._make(arr, False, None, 0)
-    raise TypeError(
-        f"unsupported operand type(s) for {op}: 'Tensor' and '{type(value).__name__}'"
-    )
+    raise TypeError(f"unsupported operand type(s) for {op}: 'Tensor' and '{type(value).__name__}'")
 
 
 # -- binary arithmetic ----------------------------------------------------------------------
@@ -88,7 +91,11 @@ class Sub(Function):
     def backward(ctx, grad):
         sa, sb = ctx.shapes
         ga = sum_to(grad, sa) if ctx.needs_input_grad[0] else None
-        gb = sum_to(-grad if ctx.alpha == 1 else grad * -ctx.alpha, sb) if ctx.needs_input_grad[1] else None
+        gb = (
+            sum_to(-grad if ctx.alpha == 1 else grad * -ctx.alpha, sb)
+            if ctx.needs_input_grad[1]
+            else None
+        )
         return ga, gb
 
 
@@ -257,12 +264,18 @@ def _rounded_div(a, b, mode):
         if like.dtype._category == 1:
             out = out.astype(like.data.dtype)
     else:
-        raise ValueError(f"div expected rounding_mode to be one of None, 'trunc', or 'floor' but found '{mode}'")
+        raise ValueError(
+            f"div expected rounding_mode to be one of None, 'trunc', or 'floor' but found '{mode}'"
+        )
     return Tensor._make(xp.asarray(out, dtype=like.data.dtype), False, None, 0)
 
 
 def pow(input, exponent):
-    if isinstance(input, Tensor) and isinstance(exponent, int | float) and not isinstance(exponent, bool):
+    if (
+        isinstance(input, Tensor)
+        and isinstance(exponent, int | float)
+        and not isinstance(exponent, bool)
+    ):
         a = input
         if not a.is_floating_point() and isinstance(exponent, float):
             a = to_copy(a, None, dtypes.get_default_dtype())
@@ -287,14 +300,20 @@ def remainder(input, other):
     a, b = _operands("remainder", input, other)
     if not isinstance(a, Tensor):
         a = as_tensor_like(a, b)
-    return sub(a, mul(div(a.detach(), b.detach() if isinstance(b, Tensor) else b, rounding_mode="floor"), b))
+    return sub(
+        a,
+        mul(div(a.detach(), b.detach() if isinstance(b, Tensor) else b, rounding_mode="floor"), b),
+    )
 
 
 def fmod(input, other):
     a, b = _operands("fmod", input, other)
     if not isinstance(a, Tensor):
         a = as_tensor_like(a, b)
-    return sub(a, mul(div(a.detach(), b.detach() if isinstance(b, Tensor) else b, rounding_mode="trunc"), b))
+    return sub(
+        a,
+        mul(div(a.detach(), b.detach() if isinstance(b, Tensor) else b, rounding_mode="trunc"), b),
+    )
 
 
 def floor_divide(input, other):
@@ -526,7 +545,9 @@ class LeakyRelu(Function):
     def backward(ctx, grad):
         (x,) = ctx.saved_tensors
         pos = x > 0
-        return grad * (pos + (~pos if not isinstance(pos, Tensor) else pos.logical_not()) * ctx.slope)
+        return grad * (
+            pos + (~pos if not isinstance(pos, Tensor) else pos.logical_not()) * ctx.slope
+        )
 
 
 class Elu(Function):
@@ -589,7 +610,9 @@ def _erf(xp, x):
     xf = x.astype(np.float32, copy=False)
     a = np.abs(xf)
     t = 1 / (1 + np.float32(0.3275911) * a)
-    poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))))
+    poly = t * (
+        0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429)))
+    )
     y = 1 - poly.astype(np.float32) * np.exp(-a * a)
     return np.copysign(y, xf).astype(x.dtype, copy=False)
 
@@ -621,7 +644,9 @@ class Softplus(Function):
     def backward(ctx, grad):
         (x,) = ctx.saved_tensors
         bx = x * ctx.beta
-        return grad * xp_of(x).where(bx > ctx.threshold, 1, _sigmoid(bx)).astype(grad.dtype, copy=False)
+        return grad * xp_of(x).where(bx > ctx.threshold, 1, _sigmoid(bx)).astype(
+            grad.dtype, copy=False
+        )
 
 
 class Clamp(Function):
@@ -812,7 +837,9 @@ def where(condition: Tensor, input=None, other=None) -> Tensor:
     if not isinstance(condition, Tensor):
         raise TypeError(f"where(): condition must be a Tensor, got {type(condition).__name__}")
     if condition.data.dtype != np.bool_:
-        raise RuntimeError(f"where expected condition to be a boolean tensor, but got a tensor with dtype {condition.dtype}")
+        raise RuntimeError(
+            f"where expected condition to be a boolean tensor, but got a tensor with dtype {condition.dtype}"
+        )
     a, b = _operands("where", input, other)
     if not isinstance(a, Tensor):
         a = as_tensor_like(a, b if isinstance(b, Tensor) else condition, dtypes.result_type(a, b))
@@ -824,10 +851,14 @@ def where(condition: Tensor, input=None, other=None) -> Tensor:
 
 def masked_fill(input: Tensor, mask: Tensor, value) -> Tensor:
     if mask.data.dtype != np.bool_:
-        raise RuntimeError(f"masked_fill only supports boolean masks, but got mask with dtype {mask.dtype}")
+        raise RuntimeError(
+            f"masked_fill only supports boolean masks, but got mask with dtype {mask.dtype}"
+        )
     if isinstance(value, Tensor):
         if value.ndim != 0:
-            raise RuntimeError(f"masked_fill only supports a 0-dimensional value tensor, but got tensor with {value.ndim} dimension(s)")
+            raise RuntimeError(
+                f"masked_fill only supports a 0-dimensional value tensor, but got tensor with {value.ndim} dimension(s)"
+            )
         value = value.to(input.dtype)
         return Where.apply(mask, value, input)
     fill = Tensor._make(xp_of(input.data).asarray(value, dtype=input.data.dtype), False, None, 0)
@@ -846,7 +877,9 @@ def _compare(name, op):
         a, b = _operands(name, input, other)
         xa = a.data if isinstance(a, Tensor) else a
         xb = b.data if isinstance(b, Tensor) else b
-        return Tensor._make(xp_of(xa if isinstance(a, Tensor) else xb).asarray(op(xa, xb)), False, None, 0)
+        return Tensor._make(
+            xp_of(xa if isinstance(a, Tensor) else xb).asarray(op(xa, xb)), False, None, 0
+        )
 
     fn.__name__ = name
     return fn
@@ -885,7 +918,9 @@ def _bitwise(name, op):
     def fn(input, other):
         xb = other.data if isinstance(other, Tensor) else other
         if input.dtype._category == 2:
-            raise TypeError(f"{name} is only supported for integer and boolean tensors, got {input.dtype}")
+            raise TypeError(
+                f"{name} is only supported for integer and boolean tensors, got {input.dtype}"
+            )
         return Tensor._make(op(input.data, xb), False, None, 0)
 
     return fn
@@ -905,12 +940,21 @@ def equal(input: Tensor, other: Tensor) -> bool:
 
 
 def allclose(input, other, rtol=1e-05, atol=1e-08, equal_nan=False) -> bool:
-    return bool(xp_of(input.data).allclose(input.data, other.data, rtol=rtol, atol=atol, equal_nan=equal_nan))
+    return bool(
+        xp_of(input.data).allclose(
+            input.data, other.data, rtol=rtol, atol=atol, equal_nan=equal_nan
+        )
+    )
 
 
 def isclose(input, other, rtol=1e-05, atol=1e-08, equal_nan=False) -> Tensor:
     xb = other.data if isinstance(other, Tensor) else other
-    return Tensor._make(xp_of(input.data).isclose(input.data, xb, rtol=rtol, atol=atol, equal_nan=equal_nan), False, None, 0)
+    return Tensor._make(
+        xp_of(input.data).isclose(input.data, xb, rtol=rtol, atol=atol, equal_nan=equal_nan),
+        False,
+        None,
+        0,
+    )
 
 
 # -- in-place variants ------------------------------------------------------------------------
@@ -954,7 +998,12 @@ def copy_(self: Tensor, src, non_blocking: bool = False) -> Tensor:
             f"copy_: the size of src {list(src.shape)} must be broadcastable to {list(self.shape)}"
         ) from None
     moved = src if src.device == self.device else src.to(self.device)
-    if moved.requires_grad and src.requires_grad and self.requires_grad is False and not _recording():
+    if (
+        moved.requires_grad
+        and src.requires_grad
+        and self.requires_grad is False
+        and not _recording()
+    ):
         moved = moved.detach()
     if _recording() and moved.requires_grad:
         result = add(mul(self._snapshot().detach(), 0), moved.to(self.dtype))
@@ -998,9 +1047,15 @@ attach(
     __le__=le,
     __gt__=gt,
     __ge__=ge,
-    __and__=lambda self, other: bitwise_and(self, other) if self.dtype._category else logical_and(self, other),
-    __or__=lambda self, other: bitwise_or(self, other) if self.dtype._category else logical_or(self, other),
-    __xor__=lambda self, other: bitwise_xor(self, other) if self.dtype._category else logical_xor(self, other),
+    __and__=lambda self, other: (
+        bitwise_and(self, other) if self.dtype._category else logical_and(self, other)
+    ),
+    __or__=lambda self, other: (
+        bitwise_or(self, other) if self.dtype._category else logical_or(self, other)
+    ),
+    __xor__=lambda self, other: (
+        bitwise_xor(self, other) if self.dtype._category else logical_xor(self, other)
+    ),
     __invert__=lambda self: logical_not(self) if self.dtype._category == 0 else bitwise_not(self),
     __hash__=Tensor.__hash__,
     add=add,

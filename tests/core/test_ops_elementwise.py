@@ -121,8 +121,16 @@ def test_maximum_ties_split_gradient_like_torch():
         (ember.tensor([1, 2], dtype=ember.int32), 7, ember.int32),
         (ember.tensor([1.0], dtype=ember.float16), 2.0, ember.float16),
         (ember.tensor([1, 2], dtype=ember.uint8), ember.tensor([1], dtype=ember.int8), ember.int16),
-        (ember.tensor([1.0], dtype=ember.float16), ember.tensor([1.0], dtype=ember.bfloat16), ember.float32),
-        (ember.tensor([1], dtype=ember.int64), ember.tensor(2.0, dtype=ember.float64), ember.float64),
+        (
+            ember.tensor([1.0], dtype=ember.float16),
+            ember.tensor([1.0], dtype=ember.bfloat16),
+            ember.float32,
+        ),
+        (
+            ember.tensor([1], dtype=ember.int64),
+            ember.tensor(2.0, dtype=ember.float64),
+            ember.float64,
+        ),
         (ember.tensor([1.0]), ember.tensor(2.0, dtype=ember.float64), ember.float32),
         (ember.tensor([True]), 2, ember.int64),
         (ember.tensor([1], dtype=ember.int8), ember.tensor(1000), ember.int8),
@@ -144,7 +152,9 @@ def test_int_division_is_true_division():
     assert (x / 2).dtype is ember.float32
     np.testing.assert_allclose((x / 2).numpy(), [1.5, 2.0])
     np.testing.assert_array_equal((x // 2).numpy(), [1, 2])
-    np.testing.assert_array_equal(ember.tensor([-3, 5]).div(2, rounding_mode="trunc").numpy(), [-1, 2])
+    np.testing.assert_array_equal(
+        ember.tensor([-3, 5]).div(2, rounding_mode="trunc").numpy(), [-1, 2]
+    )
     np.testing.assert_array_equal((ember.tensor([-3, 5]) % 3).numpy(), [0, 2])
 
 
@@ -161,7 +171,9 @@ def test_comparisons_and_logical_ops():
 
 
 def test_mismatched_shapes_error_names_shapes():
-    with pytest.raises(RuntimeError, match=r"size of tensor a \(3\) must match the size of tensor b \(4\)"):
+    with pytest.raises(
+        RuntimeError, match=r"size of tensor a \(3\) must match the size of tensor b \(4\)"
+    ):
         ember.ones(3) + ember.ones(4)
     with pytest.raises(RuntimeError, match="must match"):
         ember.ones(2, 3) * ember.ones(4, 3)
@@ -226,6 +238,4 @@ def test_copy_and_fill():
 
 
 def test_to_dtype_is_differentiable():
-    check_op(
-        [(3,)], lambda x: (x.float() * 2).double(), atol=1e-6, gradcheck_fd=False
-    )
+    check_op([(3,)], lambda x: (x.float() * 2).double(), atol=1e-6, gradcheck_fd=False)

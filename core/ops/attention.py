@@ -1,0 +1,152 @@
+"""Scaled dot-product attention as one fused op: the softmax probabilities are saved and
+backward is four matmuls and a softmax-Jacobian product."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..autograd import Function
+from ..random import generator_for
+from ..tensor import Tensor
+from ._util import check_same_device, sum_to, xp_of
+
+
+class ScaledDotProductAttention(Function):
+    @staticmethod
+    def forward(ctx, q, k, v, mask, scale, is_causal, repeat, keep):
+        xp = xp_of(q)
+        kv_shapes = (k.shape, v.shape)
+        if repeat > 1:  # grouped-query attention: each key/value head serves `repeat` heads
+            k, v = xp.repeat(k, repeat, axis=-3), xp.repeat(v, repeat, axis=-3)
+        scores = xp.matmul(q * scale, k.swapaxes(-1, -2))
+        length, source = scores.shape[-2:]
+        if is_causal:
+            allowed = xp.tril(xp.ones((length, source), bool))
+            scores = xp.where(allowed, scores, -np.inf)
+        if mask is not None:
+            scores = xp.where(mask, scores, -np.inf) if mask.dtype == bool else scores + mask
+        top = scores.max(axis=-1, keepdims=True)
+        top[top == -np.inf] = 0  # a fully masked row gives zeros, as PyTorch's math path
+        scores -= top  # scores is always a fresh array here
+        probs = xp.exp(scores, out=scores)
+        total = probs.sum(axis=-1, keepdims=True)
+        total[total == 0] = 1
+        probs /= total
+        dropped = probs if keep is None else probs * keep
+        out = xp.matmul(dropped, v)
+        ctx.save_for_backward(q, k, v, probs, keep)
+        ctx.meta = (scale, repeat, None if mask is None else mask.shape, kv_shapes)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        q, k, v, probs, keep = ctx.saved_tensors
+        scale, repeat, mask_shape, kv_shapes = ctx.meta
+        xp = xp_of(grad)
+        need_q, need_k, need_v, need_mask = ctx.needs_input_grad[:4]
+        dropped = probs if keep is None else probs * keep
+        gv = xp.matmul(dropped.swapaxes(-1, -2), grad) if need_v else None
+        gq = gk = gmask = None
+        if need_q or need_k or need_mask:
+            gp = xp.matmul(grad, v.swapaxes(-1, -2))
+            if keep is not None:
+                gp *= keep
+            gs = probs * (gp - (gp * probs).sum(axis=-1, keepdims=True))
+            if need_mask:
+                gmask = sum_to(gs, mask_shape)
+            if need_q:
+                gq = sum_to(xp.matmul(gs, k) * scale, q.shape)
+            if need_k:
+                gk = xp.matmul(gs.swapaxes(-1, -2), q) * scale
+        if gk is not None:
+            gk = sum_to(_fold_heads(gk, repeat), kv_shapes[0])
+        if gv is not None:
+            gv = sum_to(_fold_heads(gv, repeat), kv_shapes[1])
+        return gq, gk, gv, gmask
+
+
+def _fold_heads(g, repeat):
+    """Sum the gradients of the heads that shared one key/value head (GQA)."""
+    if repeat == 1:
+        return g
+    return g.reshape(g.shape[:-3] + (g.shape[-3] // repeat, repeat) + g.shape[-2:]).sum(axis=-3)
+
+
+def scaled_dot_product_attention(
+    query,
+    key,
+    value,
+    attn_mask=None,
+    dropout_p=0.0,
+    is_causal=False,
+    scale=None,
+    enable_gqa=False,
+) -> Tensor:
+    r"""``softmax(query @ key^T * scale + mask) @ value`` over (..., L, E) / (..., S, E) /
+    (..., S, Ev) inputs.
+
+    Args:
+        attn_mask: bool (True = may attend) or float (added to the scores), broadcastable
+            to (..., L, S).
+        dropout_p: dropout on the attention weights. is_causal: a lower-triangular mask
+            (not together with ``attn_mask``). scale: default ``1 / sqrt(E)``.
+        enable_gqa: let key/value have fewer heads (dim -3) than query.
+
+    Example::
+
+        >>> q = k = v = ember.randn(2, 4, 5, 8)
+        >>> F.scaled_dot_product_attention(q, k, v, is_causal=True).shape
+        ember.Size([2, 4, 5, 8])
+    """
+    for name, t in (("query", query), ("key", key), ("value", value)):
+        if not isinstance(t, Tensor) or t.ndim < 2:
+            raise ValueError(
+                f"scaled_dot_product_attention: expected {name} to be a Tensor with at least 2 "
+                f"dims, got {getattr(t, 'shape', type(t).__name__)}"
+            )
+    if not (query.dtype == key.dtype == value.dtype) or not query.is_floating_point():
+        raise RuntimeError(
+            f"Expected query, key, and value to have the same floating dtype, but got "
+            f"query.dtype: {query.dtype}, key.dtype: {key.dtype} and value.dtype: {value.dtype} instead."
+        )
+    if query.shape[-1] != key.shape[-1] or key.shape[-2] != value.shape[-2]:
+        raise RuntimeError(
+            f"scaled_dot_product_attention: mismatched shapes: query {list(query.shape)}, key "
+            f"{list(key.shape)}, value {list(value.shape)} (need query[-1] == key[-1] and "
+            "key[-2] == value[-2])"
+        )
+    if is_causal and attn_mask is not None:
+        raise RuntimeError(
+            "_scaled_dot_product_attention: Explicit attn_mask should not be set when is_causal=True"
+        )
+    check_same_device("scaled_dot_product_attention", query, key, value, attn_mask)
+    repeat = 1
+    if enable_gqa and query.ndim >= 3 and key.shape[-3] != query.shape[-3]:
+        if query.shape[-3] % key.shape[-3] or key.shape[-3] != value.shape[-3]:
+            raise RuntimeError(
+                f"scaled_dot_product_attention: number of query heads ({query.shape[-3]}) must "
+                f"be a multiple of key/value heads ({key.shape[-3]}, {value.shape[-3]})"
+            )
+        repeat = query.shape[-3] // key.shape[-3]
+    if attn_mask is not None:
+        if not isinstance(attn_mask, Tensor):
+            raise TypeError(f"attn_mask must be a Tensor, got {type(attn_mask).__name__}")
+        if attn_mask.dtype.name != "bool" and attn_mask.dtype != query.dtype:
+            raise RuntimeError(
+                f"Expected attn_mask dtype to be bool or float or to match query dtype, but got "
+                f"attn_mask.dtype: {attn_mask.dtype} and query.dtype: {query.dtype} instead."
+            )
+    scale = 1.0 / math.sqrt(query.shape[-1]) if scale is None else float(scale)
+    keep = None
+    if dropout_p > 0.0:
+        xp = xp_of(query.data)
+        batch = np.broadcast_shapes(query.shape[:-2], key.shape[:-2])
+        shape = tuple(batch) + (query.shape[-2], key.shape[-2])
+        rng = generator_for(None, query.device).rng
+        keep = (rng.random(shape, dtype=np.float32) >= dropout_p).astype(query.data.dtype)
+        keep = xp.asarray(keep) / (1.0 - dropout_p)
+    return ScaledDotProductAttention.apply(
+        query, key, value, attn_mask, scale=scale, is_causal=is_causal, repeat=repeat, keep=keep
+    )

@@ -1,0 +1,490 @@
+"""Indexing ops: ``tensor[key]`` and ``tensor[key] = value``, index_put, take, select,
+masked_select/masked_scatter, nonzero and one_hot; in-place writes through views
+(CopySlices). The gather/scatter family lives in ``scatter.py``.
+
+Basic indexing (ints, slices, None, Ellipsis) returns a view; advanced indexing (integer
+or boolean tensors, lists) returns a copy, as in PyTorch. Gradients of integer indexing
+accumulate over repeated indices.
+"""
+
+from __future__ import annotations
+
+import operator
+
+import numpy as np
+
+from .. import autograd, backend
+from ..autograd import Function
+from ..tensor import Tensor
+from ._util import attach, sum_to, wrap_dim, xp_of
+
+# -- keys ---------------------------------------------------------------------------------------
+
+
+def _index_array(x: Tensor, k):
+    """An index given as a Tensor, list or array, as an array on ``x``'s device."""
+    arr = k.data if isinstance(k, Tensor) else k
+    if not hasattr(arr, "dtype"):
+        arr = np.asarray(arr)
+        if arr.dtype.kind == "f" or (arr.size == 0 and arr.dtype.kind not in "iub"):
+            if arr.size:
+                raise IndexError("tensors used as indices must be long, int, byte or bool tensors")
+            arr = arr.astype(np.int64)
+    kind = arr.dtype.kind
+    if arr.dtype == np.uint8:
+        arr = arr.astype(np.bool_)
+    elif kind not in "iub":
+        raise IndexError(
+            f"tensors used as indices must be long, int, byte or bool tensors, got {arr.dtype}"
+        )
+    if type(arr) is not type(x.data):
+        arr = backend.move_array(arr, x.device)
+    return arr
+
+
+def _normalize_key(x: Tensor, key):
+    """Key as a tuple NumPy/CuPy understand, and whether it needs advanced indexing."""
+    if not isinstance(key, tuple):
+        key = (key,)
+    out = []
+    advanced = False
+    for k in key:
+        if k is None or k is Ellipsis:
+            out.append(k)
+        elif isinstance(k, slice):
+            if k.step is not None and operator.index(k.step) <= 0:
+                raise ValueError("step must be greater than zero")
+            out.append(k)
+        elif isinstance(k, bool):
+            out.append(k)
+            advanced = True
+        elif isinstance(k, int):
+            out.append(k)
+        elif isinstance(k, Tensor | list | np.ndarray) or hasattr(k, "__cuda_array_interface__"):
+            arr = _index_array(x, k)
+            if arr.ndim == 0 and arr.dtype.kind in "iu":
+                out.append(int(arr))
+            else:
+                out.append(arr)
+                advanced = True
+        elif hasattr(k, "__index__"):
+            out.append(operator.index(k))
+        else:
+            raise IndexError(
+                "only integers, slices (`:`), ellipsis (`...`), None and long or byte "
+                f"Variables are valid indices (got {type(k).__name__})"
+            )
+    return tuple(out), advanced
+
+
+def _apply_key(array, key):
+    try:
+        return array[key]
+    except IndexError as err:
+        raise IndexError(str(err).replace("axis", "dimension")) from None
+
+
+def _place(grad, shape, key, accumulate):
+    """zeros(shape) with ``grad`` written (or, for repeated indices, summed) at ``key``."""
+    if isinstance(grad, Tensor):
+        return IndexGrad.apply(grad, shape=shape, key=key, accumulate=accumulate)
+    out = xp_of(grad).zeros(shape, grad.dtype)
+    if accumulate:
+        xp_of(grad).add.at(out, _ints_only(key), grad)
+    else:
+        out[key] = grad
+    return out
+
+
+def _ints_only(key):
+    """Boolean masks spelled as integer indices (``ufunc.at`` wants those)."""
+    out = []
+    for k in key:
+        if hasattr(k, "dtype") and k.dtype == np.bool_:
+            out.extend(k.nonzero())
+        else:
+            out.append(k)
+    return tuple(out)
+
+
+def _has_int_arrays(key) -> bool:
+    return any(hasattr(k, "dtype") and k.dtype != np.bool_ for k in key)
+
+
+class Index(Function):
+    """Basic indexing: a view."""
+
+    is_view = True
+    differentiable_backward = True
+
+    @staticmethod
+    def forward(ctx, x, key):
+        ctx.shape, ctx.key = x.shape, key
+        return _apply_key(x, key)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return _place(grad, ctx.shape, ctx.key, False)
+
+
+class AdvancedIndex(Function):
+    """Indexing with integer or boolean arrays: a copy."""
+
+    differentiable_backward = True
+
+    @staticmethod
+    def forward(ctx, x, key):
+        ctx.shape, ctx.key = x.shape, key
+        return _apply_key(x, key)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return _place(grad, ctx.shape, ctx.key, _has_int_arrays(ctx.key))
+
+
+class IndexGrad(Function):
+    """The backward of indexing as an op of its own, so double backward works."""
+
+    differentiable_backward = True
+
+    @staticmethod
+    def forward(ctx, grad, shape, key, accumulate):
+        ctx.key, ctx.advanced = key, accumulate or any(hasattr(k, "dtype") for k in key)
+        return _place(grad, shape, key, accumulate)
+
+    @staticmethod
+    def backward(ctx, grad):
+        if isinstance(grad, Tensor):
+            return (AdvancedIndex if ctx.advanced else Index).apply(grad, key=ctx.key)
+        return grad[ctx.key]
+
+
+def basic_index(x: Tensor, key: tuple) -> Tensor:
+    return Index.apply(x, key=key)
+
+
+def getitem(self: Tensor, key) -> Tensor:
+    if type(key) is int or (type(key) is slice and (key.step is None or key.step > 0)):
+        return Index.apply(self, key=(key,))  # the common cases, without the key walk
+    key, advanced = _normalize_key(self, key)
+    return (AdvancedIndex if advanced else Index).apply(self, key=key)
+
+
+class IndexPut(Function):
+    """``out = x.clone(); out[key] = value`` (the recorded form of ``x[key] = value``);
+    with ``accumulate``, ``out[key] += value`` summing over repeated indices."""
+
+    @staticmethod
+    def forward(ctx, x, value, key, accumulate=False, inplace=False):
+        ctx.key, ctx.accumulate = key, accumulate
+        ctx.value_meta = (np.shape(value), getattr(value, "dtype", None))
+        out = x if inplace else x.copy()
+        if accumulate:
+            xp_of(x).add.at(out, _ints_only(key), value)
+        else:
+            out[key] = value
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        gx = gv = None
+        if ctx.needs_input_grad[0]:
+            gx = grad
+            if not ctx.accumulate:
+                gx = grad.copy()
+                gx[ctx.key] = 0
+        if ctx.needs_input_grad[1]:
+            shape, dt = ctx.value_meta
+            gv = sum_to(grad[ctx.key], shape).astype(dt, copy=False)
+        return gx, gv
+
+
+def index_put(input: Tensor, indices, values, accumulate: bool = False) -> Tensor:
+    r"""Out-of-place ``input[indices] = values`` (``+=`` with ``accumulate``, where repeated
+    indices add up); ``indices`` is a tuple of integer or boolean tensors."""
+    if not isinstance(indices, tuple | list):
+        raise TypeError(
+            f"index_put(): indices must be a tuple of tensors, got {type(indices).__name__}"
+        )
+    key, _ = _normalize_key(input, tuple(indices))
+    if not isinstance(values, Tensor):
+        values = Tensor._make(
+            xp_of(input.data).asarray(values, dtype=input.data.dtype), False, None, 0
+        )
+    elif values.dtype is not input.dtype:
+        raise RuntimeError(
+            f"index_put(): values ({values.dtype}) must have the same dtype as self ({input.dtype})"
+        )
+    try:
+        return IndexPut.apply(input, values, key=key, accumulate=bool(accumulate))
+    except IndexError as err:
+        raise IndexError(str(err).replace("axis", "dimension")) from None
+    except ValueError:
+        raise RuntimeError(
+            f"shape mismatch: value tensor of shape {list(values.shape)} cannot be broadcast to "
+            f"indexing result of shape {list(input.data[key].shape)}"
+        ) from None
+
+
+def take(input: Tensor, index: Tensor) -> Tensor:
+    r"""``input`` read as 1-d at the positions in ``index``; the result has index's shape."""
+    if not isinstance(index, Tensor) or index.data.dtype.kind not in "iu":
+        raise RuntimeError("take(): Expected a long tensor for index")
+    return getitem(input.reshape(-1), index)
+
+
+def select(input: Tensor, dim: int, index: int) -> Tensor:
+    r"""The view ``input[..., index, ...]`` at dim ``dim`` (that dim removed)."""
+    n = input.data.ndim
+    if n == 0:
+        raise IndexError("select() cannot be applied to a 0-dim tensor.")
+    d = wrap_dim(dim, n)
+    size = input.data.shape[d]
+    index = operator.index(index)
+    if not -size <= index < size:
+        raise IndexError(
+            f"select(): index {index} out of range for tensor of size {list(input.shape)} at "
+            f"dimension {d}"
+        )
+    return Index.apply(input, key=(slice(None),) * d + (index,))
+
+
+def setitem(self: Tensor, key, value) -> None:
+    key, _ = _normalize_key(self, key)
+    if isinstance(value, Tensor):
+        if value.device != self.device:
+            value = value.to(self.device)
+        if value.data.ndim and value.data.shape[0] == 1:
+            # PyTorch drops the value's leading size-1 dims (x[0] = tensor([3.]) is fine)
+            shape = value.data.shape
+            lead = next((i for i, n in enumerate(shape) if n != 1), len(shape))
+            value = value.reshape(shape[lead:])
+    elif not isinstance(value, int | float | bool):
+        value = Tensor._make(xp_of(self.data).asarray(value, dtype=self.data.dtype), False, None, 0)
+    grad_value = isinstance(value, Tensor) and value.requires_grad
+    try:
+        if autograd._grad_enabled and (self.requires_grad or grad_value):
+            self._check_inplace()
+            if self._base is not None:  # a view: _inplace_from may refuse, so write after
+                self._inplace_from(IndexPut.apply(self._snapshot(), value, key=key))
+                return
+            # IndexPut needs self's place in the graph, not its values: write in place
+            # (O(size of the slice), not of the tensor) and let self take the new node.
+            old = Tensor._make(self.data, self.requires_grad, self.grad_fn, self._output_nr)
+            self._inplace_from(IndexPut.apply(old, value, key=key, inplace=True))
+            return
+        self.data[key] = value.data if isinstance(value, Tensor) else value
+    except IndexError as err:
+        raise IndexError(str(err).replace("axis", "dimension")) from None
+    except ValueError as err:
+        if "read-only" in str(err):
+            raise RuntimeError(
+                "unsupported operation: more than one element of the written-to tensor refers "
+                "to a single memory location. Please clone() the tensor before performing the "
+                "operation."
+            ) from None
+        shape = list(np.shape(value.data if isinstance(value, Tensor) else value))
+        raise RuntimeError(
+            f"shape mismatch: value tensor of shape {shape} cannot be broadcast to indexing "
+            f"result of shape {list(self.data[key].shape)}"
+        ) from None
+    self._bump_version()
+
+
+# -- in-place changes through views ----------------------------------------------------------
+
+
+def _data_ptr(array) -> int:
+    return array.ctypes.data if isinstance(array, np.ndarray) else array.data.ptr
+
+
+def _view_geometry(view, base):
+    """Where ``view``'s elements sit in ``base`` (a C-contiguous array): offset, shape and
+    strides, in elements; None when that cannot be replayed on another array."""
+    if not base.flags.c_contiguous or view.dtype != base.dtype:
+        return None
+    size = base.itemsize
+    offset = _data_ptr(view) - _data_ptr(base)
+    if offset % size or any(s < 0 or s % size for s in view.strides):
+        return None
+    return offset // size, view.shape, tuple(s // size for s in view.strides)
+
+
+def _region(array, geometry):
+    """The view described by ``geometry`` on a C-contiguous array shaped like the base
+    (of any dtype: a gradient may be wider than the base)."""
+    offset, shape, strides = geometry
+    xp = xp_of(array)
+    flat = xp.ascontiguousarray(array).reshape(-1)[offset:]
+    size = flat.itemsize
+    return xp.lib.stride_tricks.as_strided(flat, shape, tuple(s * size for s in strides))
+
+
+class CopySlices(Function):
+    """The base after an in-place change to one of its views: the view's region now holds
+    ``result``; the rest of the base is unchanged (PyTorch's CopySlices)."""
+
+    @staticmethod
+    def forward(ctx, base, result, geometry):
+        ctx.geometry, ctx.result_dtype = geometry, result.dtype
+        return base  # already written through the view
+
+    @staticmethod
+    def backward(ctx, grad):
+        g_base = g_result = None
+        if ctx.needs_input_grad[1]:
+            g_result = _region(grad, ctx.geometry).astype(ctx.result_dtype, copy=True)
+        if ctx.needs_input_grad[0]:
+            g_base = xp_of(grad).array(grad, order="C")
+            _region(g_base, ctx.geometry)[...] = 0
+        return g_base, g_result
+
+
+class ViewOf(Function):
+    """A view re-derived from its (rebased) base: the view's new place in the graph."""
+
+    @staticmethod
+    def forward(ctx, base, geometry):
+        ctx.geometry, ctx.shape = geometry, base.shape
+        return _region(base, geometry)
+
+    @staticmethod
+    def backward(ctx, grad):
+        out = xp_of(grad).zeros(ctx.shape, grad.dtype)
+        _region(out, ctx.geometry)[...] = grad
+        return out
+
+
+def rebase_view(view: Tensor, result: Tensor) -> None:
+    """After ``result`` was written into ``view``'s memory, record the write on the base
+    (CopySlices) and make the view a view of that new base, as PyTorch does."""
+    base = view._base
+    geometry = _view_geometry(view.data, base.data)
+    if geometry is None:
+        raise RuntimeError(
+            "ember does not support in-place changes to this view of a tensor that requires "
+            "grad (its base is not contiguous); call .clone() on the view first"
+        )
+    new_base = CopySlices.apply(base, result, geometry=geometry)
+    base.requires_grad, base.grad_fn, base._output_nr = True, new_base.grad_fn, 0
+    new_view = ViewOf.apply(base, geometry=geometry)
+    view.requires_grad, view.grad_fn, view._output_nr = True, new_view.grad_fn, 0
+
+
+# -- masks, nonzero, one_hot --------------------------------------------------------------------
+
+
+def masked_select(input: Tensor, mask: Tensor) -> Tensor:
+    r"""The 1-d tensor of ``input``'s elements where ``mask`` (broadcast) is True."""
+    if mask.data.dtype != np.bool_:
+        raise RuntimeError(f"masked_select: expected BoolTensor for mask, got {mask.dtype}")
+    try:
+        shape = np.broadcast_shapes(input.data.shape, mask.data.shape)
+    except ValueError:
+        raise RuntimeError(
+            f"masked_select(): the shape of the mask {list(mask.shape)} is not broadcastable "
+            f"with the input shape {list(input.shape)}"
+        ) from None
+    x = input if input.data.shape == shape else input.expand(shape)
+    m = mask.data if mask.data.shape == shape else xp_of(mask.data).broadcast_to(mask.data, shape)
+    return AdvancedIndex.apply(x, key=(m,))
+
+
+def nonzero(input: Tensor, *, as_tuple: bool = False):
+    r"""Indices of the non-zero elements: an int64 ``(n, ndim)`` tensor, or with
+    ``as_tuple=True`` one 1-d tensor per dim."""
+    xp = xp_of(input.data)
+    arr = input.data
+    if as_tuple:
+        parts = xp.nonzero(arr.reshape(1) if arr.ndim == 0 else arr)
+        return tuple(Tensor._make(p.astype(np.int64, copy=False), False, None, 0) for p in parts)
+    return Tensor._make(xp.argwhere(arr).astype(np.int64, copy=False), False, None, 0)
+
+
+def argwhere(input: Tensor) -> Tensor:
+    r"""``nonzero(input)``."""
+    return nonzero(input)
+
+
+def one_hot(tensor: Tensor, num_classes: int = -1) -> Tensor:
+    r"""int64 one-hot encoding: a new last dim of size ``num_classes`` (default max+1).
+
+    Example::
+
+        >>> F.one_hot(ember.tensor([0, 2]), 3)
+        tensor([[1, 0, 0],
+                [0, 0, 1]])
+    """
+    if tensor.data.dtype != np.int64:
+        raise RuntimeError(
+            f"one_hot is only applicable to index tensor of type LongTensor, got {tensor.dtype}"
+        )
+    arr = tensor.data
+    xp = xp_of(arr)
+    if arr.size == 0:
+        if num_classes == -1:
+            raise RuntimeError("Can not infer total number of classes from empty tensor.")
+    else:
+        lo, hi = int(arr.min()), int(arr.max())
+        if lo < 0:
+            raise RuntimeError(f"Class values must be non-negative (got {lo}).")
+        if num_classes == -1:
+            num_classes = hi + 1
+        elif hi >= num_classes:
+            raise RuntimeError(
+                f"Class values must be smaller than num_classes (got {hi} for num_classes="
+                f"{num_classes})."
+            )
+    out = arr[..., None] == xp.arange(num_classes)
+    return Tensor._make(out.astype(np.int64), False, None, 0)
+
+
+# -- in-place variants ------------------------------------------------------------------------
+
+
+def _inplace(fn):
+    def method(self, *args, **kwargs):
+        return self._inplace_from(fn(self._snapshot(), *args, **kwargs))
+
+    method.__name__ = fn.__name__ + "_"
+    return method
+
+
+def _masked_scatter(input: Tensor, mask: Tensor, source: Tensor) -> Tensor:
+    m = (
+        mask.data
+        if mask.data.shape == input.data.shape
+        else xp_of(mask.data).broadcast_to(mask.data, input.data.shape)
+    )
+    n = int(m.sum())
+    if source.data.size < n:
+        raise RuntimeError(
+            f"masked_scatter: expected source to have at least {n} elements (the number of "
+            f"True values in mask), got {source.data.size}"
+        )
+    src = source.reshape(-1)[:n]
+    src = src if src.dtype is input.dtype else src.to(input.dtype)
+    return IndexPut.apply(input, src, key=(m,))
+
+
+def masked_scatter(input: Tensor, mask: Tensor, source: Tensor) -> Tensor:
+    r"""A copy of ``input`` whose positions where ``mask`` is True take, in order, the
+    leading elements of ``source``."""
+    if mask.data.dtype != np.bool_:
+        raise RuntimeError(f"masked_scatter_ only supports boolean masks, but got {mask.dtype}")
+    return _masked_scatter(input, mask, source)
+
+
+attach(
+    __getitem__=getitem,
+    __setitem__=setitem,
+    masked_select=masked_select,
+    masked_scatter=masked_scatter,
+    masked_scatter_=_inplace(masked_scatter),
+    nonzero=nonzero,
+    argwhere=argwhere,
+    index_put=index_put,
+    index_put_=_inplace(index_put),
+    take=take,
+    select=select,
+)

@@ -1,0 +1,129 @@
+"""``pad``: constant (negative amounts crop), reflect, replicate and circular padding.
+
+Constant padding copies the input into a filled buffer; the other modes gather along
+each padded dim with an index array, and backward adds each pad position's gradient
+back onto the input position it copied (a loop over the pad widths, not the data)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..autograd import Function
+from ..tensor import Tensor
+from ._util import xp_of
+
+
+def _source_index(size, before, after, mode):
+    """For each padded position along one axis, the input position it copies (pads are
+    validated to need at most one reflection / wrap)."""
+    pos = np.arange(-before, size + after)
+    if mode == "reflect":
+        pos = np.abs(pos)
+        return np.where(pos >= size, 2 * (size - 1) - pos, pos)
+    if mode == "replicate":
+        return np.clip(pos, 0, size - 1)
+    return pos % size  # circular
+
+
+class Pad(Function):
+    @staticmethod
+    def forward(ctx, x, pads, mode, value):
+        xp = xp_of(x)
+        ctx.meta = (x.shape, pads, mode)
+        if mode == "constant":
+            shape = tuple(n + b + a for n, (b, a) in zip(x.shape, pads))
+            out = xp.full(shape, value, x.dtype)
+            src, dst = _constant_slices(x.shape, pads)
+            out[dst] = x[src]
+            return out
+        out = x
+        for axis, (b, a) in enumerate(pads):
+            if b or a:
+                index = _source_index(x.shape[axis], b, a, mode)
+                out = xp.take(out, xp.asarray(index), axis=axis)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        shape, pads, mode = ctx.meta
+        xp = xp_of(grad)
+        if mode == "constant":
+            gx = xp.zeros(shape, grad.dtype)
+            src, dst = _constant_slices(shape, pads)
+            gx[src] = grad[dst]
+            return gx
+        for axis in reversed(range(len(pads))):
+            b, a = pads[axis]
+            if not (b or a):
+                continue
+            size = shape[axis]
+            index = _source_index(size, b, a, mode)
+            lead = (slice(None),) * axis
+            g = grad[lead + (slice(b, b + size),)].copy()
+            for p in [*range(b), *range(b + size, b + size + a)]:  # the pad widths only
+                g[lead + (int(index[p]),)] += grad[lead + (p,)]
+            grad = g
+        return grad
+
+
+def _constant_slices(shape, pads):
+    src, dst = [], []
+    for n, (b, a) in zip(shape, pads):
+        start, stop = max(-b, 0), n - max(-a, 0)
+        src.append(slice(start, stop))
+        dst.append(slice(max(b, 0), max(b, 0) + max(stop - start, 0)))
+    return tuple(src), tuple(dst)
+
+
+def pad(input, pad, mode="constant", value=None) -> Tensor:
+    r"""Pad ``input``: ``pad`` lists (before, after) amounts starting from the last dim.
+
+    Args:
+        mode: 'constant' (with ``value``, default 0; negative amounts crop), 'reflect',
+            'replicate' or 'circular'.
+
+    Example::
+
+        >>> F.pad(ember.ones(1, 2, 3), (1, 1), mode="reflect").shape
+        ember.Size([1, 2, 5])
+    """
+    if not isinstance(input, Tensor):
+        raise TypeError(f"pad(): argument 'input' must be Tensor, not {type(input).__name__}")
+    pad = tuple(int(p) for p in pad)
+    if len(pad) % 2 or len(pad) // 2 > input.ndim:
+        raise ValueError(
+            f"Padding length must be divisible by 2 and at most twice the number of dimensions "
+            f"of the input, but got padding of length {len(pad)} for input of size "
+            f"{list(input.shape)}"
+        )
+    if mode not in ("constant", "reflect", "replicate", "circular"):
+        raise NotImplementedError(
+            f"Unrecognised padding mode {mode}: expected one of 'constant', 'reflect', "
+            "'replicate', 'circular'"
+        )
+    if mode != "constant" and value not in (None, 0):
+        raise ValueError(f'Padding mode "{mode}" doesn\'t take in value argument')
+    k = len(pad) // 2
+    pads = [(0, 0)] * (input.ndim - k) + [(pad[2 * i], pad[2 * i + 1]) for i in reversed(range(k))]
+    shape = tuple(input.shape)
+    for axis, (b, a) in enumerate(pads):
+        size = shape[axis]
+        if mode == "constant":
+            if size + b + a < 0:
+                raise RuntimeError(
+                    f"The input size {size}, plus negative padding {b} and {a} resulted in a "
+                    f"negative output size, which is invalid. Check dimension {axis} of your input."
+                )
+        elif (b or a) and (
+            min(b, a) < 0
+            or (mode == "reflect" and max(b, a) >= size)
+            or (mode != "reflect" and max(b, a) > size)
+            or size == 0
+        ):
+            raise RuntimeError(
+                f"{mode} padding ({b}, {a}) at dimension {axis} is invalid for input of size "
+                f"{list(shape)}: padding size should be non-negative and less than"
+                f"{'' if mode == 'reflect' else ' or equal to'} the corresponding input dimension"
+            )
+    fill = 0 if value is None else value
+    return Pad.apply(input, pads=tuple(pads), mode=mode, value=fill)

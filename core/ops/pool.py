@@ -1,0 +1,515 @@
+"""Pooling: max / average (1-d, 2-d) and adaptive average pooling.
+
+A pool is a loop over the kernel's offsets, each one a strided slice of the (padded)
+input the size of the output: no window copies and no loop over pixels. Max pooling
+records, per output, which offset won (the first maximum, as PyTorch), and backward
+routes the gradient there. 1-d pools run as 2-d ones with a height of 1.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..autograd import Function
+from ..tensor import Tensor
+from ._util import xp_of
+from .conv import _as_4d
+
+# -- geometry -------------------------------------------------------------------------------
+
+
+def _pool_out(size, kernel, stride, pad, dilation, ceil_mode):
+    span = size + 2 * pad - dilation * (kernel - 1) - 1
+    out = (-(-span // stride) if ceil_mode else span // stride) + 1
+    if ceil_mode and (out - 1) * stride >= size + pad:
+        out -= 1  # the last window would start in the right padding
+    return out
+
+
+class _Window:
+    """Output size and the padded buffer a pool reads, for one spatial dim each."""
+
+    def __init__(self, hw, kernel, stride, padding, dilation, ceil_mode):
+        self.hw, self.kernel, self.stride = hw, kernel, stride
+        self.padding, self.dilation = padding, dilation
+        self.out = tuple(
+            _pool_out(*args, ceil_mode) for args in zip(hw, kernel, stride, padding, dilation)
+        )
+        # rows the windows reach, and the buffer that holds them and the whole input
+        self.need = tuple(
+            (o - 1) * s + d * (k - 1) + 1 for o, s, d, k in zip(self.out, stride, dilation, kernel)
+        )
+        self.buf = tuple(max(n, size + p) for n, size, p in zip(self.need, hw, padding))
+
+    def padded(self, x, fill):
+        """``x`` placed in a buffer of ``fill``; ``x`` itself when nothing is added."""
+        (ph, pw), (h, w) = self.padding, self.hw
+        if ph == pw == 0 and self.need[0] <= h and self.need[1] <= w:
+            return x
+        out = xp_of(x).full(x.shape[:2] + self.buf, fill, x.dtype)
+        out[:, :, ph : ph + h, pw : pw + w] = x
+        return out
+
+    def slices(self):
+        """(offset number, index of the strided slice that offset reads), in order."""
+        (kh, kw), (sh, sw), (dh, dw), (ho, wo) = self.kernel, self.stride, self.dilation, self.out
+        for i in range(kh):
+            for j in range(kw):
+                r, c = i * dh, j * dw
+                yield (
+                    i * kw + j,
+                    (
+                        slice(None),
+                        slice(None),
+                        slice(r, r + sh * (ho - 1) + 1, sh),
+                        slice(c, c + sw * (wo - 1) + 1, sw),
+                    ),
+                )
+
+    def views(self, x, fill):
+        """(offset number, the strided view of ``x`` that offset reads), in order."""
+        if self.tiles():
+            tiled, kw = _tiled(x, self), self.kernel[1]
+            return [(k, tiled[:, :, :, k // kw, :, k % kw]) for k in range(self.kernel[0] * kw)]
+        src = self.padded(x, fill)
+        return [(k, src[idx]) for k, idx in self.slices()]
+
+    def tiles(self):
+        """True when windows tile the input exactly: a reshape gives every offset."""
+        return (
+            self.kernel == self.stride
+            and self.padding == (0, 0)
+            and self.dilation == (1, 1)
+            and all(o * k == n for o, k, n in zip(self.out, self.kernel, self.hw))
+        )
+
+    def crop(self, g):
+        (ph, pw), (h, w) = self.padding, self.hw
+        return g[:, :, ph : ph + h, pw : pw + w]
+
+
+def _tiled(a, win):
+    """(N, C, H, W) -> (N, C, Ho, kh, Wo, kw) view for tiling windows."""
+    (ho, wo), (kh, kw) = win.out, win.kernel
+    return a.reshape(a.shape[:2] + (ho, kh, wo, kw))
+
+
+def _restore(y, x_shape, spatial):
+    if len(x_shape) == spatial + 1:
+        y = y[0]
+    return y.reshape(y.shape[:-2] + (y.shape[-1],)) if spatial == 1 else y
+
+
+# -- max pooling ------------------------------------------------------------------------------
+
+
+class MaxPool(Function):
+    @staticmethod
+    def forward(ctx, x, win, spatial, return_indices):
+        x_shape = x.shape
+        x = _as_4d(x, spatial)
+        xp = xp_of(x)
+        fill = -np.inf if x.dtype.kind == "f" else np.iinfo(x.dtype).min
+        offsets = win.views(x, fill)
+        out = offsets[0][1].copy()
+        track = return_indices or isinstance(ctx, Function)  # else nobody needs the argmax
+        arg = xp.zeros(out.shape, np.int16 if len(offsets) < 32768 else np.int64) if track else None
+        mask = xp.empty(out.shape, bool) if track else None
+        for k, sl in offsets[1:]:
+            if track:
+                # arithmetic, not a masked copy: random masks make copyto branch-bound
+                xp.greater(sl, out, out=mask)
+                arg += mask * (k - arg)
+            xp.maximum(out, sl, out=out)
+        if track and x.dtype.kind == "f" and xp.isnan(out).any():
+            arg = _nan_argmax(xp, offsets, arg)
+        ctx.save_for_backward(arg)
+        ctx.meta = (x_shape, x.shape, win, spatial)
+        y = _restore(out, x_shape, spatial)
+        if not return_indices:
+            return y
+        indices = _restore(_flat_indices(xp, arg, win), x_shape, spatial)
+        ctx.mark_non_differentiable(indices)
+        return y, indices
+
+    @staticmethod
+    def backward(ctx, grad, grad_indices=None):
+        (arg,) = ctx.saved_tensors
+        x_shape, x4_shape, win, spatial = ctx.meta
+        xp = xp_of(grad)
+        gy = grad.reshape(arg.shape)
+        n_off = win.kernel[0] * win.kernel[1]
+        if win.tiles():
+            gx = xp.empty(x4_shape, grad.dtype)
+            tiles = _tiled(gx, win)
+            for k in range(n_off):
+                tiles[:, :, :, k // win.kernel[1], :, k % win.kernel[1]] = gy * (arg == k)
+            return gx.reshape(x_shape)
+        gx = xp.zeros(x4_shape[:2] + win.buf, grad.dtype)
+        for k, idx in win.slices():
+            gx[idx] += gy * (arg == k)
+        return win.crop(gx).reshape(x_shape)
+
+
+def _nan_argmax(xp, offsets, arg):
+    """The winning offsets when NaNs are present: PyTorch lets every NaN win."""
+    best = offsets[0][1].copy()
+    arg[...] = 0
+    for k, sl in offsets[1:]:
+        wins = (sl > best) | xp.isnan(sl)
+        arg[wins] = k
+        best = xp.where(wins, sl, best)
+    return arg
+
+
+def _flat_indices(xp, arg, win):
+    """Offsets that won -> flat indices into each input plane (PyTorch's format)."""
+    (_, kw), (sh, sw), (ph, pw), (dh, dw) = win.kernel, win.stride, win.padding, win.dilation
+    ho, wo = win.out
+    rows = xp.arange(ho).reshape(ho, 1) * sh - ph + (arg // kw) * dh
+    cols = xp.arange(wo) * sw - pw + (arg % kw) * dw
+    return (rows * win.hw[1] + cols).astype(np.int64)
+
+
+# -- average pooling ----------------------------------------------------------------------------
+
+
+class AvgPool(Function):
+    @staticmethod
+    def forward(ctx, x, win, spatial, divisor):
+        x_shape = x.shape
+        x = _as_4d(x, spatial)
+        xp = xp_of(x)
+        offsets = win.views(x, 0)
+        out = offsets[0][1].copy()
+        for _, sl in offsets[1:]:
+            out += sl
+        out /= divisor if isinstance(divisor, int | float) else xp.asarray(divisor, out.dtype)
+        ctx.meta = (x_shape, x.shape, win, divisor)
+        return _restore(out, x_shape, spatial)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x_shape, x4_shape, win, divisor = ctx.meta
+        xp = xp_of(grad)
+        gy = grad.reshape(x4_shape[:2] + win.out)
+        gy = gy / (divisor if isinstance(divisor, int | float) else xp.asarray(divisor, gy.dtype))
+        if win.tiles():
+            (kh, kw) = win.kernel
+            gx = xp.broadcast_to(gy[:, :, :, None, :, None], gy.shape[:3] + (kh, gy.shape[3], kw))
+            return gx.reshape(x_shape)
+        gx = xp.zeros(x4_shape[:2] + win.buf, grad.dtype)
+        for _, idx in win.slices():
+            gx[idx] += gy
+        return win.crop(gx).reshape(x_shape)
+
+
+def _avg_divisor(win, count_include_pad, divisor_override):
+    """Scalar or (Ho, Wo) divisor, as PyTorch computes it (windows clipped to the
+    padded input; without ``count_include_pad`` to the input itself)."""
+    if divisor_override:
+        return divisor_override
+    counts = []
+    for size, k, s, p, o in zip(win.hw, win.kernel, win.stride, win.padding, win.out):
+        start = np.arange(o) * s - p
+        end = np.minimum(start + k, size + p)
+        if not count_include_pad:
+            start, end = np.maximum(start, 0), np.minimum(end, size)
+        counts.append(end - start)
+    div = counts[0][:, None] * counts[1][None, :]
+    if np.all(div == div.flat[0]):
+        return int(div.flat[0])
+    return div.astype(np.float64)
+
+
+# -- adaptive average pooling --------------------------------------------------------------------
+
+
+def _adaptive_matrix(size, out):
+    """(out, size) averaging matrix of PyTorch's adaptive bins."""
+    m = np.zeros((out, size))
+    for i in range(out):
+        start, end = (i * size) // out, -(-((i + 1) * size) // out)
+        m[i, start:end] = 1.0 / (end - start)
+    return m
+
+
+class AdaptiveAvgPool(Function):
+    @staticmethod
+    def forward(ctx, x, out_hw, spatial):
+        x_shape = x.shape
+        x = _as_4d(x, spatial)
+        xp = xp_of(x)
+        mh = xp.asarray(_adaptive_matrix(x.shape[2], out_hw[0]), x.dtype)
+        mw = xp.asarray(_adaptive_matrix(x.shape[3], out_hw[1]), x.dtype)
+        ctx.save_for_backward(mh, mw)
+        ctx.meta = x_shape
+        return _restore(xp.matmul(xp.matmul(mh, x), mw.T), x_shape, spatial)
+
+    @staticmethod
+    def backward(ctx, grad):
+        mh, mw = ctx.saved_tensors
+        xp = xp_of(grad)
+        gy = grad.reshape((-1, 1, mh.shape[0], mw.shape[0]))
+        return xp.matmul(xp.matmul(mh.T, gy), mw).reshape(ctx.meta)
+
+
+# -- adaptive max pooling -----------------------------------------------------------------------
+
+
+def _adaptive_index(size, out):
+    """(out, widest bin) input positions of each adaptive bin; short bins repeat their
+    last position, which leaves the maximum (and its first occurrence) unchanged."""
+    starts = (np.arange(out) * size) // out
+    ends = -(-((np.arange(out) + 1) * size) // out)
+    idx = starts[:, None] + np.arange(int((ends - starts).max()))[None, :]
+    return np.minimum(idx, ends[:, None] - 1)
+
+
+class AdaptiveMaxPool(Function):
+    @staticmethod
+    def forward(ctx, x, out_hw, spatial, return_indices):
+        x_shape = x.shape
+        x = _as_4d(x, spatial)
+        xp = xp_of(x)
+        n, c, h, w = x.shape
+        ih, iw = _adaptive_index(h, out_hw[0]), _adaptive_index(w, out_hw[1])
+        # (N, C, oh, kh, ow, kw) gathered windows -> (N, C, oh, ow, kh * kw)
+        windows = x[:, :, xp.asarray(ih)][..., xp.asarray(iw)].transpose(0, 1, 2, 4, 3, 5)
+        windows = windows.reshape(n, c, out_hw[0], out_hw[1], -1)
+        arg = windows.argmax(axis=-1)[..., None]
+        out = xp.take_along_axis(windows, arg, axis=-1)[..., 0]
+        kw = iw.shape[1]
+        rows = xp.asarray(ih)[xp.arange(out_hw[0])[:, None], arg[..., 0] // kw]
+        cols = xp.asarray(iw)[xp.arange(out_hw[1]), arg[..., 0] % kw]
+        indices = (rows * w + cols).astype(np.int64)
+        ctx.save_for_backward(indices)
+        ctx.meta = x_shape
+        y = _restore(out, x_shape, spatial)
+        if not return_indices:
+            return y
+        indices = _restore(indices, x_shape, spatial)
+        ctx.mark_non_differentiable(indices)
+        return y, indices
+
+    @staticmethod
+    def backward(ctx, grad, grad_indices=None):
+        (indices,) = ctx.saved_tensors
+        xp = xp_of(grad)
+        planes = indices.shape[0] * indices.shape[1]
+        plane_size = _plane_size(ctx.meta, indices)
+        base = (xp.arange(planes) * plane_size).reshape(indices.shape[:2] + (1, 1))
+        gx = xp.bincount(
+            (indices + base).ravel(), weights=grad.reshape(-1), minlength=planes * plane_size
+        )
+        return gx.astype(grad.dtype, copy=False).reshape(ctx.meta)
+
+
+def _plane_size(x_shape, indices):
+    """Elements per (N, C) plane of the input the indices point into."""
+    return int(np.prod(x_shape)) // (indices.shape[0] * indices.shape[1])
+
+
+# -- functional wrappers ---------------------------------------------------------------------------
+
+
+def _tuple(value, n, name):
+    if isinstance(value, int):
+        return (value,) * n
+    value = tuple(value)
+    if len(value) == 1:
+        value = value * n
+    if len(value) != n:
+        raise ValueError(f"{name} must be an int or a tuple of {n} ints, got {value}")
+    return value
+
+
+def _window(op, input, spatial, kernel_size, stride, padding, dilation, ceil_mode):
+    if not isinstance(input, Tensor):
+        raise TypeError(f"{op}(): argument 'input' must be Tensor, not {type(input).__name__}")
+    if input.ndim not in (spatial + 1, spatial + 2):
+        raise RuntimeError(
+            f"{op}: Expected {spatial + 1}D or {spatial + 2}D (batch mode) tensor with optional 0 "
+            f"dim batch size for input, but got: {list(input.shape)}"
+        )
+    kernel = _tuple(kernel_size, spatial, "kernel_size")
+    stride = (
+        kernel
+        if stride is None or stride == () or stride == []
+        else _tuple(stride, spatial, "stride")
+    )
+    padding = _tuple(padding, spatial, "padding")
+    dilation = _tuple(dilation, spatial, "dilation")
+    if any(k <= 0 for k in kernel) or any(s <= 0 for s in stride) or any(d <= 0 for d in dilation):
+        raise RuntimeError(
+            f"{op}: kernel_size, stride and dilation must be greater than zero, but got "
+            f"kernel_size={kernel}, stride={stride}, dilation={dilation}"
+        )
+    if any(p < 0 or p > k // 2 for p, k in zip(padding, kernel)):
+        raise RuntimeError(
+            f"{op}: pad should be at most half of effective kernel size, but got pad={padding}, "
+            f"kernel_size={kernel}"
+        )
+    hw = tuple(input.shape[-spatial:])
+    if spatial == 1:
+        hw, kernel, stride, padding, dilation = (
+            (1, *hw),
+            (1, *kernel),
+            (1, *stride),
+            (0, *padding),
+            (1, *dilation),
+        )
+    win = _Window(hw, kernel, stride, padding, dilation, ceil_mode)
+    if any(o <= 0 for o in win.out):
+        raise RuntimeError(
+            f"{op}: Given input size: {list(input.shape)}. Calculated output size: "
+            f"{list(input.shape[:-spatial]) + list(win.out[-spatial:])}. Output size is too small"
+        )
+    return win
+
+
+def max_pool1d(
+    input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False
+):
+    r"""1-d max pooling over (N, C, L) or (C, L); ``stride`` defaults to ``kernel_size``."""
+    win = _window("max_pool1d", input, 1, kernel_size, stride, padding, dilation, ceil_mode)
+    return MaxPool.apply(input, win=win, spatial=1, return_indices=return_indices)
+
+
+def max_pool2d(
+    input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False
+):
+    r"""2-d max pooling over (N, C, H, W) or (C, H, W).
+
+    Args:
+        kernel_size, stride (default: kernel_size), padding (implicit -inf), dilation: int
+        or pair. ceil_mode: round the output size up. return_indices: also return the
+        flat index of each maximum in its input plane (for ``max_unpool2d``).
+
+    Example::
+
+        >>> F.max_pool2d(ember.randn(1, 3, 8, 8), 2).shape
+        ember.Size([1, 3, 4, 4])
+    """
+    win = _window("max_pool2d", input, 2, kernel_size, stride, padding, dilation, ceil_mode)
+    return MaxPool.apply(input, win=win, spatial=2, return_indices=return_indices)
+
+
+def _avg(
+    op, spatial, input, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override
+):
+    win = _window(op, input, spatial, kernel_size, stride, padding, 1, ceil_mode)
+    if divisor_override is not None and divisor_override == 0:
+        raise RuntimeError(f"{op}: divisor must be not zero")
+    if not input.is_floating_point():
+        raise RuntimeError(f"\"{op}\" not implemented for '{input.dtype}'")
+    divisor = _avg_divisor(win, count_include_pad, divisor_override)
+    return AvgPool.apply(input, win=win, spatial=spatial, divisor=divisor)
+
+
+def avg_pool1d(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True):
+    r"""1-d average pooling over (N, C, L) or (C, L); ``stride`` defaults to ``kernel_size``."""
+    return _avg(
+        "avg_pool1d", 1, input, kernel_size, stride, padding, ceil_mode, count_include_pad, None
+    )
+
+
+def avg_pool2d(
+    input,
+    kernel_size,
+    stride=None,
+    padding=0,
+    ceil_mode=False,
+    count_include_pad=True,
+    divisor_override=None,
+):
+    r"""2-d average pooling over (N, C, H, W) or (C, H, W).
+
+    Args:
+        count_include_pad: count the zero padding in the divisor. divisor_override: use
+        this divisor for every window instead.
+
+    Example::
+
+        >>> F.avg_pool2d(ember.randn(1, 3, 8, 8), 2).shape
+        ember.Size([1, 3, 4, 4])
+    """
+    return _avg(
+        "avg_pool2d",
+        2,
+        input,
+        kernel_size,
+        stride,
+        padding,
+        ceil_mode,
+        count_include_pad,
+        divisor_override,
+    )
+
+
+def _adaptive_size(op, spatial, input, output_size):
+    if not isinstance(input, Tensor):
+        raise TypeError(f"{op}(): argument 'input' must be Tensor, not {type(input).__name__}")
+    if input.ndim not in (spatial + 1, spatial + 2) or any(s == 0 for s in input.shape[-spatial:]):
+        raise RuntimeError(
+            f"{op}(): Expected {spatial + 1}D or {spatial + 2}D tensor with non-zero spatial "
+            f"sizes, but got input of size {list(input.shape)}"
+        )
+    size = (output_size,) * spatial if isinstance(output_size, int) else tuple(output_size)
+    if len(size) != spatial:
+        raise ValueError(
+            f"{op}: output_size must be an int or a tuple of {spatial}, got {output_size}"
+        )
+    size = tuple(s if s is not None else n for s, n in zip(size, input.shape[-spatial:]))
+    if any(s <= 0 for s in size):
+        raise RuntimeError(f"{op}: elements of output_size must be greater than 0, got {size}")
+    if not input.is_floating_point():
+        raise RuntimeError(f"\"{op}\" not implemented for '{input.dtype}'")
+    return (1, *size) if spatial == 1 else size
+
+
+def _adaptive(op, spatial, input, output_size):
+    out_hw = _adaptive_size(op, spatial, input, output_size)
+    hw = (1, *input.shape[-1:]) if spatial == 1 else tuple(input.shape[-2:])
+    if all(n % o == 0 for n, o in zip(hw, out_hw)):
+        kernel = tuple(n // o for n, o in zip(hw, out_hw))
+        win = _Window(hw, kernel, kernel, (0, 0), (1, 1), False)
+        return AvgPool.apply(input, win=win, spatial=spatial, divisor=math.prod(kernel))
+    return AdaptiveAvgPool.apply(input, out_hw=out_hw, spatial=spatial)
+
+
+def adaptive_avg_pool1d(input, output_size) -> Tensor:
+    r"""1-d adaptive average pooling to ``output_size`` bins (PyTorch's bin edges)."""
+    return _adaptive("adaptive_avg_pool1d", 1, input, output_size)
+
+
+def adaptive_avg_pool2d(input, output_size) -> Tensor:
+    r"""2-d adaptive average pooling to ``output_size`` (int or pair; None keeps a size).
+
+    Example::
+
+        >>> F.adaptive_avg_pool2d(ember.randn(1, 3, 7, 5), (2, None)).shape
+        ember.Size([1, 3, 2, 5])
+    """
+    return _adaptive("adaptive_avg_pool2d", 2, input, output_size)
+
+
+def adaptive_max_pool1d(input, output_size, return_indices=False):
+    r"""1-d adaptive max pooling to ``output_size`` bins (PyTorch's bin edges)."""
+    out_hw = _adaptive_size("adaptive_max_pool1d", 1, input, output_size)
+    return AdaptiveMaxPool.apply(input, out_hw=out_hw, spatial=1, return_indices=return_indices)
+
+
+def adaptive_max_pool2d(input, output_size, return_indices=False):
+    r"""2-d adaptive max pooling to ``output_size`` (int or pair; None keeps a size),
+    optionally returning the flat index of each maximum in its input plane.
+
+    Example::
+
+        >>> F.adaptive_max_pool2d(ember.randn(1, 3, 7, 5), (2, 3)).shape
+        ember.Size([1, 3, 2, 3])
+    """
+    out_hw = _adaptive_size("adaptive_max_pool2d", 2, input, output_size)
+    return AdaptiveMaxPool.apply(input, out_hw=out_hw, spatial=2, return_indices=return_indices)

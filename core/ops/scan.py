@@ -1,0 +1,234 @@
+"""Ops along one dimension: scans (cumsum, cumprod), the softmax family and sorting
+(sort, argsort, topk)."""
+
+from __future__ import annotations
+
+import warnings
+from collections import namedtuple
+
+import numpy as np
+
+from .. import dtypes
+from ..autograd import Function
+from ..tensor import Tensor
+from ._util import attach, wrap_dim, xp_of
+from .reduce import _TORCH_NAMES, Sum, _expand, _put_along
+
+sort_result = namedtuple("sort", ["values", "indices"])
+topk_result = namedtuple("topk", ["values", "indices"])
+
+
+# -- scans --------------------------------------------------------------------------------------
+
+
+class CumSum(Function):
+    differentiable_backward = True
+
+    @staticmethod
+    def forward(ctx, x, dim, dtype=None):
+        ctx.dim = dim
+        return xp_of(x).cumsum(x, axis=dim, dtype=dtype)
+
+    @staticmethod
+    def backward(ctx, grad):
+        # reversed cumulative sum = total - cumsum + grad
+        if isinstance(grad, Tensor):
+            total = Sum.apply(grad, dim=(ctx.dim,), keepdim=True)
+            return (
+                _expand(total, tuple(grad.shape), (ctx.dim,), True)
+                - CumSum.apply(grad, ctx.dim)
+                + grad
+            )
+        xp = xp_of(grad)
+        return xp.flip(xp.cumsum(xp.flip(grad, ctx.dim), axis=ctx.dim), ctx.dim)
+
+
+class CumProd(Function):
+    @staticmethod
+    def forward(ctx, x, dim, dtype=None):
+        y = xp_of(x).cumprod(x, axis=dim, dtype=dtype)
+        ctx.dim = dim
+        ctx.save_for_backward(x, y)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, y = ctx.saved_tensors
+        xp = xp_of(x)
+        d = ctx.dim
+        rcumsum = lambda a: xp.flip(xp.cumsum(xp.flip(a, d), axis=d), d)  # noqa: E731
+        zero = x == 0
+        if not zero.any():
+            return rcumsum(grad * y) / x
+        # Per slice with a zero at z: positions before z use the formula above, z gets
+        # prod(x[:z]) * sum_{j>=z} grad[j] * prod(x[z+1..j]), positions after z get 0.
+        x_m, y_m, g_m = (xp.moveaxis(a, d, -1).reshape(-1, x.shape[d]) for a in (x, y, grad))
+        out = xp.zeros_like(x_m)
+        for r in range(x_m.shape[0]):
+            xr, yr, gr = x_m[r], y_m[r], g_m[r]
+            zeros = xp.flatnonzero(xr == 0)
+            if zeros.size == 0:
+                out[r] = xp.flip(xp.cumsum(xp.flip(gr * yr))) / xr
+                continue
+            z = int(zeros[0])
+            out[r, :z] = xp.flip(xp.cumsum(xp.flip(gr[:z] * yr[:z]))) / xr[:z]
+            before = yr[z - 1] if z else 1
+            after = xp.cumprod(xp.concatenate([xp.ones(1, xr.dtype), xr[z + 1 :]]))
+            out[r, z] = before * (gr[z:] * after).sum()
+        return xp.moveaxis(out.reshape(xp.moveaxis(x, d, -1).shape), -1, d)
+
+
+def _scan_dtype(input, dtype):
+    if dtype is not None:
+        return dtypes.to_dtype(dtype).np
+    return np.int64 if input.data.dtype.kind in "biu" else None
+
+
+def cumsum(input: Tensor, dim: int, *, dtype=None) -> Tensor:
+    r"""Cumulative sum along ``dim``."""
+    return CumSum.apply(input, wrap_dim(dim, input.data.ndim), dtype=_scan_dtype(input, dtype))
+
+
+def cumprod(input: Tensor, dim: int, *, dtype=None) -> Tensor:
+    r"""Cumulative product along ``dim``."""
+    return CumProd.apply(input, wrap_dim(dim, input.data.ndim), dtype=_scan_dtype(input, dtype))
+
+
+# -- softmax family -------------------------------------------------------------------------------
+
+
+class Softmax(Function):
+    differentiable_backward = True
+
+    @staticmethod
+    def forward(ctx, x, dim):
+        xp = xp_of(x)
+        ctx.dim = dim
+        if x.size == 0:
+            e = x.copy()
+        else:
+            e = xp.exp(x - x.max(axis=dim, keepdims=True))
+            e /= e.sum(axis=dim, keepdims=True)
+        ctx.save_for_backward(e)
+        return e
+
+    @staticmethod
+    def backward(ctx, grad):
+        (y,) = ctx.saved_tensors
+        gy = grad * y
+        if isinstance(gy, Tensor):
+            return gy - y * Sum.apply(gy, dim=(ctx.dim,), keepdim=True)
+        return gy - y * gy.sum(axis=ctx.dim, keepdims=True)
+
+
+class LogSoftmax(Function):
+    differentiable_backward = True
+
+    @staticmethod
+    def forward(ctx, x, dim):
+        xp = xp_of(x)
+        ctx.dim = dim
+        if x.size == 0:
+            shifted = x.copy()
+        else:
+            shifted = x - x.max(axis=dim, keepdims=True)
+            shifted -= xp.log(xp.exp(shifted).sum(axis=dim, keepdims=True))
+        ctx.save_for_backward(shifted)
+        return shifted
+
+    @staticmethod
+    def backward(ctx, grad):
+        (y,) = ctx.saved_tensors
+        if isinstance(grad, Tensor):
+            return grad - y.exp() * Sum.apply(grad, dim=(ctx.dim,), keepdim=True)
+        return grad - xp_of(y).exp(y) * grad.sum(axis=ctx.dim, keepdims=True)
+
+
+def _softmax_args(name, input, dim, dtype):
+    if dim is None:
+        warnings.warn(f"Implicit dimension choice for {name} has been deprecated.", stacklevel=3)
+        dim = 0 if input.ndim in (0, 1, 3) else 1
+    if dtype is not None:
+        input = input.to(dtype)
+    elif not input.is_floating_point():
+        raise RuntimeError(f"\"{name}\" not implemented for '{_TORCH_NAMES[input.dtype.name]}'")
+    return input, wrap_dim(dim, input.data.ndim)
+
+
+def softmax(input: Tensor, dim=None, dtype=None) -> Tensor:
+    r"""``exp(x) / sum(exp(x), dim)``, computed stably as one fused op."""
+    x, d = _softmax_args("softmax", input, dim, dtype)
+    return Softmax.apply(x, d)
+
+
+def log_softmax(input: Tensor, dim=None, dtype=None) -> Tensor:
+    r"""``x - logsumexp(x, dim)``, computed stably as one fused op."""
+    x, d = _softmax_args("log_softmax", input, dim, dtype)
+    return LogSoftmax.apply(x, d)
+
+
+# -- sorting ---------------------------------------------------------------------------------
+
+
+def _argsort(xp, data, dim, descending):
+    if not descending:
+        return xp.argsort(data, axis=dim, kind="stable")
+    # stable descending: sort the reversed array ascending, then reverse back
+    n = data.shape[dim]
+    return n - 1 - xp.flip(xp.argsort(xp.flip(data, dim), axis=dim, kind="stable"), dim)
+
+
+class Sort(Function):
+    @staticmethod
+    def forward(ctx, x, dim, descending=False, k=None):
+        xp = xp_of(x)
+        idx = _argsort(xp, x, dim, descending)
+        if k is not None:
+            idx = xp.take(idx, range(k), axis=dim)
+        ctx.shape, ctx.dim, ctx.idx = x.shape, dim, idx
+        return xp.take_along_axis(x, idx, axis=dim), idx.astype(np.int64, copy=False)
+
+    @staticmethod
+    def backward(ctx, grad, _):
+        return _put_along(xp_of(grad), ctx.shape, grad.dtype, ctx.idx, grad, ctx.dim)
+
+
+def sort(input: Tensor, dim: int = -1, descending: bool = False, stable: bool = False):
+    r"""Sorted values and their indices along ``dim`` as a namedtuple ``(values, indices)``.
+
+    The sort is always stable.
+    """
+    if input.data.ndim == 0:
+        return sort_result(input.clone(), Tensor._make(np.zeros((), np.int64), False, None, 0))
+    values, indices = Sort.apply(input, wrap_dim(dim, input.data.ndim), descending=descending)
+    return sort_result(values, indices)
+
+
+def argsort(input: Tensor, dim: int = -1, descending: bool = False, stable: bool = False) -> Tensor:
+    r"""Indices that sort ``input`` along ``dim``."""
+    if input.data.ndim == 0:
+        return Tensor._make(np.zeros((), np.int64), False, None, 0)
+    d = wrap_dim(dim, input.data.ndim)
+    idx = _argsort(xp_of(input.data), input.data, d, descending)
+    return Tensor._make(idx.astype(np.int64, copy=False), False, None, 0)
+
+
+def topk(input: Tensor, k: int, dim: int = -1, largest: bool = True, sorted: bool = True):
+    r"""The ``k`` largest (or smallest) elements along ``dim``: ``(values, indices)``."""
+    d = wrap_dim(dim, input.data.ndim)
+    size = input.data.shape[d] if input.data.ndim else 1
+    if not 0 <= k <= size:
+        raise RuntimeError(f"selected index k out of range: k={k} but dim {d} has size {size}")
+    values, indices = Sort.apply(input, d, descending=largest, k=k)
+    return topk_result(values, indices)
+
+
+attach(
+    cumsum=cumsum,
+    cumprod=cumprod,
+    softmax=softmax,
+    log_softmax=log_softmax,
+    sort=sort,
+    argsort=argsort,
+    topk=topk,
+)
