@@ -1,0 +1,176 @@
+"""Adam and AdamW (decoupled weight decay), with AMSGrad and maximize."""
+
+from __future__ import annotations
+
+from ..backend import get_array_module
+from .optimizer import (
+    Optimizer,
+    Params,
+    as_float,
+    check_hyper,
+    increment_step,
+    step_tensor,
+    zeros_state,
+)
+
+
+def check_adam_args(lr, betas, eps, weight_decay) -> None:
+    check_hyper(lr >= 0.0, f"Invalid learning rate: {lr}")
+    check_hyper(eps >= 0.0, f"Invalid epsilon value: {eps}")
+    check_hyper(0.0 <= betas[0] < 1.0, f"Invalid beta parameter at index 0: {betas[0]}")
+    check_hyper(0.0 <= betas[1] < 1.0, f"Invalid beta parameter at index 1: {betas[1]}")
+    check_hyper(weight_decay >= 0.0, f"Invalid weight_decay value: {weight_decay}")
+
+
+def update_moments(xp, g, exp_avg, exp_avg_sq, beta1, beta2, tmp) -> None:
+    """``exp_avg.lerp_(g, 1 - beta1)`` and ``exp_avg_sq = beta2 * exp_avg_sq + (1 - beta2) * g * g``."""
+    exp_avg += xp.multiply(xp.subtract(g, exp_avg, out=tmp), 1 - beta1, out=tmp)
+    exp_avg_sq *= beta2
+    exp_avg_sq += xp.multiply(xp.multiply(g, g, out=tmp), 1 - beta2, out=tmp)
+
+
+class Adam(Optimizer):
+    r"""Adam (Kingma & Ba), with PyTorch's update rule:
+
+    ``m = beta1 * m + (1 - beta1) * g``, ``v = beta2 * v + (1 - beta2) * g * g``,
+    ``p -= lr / (1 - beta1**t) * m / (sqrt(v) / sqrt(1 - beta2**t) + eps)``; with
+    ``amsgrad`` the running maximum of ``v`` replaces ``v`` in the denominator.
+    ``weight_decay`` adds ``weight_decay * p`` to the gradient (L2), or, with
+    ``decoupled_weight_decay=True`` (AdamW), scales ``p`` by ``1 - lr * weight_decay``.
+
+    Args:
+        params: parameters or parameter groups to optimize.
+        lr: learning rate (default: 1e-3).
+        betas: coefficients of the running averages of the gradient and its square
+            (default: (0.9, 0.999)).
+        eps: added to the denominator for numerical stability (default: 1e-8).
+        weight_decay: weight decay coefficient (default: 0).
+        amsgrad: use the AMSGrad variant (default: False).
+        maximize: maximize the objective instead of minimizing it (default: False).
+        decoupled_weight_decay: apply weight decay as AdamW does (default: False).
+
+    Example::
+
+        >>> opt = ember.optim.Adam(model.parameters(), lr=3e-4)
+    """
+
+    def __init__(
+        self,
+        params: Params,
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0,
+        amsgrad: bool = False,
+        *,
+        maximize: bool = False,
+        decoupled_weight_decay: bool = False,
+    ) -> None:
+        check_adam_args(lr, betas, eps, weight_decay)
+        defaults = {
+            "lr": lr,
+            "betas": (as_float(betas[0]), as_float(betas[1])),
+            "eps": eps,
+            "weight_decay": weight_decay,
+            "amsgrad": amsgrad,
+            "maximize": maximize,
+            "decoupled_weight_decay": decoupled_weight_decay,
+        }
+        super().__init__(params, defaults)
+
+    def step(self, closure=None):
+        r"""Perform a single optimization step; ``closure`` re-evaluates the loss."""
+        loss = self._eval_closure(closure)
+        for group in self.param_groups:
+            lr = as_float(group["lr"])
+            beta1, beta2 = (as_float(b) for b in group["betas"])
+            eps = group["eps"]
+            weight_decay = group["weight_decay"]
+            amsgrad = group["amsgrad"]
+            maximize = group["maximize"]
+            decoupled = group.get("decoupled_weight_decay", False)
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                param = p.data
+                xp = get_array_module(param)
+                grad = p.grad.data
+                state = self.state[p]
+                if not state:
+                    state["step"] = step_tensor()
+                    state["exp_avg"] = zeros_state(p)
+                    state["exp_avg_sq"] = zeros_state(p)
+                    if amsgrad:
+                        state["max_exp_avg_sq"] = zeros_state(p)
+                step = increment_step(state)
+                exp_avg = state["exp_avg"].data
+                exp_avg_sq = state["exp_avg_sq"].data
+
+                if weight_decay != 0 and decoupled:
+                    param *= 1 - lr * weight_decay
+                g = self._decayed_grad(param, grad, 0 if decoupled else weight_decay, maximize)
+
+                tmp = self._buffer(param)
+                update_moments(xp, g, exp_avg, exp_avg_sq, beta1, beta2, tmp)
+
+                bias_correction1 = 1 - beta1**step
+                bias_correction2_sqrt = (1 - beta2**step) ** 0.5
+                if amsgrad:
+                    max_sq = state["max_exp_avg_sq"].data
+                    xp.maximum(max_sq, exp_avg_sq, out=max_sq)
+                    denom = xp.sqrt(max_sq, out=tmp)
+                else:
+                    denom = xp.sqrt(exp_avg_sq, out=tmp)
+                denom /= bias_correction2_sqrt
+                denom += eps
+                update = xp.divide(exp_avg, denom, out=tmp)
+                update *= lr / bias_correction1
+                param -= update
+                p._bump_version()
+        return loss
+
+
+class AdamW(Adam):
+    r"""Adam with decoupled weight decay (Loshchilov & Hutter): each step scales ``p`` by
+    ``1 - lr * weight_decay`` before the Adam update.
+
+    Args:
+        params: parameters or parameter groups to optimize.
+        lr: learning rate (default: 1e-3).
+        betas: running-average coefficients (default: (0.9, 0.999)).
+        eps: denominator term for numerical stability (default: 1e-8).
+        weight_decay: decoupled weight decay coefficient (default: 1e-2).
+        amsgrad: use the AMSGrad variant (default: False).
+        maximize: maximize the objective instead of minimizing it (default: False).
+
+    Example::
+
+        >>> opt = ember.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.1)
+    """
+
+    def __init__(
+        self,
+        params: Params,
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 1e-2,
+        amsgrad: bool = False,
+        *,
+        maximize: bool = False,
+    ) -> None:
+        super().__init__(
+            params,
+            lr,
+            betas,
+            eps,
+            weight_decay,
+            amsgrad,
+            maximize=maximize,
+            decoupled_weight_decay=True,
+        )
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        for group in self.param_groups:
+            group["decoupled_weight_decay"] = True
