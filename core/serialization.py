@@ -1,0 +1,477 @@
+"""``ember.save`` / ``ember.load``: any nesting of tensors, arrays and plain values in ONE
+safetensors file, with no pickle anywhere.
+
+Layout: every tensor (and NumPy array) is a safetensors entry; the structure around them
+- dicts with their key types, lists vs tuples, numbers, strings, None, devices and
+``requires_grad`` - is JSON in the header's ``__metadata__["ember"]``. A flat dict of
+tensors keeps its keys as entry names, so ``safetensors.torch.load_file`` reads it, and
+a file without ember's metadata loads as a flat dict of tensors.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import json
+import math
+import os
+import struct
+import tempfile
+
+import ml_dtypes
+import numpy as np
+
+from . import backend, dtypes
+from .tensor import Tensor
+
+_TO_ST = {
+    np.dtype(np.bool_): "BOOL",
+    np.dtype(np.uint8): "U8",
+    np.dtype(np.int8): "I8",
+    np.dtype(np.int16): "I16",
+    np.dtype(np.uint16): "U16",
+    np.dtype(np.int32): "I32",
+    np.dtype(np.uint32): "U32",
+    np.dtype(np.int64): "I64",
+    np.dtype(np.uint64): "U64",
+    np.dtype(np.float16): "F16",
+    np.dtype(ml_dtypes.bfloat16): "BF16",
+    np.dtype(np.float32): "F32",
+    np.dtype(np.float64): "F64",
+}
+_FROM_ST = {v: k for k, v in _TO_ST.items()}
+_BY_NAME = {d.name: d for d in _TO_ST}
+_BF16 = np.dtype(ml_dtypes.bfloat16)
+_MAX_HEADER = 100_000_000  # the limit the safetensors reference implementation enforces
+_META_KEY = "ember"
+
+
+# -- public API -----------------------------------------------------------------------------
+
+
+def save(obj, f) -> None:
+    r"""Save ``obj`` - a tensor, or dicts/lists/tuples nesting tensors, NumPy arrays,
+    numbers, strings, bools and None (a ``state_dict``, an optimizer state, a checkpoint)
+    - to ``f``, a path or a writable binary file. A path is written atomically: a
+    temporary file in the same directory is fsynced and renamed over ``f``.
+
+    Example::
+
+        >>> ember.save({"model": model.state_dict(), "epoch": 3}, "ckpt.safetensors")
+    """
+    encoder = _Encoder()
+    structure = json.dumps(encoder.encode(obj, ()), separators=(",", ":"), allow_nan=False)
+    metadata = {"format": "pt", _META_KEY: structure}
+    _write_to(f, encoder.arrays, metadata)
+
+
+def load(f, map_location=None, weights_only: bool = True):
+    r"""Load what :func:`save` wrote to ``f`` (a path or a readable binary file); a
+    safetensors file from elsewhere loads as a flat ``dict`` of tensors.
+
+    Args:
+        map_location: where tensors go - ``None`` (where they were saved), ``'cpu'``,
+            ``'cuda[:n]'``, an ``ember.device``, a dict mapping saved locations to new
+            ones, or a callable ``fn(tensor, location)`` returning a tensor (or None).
+        weights_only: accepted for PyTorch compatibility; the format holds data only and
+            never runs code, so loading is always restricted to data.
+
+    Example::
+
+        >>> ckpt = ember.load("ckpt.safetensors", map_location="cpu")
+    """
+    name = _describe(f)
+    if hasattr(f, "read"):
+        arrays, metadata = _read(f, name)
+    else:
+        with open(f, "rb") as fh:
+            arrays, metadata = _read(fh, name)
+    if metadata is None or _META_KEY not in metadata:
+        return {k: _place(a, "cpu", False, map_location) for k, a in arrays.items()}
+    try:
+        structure = json.loads(metadata[_META_KEY])
+    except ValueError as err:
+        raise RuntimeError(f"{name}: ember metadata is not valid JSON ({err})") from None
+    return _Decoder(arrays, map_location, name).decode(structure)
+
+
+def save_file(tensors: dict, filename, metadata: dict | None = None) -> None:
+    r"""``safetensors.torch.save_file`` for ember tensors: a flat ``{name: tensor}`` dict
+    with optional ``{str: str}`` metadata, written atomically.
+
+    Example::
+
+        >>> ember.serialization.save_file(model.state_dict(), "model.safetensors")
+    """
+    if not isinstance(tensors, dict):
+        raise TypeError(f"save_file expects a dict of tensors, got {type(tensors).__name__}")
+    arrays = {}
+    for k, t in tensors.items():
+        if not isinstance(k, str) or not isinstance(t, Tensor):
+            raise TypeError(
+                f"save_file expects str keys and tensor values, got {type(k).__name__} -> "
+                f"{type(t).__name__}"
+            )
+        arrays[k] = _host_array(t.data)
+    if metadata is not None and not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()
+    ):
+        raise TypeError("save_file metadata must map str to str")
+    _write_to(filename, arrays, metadata)
+
+
+def load_file(filename, device="cpu") -> dict:
+    r"""``safetensors.torch.load_file`` for ember: every entry as a tensor on ``device``.
+
+    Example::
+
+        >>> state = ember.serialization.load_file("model.safetensors")
+    """
+    with open(filename, "rb") as fh:
+        arrays, _ = _read(fh, _describe(filename))
+    return {k: _place(a, "cpu", False, device) for k, a in arrays.items()}
+
+
+# -- structure <-> JSON ---------------------------------------------------------------------
+
+
+class _Encoder:
+    """Walks an object, collecting arrays under unique entry names and returning its JSON."""
+
+    def __init__(self):
+        self.arrays: dict[str, np.ndarray] = {}
+
+    def encode(self, obj, path):
+        if isinstance(obj, np.generic) and obj.dtype in _TO_ST:
+            value = float(obj) if obj.dtype == _BF16 else obj.item()
+            return {"S": obj.dtype.name, "v": self.encode(value, path)}
+        if obj is None or isinstance(obj, bool | str):
+            return obj
+        if isinstance(obj, int):
+            return int(obj)
+        if isinstance(obj, float):
+            return float(obj) if math.isfinite(obj) else {"float": repr(float(obj))}
+        if isinstance(obj, Tensor):
+            node = {"T": self._add(path, _host_array(obj.data))}
+            if obj.device.type != "cpu":
+                node["device"] = str(obj.device)
+            if obj.requires_grad:
+                node["requires_grad"] = True
+            return node
+        if isinstance(obj, np.ndarray):
+            if obj.dtype not in _TO_ST:
+                raise TypeError(
+                    f"ember.save: cannot save a NumPy array of dtype {obj.dtype} at "
+                    f"{_path_str(path)}"
+                )
+            return {"A": self._add(path, obj)}
+        if isinstance(obj, dict):
+            items = [[self._key(k, path), self.encode(v, (*path, k))] for k, v in obj.items()]
+            node = {"dict": items}
+            if isinstance(obj, collections.OrderedDict):
+                node["ordered"] = True
+            return node
+        if isinstance(obj, tuple | list):
+            kind = "tuple" if isinstance(obj, tuple) else "list"
+            return {kind: [self.encode(v, (*path, i)) for i, v in enumerate(obj)]}
+        if isinstance(obj, dtypes.dtype):
+            return {"dtype": obj.name}
+        if isinstance(obj, backend.device):
+            return {"device": str(obj)}
+        raise TypeError(
+            f"ember.save: cannot save an object of type {type(obj).__name__} at "
+            f"{_path_str(path)}; supported are tensors, NumPy arrays and scalars, Python "
+            "numbers, strings, bools, None, dtypes, devices, and dicts/lists/tuples of them"
+        )
+
+    def _key(self, key, path):
+        if isinstance(key, Tensor | np.ndarray):
+            raise TypeError(f"ember.save: a tensor cannot be a dict key (at {_path_str(path)})")
+        return self.encode(key, path)
+
+    def _add(self, path, array) -> str:
+        name = ".".join(str(p) for p in path) or "tensor"
+        if name in self.arrays or name == "__metadata__":
+            n = 1
+            while f"{name}#{n}" in self.arrays:
+                n += 1
+            name = f"{name}#{n}"
+        self.arrays[name] = array
+        return name
+
+
+class _Decoder:
+    def __init__(self, arrays, map_location, name):
+        self.arrays, self.map_location, self.name = arrays, map_location, name
+
+    def decode(self, node):
+        if node is None or isinstance(node, bool | int | float | str):
+            return node
+        if isinstance(node, dict) and len(node) >= 1:
+            if "T" in node:
+                return _place(
+                    self._array(node["T"]),
+                    node.get("device", "cpu"),
+                    node.get("requires_grad", False),
+                    self.map_location,
+                )
+            if "A" in node:
+                return self._array(node["A"])
+            if "dict" in node:
+                cls = collections.OrderedDict if node.get("ordered") else dict
+                return cls(
+                    (self._hashable(self.decode(k)), self.decode(v)) for k, v in node["dict"]
+                )
+            if "list" in node:
+                return [self.decode(v) for v in node["list"]]
+            if "tuple" in node:
+                return tuple(self.decode(v) for v in node["tuple"])
+            if "float" in node:
+                return float(node["float"])
+            if "S" in node:
+                return _BY_NAME[node["S"]].type(self.decode(node["v"]))
+            if "dtype" in node:
+                return dtypes.to_dtype(node["dtype"])
+            if "device" in node:
+                return backend.device(node["device"])
+        raise RuntimeError(f"{self.name}: ember metadata holds an unknown node {str(node)[:80]!r}")
+
+    def _array(self, key):
+        try:
+            return self.arrays[key]
+        except (KeyError, TypeError):
+            raise RuntimeError(
+                f"{self.name}: the stored structure refers to tensor {key!r}, which the file "
+                "does not contain"
+            ) from None
+
+    def _hashable(self, key):
+        if isinstance(key, list | dict):
+            raise RuntimeError(f"{self.name}: ember metadata has an unhashable dict key {key!r}")
+        return key
+
+
+def _place(array: np.ndarray, saved_location: str, requires_grad: bool, map_location) -> Tensor:
+    """A tensor for ``array`` on the device ``map_location`` picks (torch.load's rules)."""
+    dtypes.from_numpy(array.dtype)
+    target = saved_location
+    if callable(map_location) and not isinstance(map_location, str | backend.device):
+        result = map_location(Tensor._make(array, False, None, 0), saved_location)
+        if isinstance(result, Tensor):
+            return result.requires_grad_(True) if requires_grad else result
+        if result is not None:
+            target = result
+    elif isinstance(map_location, dict):
+        target = map_location.get(saved_location, saved_location)
+    elif map_location is not None:
+        target = map_location
+    dev = backend.device(target) if isinstance(target, str) else target
+    if isinstance(dev, int):
+        dev = backend.device("cuda", dev)
+    if dev.type == "cuda":
+        if not backend.is_cuda_available():
+            raise RuntimeError(
+                f"Attempting to deserialize a tensor on {dev} but CUDA is not available. If "
+                "you are running on a CPU-only machine, use ember.load(..., map_location='cpu')."
+            )
+        array = backend.move_array(array, backend.normalize_device(dev))
+    t = Tensor._make(array, False, None, 0)
+    if requires_grad:
+        t.requires_grad_(True)
+    return t
+
+
+# -- the safetensors container --------------------------------------------------------------
+
+
+def _host_array(data) -> np.ndarray:
+    array = backend.move_array(data, backend.CPU)
+    if array.dtype.byteorder == ">":
+        array = array.astype(array.dtype.newbyteorder("<"))
+    return array
+
+
+def _write_to(f, arrays: dict, metadata: dict | None) -> None:
+    if hasattr(f, "write"):
+        _write(f, arrays, metadata)
+        return
+    path = os.fspath(f)
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            _write(fh, arrays, metadata)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, _new_file_mode(path))
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    _fsync_directory(directory)
+
+
+def _write(fh, arrays: dict, metadata: dict | None) -> None:
+    # Widest items first, so every entry stays aligned to its itemsize in the file.
+    order = sorted(arrays, key=lambda k: -arrays[k].dtype.itemsize)
+    header, offset = {}, 0
+    for name in order:
+        a = arrays[name]
+        if a.dtype not in _TO_ST:
+            raise TypeError(f"ember.save: safetensors cannot store dtype {a.dtype} ({name!r})")
+        header[name] = {
+            "dtype": _TO_ST[a.dtype],
+            "shape": list(a.shape),
+            "data_offsets": [offset, offset + a.nbytes],
+        }
+        offset += a.nbytes
+    if metadata is not None:
+        header["__metadata__"] = metadata
+    raw = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    raw += b" " * (-len(raw) % 8)
+    fh.write(struct.pack("<Q", len(raw)))
+    fh.write(raw)
+    for name in order:
+        a = arrays[name]
+        if a.size:
+            fh.write(memoryview(np.ascontiguousarray(a).reshape(-1).view(np.uint8)))
+
+
+def _read(fh, name: str) -> tuple[dict, dict | None]:
+    size = _remaining_size(fh)
+    head = _read_exact(fh, 8)
+    if len(head) < 8:
+        raise RuntimeError(
+            f"{name}: file is too short ({len(head)} bytes) to be a safetensors file"
+        )
+    (n,) = struct.unpack("<Q", head)
+    if n > _MAX_HEADER or (size is not None and 8 + n > size):
+        raise RuntimeError(
+            f"{name}: not a safetensors file (its first 8 bytes announce a {n}-byte header"
+            + (f" in a {size}-byte file)" if size is not None else ")")
+            + "; ember.load reads only files written by ember.save or safetensors"
+        )
+    raw = _read_exact(fh, n)
+    if len(raw) < n:
+        raise RuntimeError(f"{name}: truncated file: the header needs {n} bytes, got {len(raw)}")
+    try:
+        header = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        raise RuntimeError(f"{name}: not a safetensors file (the header is not JSON)") from None
+    if not isinstance(header, dict):
+        raise RuntimeError(f"{name}: not a safetensors file (the header is not a JSON object)")
+    metadata = header.pop("__metadata__", None)
+    if metadata is not None and not isinstance(metadata, dict):
+        raise RuntimeError(f"{name}: corrupt safetensors header (__metadata__ is not an object)")
+    entries = [_check_entry(name, key, info) for key, info in header.items()]
+    expected = 0
+    for key, _, _, (begin, end) in sorted(entries, key=lambda e: e[3]):
+        if begin != expected:
+            raise RuntimeError(
+                f"{name}: corrupt safetensors header: tensor {key!r} starts at byte {begin} of "
+                f"the data, expected {expected} (entries overlap or leave gaps)"
+            )
+        expected = end
+    if size is not None and 8 + n + expected > size:
+        raise RuntimeError(
+            f"{name}: truncated file: the header describes {expected} bytes of tensor data "
+            f"but only {size - 8 - n} follow it"
+        )
+    arrays = {}
+    for key, dtype, shape, _ in sorted(entries, key=lambda e: e[3]):
+        array = np.empty(shape, dtype)
+        got = _read_into(fh, array.reshape(-1).view(np.uint8))
+        if got < array.nbytes:
+            raise RuntimeError(
+                f"{name}: truncated file: tensor {key!r} needs {array.nbytes} bytes, got {got}"
+            )
+        arrays[key] = array
+    return {key: arrays[key] for key, *_ in entries}, metadata
+
+
+def _check_entry(name, key, info):
+    try:
+        dtype = _FROM_ST[info["dtype"]]
+        shape = tuple(int(s) for s in info["shape"])
+        begin, end = (int(o) for o in info["data_offsets"])
+    except (KeyError, TypeError, ValueError):
+        raise RuntimeError(
+            f"{name}: corrupt or unsupported safetensors entry {key!r}: {str(info)[:120]}"
+        ) from None
+    nbytes = math.prod(shape) * dtype.itemsize
+    if min(shape, default=0) < 0 or begin < 0 or end - begin != nbytes:
+        raise RuntimeError(
+            f"{name}: corrupt safetensors entry {key!r}: shape {list(shape)} of {info['dtype']} "
+            f"needs {nbytes} bytes but data_offsets are {[begin, end]}"
+        )
+    return key, dtype, shape, (begin, end)
+
+
+def _read_exact(fh, n: int) -> bytes:
+    buffer = bytearray(n)
+    return bytes(buffer[: _read_into(fh, buffer)])
+
+
+def _read_into(fh, buffer) -> int:
+    """Fill ``buffer`` from ``fh`` (short reads allowed); returns the bytes read."""
+    view = memoryview(buffer).cast("B")
+    pos, total = 0, len(view)
+    readinto = getattr(fh, "readinto", None)
+    while pos < total:
+        if readinto is not None:
+            k = readinto(view[pos:])
+        else:
+            chunk = fh.read(total - pos)
+            k = len(chunk)
+            view[pos : pos + k] = chunk
+        if not k:
+            break
+        pos += k
+    return pos
+
+
+def _remaining_size(fh) -> int | None:
+    try:
+        return os.fstat(fh.fileno()).st_size - fh.tell()
+    except (AttributeError, OSError, ValueError):
+        pass
+    try:
+        here = fh.tell()
+        end = fh.seek(0, os.SEEK_END)
+        fh.seek(here)
+        return end - here
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+def _new_file_mode(path: str) -> int:
+    try:
+        return os.stat(path).st_mode & 0o7777
+    except OSError:
+        mask = os.umask(0)
+        os.umask(mask)
+        return 0o666 & ~mask
+
+
+def _fsync_directory(directory: str) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return  # platforms without directory handles (Windows)
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _describe(f) -> str:
+    if hasattr(f, "read") or hasattr(f, "write"):
+        return f"ember file {getattr(f, 'name', type(f).__name__)!r}"
+    return repr(os.fspath(f))
+
+
+def _path_str(path) -> str:
+    return "obj" + "".join(f"[{p!r}]" for p in path)

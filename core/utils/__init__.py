@@ -1,0 +1,3 @@
+"""Utilities with PyTorch's paths: ``ember.utils.data``."""
+
+from . import data
