@@ -1,0 +1,212 @@
+r"""Fault handling for MPI jobs: one failing rank takes the whole job down, loudly and quickly.
+
+- :func:`install` makes an uncaught exception (in any thread), SIGTERM or SIGINT on one rank
+  print ``[rank R/N host]``-prefixed details to stderr and ``MPI_Abort`` the job, instead of
+  leaving the other ranks blocked forever in their next collective.
+- :class:`ProgressBoard` lets a rank stuck in a collective read, without the others'
+  participation, which collective each rank last entered, so :func:`abort_on_stall` can name
+  the ranks that never joined.
+- :func:`rank_prefix` and :class:`RankFilter` / :func:`rank_log_handler` for rank-aware output.
+
+``comm`` is an mpi4py communicator (anything with ``Get_rank``, ``Get_size`` and ``Abort``).
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import signal
+import socket
+import sys
+import threading
+import time
+import traceback
+from typing import NoReturn
+
+_installed: dict = {}  # "comm" -> the communicator install() was given
+
+
+def _position(comm=None) -> tuple[int, int]:
+    if comm is not None:
+        return comm.Get_rank(), comm.Get_size()
+    if "comm" in _installed:
+        return _position(_installed["comm"])
+    from ..launch.env import detect
+
+    info = detect()
+    return info.rank, info.world_size
+
+
+def rank_prefix(comm=None) -> str:
+    """``"[rank R/N host] "`` for this process (from `comm`, the communicator given to
+    :func:`install`, or the launcher's environment)."""
+    rank, size = _position(comm)
+    return f"[rank {rank}/{size} {socket.gethostname()}] "
+
+
+def _report(comm, text: str) -> None:
+    prefix = rank_prefix(comm)
+    lines = text.rstrip("\n").splitlines() or [""]
+    try:
+        sys.stdout.flush()
+    except Exception:  # stdout may already be closed; the report matters more
+        pass
+    sys.stderr.write("".join(f"{prefix}{line}\n" for line in lines))
+    sys.stderr.flush()
+
+
+def _abort(comm, code: int = 1) -> NoReturn:
+    comm.Abort(code)
+    raise SystemExit(code)  # only reached when Abort returns (a lone process, a test double)
+
+
+def install(comm) -> None:
+    r"""Make any failure on this rank abort the whole job within seconds.
+
+    Installs ``sys.excepthook`` and ``threading.excepthook`` (print the rank-prefixed
+    traceback to stderr, then ``comm.Abort(1)``) and, from the main thread, SIGTERM/SIGINT
+    handlers that report the signal and abort. Calling it again does nothing.
+
+    Example::
+
+        >>> from mpi4py import MPI
+        >>> faults.install(MPI.COMM_WORLD)
+    """
+    if "comm" in _installed:
+        return
+    _installed["comm"] = comm
+
+    def excepthook(exc_type, exc, tb):
+        _report(comm, "".join(traceback.format_exception(exc_type, exc, tb)))
+        _abort(comm, 1)
+
+    def thread_excepthook(args):
+        if args.exc_type is SystemExit:
+            return
+        name = args.thread.name if args.thread is not None else "?"
+        text = "".join(
+            traceback.format_exception(args.exc_type, args.exc_value, args.exc_traceback)
+        )
+        _report(comm, f"uncaught exception in thread {name!r}:\n{text}")
+        _abort(comm, 1)
+
+    def on_signal(signum, frame):
+        name = signal.Signals(signum).name
+        _report(comm, f"received {name}; aborting the job")
+        _abort(comm, 128 + signum)
+
+    sys.excepthook = excepthook
+    threading.excepthook = thread_excepthook
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, on_signal)
+
+
+class ProgressBoard:
+    r"""Each rank's last-entered collective, readable by any rank without the others' help.
+
+    Backed by an MPI window (one int64 per rank, ``MPI_Win_allocate``) held open for
+    passive-target access: :meth:`enter` stores into this rank's own slot, :meth:`laggards`
+    reads the others' slots with ``MPI_Rget``. Creating the board is collective.
+
+    Example::
+
+        >>> board = ProgressBoard(comm)
+        >>> board.enter(seq)          # before each collective
+        >>> board.laggards(seq)       # after waiting too long: [1]
+    """
+
+    def __init__(self, comm):
+        from mpi4py import MPI
+
+        self.comm = comm
+        self.rank = comm.Get_rank()
+        self.size = comm.Get_size()
+        self._win = MPI.Win.Allocate(8, 8, comm=comm)
+        self._slot = memoryview(self._win.tomemory()).cast("B").cast("q")
+        self._slot[0] = -1
+        self._win.Lock_all()
+        atexit.register(self.close)  # a window left to MPI_Finalize leaks UCX remote keys
+        comm.Barrier()  # every slot initialised before anyone reads one
+
+    def enter(self, seq: int) -> None:
+        """Publish that this rank has entered collective number `seq`."""
+        self._slot[0] = seq
+        self._win.Sync()
+
+    def progress(self, timeout: float = 5.0) -> list[int | None]:
+        """Every rank's last-entered collective; None for a rank whose slot could not be read
+        within `timeout` seconds."""
+        buffers = [bytearray(8) for _ in range(self.size)]
+        requests = [self._win.Rget(buffers[r], r) for r in range(self.size)]
+        done = [False] * self.size
+        deadline = time.monotonic() + timeout
+        while not all(done) and time.monotonic() < deadline:
+            for r, req in enumerate(requests):
+                if not done[r]:
+                    done[r] = req.Test()
+        return [
+            int.from_bytes(buf, sys.byteorder, signed=True) if ok else None
+            for buf, ok in zip(buffers, done)
+        ]
+
+    def laggards(self, seq: int) -> list[int]:
+        """Ranks that have not yet entered collective `seq` (or did not answer)."""
+        return [r for r, s in enumerate(self.progress()) if s is None or s < seq]
+
+    def close(self) -> None:
+        """Free the window (collective; also done at exit); the board is unusable afterwards."""
+        if self._win is not None:
+            atexit.unregister(self.close)
+            self._win.Unlock_all()
+            self._slot.release()
+            self._win.Free()
+            self._win = None
+
+
+def abort_on_stall(comm, op: str, seq: int, waited: float, laggards: list[int]) -> NoReturn:
+    r"""Report a collective that waited too long, naming the ranks that never joined it, and
+    abort the job.
+
+    Prints e.g. ``[rank 0/2 host] collective #12 all_reduce has waited 300.0 s; ranks [1]
+    never joined it; aborting the job``.
+    """
+    who = f"ranks {sorted(laggards)} never joined it" if laggards else "every rank joined it"
+    _report(comm, f"collective #{seq} {op} has waited {waited:.1f} s; {who}; aborting the job")
+    _abort(comm, 1)
+
+
+class RankFilter(logging.Filter):
+    r"""Prefixes records with ``[rank R/N host]`` (as ``record.rank_prefix``) and lets
+    records below WARNING through on rank 0 only.
+
+    Example::
+
+        >>> handler = logging.StreamHandler()
+        >>> handler.addFilter(RankFilter())
+        >>> handler.setFormatter(logging.Formatter("%(rank_prefix)s%(levelname)s %(message)s"))
+    """
+
+    def __init__(self, comm=None, all_ranks_level: int = logging.WARNING):
+        super().__init__()
+        self.comm = comm
+        self.all_ranks_level = all_ranks_level
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        rank, _ = _position(self.comm)
+        record.rank_prefix = rank_prefix(self.comm)
+        return rank == 0 or record.levelno >= self.all_ranks_level
+
+
+def rank_log_handler(comm=None, stream=None) -> logging.Handler:
+    r"""A stderr handler that prefixes each record with its rank: info from rank 0 only,
+    warnings and errors from every rank.
+
+    Example::
+
+        >>> logging.getLogger("train").addHandler(rank_log_handler())
+    """
+    handler = logging.StreamHandler(stream)
+    handler.addFilter(RankFilter(comm))
+    handler.setFormatter(logging.Formatter("%(rank_prefix)s%(levelname)s %(name)s: %(message)s"))
+    return handler

@@ -1,0 +1,275 @@
+r"""ember-launch: start a data-parallel job on top of mpiexec (MPICH/Hydra or Open MPI).
+
+Usage::
+
+    ember-launch -n 4 train.py --lr 0.1          # 4 ranks on this host
+    ember-launch -H node1:4,node2:4 train.py     # 8 ranks on two hosts
+    ember-launch --hostfile hosts -m pkg.train   # a module, hosts from a file
+    ember-launch -n 2 --dry-run train.py         # print the mpiexec command line only
+
+Each rank runs ``python launch/_rank.py train.py ...``: a standard-library bootstrap that
+binds the rank to one GPU by its local rank (``CUDA_VISIBLE_DEVICES``), divides the host's
+cores between its ranks (``OMP_NUM_THREADS``, ...) and execs ``python train.py ...``.
+The same script also runs under a plain ``mpirun -n 4 python train.py`` (ember.distributed
+binds GPUs itself then) and as ``python train.py`` (world size 1).
+
+All hosts local (localhost, 127.0.0.1, this host's name): Hydra gets ``-launcher fork``, so
+a multi-"host" job on one machine needs no ssh. ember-launch exits with mpiexec's exit code
+(non-zero when any rank failed; 128 + N when mpiexec died of signal N) and forwards SIGINT
+and SIGTERM to it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+
+HYDRA, OPENMPI = "hydra", "openmpi"
+DEFAULT_FORWARD_PREFIXES = ("EMBER_", "OMP_", "NCCL_")
+BOOTSTRAP = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_rank.py")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="ember-launch",
+        description="Run a training script on N ranks per host through mpiexec.",
+    )
+    p.add_argument(
+        "-n",
+        "--nproc-per-node",
+        type=int,
+        default=None,
+        help="ranks per host (default: the visible GPUs, else 1); a host's own slot "
+        "count in -H/--hostfile takes precedence",
+    )
+    hosts = p.add_mutually_exclusive_group()
+    hosts.add_argument("-H", "--hosts", help="hosts and slots: host1:4,host2:4")
+    hosts.add_argument("--hostfile", help="file of 'host slots=N' (Open MPI) or 'host:N' (Hydra)")
+    p.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="VAR[=VALUE]",
+        help="forward VAR (repeatable); EMBER_*, OMP_* and NCCL_* are forwarded by default",
+    )
+    p.add_argument("--mpiexec", default="mpiexec", help="the mpiexec to run (default: on PATH)")
+    p.add_argument(
+        "--flavour",
+        choices=(HYDRA, OPENMPI),
+        help="the MPI flavour, instead of asking `mpiexec --version`",
+    )
+    p.add_argument("--mpi-args", default="", help="extra arguments for mpiexec, one string")
+    p.add_argument(
+        "--tag-output", action="store_true", help="prefix each output line with its rank"
+    )
+    p.add_argument("--dry-run", action="store_true", help="print the mpiexec command and exit")
+    p.add_argument(
+        "-m",
+        dest="module",
+        nargs=argparse.REMAINDER,
+        metavar="MODULE ...",
+        help="run a library module as a script (like python -m)",
+    )
+    p.add_argument("command", nargs=argparse.REMAINDER, metavar="script [args...]")
+    return p
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    if args.module:
+        args.program = ["-m", *args.module]
+    elif args.module is not None:
+        parser.error("argument -m: expected a module name")
+    elif command:
+        args.program = command
+    else:
+        parser.error("the script to run (or -m module) is required")
+    if args.nproc_per_node is not None and args.nproc_per_node < 1:
+        parser.error(f"--nproc-per-node must be at least 1, got {args.nproc_per_node}")
+    return args
+
+
+def detect_flavour(mpiexec: str) -> str:
+    """'hydra' (MPICH, Intel MPI, MVAPICH) or 'openmpi', from `mpiexec --version`."""
+    try:
+        out = subprocess.run(
+            [mpiexec, "--version"], capture_output=True, text=True, timeout=30, check=False
+        )
+    except FileNotFoundError as err:
+        raise RuntimeError(
+            f"mpiexec not found: {mpiexec!r}; install MPI (pip install mpich) or pass --mpiexec PATH"
+        ) from err
+    text = out.stdout + out.stderr
+    if re.search(r"Open MPI|OpenRTE|open-mpi\.org", text):
+        return OPENMPI
+    if re.search(r"HYDRA|MPICH|Intel\(R\) MPI", text, re.IGNORECASE):
+        return HYDRA
+    raise RuntimeError(
+        f"cannot tell which MPI {mpiexec!r} belongs to (neither MPICH/Hydra nor Open MPI); "
+        f"`{mpiexec} --version` said: {text.strip()[:200]!r}; pass --flavour"
+    )
+
+
+def parse_hosts(spec: str) -> list[tuple[str, int | None]]:
+    """'a:4,b' -> [('a', 4), ('b', None)]."""
+    hosts = []
+    for item in spec.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        name, sep, slots = item.rpartition(":") if ":" in item else (item, "", "")
+        hosts.append((name, _slots(slots, item)) if sep else (item, None))
+    if not hosts:
+        raise ValueError(f"no hosts in {spec!r}")
+    return hosts
+
+
+def _slots(text: str, where: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise ValueError(f"bad slot count {text!r} in {where!r}: expected a positive integer")
+    return int(text)
+
+
+def read_hostfile(path: str) -> list[tuple[str, int | None]]:
+    """Hosts from a file in Open MPI ('host slots=N') or Hydra ('host:N') format."""
+    hosts = []
+    with open(path) as f:
+        for line in f:
+            line = line.split("#", 1)[0].strip()
+            if not line:
+                continue
+            words = line.split()
+            slots = None
+            for word in words[1:]:
+                key, _, value = word.partition("=")
+                if key == "slots":
+                    slots = _slots(value, line)
+            if ":" in words[0]:
+                hosts.extend(parse_hosts(words[0]))
+            else:
+                hosts.append((words[0], slots))
+    if not hosts:
+        raise ValueError(f"hostfile {path!r} lists no hosts")
+    return hosts
+
+
+def visible_gpu_count(environ=None) -> int:
+    """GPUs this host shows: CUDA_VISIBLE_DEVICES's entries, else `nvidia-smi -L`, else 0."""
+    env = os.environ if environ is None else environ
+    if "CUDA_VISIBLE_DEVICES" in env:
+        entries = [d.strip() for d in env["CUDA_VISIBLE_DEVICES"].split(",")]
+        count = 0
+        for d in entries:
+            if not d or d.startswith("-"):
+                break
+            count += 1
+        return count
+    try:
+        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return 0
+    return sum(line.startswith("GPU ") for line in out.stdout.splitlines())
+
+
+def _is_local(host: str) -> bool:
+    return host in ("localhost", socket.gethostname(), socket.getfqdn()) or (
+        host.startswith("127.")
+    )
+
+
+def forwarded_env(names: list[str], environ=None) -> list[tuple[str, str]]:
+    """(VAR, value) pairs to forward: each --env VAR[=VALUE], then EMBER_*/OMP_*/NCCL_*."""
+    env = os.environ if environ is None else environ
+    pairs: dict[str, str] = {}
+    for item in names:
+        name, sep, value = item.partition("=")
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+            raise ValueError(f"--env {item!r}: not an environment variable name")
+        if not sep:
+            if name not in env:
+                raise ValueError(f"--env {name}: {name} is not set in ember-launch's environment")
+            value = env[name]
+        pairs[name] = value
+    for name in sorted(env):
+        if name.startswith(DEFAULT_FORWARD_PREFIXES) and name not in pairs:
+            pairs[name] = env[name]
+    return list(pairs.items())
+
+
+def build_command(args: argparse.Namespace, flavour: str, environ=None) -> list[str]:
+    """The mpiexec command line for parsed `args` and an MPI `flavour`."""
+    env = os.environ if environ is None else environ
+    per_host = args.nproc_per_node or max(1, visible_gpu_count(env))
+    if args.hostfile:
+        hosts = read_hostfile(args.hostfile)
+    elif args.hosts:
+        hosts = parse_hosts(args.hosts)
+    else:
+        hosts = None
+    cmd = [args.mpiexec]
+    if hosts is None:
+        total = per_host
+        cmd += ["-n", str(total)]
+        if flavour == OPENMPI:
+            cmd += ["--oversubscribe"]
+    else:
+        counts = [slots or per_host for _, slots in hosts]
+        names = [name for name, _ in hosts]
+        total = sum(counts)
+        if flavour == HYDRA:
+            cmd += ["-n", str(total)]
+            if len(set(counts)) == 1:
+                cmd += ["-hosts", ",".join(names), "-ppn", str(counts[0])]
+            else:
+                cmd += ["-hosts", ",".join(f"{h}:{c}" for h, c in zip(names, counts))]
+            if all(_is_local(h) for h in names):
+                cmd += ["-launcher", "fork"]
+        else:
+            cmd += ["-n", str(total), "--oversubscribe"]
+            cmd += ["--host", ",".join(f"{h}:{c}" for h, c in zip(names, counts))]
+            cmd += ["--map-by", "slot"]  # fill each host's slots in order
+    if args.tag_output:
+        cmd += ["-prepend-rank"] if flavour == HYDRA else ["--tag-output"]
+    for name, value in forwarded_env(args.env, env):
+        cmd += ["-genv", name, value] if flavour == HYDRA else ["-x", f"{name}={value}"]
+    cmd += shlex.split(args.mpi_args)
+    cmd += [sys.executable, BOOTSTRAP, *args.program]
+    return cmd
+
+
+def run(cmd: list[str]) -> int:
+    """Run mpiexec, forwarding SIGINT/SIGTERM to it; its exit status (128 + N for signal N)."""
+    proc = subprocess.Popen(cmd)
+
+    def forward(signum, frame):
+        proc.send_signal(signum)
+
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        rc = proc.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return rc if rc >= 0 else 128 - rc
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        flavour = args.flavour or detect_flavour(args.mpiexec)
+        cmd = build_command(args, flavour)
+    except (RuntimeError, ValueError, OSError) as err:
+        print(f"ember-launch: error: {err}", file=sys.stderr)
+        return 2
+    if args.dry_run:
+        print(shlex.join(cmd))
+        return 0
+    return run(cmd)

@@ -1,0 +1,170 @@
+import ast
+import pathlib
+import sys
+
+import pytest
+
+from ember.launch import env
+from ember.launch._rank import rank_environment, visible_gpus
+
+LAUNCH_DIR = pathlib.Path(env.__file__).parent
+
+
+@pytest.mark.parametrize(
+    "environ, expected",
+    [
+        (
+            {
+                "OMPI_COMM_WORLD_RANK": "5",
+                "OMPI_COMM_WORLD_LOCAL_RANK": "1",
+                "OMPI_COMM_WORLD_SIZE": "8",
+                "OMPI_COMM_WORLD_LOCAL_SIZE": "4",
+                "PMIX_RANK": "5",
+            },
+            (5, 1, 8, 4, "openmpi"),
+        ),
+        (
+            {"PMI_RANK": "2", "PMI_SIZE": "3", "MPI_LOCALRANKID": "0", "MPI_LOCALNRANKS": "1"},
+            (2, 0, 3, 1, "hydra"),
+        ),
+        (
+            {
+                "MV2_COMM_WORLD_RANK": "3",
+                "MV2_COMM_WORLD_LOCAL_RANK": "1",
+                "MV2_COMM_WORLD_SIZE": "4",
+                "MV2_COMM_WORLD_LOCAL_SIZE": "2",
+            },
+            (3, 1, 4, 2, "mvapich"),
+        ),
+        (  # srun --mpi=pmix: PMIx rank, size and placement from Slurm
+            {
+                "PMIX_RANK": "4",
+                "SLURM_NTASKS": "6",
+                "SLURM_PROCID": "4",
+                "SLURM_LOCALID": "1",
+                "SLURM_NODEID": "1",
+                "SLURM_TASKS_PER_NODE": "3(x2)",
+            },
+            (4, 1, 6, 3, "pmix"),
+        ),
+        (
+            {
+                "SLURM_PROCID": "6",
+                "SLURM_LOCALID": "0",
+                "SLURM_NTASKS": "7",
+                "SLURM_NODEID": "3",
+                "SLURM_TASKS_PER_NODE": "2(x3),1",
+            },
+            (6, 0, 7, 1, "slurm"),
+        ),
+        (
+            {"RANK": "1", "LOCAL_RANK": "1", "WORLD_SIZE": "2", "LOCAL_WORLD_SIZE": "2"},
+            (1, 1, 2, 2, "torchrun"),
+        ),
+        (  # Hydra without placement variables: assume one host
+            {"PMI_RANK": "1", "PMI_SIZE": "2"},
+            (1, 1, 2, 2, "hydra"),
+        ),
+        ({}, (0, 0, 1, 1, "none")),
+        ({"SLURM_JOB_ID": "7", "OMP_NUM_THREADS": "4"}, (0, 0, 1, 1, "none")),
+    ],
+)
+def test_detect(environ, expected):
+    info = env.detect(environ)
+    assert (info.rank, info.local_rank, info.world_size, info.local_world_size) == expected[:4]
+    assert info.launcher == expected[4]
+
+
+def test_mpi_launchers_take_precedence_over_slurm_and_torchrun():
+    environ = {"PMI_RANK": "1", "PMI_SIZE": "2", "SLURM_PROCID": "0", "SLURM_NTASKS": "1"}
+    environ |= {"RANK": "0", "WORLD_SIZE": "1"}
+    assert env.detect(environ).rank == 1
+    assert env.detect(environ).under_mpi
+
+
+@pytest.mark.parametrize(
+    "environ, under_mpi",
+    [
+        ({"PMI_RANK": "0", "PMI_SIZE": "1"}, True),
+        ({"OMPI_COMM_WORLD_RANK": "0", "OMPI_COMM_WORLD_SIZE": "2"}, True),
+        ({"PMIX_RANK": "0", "SLURM_NTASKS": "2"}, True),
+        ({"SLURM_PROCID": "0", "SLURM_NTASKS": "2"}, False),
+        ({"RANK": "0", "WORLD_SIZE": "2"}, False),
+        ({}, False),
+    ],
+)
+def test_under_mpi(environ, under_mpi):
+    assert env.detect(environ).under_mpi is under_mpi
+
+
+def test_module_functions_read_os_environ(monkeypatch):
+    for name in ("OMPI_COMM_WORLD_RANK", "MV2_COMM_WORLD_RANK", "PMIX_RANK"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("PMI_RANK", "3")
+    monkeypatch.setenv("PMI_SIZE", "4")
+    monkeypatch.setenv("MPI_LOCALRANKID", "1")
+    monkeypatch.setenv("MPI_LOCALNRANKS", "2")
+    assert (env.rank(), env.local_rank(), env.world_size(), env.local_world_size()) == (3, 1, 4, 2)
+    assert env.under_mpi()
+
+
+@pytest.mark.parametrize(
+    "environ, match",
+    [
+        ({"PMI_RANK": "x", "PMI_SIZE": "2"}, r"PMI_RANK='x' is not an integer"),
+        ({"PMI_RANK": "2", "PMI_SIZE": "2"}, r"inconsistent hydra environment: rank 2"),
+        (
+            {"RANK": "0", "WORLD_SIZE": "2", "LOCAL_RANK": "2", "LOCAL_WORLD_SIZE": "2"},
+            r"local rank 2, world size 2, local world size 2",
+        ),
+    ],
+)
+def test_bad_environment(environ, match):
+    with pytest.raises(RuntimeError, match=match):
+        env.detect(environ)
+
+
+# -- the per-rank bootstrap -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "cvd, expected",
+    [("3,5", ["3", "5"]), ("", []), ("GPU-abc, 1", ["GPU-abc", "1"]), ("0,-1,2", ["0"])],
+)
+def test_visible_gpus_from_cuda_visible_devices(cvd, expected):
+    assert visible_gpus({"CUDA_VISIBLE_DEVICES": cvd}) == expected
+
+
+def test_rank_environment_binds_one_gpu_per_local_rank():
+    environ = {"CUDA_VISIBLE_DEVICES": "3,5"}
+    assert rank_environment(environ, 0, 2, 8)["CUDA_VISIBLE_DEVICES"] == "3"
+    assert rank_environment(environ, 1, 2, 8)["CUDA_VISIBLE_DEVICES"] == "5"
+    assert rank_environment(environ, 2, 3, 8)["CUDA_VISIBLE_DEVICES"] == "3"  # shared
+    assert "CUDA_VISIBLE_DEVICES" not in rank_environment({"CUDA_VISIBLE_DEVICES": ""}, 0, 1, 8)
+
+
+def test_rank_environment_divides_cores_unless_threads_are_set():
+    updates = rank_environment({"CUDA_VISIBLE_DEVICES": ""}, 0, 3, 8)
+    assert [updates[v] for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")] == [
+        "2",
+        "2",
+        "2",
+    ]
+    assert rank_environment({"CUDA_VISIBLE_DEVICES": ""}, 0, 4, 2)["OMP_NUM_THREADS"] == "1"
+    user_set = rank_environment({"CUDA_VISIBLE_DEVICES": "", "MKL_NUM_THREADS": "6"}, 0, 2, 8)
+    assert not {"OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"} & user_set.keys()
+    assert user_set["PYTHONUNBUFFERED"] == "1"
+
+
+def test_launch_imports_only_the_standard_library():
+    for path in LAUNCH_DIR.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                names = [node.module]
+            else:
+                continue
+            for name in names:
+                top = name.split(".")[0]
+                assert top in sys.stdlib_module_names or top == "__future__", (path.name, name)
