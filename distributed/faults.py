@@ -56,6 +56,10 @@ def _report(comm, text: str) -> None:
 
 
 def _abort(comm, code: int = 1) -> NoReturn:
+    # Hydra drops a rank's last stderr lines if the abort overtakes them; give the
+    # report a moment to reach the launcher first.
+    sys.stderr.flush()
+    time.sleep(0.2)
     comm.Abort(code)
     raise SystemExit(code)  # only reached when Abort returns (a lone process, a test double)
 

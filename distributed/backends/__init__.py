@@ -1,0 +1,3 @@
+"""Communication backends: one file per library behind the interface in ``base``."""
+
+from .base import Backend, Future, ReduceOp, Request, Work

@@ -1,0 +1,3 @@
+"""``ember.distributed.optim``: optimizers that shard their work across ranks."""
+
+from .zero import ZeroRedundancyOptimizer
