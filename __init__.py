@@ -48,8 +48,7 @@ if not [f for f in _sys.meta_path if isinstance(f, _AliasFinder)]:
     _sys.meta_path.insert(0, _AliasFinder())
 
 from . import distributed
-from .distributed import sync_batchnorm as _sync_batchnorm  # for nn.SyncBatchNorm
-from .core import amp, cuda, nn, optim, serialization, utils
+from .core import amp, backends, cuda, nn, optim, serialization, utils
 from .core import autograd_api as autograd
 from .core.amp import autocast
 from .core.autograd import enable_grad, inference_mode, is_grad_enabled, no_grad, set_grad_enabled
@@ -248,6 +247,7 @@ from .core.ops.scatter import (
 from .core.random import Generator, get_rng_state, initial_seed, manual_seed, seed, set_rng_state
 from .core.serialization import load, save
 from .core.tensor import Size, Tensor
+from .distributed import sync_batchnorm as _sync_batchnorm  # for nn.SyncBatchNorm
 
 half, float, double = float16, float32, float64
 short, int, long = int16, int32, int64

@@ -1,20 +1,51 @@
 """Mixed precision: ``autocast`` and ``GradScaler`` (``ember.amp``), PyTorch's semantics.
 
-Inside ``autocast`` the GEMM-shaped ops (matmul, linear, conv, attention) run in the
-low-precision dtype and the precision-sensitive ones (softmax, losses, norms,
-reductions) in float32; ops call ``cast_for(kind, *tensors)`` to get their inputs cast.
+Inside ``autocast`` each op's public wrapper calls ``cast_for(op_name, *tensors)``, which
+casts its floating inputs by the op's entry in PyTorch's autocast op lists for the
+tensors' device: GEMM-shaped ops (matmul, linear, conv, attention) to the low-precision
+dtype, precision-sensitive ones (softmax, losses, norms, exp/log/pow, reductions on CUDA)
+to float32. Outside any region the ops pay one truthiness test of ``_state``.
 """
 
 from __future__ import annotations
 
 import functools
-import math
+
+import numpy as np
 
 from . import dtypes
 from .autograd import no_grad
+from .backend import array_module_for, device_context, device_of, get_array_module
 from .tensor import Tensor
 
-_state: list = []  # stack of (device_type, dtype) for the active autocast regions
+# PyTorch's autocast op lists (aten/src/ATen/autocast_mode.cpp), for the ops ember wires.
+_LOWER_BOTH = (
+    "matmul mm bmm addmm baddbmm linear einsum scaled_dot_product_attention "
+    "conv1d conv2d conv_transpose1d conv_transpose2d"
+).split()
+_FP32_BOTH = (
+    "cross_entropy nll_loss mse_loss l1_loss smooth_l1_loss huber_loss kl_div prod "
+    "binary_cross_entropy_with_logits cosine_embedding_loss"
+).split()
+_FP32_CUDA = (
+    "softmax log_softmax cumsum cumprod layer_norm group_norm rms_norm sum norm logsumexp "
+    "exp expm1 log log1p pow reciprocal rsqrt softplus"
+).split()
+_LOWER, _FP32, _BANNED = "lower", "float32", "banned"
+_POLICY = {
+    "cuda": {
+        **dict.fromkeys(_LOWER_BOTH + ["mv"], _LOWER),
+        **dict.fromkeys(_FP32_BOTH + _FP32_CUDA, _FP32),
+        "binary_cross_entropy": _BANNED,
+    },
+    "cpu": {
+        **dict.fromkeys(_LOWER_BOTH, _LOWER),
+        **dict.fromkeys(_FP32_BOTH + ["binary_cross_entropy"], _FP32),
+    },
+}
+
+_state: list = []  # one entry per open autocast region: the ops' cheap "any region?" test
+_dtype_for: dict = {"cuda": None, "cpu": None}  # the active low dtype per device type
 
 
 class autocast:
@@ -24,7 +55,9 @@ class autocast:
         device_type: ``"cuda"`` or ``"cpu"``.
         dtype: ``ember.float16`` or ``ember.bfloat16`` (default: float16 on CUDA,
             bfloat16 on CPU).
-        enabled: ``False`` makes the region a no-op.
+        enabled: ``False`` makes the region a no-op (and turns autocast off inside it).
+
+    Regions for different device types nest independently, as in PyTorch.
 
     Example::
 
@@ -32,7 +65,9 @@ class autocast:
         ...     loss = F.cross_entropy(model(x), y)
     """
 
-    def __init__(self, device_type: str = "cuda", dtype=None, enabled: bool = True, cache_enabled=None):
+    def __init__(
+        self, device_type: str = "cuda", dtype=None, enabled: bool = True, cache_enabled=None
+    ):
         if device_type not in ("cuda", "cpu"):
             raise ValueError(f"autocast device_type must be 'cuda' or 'cpu', got {device_type!r}")
         if dtype is None:
@@ -40,46 +75,70 @@ class autocast:
         dtype = dtypes.to_dtype(dtype)
         if dtype not in (dtypes.float16, dtypes.bfloat16):
             raise ValueError(f"autocast dtype must be float16 or bfloat16, got {dtype}")
-        self.device_type, self.dtype, self.enabled = device_type, dtype, enabled
+        self.device_type, self.fast_dtype, self.enabled = device_type, dtype, bool(enabled)
+        self._saved: list = []
 
     def __enter__(self):
-        _state.append((self.device_type, self.dtype) if self.enabled else None)
+        self._saved.append(_dtype_for[self.device_type])
+        _dtype_for[self.device_type] = self.fast_dtype if self.enabled else None
+        _state.append(self)
         return self
 
     def __exit__(self, *exc):
         _state.pop()
+        _dtype_for[self.device_type] = self._saved.pop()
         return False
 
     def __call__(self, fn):
         @functools.wraps(fn)
         def wrapper(*args, **kwargs):
-            with autocast(self.device_type, self.dtype, self.enabled):
+            with autocast(self.device_type, self.fast_dtype, self.enabled):
                 return fn(*args, **kwargs)
 
         return wrapper
 
 
 def is_autocast_enabled(device_type: str = "cuda") -> bool:
-    return bool(_state) and _state[-1] is not None and _state[-1][0] == device_type
+    return _dtype_for[device_type] is not None
 
 
-def cast_for(kind: str, *tensors):
-    """Inputs of an op of ``kind`` ("lower" or "float32") cast for the active autocast
-    region; unchanged outside one. Non-floating and non-Tensor arguments pass through."""
-    if not _state or _state[-1] is None:
+def get_autocast_dtype(device_type: str):
+    """The dtype autocast uses on ``device_type`` (its default when no region is active)."""
+    dt = _dtype_for[device_type]
+    if dt is None:
+        return dtypes.float16 if device_type == "cuda" else dtypes.bfloat16
+    return dt
+
+
+def cast_for(op: str, *tensors):
+    """``tensors`` cast for op ``op`` in the active autocast region of their device type
+    (PyTorch's op lists); unchanged for ops on no list and outside a region. float64,
+    non-floating and non-Tensor arguments pass through, as in PyTorch."""
+    device_type = None
+    for t in tensors:
+        if isinstance(t, Tensor):
+            device_type = "cpu" if isinstance(t.data, np.ndarray) else "cuda"
+            break
+    low = _dtype_for.get(device_type)
+    if low is None:
         return tensors
-    device_type, low = _state[-1]
-    target = low if kind == "lower" else dtypes.float32
+    policy = _POLICY[device_type].get(op)
+    if policy is None:
+        return tensors
+    if policy is _BANNED:
+        raise RuntimeError(
+            f"ember.nn.functional.{op} and ember.nn.BCELoss are unsafe to autocast. Many "
+            "models use a sigmoid layer right before the binary cross entropy layer; "
+            "combine the two with binary_cross_entropy_with_logits or BCEWithLogitsLoss, "
+            "which are safe to autocast."
+        )
+    target = low.np if policy is _LOWER else np.dtype(np.float32)
     out = []
     for t in tensors:
-        if (
-            isinstance(t, Tensor)
-            and t.is_floating_point()
-            and t.device.type == device_type
-            and t.dtype is not target
-            and not (kind == "float32" and t.dtype is dtypes.float64)
-        ):
-            t = t.to(target)
+        if isinstance(t, Tensor):
+            kind = t.data.dtype
+            if kind != target and kind != np.float64 and t.is_floating_point():
+                t = t.to(dtypes.from_numpy(target))
         out.append(t)
     return tuple(out)
 
@@ -88,6 +147,8 @@ def cast_for(kind: str, *tensors):
 # every rank agrees on whether a step had inf/nan gradients.
 sync_found_inf = None
 
+_READY, _UNSCALED, _STEPPED = 0, 1, 2
+
 
 class GradScaler:
     r"""Dynamic loss scaling for float16 training.
@@ -95,8 +156,9 @@ class GradScaler:
     ``scale(loss)`` multiplies the loss; ``step(optimizer)`` unscales the gradients
     (unless ``unscale_`` already did) and skips the step if any is inf/nan, returning
     ``None`` then and the optimizer's result otherwise (``step_was_skipped`` tells too);
-    ``update()`` grows or backs off the scale. Under a process group every rank takes
-    the same decision.
+    ``update()`` backs the scale off after a skipped step and grows it after
+    ``growth_interval`` clean ones. Under a process group every rank takes the same
+    decision.
 
     Example::
 
@@ -119,6 +181,8 @@ class GradScaler:
             raise ValueError(f"growth_factor must be > 1, got {growth_factor}")
         if not 0.0 < backoff_factor < 1.0:
             raise ValueError(f"backoff_factor must be in (0, 1), got {backoff_factor}")
+        if growth_interval <= 0:
+            raise ValueError(f"growth_interval must be a positive integer, got {growth_interval}")
         self.device = device
         self._enabled = enabled
         self._scale = float(init_scale)
@@ -127,6 +191,7 @@ class GradScaler:
         self._growth_interval = growth_interval
         self._growth_tracker = 0
         self._per_optimizer: dict[int, dict] = {}
+        self._last_found: dict[int, bool] = {}  # found_inf per optimizer at the last update()
 
     def is_enabled(self) -> bool:
         return self._enabled
@@ -134,56 +199,88 @@ class GradScaler:
     def get_scale(self) -> float:
         return self._scale if self._enabled else 1.0
 
+    def get_growth_factor(self) -> float:
+        return self._growth_factor
+
+    def get_backoff_factor(self) -> float:
+        return self._backoff_factor
+
+    def get_growth_interval(self) -> int:
+        return self._growth_interval
+
     def scale(self, outputs):
+        """``outputs`` (a Tensor or a nested list/tuple of them) times the scale."""
         if not self._enabled:
             return outputs
         if isinstance(outputs, Tensor):
             return outputs * self._scale
-        return type(outputs)(self.scale(o) for o in outputs)
+        if isinstance(outputs, list | tuple):
+            return type(outputs)(self.scale(o) for o in outputs)
+        raise ValueError("outputs must be a Tensor or an iterable of Tensors")
 
     def _state_for(self, optimizer) -> dict:
-        return self._per_optimizer.setdefault(id(optimizer), {"unscaled": False, "found_inf": None})
+        return self._per_optimizer.setdefault(id(optimizer), {"stage": _READY, "found_inf": None})
 
     @no_grad()
     def unscale_(self, optimizer) -> None:
+        """Divide ``optimizer``'s gradients by the scale in place and record whether any
+        is inf/nan; call it before clipping gradients."""
         if not self._enabled:
             return
         state = self._state_for(optimizer)
-        if state["unscaled"]:
-            raise RuntimeError("unscale_() has already been called on this optimizer since the last update().")
+        if state["stage"] == _UNSCALED:
+            raise RuntimeError(
+                "unscale_() has already been called on this optimizer since the last update()."
+            )
+        if state["stage"] == _STEPPED:
+            raise RuntimeError("unscale_() is being called after step().")
         inv = 1.0 / self._scale
-        found = False
+        finite: dict = {}  # per device, flags that stay there: one read per device at the end
         for group in optimizer.param_groups:
             for p in group["params"]:
                 if p.grad is None:
                     continue
                 g = p.grad.data
+                if g.dtype == np.float16:
+                    raise ValueError("Attempting to unscale FP16 gradients.")
                 g *= inv
-                if not found:
-                    total = float(abs(g).sum()) if g.size else 0.0
-                    found = not math.isfinite(total)
+                finite.setdefault(device_of(g), []).append(get_array_module(g).isfinite(g).all())
+        found = False
+        for dev, flags in finite.items():
+            with device_context(dev):
+                found = found or not bool(array_module_for(dev).stack(flags).all())
         if sync_found_inf is not None:
             found = sync_found_inf(found)
-        state["unscaled"], state["found_inf"] = True, found
+        state["stage"], state["found_inf"] = _UNSCALED, found
 
     def step(self, optimizer, *args, **kwargs):
+        """Unscale if needed, then ``optimizer.step()`` unless a gradient was inf/nan."""
         if not self._enabled:
             return optimizer.step(*args, **kwargs)
+        if "closure" in kwargs:
+            raise RuntimeError("Closure use is not currently supported if GradScaler is enabled.")
         state = self._state_for(optimizer)
-        if not state["unscaled"]:
+        if state["stage"] == _STEPPED:
+            raise RuntimeError("step() has already been called since the last update().")
+        if state["stage"] == _READY:
             self.unscale_(optimizer)
+        state["stage"] = _STEPPED
         if state["found_inf"]:
             return None
         return optimizer.step(*args, **kwargs)
 
     def update(self, new_scale: float | None = None) -> None:
+        """Back the scale off after a skipped step, grow it after ``growth_interval``
+        clean steps in a row, or set it to ``new_scale``."""
         if not self._enabled:
             return
         if new_scale is not None:
             self._scale = float(new_scale)
         else:
-            found = any(s["found_inf"] for s in self._per_optimizer.values())
-            if found:
+            found = [s["found_inf"] for s in self._per_optimizer.values() if s["stage"] != _READY]
+            if not found:
+                raise RuntimeError("No inf checks were recorded prior to update.")
+            if any(found):
                 self._scale *= self._backoff_factor
                 self._growth_tracker = 0
             else:
@@ -191,11 +288,15 @@ class GradScaler:
                 if self._growth_tracker == self._growth_interval:
                     self._scale *= self._growth_factor
                     self._growth_tracker = 0
+        self._last_found = {k: s["found_inf"] for k, s in self._per_optimizer.items()}
         self._per_optimizer.clear()
 
     def step_was_skipped(self, optimizer) -> bool:
         """Whether the last ``step(optimizer)`` was skipped for inf/nan gradients."""
-        return bool(self._state_for(optimizer)["found_inf"])
+        state = self._per_optimizer.get(id(optimizer))
+        if state is not None:
+            return bool(state["found_inf"])
+        return bool(self._last_found.get(id(optimizer)))
 
     def state_dict(self) -> dict:
         if not self._enabled:
@@ -209,8 +310,13 @@ class GradScaler:
         }
 
     def load_state_dict(self, state: dict) -> None:
-        if not state:
+        if not self._enabled:
             return
+        if not state:
+            raise RuntimeError(
+                "The source state dict is empty, possibly because it was saved from a "
+                "disabled instance of GradScaler."
+            )
         self._scale = float(state["scale"])
         self._growth_factor = state["growth_factor"]
         self._backoff_factor = state["backoff_factor"]

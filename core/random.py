@@ -105,7 +105,5 @@ def generator_for(generator, device) -> Generator:
     if generator is None:
         return default_generator(device)
     if generator.device != backend.normalize_device(device):
-        raise RuntimeError(
-            f"generator is on {generator.device} but the tensor is on {device}"
-        )
+        raise RuntimeError(f"generator is on {generator.device} but the tensor is on {device}")
     return generator

@@ -195,6 +195,21 @@ class Tensor:
     def __dlpack_device__(self):
         return self.data.__dlpack_device__()
 
+    @property
+    def __cuda_array_interface__(self) -> dict:
+        """CuPy's interface dict for CUDA tensors; CPU tensors have no such attribute."""
+        if isinstance(self.data, np.ndarray):
+            raise AttributeError(
+                f"Can't get __cuda_array_interface__ on non-CUDA tensor of dtype {self.dtype}. "
+                "If CUDA data is required use tensor.cuda() to copy tensor to device memory."
+            )
+        if self.requires_grad:
+            raise RuntimeError(
+                "Can't get __cuda_array_interface__ on Tensor that requires grad. If gradients "
+                "aren't required, use tensor.detach() to get Tensor that doesn't require grad."
+            )
+        return self.data.__cuda_array_interface__
+
     def __bool__(self) -> bool:
         if self.data.size != 1:
             raise RuntimeError(f"Boolean value of Tensor with {self.data.size} values is ambiguous")

@@ -40,15 +40,13 @@ def check_op(
     """
     torch_fn = torch_fn or fn
     rng = np.random.default_rng(seed)
-    arrays = inputs if inputs is not None else [
-        rng.uniform(low, high, size=s).astype(dtype) for s in shapes
-    ]
-    e_in = [
-        ember.tensor(a, requires_grad=grad and a.dtype.kind == "f") for a in arrays
-    ]
-    t_in = [
-        torch.tensor(a, requires_grad=grad and a.dtype.kind == "f") for a in arrays
-    ]
+    arrays = (
+        inputs
+        if inputs is not None
+        else [rng.uniform(low, high, size=s).astype(dtype) for s in shapes]
+    )
+    e_in = [ember.tensor(a, requires_grad=grad and a.dtype.kind == "f") for a in arrays]
+    t_in = [torch.tensor(a, requires_grad=grad and a.dtype.kind == "f") for a in arrays]
     e_out = fn(*e_in)
     t_out = torch_fn(*t_in)
     e_outs = e_out if isinstance(e_out, tuple | list) else (e_out,)

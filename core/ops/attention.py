@@ -7,6 +7,8 @@ import math
 
 import numpy as np
 
+from ..amp import _state as _autocast
+from ..amp import cast_for
 from ..autograd import Function
 from ..random import generator_for
 from ..tensor import Tensor
@@ -38,7 +40,7 @@ class ScaledDotProductAttention(Function):
         out = xp.matmul(dropped, v)
         ctx.save_for_backward(q, k, v, probs, keep)
         ctx.meta = (scale, repeat, None if mask is None else mask.shape, kv_shapes)
-        return out
+        return out.astype(q.dtype, copy=False)  # NumPy computes bfloat16 in float32
 
     @staticmethod
     def backward(ctx, grad):
@@ -64,7 +66,8 @@ class ScaledDotProductAttention(Function):
             gk = sum_to(_fold_heads(gk, repeat), kv_shapes[0])
         if gv is not None:
             gv = sum_to(_fold_heads(gv, repeat), kv_shapes[1])
-        return gq, gk, gv, gmask
+        dt = q.dtype
+        return tuple(g if g is None else g.astype(dt, copy=False) for g in (gq, gk, gv)) + (gmask,)
 
 
 def _fold_heads(g, repeat):
@@ -100,6 +103,10 @@ def scaled_dot_product_attention(
         >>> F.scaled_dot_product_attention(q, k, v, is_causal=True).shape
         ember.Size([2, 4, 5, 8])
     """
+    if _autocast:
+        query, key, value, attn_mask = cast_for(
+            "scaled_dot_product_attention", query, key, value, attn_mask
+        )
     for name, t in (("query", query), ("key", key), ("value", value)):
         if not isinstance(t, Tensor) or t.ndim < 2:
             raise ValueError(

@@ -10,6 +10,8 @@ convolutions run as 2-d ones with a height of 1; unbatched inputs get a batch of
 
 from __future__ import annotations
 
+from ..amp import _state as _autocast
+from ..amp import cast_for
 from ..autograd import Function
 from ..tensor import Tensor
 from ._util import check_same_device, xp_of
@@ -310,6 +312,8 @@ def _check_operands(op, input, weight, bias, spatial):
 
 
 def _conv(op, spatial, input, weight, bias, stride, padding, dilation, groups):
+    if _autocast:
+        input, weight, bias = cast_for(op, input, weight, bias)
     _check_operands(op, input, weight, bias, spatial)
     stride = _tuple(stride, spatial, "stride")
     dilation = _tuple(dilation, spatial, "dilation")
@@ -410,6 +414,8 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1) 
 def _conv_transpose(
     op, spatial, input, weight, bias, stride, padding, output_padding, groups, dilation
 ):
+    if _autocast:
+        input, weight, bias = cast_for(op, input, weight, bias)
     _check_operands(op, input, weight, bias, spatial)
     stride = _tuple(stride, spatial, "stride")
     padding = _tuple(padding, spatial, "padding")

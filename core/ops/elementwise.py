@@ -7,7 +7,9 @@ import math
 
 import numpy as np
 
-from .. import backend, dtypes
+from .. import backend, dtypes, kernels
+from ..amp import _state as _autocast
+from ..amp import cast_for
 from ..autograd import Function
 from ..tensor import Tensor
 from ._util import as_tensor_like, attach, call, check_same_device, sum_to, xp_of
@@ -271,6 +273,8 @@ def _rounded_div(a, b, mode):
 
 
 def pow(input, exponent):
+    if _autocast:
+        input, exponent = cast_for("pow", input, exponent)
     if (
         isinstance(input, Tensor)
         and isinstance(exponent, int | float)
@@ -574,6 +578,8 @@ class Gelu(Function):
         ctx.save_for_backward(x)
         ctx.approximate = approximate
         xp = xp_of(x)
+        if xp is not np:
+            return kernels.gelu_forward(x, approximate)
         if approximate == "tanh":
             inner = _SQRT_2_OVER_PI * (x + 0.044715 * x * x * x)
             return (0.5 * x * (1 + xp.tanh(inner))).astype(x.dtype, copy=False)
@@ -583,6 +589,8 @@ class Gelu(Function):
     def backward(ctx, grad):
         (x,) = ctx.saved_tensors
         xp = xp_of(x)
+        if xp is not np:
+            return kernels.gelu_backward(x, grad, ctx.approximate)
         if ctx.approximate == "tanh":
             inner = _SQRT_2_OVER_PI * (x + 0.044715 * x * x * x)
             t = xp.tanh(inner)
@@ -620,13 +628,19 @@ def _erf(xp, x):
 class Silu(Function):
     @staticmethod
     def forward(ctx, x):
+        if xp_of(x) is not np:  # the fused kernels recompute the sigmoid: save x alone
+            ctx.save_for_backward(x)
+            return kernels.silu_forward(x)
         s = _sigmoid(x)
         ctx.save_for_backward(x, s)
         return x * s
 
     @staticmethod
     def backward(ctx, grad):
-        x, s = ctx.saved_tensors
+        saved = ctx.saved_tensors
+        if len(saved) == 1:
+            return kernels.silu_backward(saved[0], grad)
+        x, s = saved
         return grad * s * (1 + x * (1 - s))
 
 
@@ -737,12 +751,16 @@ def to_copy(x: Tensor, device=None, dtype=None) -> Tensor:
 
 
 def _unary(cls):
+    name = cls.__name__.lower()
+
     def fn(input: Tensor) -> Tensor:
+        if _autocast:
+            (input,) = cast_for(name, input)
         if not input.is_floating_point():
             input = to_copy(input, None, dtypes.get_default_dtype())
         return cls.apply(input)
 
-    fn.__name__ = cls.__name__.lower()
+    fn.__name__ = name
     return fn
 
 
@@ -795,6 +813,8 @@ def gelu(input: Tensor, approximate: str = "none") -> Tensor:
 
 
 def softplus(input: Tensor, beta: float = 1.0, threshold: float = 20.0) -> Tensor:
+    if _autocast:
+        (input,) = cast_for("softplus", input)
     return Softplus.apply(input, beta=beta, threshold=threshold)
 
 

@@ -10,12 +10,17 @@ from __future__ import annotations
 import builtins
 import string
 
+import ml_dtypes
 import numpy as np
 
+from ..amp import _state as _autocast
+from ..amp import cast_for
 from ..autograd import Function
 from ..tensor import Tensor
 from ._util import attach, check_same_device, xp_of
 from .reduce import Sum
+
+_BFLOAT16 = np.dtype(ml_dtypes.bfloat16)
 
 
 def _reduce_to(grad, shape):
@@ -33,6 +38,13 @@ def _reduce_to(grad, shape):
     return grad.sum(axis=ones, keepdims=True) if ones else grad
 
 
+def _keep_dtype(out, like):
+    """NumPy computes bfloat16 (ml_dtypes) products in float32: cast back to ``like``'s dtype."""
+    if out is None or out.dtype == like.dtype:
+        return out
+    return out.astype(like.dtype)
+
+
 def _mT(x):
     return x.swapaxes(-1, -2)
 
@@ -46,7 +58,7 @@ class MatMul(Function):
     @staticmethod
     def forward(ctx, a, b):
         ctx.save_for_backward(a, b)
-        return xp_of(a).matmul(a, b)
+        return _keep_dtype(xp_of(a).matmul(a, b), a)
 
     @staticmethod
     def backward(ctx, grad):
@@ -59,7 +71,7 @@ class MatMul(Function):
                 ga = grad @ b.T
             if ctx.needs_input_grad[1]:
                 gb = a.T @ grad
-            return ga, gb
+            return _keep_dtype(ga, a), _keep_dtype(gb, b)
         xp = xp_of(grad)
         a2 = a if a.ndim > 1 else a[None, :]
         b2 = b if b.ndim > 1 else b[:, None]
@@ -78,7 +90,7 @@ class MatMul(Function):
             else:
                 gb = _reduce_to(xp.matmul(_mT(a2), g2), b2.shape)
             gb = gb.reshape(b.shape)
-        return ga, gb
+        return _keep_dtype(ga, a), _keep_dtype(gb, b)
 
 
 def _matmul_backward_graph(ctx, grad, a, b):
@@ -124,6 +136,8 @@ def matmul(input: Tensor, other: Tensor) -> Tensor:
         >>> ember.matmul(ember.ones(5, 2, 3), ember.ones(3, 4)).shape
         ember.Size([5, 2, 4])
     """
+    if _autocast:
+        input, other = cast_for("matmul", input, other)
     if isinstance(input, Tensor) and isinstance(other, Tensor):
         a, b = input.data, other.data
         if (
@@ -169,6 +183,8 @@ def matmul(input: Tensor, other: Tensor) -> Tensor:
 
 def mm(input: Tensor, mat2: Tensor) -> Tensor:
     r"""Product of two 2-D matrices (no broadcasting)."""
+    if _autocast:
+        input, mat2 = cast_for("mm", input, mat2)
     _check_matmul("mm", input, mat2)
     if input.ndim != 2:
         raise RuntimeError(f"self must be a matrix, got {input.ndim}-D tensor")
@@ -184,6 +200,8 @@ def mm(input: Tensor, mat2: Tensor) -> Tensor:
 
 def bmm(input: Tensor, mat2: Tensor) -> Tensor:
     r"""Batched product of (b, n, m) and (b, m, p) tensors."""
+    if _autocast:
+        input, mat2 = cast_for("bmm", input, mat2)
     _check_matmul("bmm", input, mat2)
     if input.ndim != 3:
         raise RuntimeError("batch1 must be a 3D tensor")
@@ -200,6 +218,8 @@ def bmm(input: Tensor, mat2: Tensor) -> Tensor:
 
 def mv(input: Tensor, vec: Tensor) -> Tensor:
     r"""Matrix-vector product."""
+    if _autocast:
+        input, vec = cast_for("mv", input, vec)
     _check_matmul("mv", input, vec)
     if input.ndim != 2 or vec.ndim != 1:
         raise RuntimeError(
@@ -260,12 +280,16 @@ def outer(input: Tensor, vec2: Tensor) -> Tensor:
 
 def addmm(input, mat1: Tensor, mat2: Tensor, *, beta=1, alpha=1) -> Tensor:
     r"""``beta * input + alpha * (mat1 @ mat2)``."""
+    if _autocast:
+        input, mat1, mat2 = cast_for("addmm", input, mat1, mat2)
     prod = mm(mat1, mat2)
     return _scaled_sum(input, prod, beta, alpha)
 
 
 def baddbmm(input, batch1: Tensor, batch2: Tensor, *, beta=1, alpha=1) -> Tensor:
     r"""``beta * input + alpha * (batch1 @ batch2)`` for batches of matrices."""
+    if _autocast:
+        input, batch1, batch2 = cast_for("baddbmm", input, batch1, batch2)
     prod = bmm(batch1, batch2)
     return _scaled_sum(input, prod, beta, alpha)
 
@@ -322,6 +346,9 @@ def _einsum_arrays(xp, equation, arrays):
         or (n == 2 and arrays[0].size * arrays[1].size > 1 << 16)
         or ("..." in lhs and "..." not in rhs)
     )
+    if xp is np and arrays[0].dtype == _BFLOAT16:  # NumPy's einsum has no bfloat16 loop
+        out = np.einsum(equation, *[a.astype(np.float32) for a in arrays], optimize=optimize)
+        return out.astype(_BFLOAT16)
     return xp.einsum(equation, *arrays, optimize=optimize)
 
 
@@ -405,6 +432,8 @@ def einsum(equation: str, *operands) -> Tensor:
         operands = tuple(operands[0])
     if not operands:
         raise ValueError("einsum(): must provide at least one operand")
+    if _autocast:
+        operands = cast_for("einsum", *operands)
     for o in operands:
         if not isinstance(o, Tensor):
             raise TypeError(f"einsum(): expected Tensor operands, got {type(o).__name__}")
@@ -475,7 +504,7 @@ class Linear(Function):
     def forward(ctx, x, weight, bias=None):
         ctx.save_for_backward(x, weight)
         x2 = x.reshape(-1, x.shape[-1]) if x.ndim != 2 else x
-        out = x2 @ weight.T
+        out = _keep_dtype(x2 @ weight.T, x)
         if bias is not None:
             out += bias
         return out.reshape(x.shape[:-1] + (weight.shape[0],)) if x.ndim != 2 else out
@@ -496,7 +525,7 @@ class Linear(Function):
         gx = (g2 @ weight).reshape(x.shape) if need_x else None
         gw = g2.T @ (x.reshape(-1, x.shape[-1]) if x.ndim != 2 else x) if need_w else None
         gb = g2.sum(0) if need_b else None
-        return gx, gw, gb
+        return _keep_dtype(gx, x), _keep_dtype(gw, weight), gb
 
 
 def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
@@ -507,6 +536,8 @@ def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
         >>> F.linear(ember.ones(4, 3), ember.ones(2, 3)).shape
         ember.Size([4, 2])
     """
+    if _autocast:
+        input, weight, bias = cast_for("linear", input, weight, bias)
     _check_matmul("linear", input, weight)
     if weight.ndim != 2 and weight.ndim != 1:
         raise RuntimeError(f"linear(): weight must be 1-D or 2-D, got {weight.ndim}-D")

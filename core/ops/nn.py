@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..amp import _state as _autocast
+from ..amp import cast_for
 from ..autograd import Function
 from ..random import generator_for
 from ..tensor import Tensor
@@ -453,6 +455,8 @@ def cross_entropy(
 
         >>> loss = F.cross_entropy(logits, labels, label_smoothing=0.1)
     """
+    if _autocast:
+        input, target, weight = cast_for("cross_entropy", input, target, weight)
     check_reduction(reduction)
     if not 0.0 <= label_smoothing <= 1.0:
         raise ValueError(f"label_smoothing must be between 0.0 and 1.0. Got: {label_smoothing}")
@@ -548,6 +552,8 @@ def nll_loss(
 
         >>> loss = F.nll_loss(F.log_softmax(logits, dim=1), labels)
     """
+    if _autocast:
+        input, weight = cast_for("nll_loss", input, weight)
     check_reduction(reduction)
     _check_class_input("nll_loss", input, target, weight)
     _check_index_target(input, target)

@@ -9,6 +9,8 @@ import warnings
 import numpy as np
 
 from .. import dtypes
+from ..amp import _state as _autocast
+from ..amp import cast_for
 from ..autograd import Function
 from ..tensor import Tensor
 from ._util import check_same_device, sum_to, xp_of
@@ -102,6 +104,8 @@ def _pair_operands(name, input: Tensor, target: Tensor):
         raise TypeError(
             f"{name}: expected Tensors, got {type(input).__name__} and {type(target).__name__}"
         )
+    if _autocast:
+        input, target = cast_for(name, input, target)
     if tuple(target.shape) != tuple(input.shape):
         warnings.warn(
             f"Using a target size ({target.shape}) that is different to the input size "
@@ -264,6 +268,8 @@ def binary_cross_entropy(
 
         >>> F.binary_cross_entropy(ember.sigmoid(logits), y)
     """
+    if _autocast:
+        input, target, weight = cast_for("binary_cross_entropy", input, target, weight)
     check_reduction(reduction)
     if tuple(target.shape) != tuple(input.shape):
         raise ValueError(
@@ -355,6 +361,10 @@ def binary_cross_entropy_with_logits(
 
         >>> F.binary_cross_entropy_with_logits(logits, y, pos_weight=ember.full((3,), 2.0))
     """
+    if _autocast:
+        input, target, weight, pos_weight = cast_for(
+            "binary_cross_entropy_with_logits", input, target, weight, pos_weight
+        )
     check_reduction(reduction)
     if tuple(target.shape) != tuple(input.shape):
         raise ValueError(
@@ -423,6 +433,8 @@ def kl_div(
 
         >>> F.kl_div(F.log_softmax(student, 1), F.softmax(teacher, 1), reduction="batchmean")
     """
+    if _autocast:
+        input, target = cast_for("kl_div", input, target)
     check_reduction(reduction, ("none", "mean", "sum", "batchmean"))
     if reduction == "mean":
         warnings.warn(

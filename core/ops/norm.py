@@ -10,7 +10,11 @@ with ``g = grad * weight``.
 from __future__ import annotations
 
 import ml_dtypes
+import numpy as np
 
+from .. import kernels
+from ..amp import _state as _autocast
+from ..amp import cast_for
 from ..autograd import Function
 from ..tensor import Tensor
 from ._util import check_same_device, xp_of
@@ -152,6 +156,11 @@ class LayerNorm(Function):
     def forward(ctx, x, weight, bias, ndim, eps, rms):
         xp = xp_of(x)
         axes = tuple(range(x.ndim - ndim, x.ndim))
+        ctx.meta = (axes, rms)
+        if xp is not np and kernels.norm_fits(x, ndim, weight, bias):
+            y, xhat, invstd = kernels.norm_forward(x, weight, bias, ndim, eps, rms)
+            ctx.save_for_backward(xhat, weight, invstd)
+            return y
         if rms:
             xmu = x
             var = (x * x).mean(axis=axes, keepdims=True)
@@ -164,7 +173,6 @@ class LayerNorm(Function):
         if bias is not None:
             y += bias
         ctx.save_for_backward(xhat, weight, invstd)
-        ctx.meta = (axes, rms)
         return y.astype(x.dtype, copy=False)  # NumPy computes bfloat16 in float32
 
     @staticmethod
@@ -174,7 +182,9 @@ class LayerNorm(Function):
         lead = tuple(range(grad.ndim - len(axes)))
         need_x, need_w, need_b = ctx.needs_input_grad[:3]
         gx = None
-        if need_x:
+        if need_x and xp_of(grad) is not np and kernels.norm_fits(grad, len(axes), weight):
+            gx = kernels.norm_input_grad(grad, xhat, weight, invstd, rms)
+        elif need_x:
             g = grad * weight if weight is not None else grad
             proj = (g * xhat).mean(axis=axes, keepdims=True)
             inner = g - xhat * proj
@@ -214,6 +224,8 @@ def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5) -> Ten
         >>> F.layer_norm(ember.randn(2, 5, 8), (8,)).shape
         ember.Size([2, 5, 8])
     """
+    if _autocast:
+        input, weight, bias = cast_for("layer_norm", input, weight, bias)
     shape = _normalized("layer_norm", input, normalized_shape, weight, bias)
     return LayerNorm.apply(input, weight, bias, ndim=len(shape), eps=eps, rms=False)
 
@@ -227,6 +239,8 @@ def rms_norm(input, normalized_shape, weight=None, eps=None) -> Tensor:
         >>> F.rms_norm(ember.randn(2, 8), [8]).shape
         ember.Size([2, 8])
     """
+    if _autocast:
+        input, weight = cast_for("rms_norm", input, weight)
     shape = _normalized("rms_norm", input, normalized_shape, weight, None)
     if eps is None:
         eps = float(ml_dtypes.finfo(input.data.dtype).eps)  # also knows bfloat16
@@ -279,6 +293,8 @@ def group_norm(input, num_groups, weight=None, bias=None, eps=1e-5) -> Tensor:
         >>> F.group_norm(ember.randn(2, 6, 4, 4), 3).shape
         ember.Size([2, 6, 4, 4])
     """
+    if _autocast:
+        input, weight, bias = cast_for("group_norm", input, weight, bias)
     if input.ndim < 2 or input.shape[1] % num_groups:
         raise RuntimeError(
             f"Expected number of channels in input to be divisible by num_groups, but got "

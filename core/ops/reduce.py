@@ -10,6 +10,8 @@ from collections import namedtuple
 import numpy as np
 
 from .. import dtypes
+from ..amp import _state as _autocast
+from ..amp import cast_for
 from ..autograd import Function
 from ..tensor import Tensor
 from ._util import attach, wrap_dim, wrap_dims, xp_of
@@ -153,6 +155,8 @@ def sum(input: Tensor, dim=None, keepdim: bool = False, *, dtype=None) -> Tensor
         >>> ember.ones(2, 3).sum(dim=1)
         tensor([3., 3.])
     """
+    if _autocast and dtype is None:
+        (input,) = cast_for("sum", input)
     dim = wrap_dims(dim, input.data.ndim)
     if dtype is not None:
         dtype = dtypes.to_dtype(dtype).np
@@ -194,6 +198,8 @@ class Prod(Function):
 
 def prod(input: Tensor, dim=None, keepdim: bool = False, *, dtype=None) -> Tensor:
     r"""Product of the elements (over one ``dim`` if given)."""
+    if _autocast and dtype is None:
+        (input,) = cast_for("prod", input)
     dims = None if dim is None else (wrap_dim(dim, input.data.ndim),)
     if dtype is not None:
         dtype = dtypes.to_dtype(dtype).np
@@ -446,6 +452,8 @@ class LogSumExp(Function):
 
 def logsumexp(input: Tensor, dim, keepdim: bool = False) -> Tensor:
     r"""``log(sum(exp(input), dim))``, computed stably."""
+    if _autocast:
+        (input,) = cast_for("logsumexp", input)
     if not input.is_floating_point():
         input = to_copy(input, None, dtypes.get_default_dtype())
     dims = wrap_dims(dim, input.data.ndim)
@@ -493,6 +501,8 @@ def norm(input: Tensor, p="fro", dim=None, keepdim: bool = False, dtype=None) ->
     ``p`` is ``'fro'`` (= 2), a number (``inf``/``-inf`` for max/min of abs, 0 for the
     count of non-zeros).
     """
+    if _autocast and dtype is None:
+        (input,) = cast_for("norm", input)
     if dtype is not None:
         input = input.to(dtype)
     elif not input.is_floating_point():

@@ -8,7 +8,9 @@ from collections import namedtuple
 
 import numpy as np
 
-from .. import dtypes
+from .. import dtypes, kernels
+from ..amp import _state as _autocast
+from ..amp import cast_for
 from ..autograd import Function
 from ..tensor import Tensor
 from ._util import attach, wrap_dim, xp_of
@@ -86,11 +88,15 @@ def _scan_dtype(input, dtype):
 
 def cumsum(input: Tensor, dim: int, *, dtype=None) -> Tensor:
     r"""Cumulative sum along ``dim``."""
+    if _autocast and dtype is None:
+        (input,) = cast_for("cumsum", input)
     return CumSum.apply(input, wrap_dim(dim, input.data.ndim), dtype=_scan_dtype(input, dtype))
 
 
 def cumprod(input: Tensor, dim: int, *, dtype=None) -> Tensor:
     r"""Cumulative product along ``dim``."""
+    if _autocast and dtype is None:
+        (input,) = cast_for("cumprod", input)
     return CumProd.apply(input, wrap_dim(dim, input.data.ndim), dtype=_scan_dtype(input, dtype))
 
 
@@ -104,7 +110,9 @@ class Softmax(Function):
     def forward(ctx, x, dim):
         xp = xp_of(x)
         ctx.dim = dim
-        if x.size == 0:
+        if xp is not np and kernels.softmax_fits(x, dim):
+            e = kernels.softmax_lastdim(x)
+        elif x.size == 0:
             e = x.copy()
         else:
             e = xp.exp(x - x.max(axis=dim, keepdims=True))
@@ -128,7 +136,9 @@ class LogSoftmax(Function):
     def forward(ctx, x, dim):
         xp = xp_of(x)
         ctx.dim = dim
-        if x.size == 0:
+        if xp is not np and kernels.softmax_fits(x, dim):
+            shifted = kernels.softmax_lastdim(x, log=True)
+        elif x.size == 0:
             shifted = x.copy()
         else:
             shifted = x - x.max(axis=dim, keepdims=True)
@@ -157,12 +167,16 @@ def _softmax_args(name, input, dim, dtype):
 
 def softmax(input: Tensor, dim=None, dtype=None) -> Tensor:
     r"""``exp(x) / sum(exp(x), dim)``, computed stably as one fused op."""
+    if _autocast and dtype is None:
+        (input,) = cast_for("softmax", input)
     x, d = _softmax_args("softmax", input, dim, dtype)
     return Softmax.apply(x, d)
 
 
 def log_softmax(input: Tensor, dim=None, dtype=None) -> Tensor:
     r"""``x - logsumexp(x, dim)``, computed stably as one fused op."""
+    if _autocast and dtype is None:
+        (input,) = cast_for("log_softmax", input)
     x, d = _softmax_args("log_softmax", input, dim, dtype)
     return LogSoftmax.apply(x, d)
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import numpy as np
+
+from .. import kernels
 from ..backend import get_array_module
 from .optimizer import (
     Optimizer,
@@ -105,6 +108,23 @@ class Adam(Optimizer):
                 step = increment_step(state)
                 exp_avg = state["exp_avg"].data
                 exp_avg_sq = state["exp_avg_sq"].data
+                if xp is not np and not amsgrad:  # CUDA: one fused kernel per tensor
+                    kernels.adam_step(
+                        param,
+                        grad,
+                        exp_avg,
+                        exp_avg_sq,
+                        lr,
+                        beta1,
+                        beta2,
+                        eps,
+                        weight_decay,
+                        decoupled,
+                        maximize,
+                        step,
+                    )
+                    p._bump_version()
+                    continue
 
                 if weight_decay != 0 and decoupled:
                     param *= 1 - lr * weight_decay
