@@ -6,6 +6,7 @@ Usage::
     ember-launch -H node1:4,node2:4 train.py     # 8 ranks on two hosts
     ember-launch --hostfile hosts -m pkg.train   # a module, hosts from a file
     ember-launch -n 2 --dry-run train.py         # print the mpiexec command line only
+    ember-launch -n 8 --restarts 3 train.py      # relaunch the job after a failure, 3 times
 
 Each rank runs ``python launch/_rank.py train.py ...``: a standard-library bootstrap that
 binds the rank to one GPU by its local rank (``CUDA_VISIBLE_DEVICES``), divides the host's
@@ -17,6 +18,13 @@ All hosts local (localhost, 127.0.0.1, this host's name): Hydra gets ``-launcher
 a multi-"host" job on one machine needs no ssh. ember-launch exits with mpiexec's exit code
 (non-zero when any rank failed; 128 + N when mpiexec died of signal N) and forwards SIGINT
 and SIGTERM to it.
+
+``--restarts K`` relaunches the whole job after a failure, up to K times; each attempt sees
+``EMBER_RESTART_COUNT`` (0, 1, ...) and resumes from its latest checkpoint (see
+launch/supervise.py), and a summary at the end shows why each failed attempt failed.
+With any remote host in -H/--hostfile, a pre-flight first checks that every remote host
+answers and runs the same Python and ember versions (launch/preflight.py; ``--no-preflight``
+skips it).
 """
 
 from __future__ import annotations
@@ -25,10 +33,12 @@ import argparse
 import os
 import re
 import shlex
-import signal
 import socket
 import subprocess
 import sys
+
+from . import preflight
+from .supervise import RESTART_VAR, supervise
 
 HYDRA, OPENMPI = "hydra", "openmpi"
 DEFAULT_FORWARD_PREFIXES = ("EMBER_", "OMP_", "NCCL_")
@@ -70,6 +80,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--dry-run", action="store_true", help="print the mpiexec command and exit")
     p.add_argument(
+        "--restarts",
+        type=int,
+        default=0,
+        metavar="K",
+        help="relaunch the whole job after a failure, up to K times (default 0); each "
+        f"attempt gets {RESTART_VAR}=0, 1, ... and should resume from its latest checkpoint",
+    )
+    p.add_argument(
+        "--no-preflight",
+        action="store_true",
+        help="skip the check that remote hosts answer and run the same Python and ember",
+    )
+    p.add_argument(
         "-m",
         dest="module",
         nargs=argparse.REMAINDER,
@@ -94,6 +117,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("the script to run (or -m module) is required")
     if args.nproc_per_node is not None and args.nproc_per_node < 1:
         parser.error(f"--nproc-per-node must be at least 1, got {args.nproc_per_node}")
+    if args.restarts < 0:
+        parser.error(f"--restarts must be at least 0, got {args.restarts}")
     return args
 
 
@@ -204,16 +229,20 @@ def forwarded_env(names: list[str], environ=None) -> list[tuple[str, str]]:
     return list(pairs.items())
 
 
+def job_hosts(args: argparse.Namespace) -> list[tuple[str, int | None]] | None:
+    """The hosts of -H/--hostfile with their slot counts; None for a job on this host."""
+    if args.hostfile:
+        return read_hostfile(args.hostfile)
+    if args.hosts:
+        return parse_hosts(args.hosts)
+    return None
+
+
 def build_command(args: argparse.Namespace, flavour: str, environ=None) -> list[str]:
     """The mpiexec command line for parsed `args` and an MPI `flavour`."""
     env = os.environ if environ is None else environ
     per_host = args.nproc_per_node or max(1, visible_gpu_count(env))
-    if args.hostfile:
-        hosts = read_hostfile(args.hostfile)
-    elif args.hosts:
-        hosts = parse_hosts(args.hosts)
-    else:
-        hosts = None
+    hosts = job_hosts(args)
     cmd = [args.mpiexec]
     if hosts is None:
         total = per_host
@@ -245,31 +274,37 @@ def build_command(args: argparse.Namespace, flavour: str, environ=None) -> list[
     return cmd
 
 
-def run(cmd: list[str]) -> int:
-    """Run mpiexec, forwarding SIGINT/SIGTERM to it; its exit status (128 + N for signal N)."""
-    proc = subprocess.Popen(cmd)
-
-    def forward(signum, frame):
-        proc.send_signal(signum)
-
-    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        rc = proc.wait()
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    return rc if rc >= 0 else 128 - rc
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    environ = dict(os.environ)
     try:
         flavour = args.flavour or detect_flavour(args.mpiexec)
-        cmd = build_command(args, flavour)
+        cmd = build_command(args, flavour, {**environ, RESTART_VAR: "0"})
+        remote = [host for host, _ in job_hosts(args) or [] if not _is_local(host)]
     except (RuntimeError, ValueError, OSError) as err:
         print(f"ember-launch: error: {err}", file=sys.stderr)
         return 2
     if args.dry_run:
         print(shlex.join(cmd))
         return 0
-    return run(cmd)
+    try:
+        if remote and not args.no_preflight and not _preflight_passes(args, flavour, remote):
+            return 2
+        return supervise(lambda env: build_command(args, flavour, env), environ, args.restarts)
+    except OSError as err:  # mpiexec vanished or is not executable
+        print(f"ember-launch: error: {err}", file=sys.stderr)
+        return 2
+
+
+def _preflight_passes(args: argparse.Namespace, flavour: str, remote: list[str]) -> bool:
+    failures = preflight.check_hosts(remote, flavour, args.mpiexec, args.mpi_args)
+    for line in failures:
+        print(line, file=sys.stderr)
+    if failures:
+        print(
+            f"ember-launch: error: pre-flight failed on {len(failures)} of "
+            f"{len(set(remote))} remote host(s); the job was not started "
+            "(--no-preflight skips the check)",
+            file=sys.stderr,
+        )
+    return not failures

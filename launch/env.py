@@ -13,7 +13,12 @@ Sources, in order of precedence (the first that gives both rank and world size w
 - torchrun: RANK, LOCAL_RANK, WORLD_SIZE, LOCAL_WORLD_SIZE
 
 Where a launcher (and Slurm) does not say where a process sits on its host, the process is
-assumed to share the host with the whole job (local rank = rank, local world size = world size).
+assumed to share the host with the whole job (local rank = rank, local world size = world size);
+where it gives the local rank but not the local world size, the local rank is kept and the
+local world size taken as the world size (an upper bound).
+
+Everything comes from the environment: no launcher needs to pass a flag (``--local-rank``)
+on the script's command line.
 """
 
 from __future__ import annotations
@@ -115,8 +120,10 @@ def detect(environ: Mapping[str, str] | None = None) -> LaunchInfo:
         if local_rank is None or local_size is None:  # srun's view of this node, if any
             local_rank = _int(env, "SLURM_LOCALID") if local_rank is None else local_rank
             local_size = _slurm_local_size(env) if local_size is None else local_size
-        if local_rank is None or local_size is None:
+        if local_rank is None:
             local_rank, local_size = rank, size
+        elif local_size is None:  # a known place on an unknown host: keep it
+            local_size = size
         if not (0 <= rank < size and 0 <= local_rank < local_size <= size):
             raise RuntimeError(
                 f"inconsistent {launcher} environment: rank {rank}, local rank {local_rank}, "

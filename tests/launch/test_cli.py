@@ -206,6 +206,7 @@ def test_main_reports_errors(tmp_path, capsys):
         (["-n", "2", "-m"], "argument -m: expected a module name"),
         (["-n", "0", "t.py"], "--nproc-per-node must be at least 1, got 0"),
         (["-H", "a", "--hostfile", "f", "t.py"], "not allowed with argument"),
+        (["--restarts", "-1", "t.py"], "--restarts must be at least 0, got -1"),
     ],
 )
 def test_usage_errors(argv, message, capsys):

@@ -1,5 +1,8 @@
 import ast
+import json
+import os
 import pathlib
+import subprocess
 import sys
 
 import pytest
@@ -67,6 +70,50 @@ LAUNCH_DIR = pathlib.Path(env.__file__).parent
         ),
         ({}, (0, 0, 1, 1, "none")),
         ({"SLURM_JOB_ID": "7", "OMP_NUM_THREADS": "4"}, (0, 0, 1, 1, "none")),
+        ({"PMIX_RANK": "2", "PMIX_SIZE": "4"}, (2, 2, 4, 4, "pmix")),  # PMIx outside Slurm
+        ({"PMIX_RANK": "2"}, (0, 0, 1, 1, "none")),  # no size anywhere: not a job
+        (  # Slurm without its task layout: assume one host
+            {"SLURM_PROCID": "3", "SLURM_NTASKS": "4"},
+            (3, 3, 4, 4, "slurm"),
+        ),
+        (  # a layout ember cannot read keeps the local id, bounds the host by the job
+            {
+                "SLURM_PROCID": "3",
+                "SLURM_LOCALID": "1",
+                "SLURM_NTASKS": "4",
+                "SLURM_NODEID": "1",
+                "SLURM_TASKS_PER_NODE": "2(x2",
+            },
+            (3, 1, 4, 4, "slurm"),
+        ),
+        (  # a node id past the layout
+            {
+                "SLURM_PROCID": "3",
+                "SLURM_LOCALID": "0",
+                "SLURM_NTASKS": "4",
+                "SLURM_NODEID": "5",
+                "SLURM_TASKS_PER_NODE": "2,2",
+            },
+            (3, 0, 4, 4, "slurm"),
+        ),
+        (  # torch.distributed.launch: LOCAL_RANK without LOCAL_WORLD_SIZE, second node
+            {"RANK": "5", "LOCAL_RANK": "1", "WORLD_SIZE": "8"},
+            (5, 1, 8, 8, "torchrun"),
+        ),
+        (  # torchrun on a Slurm allocation: torchrun's variables describe the rank
+            {"RANK": "5", "LOCAL_RANK": "1", "WORLD_SIZE": "8", "LOCAL_WORLD_SIZE": "4"}
+            | {"SLURM_LOCALID": "0", "SLURM_NODEID": "1"},
+            (5, 1, 8, 4, "torchrun"),
+        ),
+        (  # Hydra's local rank without its local size
+            {"PMI_RANK": "3", "PMI_SIZE": "4", "MPI_LOCALRANKID": "1"},
+            (3, 1, 4, 4, "hydra"),
+        ),
+        (  # Hydra under srun --mpi=pmi2: Slurm fills in the host layout
+            {"PMI_RANK": "3", "PMI_SIZE": "4", "SLURM_LOCALID": "1", "SLURM_NODEID": "1"}
+            | {"SLURM_TASKS_PER_NODE": "2(x2)"},
+            (3, 1, 4, 2, "hydra"),
+        ),
     ],
 )
 def test_detect(environ, expected):
@@ -117,6 +164,13 @@ def test_module_functions_read_os_environ(monkeypatch):
             {"RANK": "0", "WORLD_SIZE": "2", "LOCAL_RANK": "2", "LOCAL_WORLD_SIZE": "2"},
             r"local rank 2, world size 2, local world size 2",
         ),
+        (
+            {"OMPI_COMM_WORLD_RANK": "0", "OMPI_COMM_WORLD_SIZE": "2"}
+            | {"OMPI_COMM_WORLD_LOCAL_RANK": "0", "OMPI_COMM_WORLD_LOCAL_SIZE": "3"},
+            r"inconsistent openmpi environment: .* world size 2, local world size 3",
+        ),
+        ({"SLURM_PROCID": "-1", "SLURM_NTASKS": "2"}, r"inconsistent slurm environment: rank -1"),
+        ({"RANK": "0", "WORLD_SIZE": "2", "LOCAL_RANK": "0x1"}, r"LOCAL_RANK='0x1' is not an"),
     ],
 )
 def test_bad_environment(environ, match):
@@ -168,3 +222,72 @@ def test_launch_imports_only_the_standard_library():
             for name in names:
                 top = name.split(".")[0]
                 assert top in sys.stdlib_module_names or top == "__future__", (path.name, name)
+
+
+# -- no argv flags: a script learns its place from the environment alone --------------------
+
+PLACE = """\
+import json, os, sys
+from ember.launch import env
+info = env.detect()
+print(json.dumps({"place": [info.rank, info.local_rank, info.world_size, info.local_world_size,
+    info.launcher], "argv": sys.argv[1:], "cvd": os.environ.get("CUDA_VISIBLE_DEVICES"),
+    "omp": os.environ.get("OMP_NUM_THREADS")}))
+"""
+LAUNCHER_ENVS = [
+    (
+        {"OMPI_COMM_WORLD_RANK": "5", "OMPI_COMM_WORLD_LOCAL_RANK": "1"}
+        | {"OMPI_COMM_WORLD_SIZE": "8", "OMPI_COMM_WORLD_LOCAL_SIZE": "4"},
+        [5, 1, 8, 4, "openmpi"],
+    ),
+    (
+        {"PMI_RANK": "2", "PMI_SIZE": "4", "MPI_LOCALRANKID": "0", "MPI_LOCALNRANKS": "2"},
+        [2, 0, 4, 2, "hydra"],
+    ),
+    (
+        {"SLURM_PROCID": "3", "SLURM_LOCALID": "1", "SLURM_NTASKS": "4", "SLURM_NODEID": "1"}
+        | {"SLURM_TASKS_PER_NODE": "2(x2)"},
+        [3, 1, 4, 2, "slurm"],
+    ),
+    (
+        {"RANK": "1", "LOCAL_RANK": "1", "WORLD_SIZE": "2", "LOCAL_WORLD_SIZE": "2"},
+        [1, 1, 2, 2, "torchrun"],
+    ),
+]
+
+
+def run_with(environ, *argv):
+    clean = {k: os.environ[k] for k in ("PATH", "HOME") if k in os.environ}
+    result = subprocess.run(
+        [sys.executable, *argv], capture_output=True, text=True, env={**clean, **environ}
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout), result.stderr
+
+
+@pytest.mark.parametrize("environ, place", LAUNCHER_ENVS)
+def test_scripts_need_no_argv_flags(tmp_path, environ, place):
+    script = tmp_path / "place.py"
+    script.write_text(PLACE)
+    seen, _ = run_with(environ, str(script), "--lr", "0.1")
+    assert seen["place"] == place and seen["argv"] == ["--lr", "0.1"]
+    # through the per-rank bootstrap: GPU and threads from the local rank, argv untouched
+    cvd = {"CUDA_VISIBLE_DEVICES": "4,5,6,7"}
+    seen, _ = run_with({**environ, **cvd}, str(LAUNCH_DIR / "_rank.py"), str(script), "-x")
+    assert seen["place"] == place and seen["argv"] == ["-x"]
+    assert seen["cvd"] == "4,5,6,7".split(",")[place[1]]
+    assert seen["omp"] == str(max(1, len(os.sched_getaffinity(0)) // place[3]))
+
+
+def test_bootstrap_warns_when_ranks_share_a_gpu_and_needs_a_script(tmp_path):
+    script = tmp_path / "place.py"
+    script.write_text(PLACE)
+    environ = {"PMI_RANK": "0", "PMI_SIZE": "2", "CUDA_VISIBLE_DEVICES": "3"}
+    seen, err = run_with(environ, str(LAUNCH_DIR / "_rank.py"), str(script))
+    assert seen["cvd"] == "3"
+    assert "ember-launch: warning: 2 ranks share 1 GPU(s) on this host" in err
+    result = subprocess.run(
+        [sys.executable, str(LAUNCH_DIR / "_rank.py")], capture_output=True, text=True
+    )
+    assert result.returncode == 1
+    assert "usage: _rank.py (script | -m module) [args...]" in result.stderr

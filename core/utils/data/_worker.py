@@ -102,7 +102,11 @@ class IterableStopped:
 
 
 class ResumeIteration:
-    """Sent to persistent workers at the start of each epoch after the first."""
+    """Sent to persistent workers at the start of each epoch after the first, with the
+    epoch's base seed: the workers reseed, so each epoch's streams depend only on it."""
+
+    def __init__(self, base_seed: int):
+        self.base_seed = base_seed
 
 
 class _Shipped:
@@ -216,11 +220,37 @@ def make_fetcher(iterable: bool, dataset, auto_collation, collate_fn, drop_last)
     return cls(dataset, auto_collation, collate_fn, drop_last)
 
 
+def _process_rank() -> int | None:
+    """This process's rank when a process group is initialized, else None. Read through
+    sys.modules, so core never imports ember.distributed (nor starts MPI) itself."""
+    dist = sys.modules.get("ember.distributed")
+    if dist is None or not dist.is_initialized():
+        return None
+    return dist.get_rank()
+
+
+def rank_base_seed(base_seed: int, rank: int | None = None) -> int:
+    """The workers' base seed on `rank`: `base_seed` itself in a lone process, else a hash
+    of (base_seed, rank), so ranks seeded alike never share augmentation randomness."""
+    if rank is None:
+        return base_seed
+    word = np.random.SeedSequence([base_seed, rank]).generate_state(1, np.uint64)[0]
+    return int(word) >> 2  # 62 bits, like the drawn base seeds
+
+
 def seed_worker(seed: int) -> None:
-    """Seed Python's, NumPy's and ember's CPU generators for one worker."""
+    """Seed Python's, NumPy's and ember's CPU generators for one worker. NumPy's legacy
+    seed takes 32 bits, so it gets four words hashed from the whole seed (as PyTorch does)."""
     random.seed(seed)
-    np.random.seed(seed % 2**32)
+    np.random.seed(np.random.SeedSequence(seed).generate_state(4))
     _random.default_generator("cpu").manual_seed(seed)
+
+
+def _start_worker(base_seed: int, worker_id: int, num_workers: int, dataset) -> None:
+    global _worker_info
+    seed = base_seed + worker_id
+    seed_worker(seed)
+    _worker_info = WorkerInfo(id=worker_id, num_workers=num_workers, seed=seed, dataset=dataset)
 
 
 def worker_loop(
@@ -239,11 +269,8 @@ def worker_loop(
 ):
     """The body of a worker process: fetch the batches named on ``index_queue`` and put
     ``(task_index, batch)`` on ``data_queue`` until told to stop (``None``) or orphaned."""
-    global _worker_info
     try:
-        seed = base_seed + worker_id
-        seed_worker(seed)
-        _worker_info = WorkerInfo(id=worker_id, num_workers=num_workers, seed=seed, dataset=dataset)
+        _start_worker(base_seed, worker_id, num_workers, dataset)
         init_error = None
         fetcher = None
         try:
@@ -263,6 +290,7 @@ def worker_loop(
             if task is None:
                 break
             if isinstance(task, ResumeIteration):
+                _start_worker(task.base_seed, worker_id, num_workers, dataset)
                 data_queue.put((task, None))
                 exhausted = False
                 if init_error is None:

@@ -4,6 +4,13 @@ With ``num_workers > 0`` the main process draws index batches from the sampler a
 hands them round-robin to worker processes through one queue per worker, keeping
 ``prefetch_factor * num_workers`` batches in flight; workers send back NumPy-backed
 batches on one shared queue and the main process re-orders them into sampler order.
+
+Worker randomness: every iterator (every epoch, also with persistent workers) draws a base
+seed from the loader's ``generator`` (default: ember's), mixes in the distributed rank when
+a process group is initialized, and worker ``w`` seeds ember's, NumPy's and Python's global
+generators from ``base + w`` (its ``get_worker_info().seed``). So each (seed, rank, worker,
+epoch) has its own stream, ranks seeded alike never share augmentations, and a seeded (or
+checkpoint-resumed) run reproduces exactly.
 """
 
 from __future__ import annotations
@@ -46,7 +53,8 @@ class DataLoader:
         worker_init_fn: called as ``worker_init_fn(worker_id)`` in each worker after seeding.
         multiprocessing_context: ``'fork'``, ``'spawn'``, ``'forkserver'`` or a context
             (default: ``'fork'`` on Linux, ``'spawn'`` elsewhere).
-        generator: the :class:`ember.Generator` behind shuffling and worker seeds.
+        generator: the :class:`ember.Generator` behind shuffling and worker seeds (each
+            worker's stream depends on it, the epoch, the worker id and the rank).
         prefetch_factor: batches loaded ahead per worker (default 2 with workers).
         persistent_workers: keep the workers alive between epochs.
 
@@ -240,7 +248,11 @@ class _BaseIter:
 
     def _reset_sampler(self, loader):
         self._sampler_iter = iter(self._index_sampler)
-        self._base_seed = _draw_seed(loader.generator)
+        # Drawn per iterator (per epoch for persistent workers) and mixed with the rank:
+        # worker w of rank r in epoch e seeds from (generator, r, w, e) alone.
+        self._base_seed = _worker.rank_base_seed(
+            _draw_seed(loader.generator), _worker._process_rank()
+        )
 
     def __iter__(self):
         return self
@@ -316,7 +328,7 @@ class _MultiProcessIter(_BaseIter):
             # Each worker answers a ResumeIteration after everything it was sent before,
             # so once all have answered, stale results of the last epoch are drained.
             for q in self._index_queues:
-                q.put(_worker.ResumeIteration())
+                q.put(_worker.ResumeIteration(self._base_seed))
             pending = self._num_workers
             while pending:
                 idx, _ = self._get_data()

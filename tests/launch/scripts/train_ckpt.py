@@ -1,11 +1,14 @@
 """Data-parallel training that checkpoints every 2 steps and resumes from the latest one:
-`train_ckpt.py CKPT_DIR STEPS CRASH_AT OUT.npz`. The last rank raises at step CRASH_AT
-(-1: never); rank 0 writes the final parameters to OUT.npz. Each rank's batches come from
+`train_ckpt.py CKPT_DIR STEPS CRASH_AT OUT.npz [MODE]`. At step CRASH_AT (-1: never) the last
+rank fails: MODE "raise" (the default) raises; "kill-first" SIGKILLs itself, on the first
+attempt of an ember-launch --restarts job only (EMBER_RESTART_COUNT=0). Rank 0 writes the
+final parameters to OUT.npz. Each rank's batches come from
 ember's, NumPy's and Python's global RNGs, seeded per rank, so a bit-exact resume needs
 every rank's RNG states restored."""
 
 import os
 import random
+import signal
 import sys
 
 import numpy as np
@@ -19,6 +22,8 @@ from ember.distributed.checkpoint import latest_checkpoint, load_checkpoint, sav
 from ember.distributed.ddp import DistributedDataParallel
 
 ckpt_dir, steps, crash_at, out = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+mode = sys.argv[5] if len(sys.argv) > 5 else "raise"
+restart_count = int(os.environ.get("EMBER_RESTART_COUNT", "0"))
 dist.init_process_group()
 rank, world = dist.get_rank(), dist.get_world_size()
 ember.manual_seed(0)  # the same initial model everywhere
@@ -33,10 +38,17 @@ start = 0
 path = latest_checkpoint(ckpt_dir)
 if path is not None:
     start = load_checkpoint(path, model=model, optimizer=opt, scheduler=sched)["step"]
-    print(f"rank {rank} resumed from {os.path.basename(path)} at step {start}", flush=True)
+    print(
+        f"rank {rank} resumed from {os.path.basename(path)} at step {start} "
+        f"(restart {restart_count})",
+        flush=True,
+    )
 for step in range(start, steps):
     if step == crash_at and rank == world - 1:
-        raise RuntimeError(f"crash at step {step}")
+        if mode == "raise":
+            raise RuntimeError(f"crash at step {step}")
+        if mode == "kill-first" and restart_count == 0:
+            os.kill(os.getpid(), signal.SIGKILL)
     noise = ember.tensor(np.random.randn(6, 4).astype(np.float32)) * random.random()
     x = ember.randn(6, 4) + noise
     loss = F.mse_loss(model(x), x.sum(1, keepdim=True))
