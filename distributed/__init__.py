@@ -25,6 +25,7 @@ from .collectives import (
     send,
 )
 from .ddp import DistributedDataParallel
+from .diagnostics import flight_recorder, get_rank_table
 from .process_group import (
     NON_GROUP_MEMBER,
     ProcessGroup,

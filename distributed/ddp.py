@@ -13,8 +13,15 @@ from ..core.backend import get_array_module
 from ..core.nn.module import Module
 from ..core.tensor import Tensor
 from .bucketing import FIRST_BUCKET_BYTES, build_buckets
-from .collectives import all_gather_object, all_reduce, broadcast
+from .collectives import all_gather_into_tensor, all_gather_object, all_reduce, broadcast
 from .comm_hooks import GradBucket
+from .ddp_checks import (
+    first_model_difference,
+    missing_gradients_message,
+    parameter_hashes,
+    parameters_reached,
+    replicas_differ,
+)
 from .process_group import resolve
 
 
@@ -43,12 +50,22 @@ class DistributedDataParallel(Module):
         bucket_cap_mb: bucket size in MiB (default 25; the first bucket is 1 MiB).
         find_unused_parameters: after each forward, find the parameters the output does
             not depend on and count them as ready; those unused on every rank keep their
-            ``.grad`` untouched (None), like torch. Without it, an unused parameter makes
-            backward raise an error naming it.
+            ``.grad`` untouched (None), like torch. Without it, a parameter that gets no
+            gradient makes backward raise an error naming it and why (not used in
+            forward, or used but its output did not reach the loss). The first backward
+            checks this on every rank together (its reductions wait for that check), so
+            a parameter missing on any rank raises the same error on all of them.
         gradient_as_bucket_view: make each ``.grad`` a view into its bucket (saves a
             copy and the memory of a second gradient).
         static_graph: the set of used parameters never changes, so with
             ``find_unused_parameters`` the graph is searched in the first iteration only.
+        check_sync_every: every this many synced forwards (grad enabled, outside
+            ``no_sync``), all-gather a hash of every parameter (float64 sum and sum of
+            squares) and raise on every rank, naming the first parameter that differs
+            and the ranks that hold another value, if the replicas have drifted apart
+            (e.g. a rank stepped its optimizer differently). 0 (default) never checks;
+            nor does a forward inside ``join()``, where ranks that ran out of inputs
+            legitimately lag until the end of the context.
 
     Uneven inputs: give every rank the same number of batches, e.g. with
     ``DistributedSampler`` (it pads by repeating samples) and ``drop_last`` in the
@@ -81,6 +98,7 @@ class DistributedDataParallel(Module):
         check_reduction: bool = False,
         gradient_as_bucket_view: bool = False,
         static_graph: bool = False,
+        check_sync_every: int = 0,
     ):
         super().__init__()
         if not isinstance(module, Module):
@@ -103,6 +121,11 @@ class DistributedDataParallel(Module):
         self.static_graph = static_graph
         self.require_backward_grad_sync = True
         self.bucket_bytes_cap = int(cap * 1024 * 1024)
+        if not isinstance(check_sync_every, int) or check_sync_every < 0:
+            raise ValueError(f"check_sync_every must be an int >= 0, got {check_sync_every!r}")
+        self.check_sync_every = check_sync_every
+        self._synced_forwards = 0
+        self._output = None  # the armed forward's output, to explain missing gradients
         named = [(n, p) for n, p in module.named_parameters() if p.requires_grad]
         if not named:
             raise RuntimeError(
@@ -119,6 +142,7 @@ class DistributedDataParallel(Module):
         self._comm_hook = None  # None: the default average, fused into the copy-in
         self._join = None
         self._rebuilt = False
+        self._defer_launch = True  # the first backward checks before it reduces
         self._armed = False
         self._callback_queued = False
         self._used_cache = None
@@ -146,7 +170,9 @@ class DistributedDataParallel(Module):
         problems = []
         for r, theirs in enumerate(everyone[1:], start=1):
             if theirs != everyone[0]:
-                problems.append(_first_difference(everyone[0], theirs, pg.ranks[0], pg.ranks[r]))
+                problems.append(
+                    first_model_difference(everyone[0], theirs, pg.ranks[0], pg.ranks[r])
+                )
         if problems:
             raise RuntimeError(
                 "DistributedDataParallel: the model differs across ranks: " + "; ".join(problems)
@@ -196,6 +222,10 @@ class DistributedDataParallel(Module):
             self._broadcast_coalesced(self._buffers_list)
         if self._armed:
             self._disarm()  # a forward whose backward never came (e.g. evaluation)
+        if sync and self.check_sync_every and self._join is None:
+            self._synced_forwards += 1
+            if self._synced_forwards % self.check_sync_every == 0:
+                self._check_replicas_in_sync()
         output = self.module(*inputs, **kwargs)
         if sync:
             self._arm(output)
@@ -209,10 +239,11 @@ class DistributedDataParallel(Module):
         self._local_used[:] = 1
         self._next_launch = 0
         self._armed = True
+        self._output = output
         if self.find_unused_parameters:
             used = self._used_cache
             if used is None:
-                used = _parameters_reached(output, self._index_of)
+                used = parameters_reached(output, self._index_of)
                 if self.static_graph:
                     self._used_cache = used
             for i, p in enumerate(self._params):
@@ -235,6 +266,7 @@ class DistributedDataParallel(Module):
                 b.future.wait()
                 b.future = None
         self._armed = False
+        self._output = None
 
     # -- backward: hooks, launches, the end-of-backward callback ----------------------------
     def _on_grad_ready(self, i: int, param: Tensor) -> None:
@@ -274,7 +306,10 @@ class DistributedDataParallel(Module):
             self._progress()
 
     def _launch_ready(self) -> None:
-        """Launch full buckets in bucket order, so every rank issues the same sequence."""
+        """Launch full buckets in bucket order, so every rank issues the same sequence
+        (until one backward has passed ``_check_every_rank_ready``, only after it)."""
+        if self._defer_launch:
+            return
         buckets = self._buckets
         while self._next_launch < len(buckets) and buckets[self._next_launch].pending == 0:
             self._launch(buckets[self._next_launch])
@@ -296,15 +331,12 @@ class DistributedDataParallel(Module):
 
     def _finalize(self) -> None:
         self._callback_queued = False
+        if self._defer_launch:
+            self._check_every_rank_ready(~self._ready)
+            self._defer_launch = False
+            self._launch_ready()
         if self._next_launch < len(self._buckets):
-            missing = [self._param_names[i] for i in np.flatnonzero(~self._ready)]
-            self._disarm()
-            raise RuntimeError(
-                "DistributedDataParallel: backward finished without gradients for "
-                f"parameters {missing} (rank {self.process_group.ranks[self.process_group.rank()]}). "
-                "They were not used to compute the loss; pass find_unused_parameters=True "
-                "or make every parameter take part in the forward output."
-            )
+            self._raise_missing((~self._ready)[None, :], 0)
         globally_used = None
         if self.find_unused_parameters:
             used = Tensor._make(self._local_used.copy(), False, None, 0)
@@ -330,8 +362,51 @@ class DistributedDataParallel(Module):
                     p.grad.data[...] = view
                     p.grad._bump_version()
         self._armed = False
+        self._output = None
         if not self._rebuilt:
             self._rebuild_buckets()
+
+    def _check_every_rank_ready(self, missing_here: np.ndarray) -> None:
+        """First iteration: all-reduce which parameters each rank is missing, so every
+        rank raises the same error (and none waits in a reduction another never starts)."""
+        pg = self.process_group
+        if pg.size() == 1:
+            if missing_here.any():
+                self._raise_missing(missing_here[None, :], 0)
+            return
+        missing = np.zeros((pg.size(), len(self._params)), np.int32)
+        missing[pg.rank()] = missing_here
+        flags = Tensor._make(missing, False, None, 0)
+        all_reduce(flags, group=pg)
+        if flags.data.any():
+            self._raise_missing(flags.data, pg.rank())
+
+    def _raise_missing(self, missing: np.ndarray, me: int):
+        pg = self.process_group
+        output = self._output
+        self._disarm()
+        raise RuntimeError(
+            missing_gradients_message(
+                self._param_names, missing, pg.ranks, me, output, self._index_of
+            )
+        )
+
+    def _check_replicas_in_sync(self) -> None:
+        pg = self.process_group
+        if pg.size() == 1:
+            return
+        mine = Tensor._make(parameter_hashes(self._params), False, None, 0)
+        gathered = Tensor._make(np.empty((pg.size(),) + mine.shape), False, None, 0)
+        all_gather_into_tensor(gathered, mine, group=pg)
+        problem = replicas_differ(gathered.data, self._param_names, pg.ranks)
+        if problem is not None:
+            raise RuntimeError(
+                f"DistributedDataParallel: the replicas are out of sync at synced forward "
+                f"#{self._synced_forwards} (check_sync_every={self.check_sync_every}): "
+                f"{problem}. Every rank must start from the same parameters and apply the "
+                "same updates: step the optimizer on every rank after every synced "
+                "backward, and change parameters outside DDP on all ranks alike."
+            )
 
     def _rebuild_buckets(self) -> None:
         """Once: repack the buckets in the order gradients arrived (rank 0's order)."""
@@ -406,6 +481,9 @@ class DistributedDataParallel(Module):
         """The collectives of one synced iteration, with zero gradients from this rank."""
         if self.broadcast_buffers and self._buffers_list:
             self._broadcast_coalesced(self._buffers_list)
+        if self._defer_launch:  # the others check every rank got all gradients first
+            self._check_every_rank_ready(np.zeros(len(self._params), bool))
+            self._defer_launch = False
         for b in self._buckets:
             b.buffer[...] = 0
             self._launch(b)
@@ -498,52 +576,3 @@ def _ready_hook(ref, i):
             ddp._on_grad_ready(i, param)
 
     return hook
-
-
-def _parameters_reached(output, index_of) -> set[int]:
-    """Indices of the parameters ``output``'s autograd graph reaches."""
-    roots = []
-    stack = [output]
-    while stack:
-        o = stack.pop()
-        if isinstance(o, Tensor):
-            roots.append(o)
-        elif isinstance(o, dict):
-            stack.extend(o.values())
-        elif isinstance(o, list | tuple):
-            stack.extend(o)
-    used = set()
-    nodes = []
-    for t in roots:
-        if t.grad_fn is not None:
-            nodes.append(t.grad_fn)
-        elif t.requires_grad and id(t) in index_of:
-            used.add(index_of[id(t)])
-    seen = set(map(id, nodes))
-    while nodes:
-        node = nodes.pop()
-        if type(node) is autograd.AccumulateGrad:
-            var = node.variable()
-            if var is not None and id(var) in index_of:
-                used.add(index_of[id(var)])
-            continue
-        for edge in node.next_edges:
-            if edge is not None and id(edge[0]) not in seen:
-                seen.add(id(edge[0]))
-                nodes.append(edge[0])
-    return used
-
-
-def _first_difference(a: list, b: list, rank_a: int, rank_b: int) -> str:
-    for x, y in zip(a, b):
-        if x != y:
-            return (
-                f"rank {rank_a} has {x[0]} {x[1]!r} of shape {list(x[2])} and dtype {x[3]}, "
-                f"rank {rank_b} has {y[0]} {y[1]!r} of shape {list(y[2])} and dtype {y[3]}"
-            )
-    longer, rank, other = (a, rank_a, rank_b) if len(a) > len(b) else (b, rank_b, rank_a)
-    extra = longer[min(len(a), len(b))]
-    return (
-        f"rank {rank} has {len(longer)} parameters and buffers, rank {other} has "
-        f"{min(len(a), len(b))}; the first extra is {extra[0]} {extra[1]!r}"
-    )

@@ -64,6 +64,13 @@ def _abort(comm, code: int = 1) -> NoReturn:
     raise SystemExit(code)  # only reached when Abort returns (a lone process, a test double)
 
 
+def _tail() -> str:
+    """The flight recorder's tail (the last collectives of this rank), or ""."""
+    from .diagnostics import recorder
+
+    return recorder.report()
+
+
 def install(comm) -> None:
     r"""Make any failure on this rank abort the whole job within seconds.
 
@@ -81,7 +88,7 @@ def install(comm) -> None:
     _installed["comm"] = comm
 
     def excepthook(exc_type, exc, tb):
-        _report(comm, "".join(traceback.format_exception(exc_type, exc, tb)))
+        _report(comm, "".join(traceback.format_exception(exc_type, exc, tb)) + _tail())
         _abort(comm, 1)
 
     def thread_excepthook(args):
@@ -91,12 +98,12 @@ def install(comm) -> None:
         text = "".join(
             traceback.format_exception(args.exc_type, args.exc_value, args.exc_traceback)
         )
-        _report(comm, f"uncaught exception in thread {name!r}:\n{text}")
+        _report(comm, f"uncaught exception in thread {name!r}:\n{text}{_tail()}")
         _abort(comm, 1)
 
     def on_signal(signum, frame):
         name = signal.Signals(signum).name
-        _report(comm, f"received {name}; aborting the job")
+        _report(comm, f"received {name}; aborting the job\n{_tail()}")
         _abort(comm, 128 + signum)
 
     sys.excepthook = excepthook

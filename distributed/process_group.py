@@ -15,6 +15,7 @@ from datetime import timedelta
 
 import numpy as np
 
+from . import diagnostics
 from .backends.base import DONE, Backend, Work
 from .backends.mpi import MPIBackend
 
@@ -118,8 +119,12 @@ class ProcessGroup:
     def _on_stall(self, op: str, seq: int, waited: float):
         from . import faults
 
-        laggards = self.board.laggards(seq) if self.board is not None else []
-        faults.abort_on_stall(self.comm, op, seq, waited, [self.ranks[r] for r in laggards])
+        laggards = [self.ranks[r] for r in self.board.laggards(seq)] if self.board else []
+        tail = diagnostics.recorder.report()
+        if laggards:
+            tail += f"\nranks {laggards} never joined collective #{seq} ({op})"
+        faults._report(self.comm, tail)
+        faults.abort_on_stall(self.comm, op, seq, waited, laggards)
 
     def run(self, op: str, start, outputs=None, finish=None, async_op=False, fingerprint=None):
         """Start one collective: ``start()`` returns its requests. The shared path of
@@ -127,13 +132,19 @@ class ProcessGroup:
         agree on), sequence number, progress board, Work."""
         self._seq += 1
         seq = self._seq
-        if self.board is not None:
-            self.board.enter(seq)
-        if self.debug and self._size > 1 and fingerprint is not None:
-            check_fingerprints(self, op, fingerprint())
+        stall = entry = None
+        if self._size > 1:
+            if self.board is not None:
+                self.board.enter(seq)
+            wanted = fingerprint is not None and (diagnostics.recorder.size or self.debug)
+            fields = fingerprint() if wanted else None
+            entry = diagnostics.recorder.record(op, seq, self.ranks, fields)
+            if self.debug and fields is not None:
+                check_fingerprints(self, op, fields)
+            stall = (self.timeout, self._on_stall)
         reqs = start()
-        stall = (self.timeout, self._on_stall) if self._size > 1 else None
-        work = Work(reqs if isinstance(reqs, list) else [reqs], outputs, finish, stall, op, seq)
+        reqs = reqs if isinstance(reqs, list) else [reqs]
+        work = Work(reqs, outputs, finish, stall, op, seq, entry)
         if async_op:
             return work
         work.wait()
@@ -193,10 +204,16 @@ def check_fingerprints(pg: ProcessGroup, op: str, fingerprint: dict) -> None:
     everyone = [ast.literal_eval(b.decode()) for b in _exchange_bytes(pg, op, mine)]
     problem = describe_mismatch(everyone, pg.ranks)
     if problem is not None:
+        other = next(r for r, call in enumerate(everyone) if call != everyone[0])
+        sides = "; ".join(f"rank {pg.ranks[r]} called {_call(*everyone[r])}" for r in (0, other))
         raise RuntimeError(
             f"Detected mismatch between collectives on ranks (collective #{pg._seq}, "
-            f"{op} on this rank {pg.ranks[pg._rank]}): {problem}"
+            f"{op} on this rank {pg.ranks[pg._rank]}): {problem} ({sides})"
         )
+
+
+def _call(op: str, fields: tuple) -> str:
+    return f"{op}({', '.join(f'{k}={v}' for k, v in fields)})"
 
 
 def _exchange_bytes(pg: ProcessGroup, op: str, mine: bytes) -> list[bytes]:
@@ -297,6 +314,10 @@ def init_process_group(
             unused: the MPI launcher does the rendezvous.
         device_id: the GPU index for NCCL (default: local rank modulo the GPU count).
 
+    A startup self-check (one small all-gather; ``EMBER_SELF_CHECK=0`` skips it) builds
+    the rank → host → device table (``dist.get_rank_table()``, logged by rank 0 at debug
+    level) and raises on every rank if two ranks of one host would share a GPU.
+
     Example::
 
         >>> dist.init_process_group("mpi")
@@ -330,6 +351,8 @@ def init_process_group(
     else:
         _local = (0, 1)
     nccl_device = _pick_nccl_device(name, device_id)
+    if os.environ.get("EMBER_SELF_CHECK", "1") != "0":
+        diagnostics.self_check(comm, _local[0], nccl_device)
     resolved = "nccl" if nccl_device is not None else ("mpi" if name != "gloo" else "gloo")
     if comm is None and name == "nccl":
         resolved = "nccl"  # a world of one needs no communicator
@@ -498,6 +521,7 @@ def destroy_process_group(group: ProcessGroup | None = None) -> None:
             _free(_world)
         _world = None
         group_cls.WORLD = None
+        diagnostics.rank_table_clear()
         from ..core import amp
 
         amp.sync_found_inf = None

@@ -4,6 +4,7 @@ of a dataset, with torch's exact index semantics."""
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Iterator
 
 from ..core.creation import randperm
@@ -11,16 +12,32 @@ from ..core.random import Generator
 from ..core.utils.data.sampler import Sampler
 from .process_group import get_rank, get_world_size, is_initialized
 
+_MODES = ("pad", "drop", "exact")
+
 
 class DistributedSampler(Sampler):
     r"""Indices of ``dataset`` for one rank: every ``num_replicas``-th index of a
     (shuffled) order, starting at ``rank``.
 
-    Without ``drop_last`` the order is padded by repeating its first indices so each
-    rank gets ``ceil(len / num_replicas)`` samples (every rank then runs the same number
-    of steps, which DistributedDataParallel needs); with it, the tail is dropped so the
-    length divides evenly. Call ``set_epoch(epoch)`` at each epoch to reshuffle: the
-    order depends only on ``seed + epoch``, so all ranks agree.
+    What happens when ``len(dataset)`` does not divide by ``num_replicas`` is the
+    ``mode``:
+
+    - ``"pad"`` (torch's default, ``drop_last=False``): the order is padded by repeating
+      its first indices so each rank gets ``ceil(len / num_replicas)`` samples; every
+      rank runs the same number of steps, which DistributedDataParallel needs. The
+      padded duplicates are the last ones of a rank's shard: ``valid_count()`` says how
+      many of this rank's samples are real, ``is_padding(position)`` whether one is a
+      duplicate, so an evaluation can count every sample exactly once.
+    - ``"drop"`` (``drop_last=True``): the tail is dropped so the length divides evenly.
+    - ``"exact"``: no padding and nothing dropped; ranks get uneven shards
+      (``ceil`` or ``floor`` of ``len / num_replicas``) and together cover each sample
+      exactly once. For exact evaluation; to train on it with DistributedDataParallel,
+      wrap the loop in ``with ddp.join():`` (ranks run different step counts).
+
+    ``drop_last`` is kept as an alias (``mode`` wins where both are given and agree;
+    they must not contradict). Call ``set_epoch(epoch)`` at each epoch to reshuffle:
+    the order depends only on ``seed + epoch``, so all ranks agree; iterating a shuffled
+    sampler twice without it warns (once) that the epoch's order is being reused.
 
     Example::
 
@@ -29,6 +46,8 @@ class DistributedSampler(Sampler):
         >>> for epoch in range(epochs):
         ...     sampler.set_epoch(epoch)
         ...     for x, y in loader: ...
+        >>> # exact accuracy over a padded evaluation shard:
+        >>> correct = sum(preds == y for preds, y in results[: sampler.valid_count()])
     """
 
     def __init__(
@@ -39,6 +58,7 @@ class DistributedSampler(Sampler):
         shuffle: bool = True,
         seed: int = 0,
         drop_last: bool = False,
+        mode: str | None = None,
     ):
         if num_replicas is None or rank is None:
             if not is_initialized():
@@ -54,29 +74,43 @@ class DistributedSampler(Sampler):
             raise ValueError(
                 f"Invalid rank {rank}, rank should be in the interval [0, {num_replicas - 1}]"
             )
+        if mode is None:
+            mode = "drop" if drop_last else "pad"
+        elif mode not in _MODES:
+            raise ValueError(f"mode must be one of {_MODES}, got {mode!r}")
+        elif drop_last and mode != "drop":
+            raise ValueError(f"drop_last=True contradicts mode={mode!r} (it means mode='drop')")
         self.dataset = dataset
         self.num_replicas = num_replicas
         self.rank = rank
         self.epoch = 0
-        self.drop_last = drop_last
+        self.mode = mode
+        self.drop_last = mode == "drop"
         n = len(dataset)
-        if drop_last and n % num_replicas != 0:
-            self.num_samples = math.ceil((n - num_replicas) / num_replicas)
+        if mode == "exact":
+            self.num_samples = len(range(rank, n, num_replicas))
+            self.total_size = n
         else:
-            self.num_samples = math.ceil(n / num_replicas)
-        self.total_size = self.num_samples * num_replicas
+            if mode == "drop" and n % num_replicas != 0:
+                self.num_samples = math.ceil((n - num_replicas) / num_replicas)
+            else:
+                self.num_samples = math.ceil(n / num_replicas)
+            self.total_size = self.num_samples * num_replicas
         self.shuffle = shuffle
         self.seed = seed
+        self._iterated_epoch = None
+        self._warned = False
 
     def __iter__(self) -> Iterator[int]:
         n = len(self.dataset)
         if self.shuffle:
+            self._check_reshuffled()
             g = Generator()
             g.manual_seed(self.seed + self.epoch)
             indices = randperm(n, generator=g).tolist()
         else:
             indices = list(range(n))
-        if not self.drop_last:
+        if self.mode == "pad":
             padding = self.total_size - len(indices)
             if padding <= len(indices):
                 indices += indices[:padding]
@@ -89,9 +123,36 @@ class DistributedSampler(Sampler):
         assert len(own) == self.num_samples
         return iter(own)
 
+    def _check_reshuffled(self) -> None:
+        if self._iterated_epoch == self.epoch and not self._warned:
+            self._warned = True
+            warnings.warn(
+                f"[rank {self.rank}] DistributedSampler: iterating again over epoch "
+                f"{self.epoch} without set_epoch(); every such epoch repeats the same order. "
+                "Call sampler.set_epoch(epoch) at the start of each epoch.",
+                UserWarning,
+                stacklevel=3,
+            )
+        self._iterated_epoch = self.epoch
+
     def __len__(self) -> int:
         return self.num_samples
 
     def set_epoch(self, epoch: int) -> None:
         """Reshuffle for ``epoch`` (the same order on every rank)."""
         self.epoch = epoch
+
+    def valid_count(self) -> int:
+        """How many of this rank's samples are real (the first ones of its shard); the
+        rest, in ``"pad"`` mode, are duplicates added to even out the ranks."""
+        if self.mode != "pad":
+            return self.num_samples
+        return len(range(self.rank, len(self.dataset), self.num_replicas))
+
+    def is_padding(self, position: int) -> bool:
+        """Whether this rank's ``position``-th sample is a padded duplicate."""
+        if not 0 <= position < self.num_samples:
+            raise IndexError(
+                f"position {position} is outside this rank's {self.num_samples} samples"
+            )
+        return position >= self.valid_count()

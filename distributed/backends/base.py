@@ -125,15 +125,16 @@ class Work:
         >>> work.wait()
     """
 
-    __slots__ = ("_requests", "_finish", "_outputs", "_done", "_stall", "op", "seq")
+    __slots__ = ("_requests", "_finish", "_outputs", "_done", "_stall", "op", "seq", "_entry")
 
-    def __init__(self, requests, outputs, finish=None, stall=None, op="", seq=0):
+    def __init__(self, requests, outputs, finish=None, stall=None, op="", seq=0, entry=None):
         self._requests = list(requests)
         self._outputs = outputs
         self._finish = finish
         self._stall = stall  # (timeout_s, callback(waited)) from the process group
         self._done = False
         self.op, self.seq = op, seq
+        self._entry = entry  # the flight recorder's entry: its end time is set when done
 
     def _poll(self) -> bool:
         reqs = self._requests
@@ -145,6 +146,8 @@ class Work:
             finish, self._finish = self._finish, None
             finish()
         self._done = True
+        if self._entry is not None:
+            self._entry[5] = time.time()
         return True
 
     def is_completed(self) -> bool:

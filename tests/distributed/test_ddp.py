@@ -263,8 +263,12 @@ def test_overlap_launches_buckets_during_backward():
         return comm_hooks.allreduce_hook(state, bucket)
 
     ddp.register_comm_hook(None, recording_hook)
-    ddp(ember.randn(4, 6, dtype=ember.float64)).sum().backward()
     n_params = len(list(model.parameters()))
+    ddp(ember.randn(4, 6, dtype=ember.float64)).sum().backward()
+    # the first backward checks every rank got every gradient before reducing any
+    assert ready_at_launch == [n_params] * len(ddp.buckets)
+    ready_at_launch.clear()
+    ddp(ember.randn(4, 6, dtype=ember.float64)).sum().backward()
     assert len(ready_at_launch) == len(ddp.buckets) > 1
     assert ready_at_launch[0] < n_params  # the first all-reduce started mid-backward
     with pytest.raises(RuntimeError, match="only be called once"):

@@ -1,5 +1,7 @@
 """DistributedSampler: torch's index semantics (padding, drop_last, set_epoch)."""
 
+import warnings
+
 import pytest
 import torch.utils.data.distributed as torch_dist_data
 
@@ -45,7 +47,12 @@ def test_set_epoch_reshuffles_the_same_way_on_every_rank():
     a = DistributedSampler(range(20), 2, 0, seed=3)
     b = DistributedSampler(range(20), 2, 1, seed=3)
     first = list(a) + list(b)
-    assert list(a) + list(b) == first  # same epoch: same order
+    with pytest.warns(UserWarning) as caught:
+        again = list(a) + list(b)
+    assert [str(w.message)[:57] for w in caught] == [
+        f"[rank {r}] DistributedSampler: iterating again over epoch 0" for r in (0, 1)
+    ]
+    assert again == first  # same epoch: same order
     a.set_epoch(1)
     b.set_epoch(1)
     second = list(a) + list(b)
@@ -67,3 +74,94 @@ def test_with_dataloader():
     sampler = DistributedSampler(list(range(10)), 3, 2, shuffle=False)
     batches = [b.tolist() for b in DataLoader(list(range(10)), batch_size=2, sampler=sampler)]
     assert batches == [[2, 5], [8, 1]]
+
+
+def test_reused_epoch_warns_once_per_sampler():
+    sampler = DistributedSampler(range(8), 2, 1, seed=1)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        list(sampler)
+        sampler.set_epoch(1)
+        list(sampler)  # a new epoch each time: silent
+        list(sampler)
+        list(sampler)
+        list(DistributedSampler(range(8), 2, 1, shuffle=False))  # order never changes
+        unshuffled = DistributedSampler(range(8), 2, 1, shuffle=False)
+        list(unshuffled), list(unshuffled)
+    messages = [str(w.message) for w in caught]
+    assert len(messages) == 1
+    assert messages[0].startswith(
+        "[rank 1] DistributedSampler: iterating again over epoch 1 without set_epoch()"
+    )
+
+
+@pytest.mark.parametrize("n, replicas", [(10, 3), (7, 4), (2, 5), (0, 2), (9, 3)])
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_exact_mode_covers_each_sample_once(n, replicas, shuffle):
+    shards = [
+        list(DistributedSampler(range(n), replicas, r, shuffle=shuffle, mode="exact"))
+        for r in range(replicas)
+    ]
+    assert sorted(i for s in shards for i in s) == list(range(n))
+    assert [len(s) for s in shards] == [len(range(r, n, replicas)) for r in range(replicas)]
+    for r, shard in enumerate(shards):
+        sampler = DistributedSampler(range(n), replicas, r, shuffle=shuffle, mode="exact")
+        assert len(sampler) == sampler.valid_count() == len(shard)
+    # the same order as "pad", without the padded tail
+    padded = DistributedSampler(range(n), replicas, 0, shuffle=shuffle, seed=0)
+    assert list(padded)[: padded.valid_count()] == shards[0]
+
+
+def test_modes_and_drop_last_alias():
+    data = range(10)
+    assert list(DistributedSampler(data, 3, 1, shuffle=False, mode="drop")) == list(
+        DistributedSampler(data, 3, 1, shuffle=False, drop_last=True)
+    )
+    assert DistributedSampler(data, 3, 1, drop_last=True).mode == "drop"
+    assert DistributedSampler(data, 3, 1).mode == "pad"
+    assert DistributedSampler(data, 3, 1, mode="drop").drop_last
+    with pytest.raises(ValueError, match="mode must be one of"):
+        DistributedSampler(data, 3, 1, mode="even")
+    with pytest.raises(ValueError, match="drop_last=True contradicts mode='exact'"):
+        DistributedSampler(data, 3, 1, mode="exact", drop_last=True)
+
+
+def test_padding_helpers_give_an_exact_evaluation_metric():
+    """10 samples on 4 ranks: "pad" gives 12 (2 duplicates); a metric that averages over
+    everything is biased by them; one that keeps valid_count() per rank is exact."""
+    labels = [1, 0, 1, 1, 0, 0, 1, 0, 1, 1]
+    predictions = [1, 0, 0, 1, 0, 1, 1, 0, 1, 0]  # 7 of 10 right
+    samplers = [DistributedSampler(labels, 4, r, shuffle=False) for r in range(4)]
+    assert [s.valid_count() for s in samplers] == [3, 3, 2, 2]
+    assert [s.is_padding(2) for s in samplers] == [False, False, True, True]
+    right = total = right_all = total_all = 0
+    for s in samplers:
+        hits = [predictions[i] == labels[i] for i in s]
+        right_all, total_all = right_all + sum(hits), total_all + len(hits)
+        keep = [h for p, h in enumerate(hits) if not s.is_padding(p)]
+        assert keep == hits[: s.valid_count()]
+        right, total = right + sum(keep), total + len(keep)
+    assert (right, total) == (7, 10)
+    assert (right_all, total_all) == (9, 12)  # samples 0 and 1 counted twice
+    exact = [DistributedSampler(labels, 4, r, shuffle=False, mode="exact") for r in range(4)]
+    assert sum(predictions[i] == labels[i] for s in exact for i in s) == 7
+    with pytest.raises(IndexError, match="position 3 is outside this rank's 3 samples"):
+        samplers[0].is_padding(3)
+    assert DistributedSampler(labels, 4, 3, mode="drop").valid_count() == 2
+
+
+@pytest.mark.mpi(min_size=2)
+def test_padded_shards_count_each_sample_once_across_ranks():
+    import ember
+    import ember.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group("mpi")
+    n = 3 * dist.get_world_size() + 1  # never divides evenly
+    sampler = DistributedSampler(range(n), seed=2)  # rank and world from the process group
+    seen = ember.zeros(n, dtype=ember.int64)
+    for position, index in enumerate(sampler):
+        if not sampler.is_padding(position):
+            seen.data[index] += 1
+    dist.all_reduce(seen)
+    assert seen.tolist() == [1] * n

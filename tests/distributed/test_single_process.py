@@ -411,7 +411,8 @@ def test_ddp_unused_parameter_error_names_it(pg):
     ddp = DDP(Net(), process_group=pg)
     with pytest.raises(
         RuntimeError,
-        match=r"parameters \['spare.weight', 'spare.bias'\].*find_unused_parameters=True",
+        match=r"parameters \['spare.weight', 'spare.bias'\]. On rank 0: \['spare.weight', "
+        r"'spare.bias'\] were not used in forward .*find_unused_parameters=True",
     ):
         ddp(ember.randn(2, 5)).sum().backward()
     out = ddp(ember.randn(2, 5), spare=True)  # the next iteration works
