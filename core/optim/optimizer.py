@@ -30,6 +30,16 @@ def check_hyper(ok: bool, message: str) -> None:
         raise ValueError(message)
 
 
+def check_implementation_flags(foreach=None, fused=None, capturable=False, differentiable=False):
+    """PyTorch's implementation switches, accepted so ported scripts run: ember has one
+    implementation (in-place array updates; one fused kernel per tensor on CUDA), so
+    ``foreach``/``fused`` change nothing; the two it cannot honour are refused."""
+    if capturable:
+        raise NotImplementedError("capturable=True (CUDA graph capture) is not supported by ember")
+    if differentiable:
+        raise NotImplementedError("differentiable=True (autograd through step()) is not supported")
+
+
 class _HookHandle:
     """Returned by ``register_step_*_hook``; ``remove()`` unregisters the hook."""
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..backend import get_array_module
 from ..tensor import Tensor
-from .optimizer import Optimizer, Params, as_float, check_hyper
+from .optimizer import Optimizer, Params, as_float, check_hyper, check_implementation_flags
 
 
 class SGD(Optimizer):
@@ -39,7 +39,11 @@ class SGD(Optimizer):
         nesterov: bool = False,
         *,
         maximize: bool = False,
+        foreach: bool | None = None,
+        differentiable: bool = False,
+        fused: bool | None = None,
     ) -> None:
+        check_implementation_flags(foreach, fused, False, differentiable)
         check_hyper(lr >= 0.0, f"Invalid learning rate: {lr}")
         check_hyper(momentum >= 0.0, f"Invalid momentum value: {momentum}")
         check_hyper(weight_decay >= 0.0, f"Invalid weight_decay value: {weight_decay}")

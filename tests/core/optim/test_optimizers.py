@@ -513,3 +513,16 @@ def test_cuda_matches_cpu(name, kwargs):
     for state in sd["state"].values():
         for key, value in state.items():
             assert value.device.type == ("cpu" if key == "step" else "cuda")
+
+
+def test_pytorch_implementation_flags_are_accepted_or_refused_clearly():
+    params = [ember.zeros(3, requires_grad=True)]
+    for cls in (ember.optim.Adam, ember.optim.AdamW, ember.optim.SGD):
+        opt = cls(params, lr=0.1, foreach=True, fused=False)
+        params[0].grad = ember.ones(3)
+        opt.step()
+    assert params[0].tolist() != [0.0, 0.0, 0.0]
+    with pytest.raises(NotImplementedError, match="capturable"):
+        ember.optim.AdamW(params, capturable=True)
+    with pytest.raises(NotImplementedError, match="differentiable"):
+        ember.optim.SGD(params, lr=0.1, differentiable=True)
