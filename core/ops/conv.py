@@ -146,17 +146,23 @@ class Convolution(Function):
         else:
             xpd = xp.zeros((n, c, geo.hp, geo.wq), x.dtype)
             xpd[:, :, pt : pt + h, pl : pl + w] = x
-        k, span = cg * kh * kw, geo.span
-        wmat = weight.reshape(groups, o // groups, k)
+        k, span, og = cg * kh * kw, geo.span, o // groups
+        wmat = weight.reshape(groups, og, k)
         windows = geo.windows(xpd)
-        out = xp.empty((n, groups, o // groups, geo.ho * geo.wr), x.dtype)
+        y = xp.empty((n, groups, og, geo.ho, geo.wo), x.dtype)
         step = max(1, _CHUNK_ELEMENTS // (c * kh * kw * span))
+        # With junk columns each chunk's GEMM goes to a small cached buffer and only the
+        # valid columns are copied out (no second full-size output to allocate and copy).
+        junk = xp.empty((step, groups, og, geo.ho, geo.wr), x.dtype) if geo.wr != geo.wo else None
         for b in range(0, n, step):
             cols = windows[b : b + step].reshape(-1, groups, k, span)
-            xp.matmul(wmat, cols, out=out[b : b + step, ..., :span])
-        y = out.reshape(n, o, geo.ho, geo.wr)
-        if geo.wr != geo.wo:
-            y = y[..., : geo.wo].copy()  # drop the junk columns: later ops get contiguous data
+            if junk is None:
+                xp.matmul(wmat, cols, out=y[b : b + step].reshape(-1, groups, og, span))
+            else:
+                buf = junk[: cols.shape[0]]
+                xp.matmul(wmat, cols, out=buf.reshape(-1, groups, og, geo.ho * geo.wr)[..., :span])
+                y[b : b + step] = buf[..., : geo.wo]
+        y = y.reshape(n, o, geo.ho, geo.wo)
         if bias is not None:
             y += bias.reshape(o, 1, 1)
         ctx.save_for_backward(xpd, wmat)
@@ -192,15 +198,15 @@ class Convolution(Function):
             w_offsets = xp.ascontiguousarray(wmat.reshape(o, c, kk).transpose(2, 0, 1))
         elif need_x:
             gx = xp.zeros(xpd.shape, grad.dtype)
-        if need_w:
-            gw = xp.zeros(wmat.shape, grad.dtype)
+        if need_w:  # accumulated transposed: columns @ gy^T is the faster GEMM shape
+            gw_t = xp.zeros((groups, k, og), grad.dtype)
         windows = geo.windows(xpd)
         wmat_t = wmat.swapaxes(-1, -2)
         for b in range(0, n if need_x or need_w else 0, step):
             gy_b = gy[b : b + step]
             if need_w:
                 cols = windows[b : b + step].reshape(-1, groups, k, span)
-                gw += xp.matmul(gy_b, cols.swapaxes(-1, -2)).sum(0)
+                gw_t += xp.matmul(cols, gy_b.swapaxes(-1, -2)).sum(0)
             if channels_last:
                 gcols = xp.matmul(gy_b[:, 0].swapaxes(-1, -2)[:, None], w_offsets)
                 geo.col2im_channels_last(gcols, gx[b : b + step])
@@ -213,7 +219,7 @@ class Convolution(Function):
         elif need_x:
             gx = gx[:, :, pt : pt + h, pl : pl + w].reshape(x_shape)
         if need_w:
-            gw = gw.reshape(w_shape)
+            gw = gw_t.swapaxes(-1, -2).reshape(w_shape)
         gb = grad.reshape(n, o, -1).sum(axis=(0, 2)) if ctx.needs_input_grad[2] else None
         return gx, gw, gb
 

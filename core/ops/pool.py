@@ -111,19 +111,24 @@ class MaxPool(Function):
         x_shape = x.shape
         x = _as_4d(x, spatial)
         xp = xp_of(x)
-        fill = -np.inf if x.dtype.kind == "f" else np.iinfo(x.dtype).min
+        floating = x.dtype.kind not in "iu"  # bfloat16 (ml_dtypes) is kind "V"
+        fill = -np.inf if floating else np.iinfo(x.dtype).min
         offsets = win.views(x, fill)
         out = offsets[0][1].copy()
         track = return_indices or isinstance(ctx, Function)  # else nobody needs the argmax
-        arg = xp.zeros(out.shape, np.int16 if len(offsets) < 32768 else np.int64) if track else None
+        n_off = len(offsets)
+        dtype = np.int8 if n_off < 128 else np.int16 if n_off < 32768 else np.int64
+        arg = xp.zeros(out.shape, dtype) if track else None
         mask = xp.empty(out.shape, bool) if track else None
+        won = xp.empty(out.shape, dtype) if track else None
         for k, sl in offsets[1:]:
             if track:
-                # arithmetic, not a masked copy: random masks make copyto branch-bound
+                # arithmetic, not a masked copy: random masks make copyto branch-bound.
+                # Offsets come in increasing order, so a new winner is the largest so far.
                 xp.greater(sl, out, out=mask)
-                arg += mask * (k - arg)
+                xp.maximum(arg, xp.multiply(mask, arg.dtype.type(k), out=won), out=arg)
             xp.maximum(out, sl, out=out)
-        if track and x.dtype.kind == "f" and xp.isnan(out).any():
+        if track and floating and xp.isnan(out).any():
             arg = _nan_argmax(xp, offsets, arg)
         ctx.save_for_backward(arg)
         ctx.meta = (x_shape, x.shape, win, spatial)
@@ -144,8 +149,10 @@ class MaxPool(Function):
         if win.tiles():
             gx = xp.empty(x4_shape, grad.dtype)
             tiles = _tiled(gx, win)
+            mask = xp.empty(arg.shape, bool)
             for k in range(n_off):
-                tiles[:, :, :, k // win.kernel[1], :, k % win.kernel[1]] = gy * (arg == k)
+                tile = tiles[:, :, :, k // win.kernel[1], :, k % win.kernel[1]]
+                xp.multiply(gy, xp.equal(arg, k, out=mask), out=tile)
             return gx.reshape(x_shape)
         gx = xp.zeros(x4_shape[:2] + win.buf, grad.dtype)
         for k, idx in win.slices():
@@ -168,6 +175,7 @@ def _flat_indices(xp, arg, win):
     """Offsets that won -> flat indices into each input plane (PyTorch's format)."""
     (_, kw), (sh, sw), (ph, pw), (dh, dw) = win.kernel, win.stride, win.padding, win.dilation
     ho, wo = win.out
+    arg = arg.astype(np.int64)
     rows = xp.arange(ho).reshape(ho, 1) * sh - ph + (arg // kw) * dh
     cols = xp.arange(wo) * sw - pw + (arg % kw) * dw
     return (rows * win.hw[1] + cols).astype(np.int64)
