@@ -22,11 +22,15 @@ class ScaledDotProductAttention(Function):
         kv_shapes = (k.shape, v.shape)
         if repeat > 1:  # grouped-query attention: each key/value head serves `repeat` heads
             k, v = xp.repeat(k, repeat, axis=-3), xp.repeat(v, repeat, axis=-3)
+        ctx.meta = (scale, repeat, None if mask is None else mask.shape, kv_shapes)
+        if is_causal and mask is None and keep is None and _causal_blocks_fit(q, k, v):
+            out, probs = _causal_forward(q * scale, k, v)
+            ctx.save_for_backward(q, k, v, probs, None)
+            return out
         scores = xp.matmul(q * scale, k.swapaxes(-1, -2))
         length, source = scores.shape[-2:]
-        if is_causal:
-            allowed = xp.tril(xp.ones((length, source), bool))
-            scores = xp.where(allowed, scores, -np.inf)
+        if is_causal:  # scores is a fresh array: mask it in place
+            xp.copyto(scores, -np.inf, where=xp.triu(xp.ones((length, source), bool), 1))
         if mask is not None:
             scores = xp.where(mask, scores, -np.inf) if mask.dtype == bool else scores + mask
         top = scores.max(axis=-1, keepdims=True)
@@ -39,7 +43,6 @@ class ScaledDotProductAttention(Function):
         dropped = probs if keep is None else probs * keep
         out = xp.matmul(dropped, v)
         ctx.save_for_backward(q, k, v, probs, keep)
-        ctx.meta = (scale, repeat, None if mask is None else mask.shape, kv_shapes)
         return out.astype(q.dtype, copy=False)  # NumPy computes bfloat16 in float32
 
     @staticmethod
@@ -48,26 +51,91 @@ class ScaledDotProductAttention(Function):
         scale, repeat, mask_shape, kv_shapes = ctx.meta
         xp = xp_of(grad)
         need_q, need_k, need_v, need_mask = ctx.needs_input_grad[:4]
-        dropped = probs if keep is None else probs * keep
-        gv = xp.matmul(dropped.swapaxes(-1, -2), grad) if need_v else None
-        gq = gk = gmask = None
-        if need_q or need_k or need_mask:
+        gq = gk = gv = gmask = None
+        if isinstance(probs, tuple):  # row blocks of causal self-attention
+            gq, gk, gv = _causal_backward(q, k, v, probs, grad, scale, (need_q, need_k, need_v))
+        elif need_v:
+            dropped = probs if keep is None else probs * keep
+            gv = xp.matmul(dropped.swapaxes(-1, -2), grad)
+        if not isinstance(probs, tuple) and (need_q or need_k or need_mask):
             gp = xp.matmul(grad, v.swapaxes(-1, -2))
             if keep is not None:
                 gp *= keep
-            gs = probs * (gp - (gp * probs).sum(axis=-1, keepdims=True))
+            gp -= (gp * probs).sum(axis=-1, keepdims=True)  # gp is fresh: softmax Jacobian
+            gs = gp
+            gs *= probs
             if need_mask:
                 gmask = sum_to(gs, mask_shape)
             if need_q:
-                gq = sum_to(xp.matmul(gs, k) * scale, q.shape)
+                gq = xp.matmul(gs, k)
+                gq *= scale
+                gq = sum_to(gq, q.shape)
             if need_k:
-                gk = xp.matmul(gs.swapaxes(-1, -2), q) * scale
+                gk = xp.matmul(gs.swapaxes(-1, -2), q)
+                gk *= scale
         if gk is not None:
             gk = sum_to(_fold_heads(gk, repeat), kv_shapes[0])
         if gv is not None:
             gv = sum_to(_fold_heads(gv, repeat), kv_shapes[1])
         dt = q.dtype
         return tuple(g if g is None else g.astype(dt, copy=False) for g in (gq, gk, gv)) + (gmask,)
+
+
+# Causal self-attention in blocks of query rows: block [r0, r1) attends to keys [0, r1)
+# only, which skips about half of the masked score columns (NumPy float arrays).
+_CAUSAL_BLOCK = 64
+
+
+def _causal_blocks_fit(q, k, v):
+    length = q.shape[-2]
+    return (
+        type(q) is np.ndarray
+        and q.dtype in (np.float32, np.float64)
+        and q.dtype == k.dtype == v.dtype
+        and length >= 2 * _CAUSAL_BLOCK
+        and k.shape[-2] == length
+        and q.shape[:-2] == k.shape[:-2] == v.shape[:-2]
+    )
+
+
+def _causal_forward(qs, k, v):
+    length = qs.shape[-2]
+    out = np.empty(qs.shape[:-1] + v.shape[-1:], qs.dtype)
+    probs = []
+    for r0 in range(0, length, _CAUSAL_BLOCK):
+        r1 = min(r0 + _CAUSAL_BLOCK, length)
+        p = np.matmul(qs[..., r0:r1, :], k[..., :r1, :].swapaxes(-1, -2))
+        np.copyto(p, -np.inf, where=np.triu(np.ones((r1 - r0, r1), bool), r0 + 1))
+        p -= p.max(axis=-1, keepdims=True)  # the diagonal is never masked: finite maxima
+        np.exp(p, out=p)
+        p /= p.sum(axis=-1, keepdims=True)
+        np.matmul(p, v[..., :r1, :], out=out[..., r0:r1, :])
+        probs.append(p)
+    return out, tuple(probs)
+
+
+def _causal_backward(q, k, v, probs, grad, scale, needs):
+    need_q, need_k, need_v = needs
+    gq = np.empty(q.shape, q.dtype) if need_q else None
+    gk = np.zeros(k.shape, q.dtype) if need_k else None
+    gv = np.zeros(v.shape, q.dtype) if need_v else None
+    for r0, p in zip(range(0, q.shape[-2], _CAUSAL_BLOCK), probs):
+        r1 = r0 + p.shape[-2]
+        g = grad[..., r0:r1, :]
+        if need_v:
+            gv[..., :r1, :] += np.matmul(p.swapaxes(-1, -2), g)
+        if need_q or need_k:
+            gs = np.matmul(g, v[..., :r1, :].swapaxes(-1, -2))
+            gs -= (gs * p).sum(axis=-1, keepdims=True)
+            gs *= p
+            if need_q:
+                np.matmul(gs, k[..., :r1, :], out=gq[..., r0:r1, :])
+            if need_k:
+                gk[..., :r1, :] += np.matmul(gs.swapaxes(-1, -2), q[..., r0:r1, :])
+    for g in (gq, gk):
+        if g is not None:
+            g *= scale
+    return gq, gk, gv
 
 
 def _fold_heads(g, repeat):

@@ -573,11 +573,23 @@ _SQRT_2_OVER_PI = math.sqrt(2 / math.pi)
 
 
 class Gelu(Function):
+    # Set on the ctx when forward saved gelu'(x) itself (NumPy float32, exact erf).
+    saved_derivative = False
+
     @staticmethod
     def forward(ctx, x, approximate="none"):
-        ctx.save_for_backward(x)
         ctx.approximate = approximate
         xp = xp_of(x)
+        if xp is np and approximate == "none" and x.dtype == np.float32:
+            if not isinstance(ctx, Function):  # not recording
+                return _gelu_float32(x)
+            # gelu'(x) costs three more passes here and replaces x in memory; backward
+            # is then one product instead of recomputing erf
+            y, d = _gelu_float32(x, derivative=True)
+            ctx.save_for_backward(d)
+            ctx.saved_derivative = True
+            return y
+        ctx.save_for_backward(x)
         if xp is not np:
             return kernels.gelu_forward(x, approximate)
         if approximate == "tanh":
@@ -587,6 +599,9 @@ class Gelu(Function):
 
     @staticmethod
     def backward(ctx, grad):
+        if ctx.saved_derivative:
+            (d,) = ctx.saved_tensors
+            return (grad * d).astype(grad.dtype, copy=False)
         (x,) = ctx.saved_tensors
         xp = xp_of(x)
         if xp is not np:
@@ -604,6 +619,59 @@ class Gelu(Function):
 
 
 _erf_exact = np.frompyfunc(math.erf, 1, 1)
+
+# Abramowitz & Stegun 7.1.26 (see _erf) rewritten for x = z * sqrt(2):
+# H = 0.5 * erfc(|z|) = poly(t) * exp(-x^2 / 2), t = 1 / (1 + p |x| / sqrt(2)), with the
+# 0.5 folded into the coefficients (highest power first).
+_GELU_P = np.float32(0.3275911 / math.sqrt(2))
+_GELU_POLY = tuple(
+    np.float32(0.5 * c) for c in (1.061405429, -1.453152027, 1.421413741, -0.284496736, 0.254829592)
+)
+_INV_SQRT_2PI = np.float32(1 / math.sqrt(2 * math.pi))
+_GELU_CHUNK = 1 << 17  # elements per pass: the three scratch buffers stay cache-resident
+
+
+def _gelu_float32(x, derivative=False):
+    """Exact-erf GELU of a float32 NumPy array, and with ``derivative`` also gelu'(x).
+
+    Works through the flat array in cache-sized chunks with in-place ufuncs: about twenty
+    passes over one chunk instead of as many full-size temporaries, and
+    ``cdf(x) = 0.5 + copysign(0.5 - H, x)`` spares the sign handling of ``erf``.
+    """
+    shape = x.shape
+    x = np.ascontiguousarray(x).reshape(-1)
+    n = x.size
+    out = np.empty(n, np.float32)
+    grad = np.empty(n, np.float32) if derivative else None
+    size = max(1, min(n, _GELU_CHUNK))
+    a_buf, t_buf, h_buf = (np.empty(size, np.float32) for _ in range(3))
+    for start in range(0, n, size):
+        stop = min(start + size, n)
+        xs = x[start:stop]
+        a, t, h = a_buf[: stop - start], t_buf[: stop - start], h_buf[: stop - start]
+        np.abs(xs, out=a)
+        np.multiply(a, _GELU_P, out=t)
+        t += 1
+        np.divide(1, t, out=t)  # faster than np.reciprocal for float32
+        np.multiply(t, _GELU_POLY[0], out=h)
+        for c in _GELU_POLY[1:]:
+            h += c
+            h *= t
+        np.multiply(a, -0.5, out=t)
+        t *= a
+        np.exp(t, out=t)  # exp(-x^2 / 2)
+        h *= t
+        np.subtract(0.5, h, out=h)
+        np.copysign(h, xs, out=h)
+        h += 0.5  # cdf(x)
+        np.multiply(xs, h, out=out[start:stop])
+        if derivative:
+            t *= xs
+            t *= _INV_SQRT_2PI  # x * pdf(x)
+            np.add(h, t, out=grad[start:stop])
+    if derivative:
+        return out.reshape(shape), grad.reshape(shape)
+    return out.reshape(shape)
 
 
 def _erf(xp, x):

@@ -140,6 +140,31 @@ def test_sdpa_causal_and_scale(shapes):
     )
 
 
+@pytest.mark.parametrize("gqa", [False, True])
+def test_sdpa_causal_long_sequence_row_blocks(gqa):
+    # 130 query rows take the blockwise causal path: blocks of 64, 64 and 2 rows
+    kv_heads = 1 if gqa else 2
+    shapes = [(2, 2, 130, 3), (2, kv_heads, 130, 3), (2, kv_heads, 130, 4)]
+    for dtype, atol in (("float64", 1e-6), ("float32", 1e-5)):
+        check_op(
+            shapes,
+            lambda q, k, v: sdpa(q, k, v, is_causal=True, enable_gqa=gqa),
+            lambda q, k, v: tsdpa(q, k, v, is_causal=True, enable_gqa=gqa),
+            dtype=dtype,
+            atol=atol,
+            gradcheck_fd=False,
+        )
+
+
+def test_sdpa_causal_row_blocks_grad_of_query_only():
+    rng = np.random.default_rng(0)
+    q, k, v = (rng.standard_normal((1, 2, 128, 4)) for _ in range(3))
+    eq, tq = ember.tensor(q, requires_grad=True), torch.tensor(q, requires_grad=True)
+    sdpa(eq, ember.tensor(k), ember.tensor(v), is_causal=True).sum().backward()
+    tsdpa(tq, torch.tensor(k), torch.tensor(v), is_causal=True).sum().backward()
+    np.testing.assert_allclose(eq.grad.numpy(), tq.grad.numpy(), atol=1e-10)
+
+
 def test_sdpa_bool_mask_with_fully_masked_row():
     m = np.random.default_rng(0).random((4, 6)) > 0.4
     m[1] = False  # a row that attends to nothing gives zeros, as PyTorch
