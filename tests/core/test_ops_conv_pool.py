@@ -260,3 +260,10 @@ def test_pool_errors():
         F.avg_pool2d(ember.randn(1, 1, 2, 2), 3)
     with pytest.raises(RuntimeError, match="output_size must be greater than 0"):
         F.adaptive_avg_pool2d(ember.randn(1, 1, 4, 4), (0, 2))
+
+
+def test_max_pool2d_bfloat16_matches_torch():
+    x = np.random.default_rng(0).standard_normal((2, 3, 6, 6)).astype(np.float32)
+    ours = F.max_pool2d(ember.tensor(x).bfloat16(), 2).float().numpy()
+    ref = torch.nn.functional.max_pool2d(torch.tensor(x).bfloat16(), 2).float().numpy()
+    np.testing.assert_array_equal(ours, ref)
