@@ -67,7 +67,9 @@ def _backend_op(op: ReduceOp) -> ReduceOp:
 
 
 def _meta(t: Tensor) -> dict:
-    return {"shape": list(t.shape), "dtype": str(t.data.dtype)}
+    # The dtype object itself: str() of a NumPy dtype costs microseconds, and this runs
+    # for every collective; reports and the debug check format it when they need text.
+    return {"shape": list(t.data.shape), "dtype": t.data.dtype}
 
 
 def all_reduce(tensor: Tensor, op: ReduceOp = ReduceOp.SUM, group=None, async_op: bool = False):
@@ -294,7 +296,7 @@ def all_to_all_single(
         [output],
         back,
         async_op,
-        lambda: {"dtype": str(input.data.dtype)},
+        lambda: {"dtype": input.data.dtype},
     )
 
 
@@ -349,7 +351,7 @@ def all_to_all(output_tensor_list: list, input_tensor_list: list, group=None, as
         list(output_tensor_list),
         _scatter_into(output_tensor_list, pieces),
         async_op,
-        lambda: {"dtype": str(dtype)},
+        lambda: {"dtype": dtype},
     )
 
 

@@ -200,7 +200,10 @@ _subgroups: list[ProcessGroup] = []
 
 def check_fingerprints(pg: ProcessGroup, op: str, fingerprint: dict) -> None:
     """All-gather (op, fields) and raise on every rank if any rank differs."""
-    mine = repr((op, tuple(sorted(fingerprint.items())))).encode()
+    fields = tuple(
+        sorted((k, str(v) if isinstance(v, np.dtype) else v) for k, v in fingerprint.items())
+    )
+    mine = repr((op, fields)).encode()
     everyone = [ast.literal_eval(b.decode()) for b in _exchange_bytes(pg, op, mine)]
     problem = describe_mismatch(everyone, pg.ranks)
     if problem is not None:
