@@ -98,6 +98,7 @@ from .core.dtypes import (
 from .core.dtypes import (
     bool_ as bool,
 )
+from .core.ops.activation import relu
 from .core.ops.elementwise import (
     abs,
     add,
@@ -142,7 +143,6 @@ from .core.ops.elementwise import (
     neg,
     pow,
     reciprocal,
-    relu,
     remainder,
     round,
     rsqrt,

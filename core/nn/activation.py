@@ -4,6 +4,7 @@ constructor arguments and reprs."""
 from __future__ import annotations
 
 from .. import creation
+from ..ops import activation as act_basic
 from ..ops import elementwise as ew
 from ..ops import nn_activation as act
 from ..ops import nn_composite as composite
@@ -44,13 +45,13 @@ class _Simple(Module):
 class ReLU(_Simple):
     r"""``max(0, x)``."""
 
-    _fn = staticmethod(ew.relu)
+    _fn = staticmethod(act_basic.relu)
 
 
 class SiLU(_Simple):
     r"""``x * sigmoid(x)``."""
 
-    _fn = staticmethod(ew.silu)
+    _fn = staticmethod(act_basic.silu)
 
 
 class Mish(_Simple):
@@ -145,7 +146,7 @@ class LeakyReLU(Module):
         self.inplace = inplace
 
     def forward(self, input: Tensor) -> Tensor:
-        return _run(ew.leaky_relu, input, self.inplace, self.negative_slope)
+        return _run(act_basic.leaky_relu, input, self.inplace, self.negative_slope)
 
     def extra_repr(self) -> str:
         return _inplace_repr(self.inplace, f"negative_slope={self.negative_slope}")
@@ -160,7 +161,7 @@ class ELU(Module):
         self.inplace = inplace
 
     def forward(self, input: Tensor) -> Tensor:
-        return _run(ew.elu, input, self.inplace, self.alpha)
+        return _run(act_basic.elu, input, self.inplace, self.alpha)
 
     def extra_repr(self) -> str:
         return _inplace_repr(self.inplace, f"alpha={self.alpha}")
@@ -181,7 +182,7 @@ class GELU(Module):
         self.approximate = approximate
 
     def forward(self, input: Tensor) -> Tensor:
-        return ew.gelu(input, approximate=self.approximate)
+        return act_basic.gelu(input, approximate=self.approximate)
 
     def extra_repr(self) -> str:
         return f"approximate={self.approximate!r}"
@@ -196,7 +197,7 @@ class Softplus(Module):
         self.threshold = threshold
 
     def forward(self, input: Tensor) -> Tensor:
-        return ew.softplus(input, self.beta, self.threshold)
+        return act_basic.softplus(input, self.beta, self.threshold)
 
     def extra_repr(self) -> str:
         return f"beta={self.beta}, threshold={self.threshold}"

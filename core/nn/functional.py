@@ -1,8 +1,9 @@
 """``ember.nn.functional``: the functional forms of every layer and loss (re-exports)."""
 
+from ..ops.activation import gelu, softplus
 from ..ops.attention import scaled_dot_product_attention
 from ..ops.conv import conv1d, conv2d, conv_transpose1d, conv_transpose2d
-from ..ops.elementwise import gelu, sigmoid, softplus, tanh
+from ..ops.elementwise import sigmoid, tanh
 from ..ops.indexing import one_hot
 from ..ops.linalg import linear
 from ..ops.nn import cross_entropy, dropout, dropout1d, dropout2d, dropout3d, embedding, nll_loss

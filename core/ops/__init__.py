@@ -1,6 +1,7 @@
 """Ops grouped by family; importing this package attaches every Tensor method."""
 
 from . import (
+    activation,
     attention,
     conv,
     elementwise,

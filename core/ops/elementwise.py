@@ -1,5 +1,5 @@
 """Elementwise ops: arithmetic with broadcasting and PyTorch's type promotion, unary
-math, activations, comparisons, ``where``/``clamp``, casts and in-place variants."""
+math, comparisons, ``where``/``clamp``, casts and in-place variants."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 
-from .. import backend, dtypes, kernels
+from .. import backend, dtypes
 from ..amp import _state as _autocast
 from ..amp import cast_for
 from ..autograd import Function
@@ -521,216 +521,6 @@ def _sigmoid(x):
     return xp.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
 
 
-class Relu(Function):
-    differentiable_backward = True
-
-    @staticmethod
-    def forward(ctx, x):
-        y = xp_of(x).maximum(x, 0)
-        ctx.save_for_backward(y)
-        return y
-
-    @staticmethod
-    def backward(ctx, grad):
-        (y,) = ctx.saved_tensors
-        return grad * (y > 0)
-
-
-class LeakyRelu(Function):
-    differentiable_backward = True
-
-    @staticmethod
-    def forward(ctx, x, negative_slope=0.01):
-        ctx.save_for_backward(x)
-        ctx.slope = negative_slope
-        return xp_of(x).where(x > 0, x, x * negative_slope)
-
-    @staticmethod
-    def backward(ctx, grad):
-        (x,) = ctx.saved_tensors
-        pos = x > 0
-        return grad * (
-            pos + (~pos if not isinstance(pos, Tensor) else pos.logical_not()) * ctx.slope
-        )
-
-
-class Elu(Function):
-    @staticmethod
-    def forward(ctx, x, alpha=1.0):
-        xp = xp_of(x)
-        y = xp.where(x > 0, x, alpha * xp.expm1(xp.minimum(x, 0))).astype(x.dtype, copy=False)
-        ctx.save_for_backward(x, y)
-        ctx.alpha = alpha
-        return y
-
-    @staticmethod
-    def backward(ctx, grad):
-        x, y = ctx.saved_tensors
-        return grad * xp_of(x).where(x > 0, 1, y + ctx.alpha).astype(grad.dtype, copy=False)
-
-
-_SQRT_2_OVER_PI = math.sqrt(2 / math.pi)
-
-
-class Gelu(Function):
-    # Set on the ctx when forward saved gelu'(x) itself (NumPy float32, exact erf).
-    saved_derivative = False
-
-    @staticmethod
-    def forward(ctx, x, approximate="none"):
-        ctx.approximate = approximate
-        xp = xp_of(x)
-        if xp is np and approximate == "none" and x.dtype == np.float32:
-            if not isinstance(ctx, Function):  # not recording
-                return _gelu_float32(x)
-            # gelu'(x) costs three more passes here and replaces x in memory; backward
-            # is then one product instead of recomputing erf
-            y, d = _gelu_float32(x, derivative=True)
-            ctx.save_for_backward(d)
-            ctx.saved_derivative = True
-            return y
-        ctx.save_for_backward(x)
-        if xp is not np:
-            return kernels.gelu_forward(x, approximate)
-        if approximate == "tanh":
-            inner = _SQRT_2_OVER_PI * (x + 0.044715 * x * x * x)
-            return (0.5 * x * (1 + xp.tanh(inner))).astype(x.dtype, copy=False)
-        return (0.5 * x * (1 + _erf(xp, x / math.sqrt(2)))).astype(x.dtype, copy=False)
-
-    @staticmethod
-    def backward(ctx, grad):
-        if ctx.saved_derivative:
-            (d,) = ctx.saved_tensors
-            return (grad * d).astype(grad.dtype, copy=False)
-        (x,) = ctx.saved_tensors
-        xp = xp_of(x)
-        if xp is not np:
-            return kernels.gelu_backward(x, grad, ctx.approximate)
-        if ctx.approximate == "tanh":
-            inner = _SQRT_2_OVER_PI * (x + 0.044715 * x * x * x)
-            t = xp.tanh(inner)
-            d_inner = _SQRT_2_OVER_PI * (1 + 3 * 0.044715 * x * x)
-            d = 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * d_inner
-        else:
-            cdf = 0.5 * (1 + _erf(xp, x / math.sqrt(2)))
-            pdf = xp.exp(-0.5 * x * x) / math.sqrt(2 * math.pi)
-            d = cdf + x * pdf
-        return (grad * d).astype(grad.dtype, copy=False)
-
-
-_erf_exact = np.frompyfunc(math.erf, 1, 1)
-
-# Abramowitz & Stegun 7.1.26 (see _erf) rewritten for x = z * sqrt(2):
-# H = 0.5 * erfc(|z|) = poly(t) * exp(-x^2 / 2), t = 1 / (1 + p |x| / sqrt(2)), with the
-# 0.5 folded into the coefficients (highest power first).
-_GELU_P = np.float32(0.3275911 / math.sqrt(2))
-_GELU_POLY = tuple(
-    np.float32(0.5 * c) for c in (1.061405429, -1.453152027, 1.421413741, -0.284496736, 0.254829592)
-)
-_INV_SQRT_2PI = np.float32(1 / math.sqrt(2 * math.pi))
-_GELU_CHUNK = 1 << 17  # elements per pass: the three scratch buffers stay cache-resident
-
-
-def _gelu_float32(x, derivative=False):
-    """Exact-erf GELU of a float32 NumPy array, and with ``derivative`` also gelu'(x).
-
-    Works through the flat array in cache-sized chunks with in-place ufuncs: about twenty
-    passes over one chunk instead of as many full-size temporaries, and
-    ``cdf(x) = 0.5 + copysign(0.5 - H, x)`` spares the sign handling of ``erf``.
-    """
-    shape = x.shape
-    x = np.ascontiguousarray(x).reshape(-1)
-    n = x.size
-    out = np.empty(n, np.float32)
-    grad = np.empty(n, np.float32) if derivative else None
-    size = max(1, min(n, _GELU_CHUNK))
-    a_buf, t_buf, h_buf = (np.empty(size, np.float32) for _ in range(3))
-    for start in range(0, n, size):
-        stop = min(start + size, n)
-        xs = x[start:stop]
-        a, t, h = a_buf[: stop - start], t_buf[: stop - start], h_buf[: stop - start]
-        np.abs(xs, out=a)
-        np.multiply(a, _GELU_P, out=t)
-        t += 1
-        np.divide(1, t, out=t)  # faster than np.reciprocal for float32
-        np.multiply(t, _GELU_POLY[0], out=h)
-        for c in _GELU_POLY[1:]:
-            h += c
-            h *= t
-        np.multiply(a, -0.5, out=t)
-        t *= a
-        np.exp(t, out=t)  # exp(-x^2 / 2)
-        h *= t
-        np.subtract(0.5, h, out=h)
-        np.copysign(h, xs, out=h)
-        h += 0.5  # cdf(x)
-        np.multiply(xs, h, out=out[start:stop])
-        if derivative:
-            t *= xs
-            t *= _INV_SQRT_2PI  # x * pdf(x)
-            np.add(h, t, out=grad[start:stop])
-    if derivative:
-        return out.reshape(shape), grad.reshape(shape)
-    return out.reshape(shape)
-
-
-def _erf(xp, x):
-    if xp is not np:
-        import cupyx.scipy.special
-
-        return cupyx.scipy.special.erf(x)
-    if x.dtype == np.float64:
-        # libm's erf, exact to the last bit; float64 is for checking, not for speed
-        return _erf_exact(x).astype(np.float64)
-    # Abramowitz & Stegun 7.1.26: |error| < 1.5e-7, below float32's resolution near 1
-    xf = x.astype(np.float32, copy=False)
-    a = np.abs(xf)
-    t = 1 / (1 + np.float32(0.3275911) * a)
-    poly = t * (
-        0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429)))
-    )
-    y = 1 - poly.astype(np.float32) * np.exp(-a * a)
-    return np.copysign(y, xf).astype(x.dtype, copy=False)
-
-
-class Silu(Function):
-    @staticmethod
-    def forward(ctx, x):
-        if xp_of(x) is not np:  # the fused kernels recompute the sigmoid: save x alone
-            ctx.save_for_backward(x)
-            return kernels.silu_forward(x)
-        s = _sigmoid(x)
-        ctx.save_for_backward(x, s)
-        return x * s
-
-    @staticmethod
-    def backward(ctx, grad):
-        saved = ctx.saved_tensors
-        if len(saved) == 1:
-            return kernels.silu_backward(saved[0], grad)
-        x, s = saved
-        return grad * s * (1 + x * (1 - s))
-
-
-class Softplus(Function):
-    @staticmethod
-    def forward(ctx, x, beta=1.0, threshold=20.0):
-        xp = xp_of(x)
-        ctx.save_for_backward(x)
-        ctx.beta, ctx.threshold = beta, threshold
-        bx = x * beta
-        soft = xp.log1p(xp.exp(-xp.abs(bx))) / beta + xp.maximum(x, 0)
-        return xp.where(bx > threshold, x, soft).astype(x.dtype, copy=False)
-
-    @staticmethod
-    def backward(ctx, grad):
-        (x,) = ctx.saved_tensors
-        bx = x * ctx.beta
-        return grad * xp_of(x).where(bx > ctx.threshold, 1, _sigmoid(bx)).astype(
-            grad.dtype, copy=False
-        )
-
-
 class Clamp(Function):
     @staticmethod
     def forward(ctx, x, min=None, max=None):
@@ -843,7 +633,6 @@ sin = _unary(Sin)
 cos = _unary(Cos)
 tanh = _unary(Tanh)
 sigmoid = _unary(Sigmoid)
-silu = _unary(Silu)
 
 
 def log2(input):
@@ -860,30 +649,6 @@ def neg(input: Tensor) -> Tensor:
 
 def abs(input: Tensor) -> Tensor:
     return Abs.apply(input)
-
-
-def relu(input: Tensor) -> Tensor:
-    return Relu.apply(input)
-
-
-def leaky_relu(input: Tensor, negative_slope: float = 0.01) -> Tensor:
-    return LeakyRelu.apply(input, negative_slope=negative_slope)
-
-
-def elu(input: Tensor, alpha: float = 1.0) -> Tensor:
-    return Elu.apply(input, alpha=alpha)
-
-
-def gelu(input: Tensor, approximate: str = "none") -> Tensor:
-    if approximate not in ("none", "tanh"):
-        raise ValueError(f"approximate argument must be either none or tanh, got {approximate!r}")
-    return Gelu.apply(input, approximate=approximate)
-
-
-def softplus(input: Tensor, beta: float = 1.0, threshold: float = 20.0) -> Tensor:
-    if _autocast:
-        (input,) = cast_for("softplus", input)
-    return Softplus.apply(input, beta=beta, threshold=threshold)
 
 
 def clamp(input: Tensor, min=None, max=None) -> Tensor:
@@ -1177,7 +942,6 @@ attach(
     cos=cos,
     tanh=tanh,
     sigmoid=sigmoid,
-    relu=relu,
     floor=floor,
     ceil=ceil,
     trunc=trunc,
@@ -1219,7 +983,6 @@ attach(
     sqrt_=_inplace(sqrt),
     neg_=_inplace(neg),
     abs_=_inplace(abs),
-    relu_=_inplace(relu),
     sigmoid_=_inplace(sigmoid),
     tanh_=_inplace(tanh),
     __iadd__=_inplace(add),

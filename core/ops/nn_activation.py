@@ -1,4 +1,4 @@
-"""Activations beyond those in ``elementwise`` (hardtanh/relu6, hardsigmoid, hardswish,
+"""Activations beyond those in ``activation`` (hardtanh/relu6, hardsigmoid, hardswish,
 mish, logsigmoid, selu, celu, softsign, prelu), and torch.nn.functional's forms of
 relu/leaky_relu/elu/silu, which take ``inplace``."""
 
@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from ..autograd import Function
 from ..tensor import Tensor
-from . import elementwise as ew
+from . import activation as basic
 from ._util import attach, check_same_device, sum_to, xp_of
 from .elementwise import _sigmoid
 
@@ -24,27 +24,27 @@ def _maybe_inplace(fn, input: Tensor, inplace: bool, *args) -> Tensor:
     return fn(input, *args)
 
 
-# torch.nn.functional's signatures (with ``inplace``) for the activations in elementwise
+# torch.nn.functional's signatures (with ``inplace``) for the activations in ``activation``
 
 
 def relu(input: Tensor, inplace: bool = False) -> Tensor:
     r"""``max(0, x)``."""
-    return _maybe_inplace(ew.relu, input, inplace)
+    return _maybe_inplace(basic.relu, input, inplace)
 
 
 def leaky_relu(input: Tensor, negative_slope: float = 0.01, inplace: bool = False) -> Tensor:
     r"""``x`` where positive, else ``negative_slope * x``."""
-    return _maybe_inplace(ew.leaky_relu, input, inplace, negative_slope)
+    return _maybe_inplace(basic.leaky_relu, input, inplace, negative_slope)
 
 
 def elu(input: Tensor, alpha: float = 1.0, inplace: bool = False) -> Tensor:
     r"""``x`` where positive, else ``alpha * (exp(x) - 1)``."""
-    return _maybe_inplace(ew.elu, input, inplace, alpha)
+    return _maybe_inplace(basic.elu, input, inplace, alpha)
 
 
 def silu(input: Tensor, inplace: bool = False) -> Tensor:
     r"""``x * sigmoid(x)``."""
-    return _maybe_inplace(ew.silu, input, inplace)
+    return _maybe_inplace(basic.silu, input, inplace)
 
 
 class Hardtanh(Function):

@@ -12,7 +12,8 @@ import numpy as np
 from ..autograd import no_grad
 from ..random import generator_for
 from ..tensor import Tensor
-from .elementwise import clamp, log, softplus, where
+from .activation import softplus
+from .elementwise import clamp, log, where
 from .nn import check_reduction
 from .nn_activation import logsigmoid
 from .reduce import norm
