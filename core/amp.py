@@ -117,7 +117,7 @@ def cast_for(op: str, *tensors):
     device_type = None
     for t in tensors:
         if isinstance(t, Tensor):
-            device_type = "cpu" if isinstance(t.data, np.ndarray) else "cuda"
+            device_type = "cpu" if isinstance(t._array, np.ndarray) else "cuda"
             break
     low = _dtype_for.get(device_type)
     if low is None:
@@ -136,7 +136,7 @@ def cast_for(op: str, *tensors):
     out = []
     for t in tensors:
         if isinstance(t, Tensor):
-            kind = t.data.dtype
+            kind = t._array.dtype
             if kind != target and kind != np.float64 and t.is_floating_point():
                 t = t.to(dtypes.from_numpy(target))
         out.append(t)
@@ -240,7 +240,7 @@ class GradScaler:
             for p in group["params"]:
                 if p.grad is None:
                     continue
-                g = p.grad.data
+                g = p.grad._array
                 if g.dtype == np.float16:
                     raise ValueError("Attempting to unscale FP16 gradients.")
                 g *= inv

@@ -142,7 +142,7 @@ class Function:
         requires_grad = False
         for a in args:
             if isinstance(a, Tensor):
-                arrays.append(a.data)
+                arrays.append(a._array)
                 if a.requires_grad:
                     requires_grad = True
             else:
@@ -237,13 +237,13 @@ class Function:
         for k, s in enumerate(self._saved):
             src = None
             for a in args:
-                if isinstance(a, Tensor) and a.data is s:
+                if isinstance(a, Tensor) and a._array is s:
                     src = a
                     versions += (a._version_counter, a._version_counter[0], k)
                     break
             else:
                 for i, o in enumerate(outs):
-                    if o.data is s:
+                    if o._array is s:
                         src = i
                         versions += (o._version_counter, 0, k)
                         break
@@ -306,8 +306,8 @@ def _share_version(view, args):
     if not isinstance(base, Tensor):
         return
     # np.may_share_memory would try to convert CuPy arrays to host arrays (and fail)
-    xp = np if isinstance(view.data, np.ndarray) else _array_module_of(view.data)
-    if xp.may_share_memory(view.data, base.data):
+    xp = np if isinstance(view._array, np.ndarray) else _array_module_of(view._array)
+    if xp.may_share_memory(view._array, base._array):
         view._version_counter = base._version_counter
         view._base = base._base if base._base is not None else base
 
@@ -340,7 +340,7 @@ class AccumulateGrad:
 
 def _as_array(g):
     if isinstance(g, Tensor):
-        return g.data
+        return g._array
     if isinstance(g, np.generic):  # NumPy turns 0-d results into scalars
         return np.asarray(g)
     return g
@@ -514,18 +514,18 @@ def _accumulate(acc, g, stolen, create_graph):
         var.grad = g if var.grad is None else var.grad + g
     else:
         g = _as_array(g)
-        if g.shape != var.data.shape:
-            g = g.reshape(var.data.shape)
+        if g.shape != var._array.shape:
+            g = g.reshape(var._array.shape)
         if var.grad is None:
             # Take ownership of a fresh array; copy one that may alias another's memory.
-            if g.base is not None or id(g) in stolen or g.dtype != var.data.dtype:
-                g = g.astype(var.data.dtype, copy=True)
+            if g.base is not None or id(g) in stolen or g.dtype != var._array.dtype:
+                g = g.astype(var._array.dtype, copy=True)
             stolen.add(id(g))
             var.grad = Tensor._make(g, False, None, 0)
         elif var.grad.requires_grad:
             var.grad = var.grad + Tensor._make(g, False, None, 0)
         else:
-            var.grad.data += g
+            var.grad._array += g
     for fn in var._post_acc_hooks or ():
         fn(var)
 

@@ -38,7 +38,7 @@ def _tensor(x):
 
 
 def _array(x):
-    return x.data if isinstance(x, Tensor) else x
+    return x._array if isinstance(x, Tensor) else x
 
 
 class Function(_engine.Function):

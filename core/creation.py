@@ -43,9 +43,9 @@ def tensor(data, *, dtype=None, device=None, requires_grad: bool = False) -> Ten
         >>> ember.tensor([[1., 2.], [3., 4.]], requires_grad=True)
     """
     if isinstance(data, Tensor):
-        data = data.detach().data
+        data = data.detach()._array
     elif isinstance(data, list | tuple) and data and _has_tensors(data):
-        data = [tensor(d).data for d in data]
+        data = [tensor(d)._array for d in data]
         xp = backend.get_array_module(data[0])
         data = xp.stack(data)
     dev = backend.normalize_device(device) if device is not None else None
@@ -277,17 +277,17 @@ def normal(mean=0.0, std=1.0, size=None, *, generator=None, dtype=None, device=N
 
 
 def bernoulli(input: Tensor, p=None, *, generator=None) -> Tensor:
-    probs = input.data if p is None else p
+    probs = input._array if p is None else p
     rng = generator_for(generator, input.device).rng
     draw = rng.random(input.shape, dtype=np.float32)
-    return _new((draw < probs).astype(input.data.dtype))
+    return _new((draw < probs).astype(input._array.dtype))
 
 
 def multinomial(
     input: Tensor, num_samples: int, replacement: bool = False, *, generator=None
 ) -> Tensor:
     r"""Sample category indices from (unnormalised) probabilities in the last dim."""
-    probs = backend.move_array(input.data, backend.CPU).astype(np.float64)
+    probs = backend.move_array(input._array, backend.CPU).astype(np.float64)
     if probs.ndim not in (1, 2):
         raise RuntimeError(f"multinomial: prob_dist must be 1 or 2 dim, got {probs.ndim}")
     if (probs < 0).any() or not np.isfinite(probs).all():
@@ -314,9 +314,9 @@ def multinomial(
 def _fill_random(self: Tensor, draw, generator) -> Tensor:
     self._check_inplace()
     rng = generator_for(generator, self.device).rng
-    gen_dt = self.data.dtype if self.data.dtype in (np.float32, np.float64) else np.float32
+    gen_dt = self._array.dtype if self._array.dtype in (np.float32, np.float64) else np.float32
     with backend.device_context(self.device):
-        self.data[...] = draw(rng, self.data.shape, gen_dt)
+        self._array[...] = draw(rng, self._array.shape, gen_dt)
     self._bump_version()
     return self
 

@@ -124,7 +124,7 @@ def result_type(*operands) -> dtype:
     for x in operands:
         if isinstance(x, Tensor):
             d = x.dtype
-            if x.data.ndim:
+            if x._array.ndim:
                 dims = d if dims is None else promote_types(dims, d)
             else:
                 zeros = d if zeros is None else promote_types(zeros, d)

@@ -59,7 +59,7 @@ def gradcheck(
     positions = _differentiable_outputs(result)
     outputs = _flat_outputs(result, positions)
     projections = [
-        backend.move_array(rng.standard_normal(o.shape).astype(o.data.dtype), o.device)
+        backend.move_array(rng.standard_normal(o.shape).astype(o._array.dtype), o.device)
         for o in outputs
     ]
 
@@ -68,7 +68,7 @@ def gradcheck(
 
         with no_grad():
             outs = _flat_outputs(func(*args), positions)
-        return sum(float((o.data * v).sum()) for o, v in zip(outs, projections))
+        return sum(float((o._array * v).sum()) for o, v in zip(outs, projections))
 
     from .autograd import run_backward
 
@@ -82,7 +82,7 @@ def gradcheck(
     )
     for slot, i in enumerate(checked):
         x = inputs[i]
-        flat = x.data.reshape(-1)
+        flat = x._array.reshape(-1)
         numerical = np.zeros(flat.size)
         for k in range(flat.size):
             orig = flat[k].item()
@@ -96,7 +96,9 @@ def gradcheck(
         got = (
             np.zeros(flat.size)
             if got is None
-            else np.asarray(backend.move_array(got.data, backend.CPU), dtype=np.float64).reshape(-1)
+            else np.asarray(backend.move_array(got._array, backend.CPU), dtype=np.float64).reshape(
+                -1
+            )
         )
         if not np.allclose(got, numerical, atol=atol, rtol=rtol):
             worst = int(np.argmax(np.abs(got - numerical)))

@@ -112,7 +112,7 @@ def save_file(tensors: dict, filename, metadata: dict | None = None) -> None:
                 f"save_file expects str keys and tensor values, got {type(k).__name__} -> "
                 f"{type(t).__name__}"
             )
-        arrays[k] = _host_array(t.data)
+        arrays[k] = _host_array(t._array)
     if metadata is not None and not all(
         isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()
     ):
@@ -152,7 +152,7 @@ class _Encoder:
         if isinstance(obj, float):
             return float(obj) if math.isfinite(obj) else {"float": repr(float(obj))}
         if isinstance(obj, Tensor):
-            node = {"T": self._add(path, _host_array(obj.data))}
+            node = {"T": self._add(path, _host_array(obj._array))}
             if obj.device.type != "cpu":
                 node["device"] = str(obj.device)
             if obj.requires_grad:

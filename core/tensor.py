@@ -13,7 +13,7 @@ from . import autograd, backend, dtypes
 
 class Tensor:
     __slots__ = (
-        "data",
+        "_array",
         "requires_grad",
         "grad",
         "grad_fn",
@@ -36,7 +36,7 @@ class Tensor:
         self._init(data, requires_grad, None, 0)
 
     def _init(self, data, requires_grad, grad_fn, output_nr):
-        self.data = data
+        self._array = data
         self.requires_grad = requires_grad
         self.grad = None
         self.grad_fn = grad_fn
@@ -52,7 +52,7 @@ class Tensor:
     def _make(cls, data, requires_grad, grad_fn, output_nr):
         # _init inlined: this runs once per op output
         t = object.__new__(cls)
-        t.data = data
+        t._array = data
         t.requires_grad = requires_grad
         t.grad = None
         t.grad_fn = grad_fn
@@ -67,21 +67,36 @@ class Tensor:
 
     # -- identity ---------------------------------------------------------------------
     @property
+    def data(self) -> Tensor:
+        """This tensor's values without its autograd history: a new tensor that shares
+        the memory, never requires grad and keeps its own version counter, so in-place
+        changes through it (``p.data.add_(...)``) are not seen by autograd."""
+        return Tensor._make(self._array, False, None, 0)
+
+    @data.setter
+    def data(self, value: Tensor) -> None:
+        # p.data = t swaps the storage and keeps p's identity (shape and dtype may change)
+        if not isinstance(value, Tensor):
+            raise TypeError(f"Tensor.data must be assigned a Tensor, not {type(value).__name__}")
+        self._array = value._array
+        self._bump_version()
+
+    @property
     def shape(self) -> Size:
-        return Size(self.data.shape)
+        return Size(self._array.shape)
 
     def size(self, dim: int | None = None):
         if dim is None:
-            return Size(self.data.shape)
-        return self.data.shape[_wrap_dim(dim, self.data.ndim)]
+            return Size(self._array.shape)
+        return self._array.shape[_wrap_dim(dim, self._array.ndim)]
 
     @property
     def dtype(self) -> dtypes.dtype:
-        return dtypes.from_numpy(self.data.dtype)
+        return dtypes.from_numpy(self._array.dtype)
 
     @property
     def device(self) -> backend.device:
-        return backend.device_of(self.data)
+        return backend.device_of(self._array)
 
     @property
     def is_cuda(self) -> bool:
@@ -89,35 +104,35 @@ class Tensor:
 
     @property
     def ndim(self) -> int:
-        return self.data.ndim
+        return self._array.ndim
 
     def dim(self) -> int:
-        return self.data.ndim
+        return self._array.ndim
 
     def numel(self) -> int:
-        return int(self.data.size)
+        return int(self._array.size)
 
     def element_size(self) -> int:
-        return self.data.itemsize
+        return self._array.itemsize
 
     @property
     def itemsize(self) -> int:
-        return self.data.itemsize
+        return self._array.itemsize
 
     @property
     def nbytes(self) -> int:
-        return int(self.data.nbytes)
+        return int(self._array.nbytes)
 
     def is_floating_point(self) -> bool:
-        return self.data.dtype.kind == "f" or self.data.dtype == dtypes.bfloat16.np
+        return self._array.dtype.kind == "f" or self._array.dtype == dtypes.bfloat16.np
 
     def is_contiguous(self) -> bool:
-        return bool(self.data.flags.c_contiguous)
+        return bool(self._array.flags.c_contiguous)
 
     def data_ptr(self) -> int:
-        if isinstance(self.data, np.ndarray):
-            return self.data.__array_interface__["data"][0]
-        return self.data.data.ptr
+        if isinstance(self._array, np.ndarray):
+            return self._array.__array_interface__["data"][0]
+        return self._array.data.ptr
 
     @property
     def is_leaf(self) -> bool:
@@ -131,12 +146,12 @@ class Tensor:
         self._version_counter[0] += 1
 
     def __len__(self) -> int:
-        if self.data.ndim == 0:
+        if self._array.ndim == 0:
             raise TypeError("len() of a 0-d tensor")
-        return self.data.shape[0]
+        return self._array.shape[0]
 
     def __iter__(self):
-        if self.data.ndim == 0:
+        if self._array.ndim == 0:
             raise TypeError("iteration over a 0-d tensor")
         return iter(self.unbind(0))
 
@@ -144,7 +159,7 @@ class Tensor:
         return id(self)
 
     def __repr__(self) -> str:
-        arr = backend.move_array(self.data, backend.CPU)
+        arr = backend.move_array(self._array, backend.CPU)
         if arr.dtype == dtypes.bfloat16.np:
             arr = arr.astype(np.float32)
         body = np.array2string(
@@ -163,42 +178,42 @@ class Tensor:
 
     # -- conversion -------------------------------------------------------------------
     def item(self):
-        if self.data.size != 1:
+        if self._array.size != 1:
             raise RuntimeError(
-                f"a Tensor with {self.data.size} elements cannot be converted to Scalar"
+                f"a Tensor with {self._array.size} elements cannot be converted to Scalar"
             )
-        return self.data.reshape(()).item()
+        return self._array.reshape(()).item()
 
     def tolist(self):
-        return backend.move_array(self.data, backend.CPU).tolist()
+        return backend.move_array(self._array, backend.CPU).tolist()
 
     def numpy(self, *, force: bool = False) -> np.ndarray:
         if self.requires_grad and not force:
             raise RuntimeError(
                 "Can't call numpy() on Tensor that requires grad. Use tensor.detach().numpy()"
             )
-        if not isinstance(self.data, np.ndarray):
+        if not isinstance(self._array, np.ndarray):
             if not force:
                 raise TypeError(
                     f"can't convert {self.device} tensor to numpy; use tensor.cpu() first"
                 )
-            return self.data.get()
-        return self.data
+            return self._array.get()
+        return self._array
 
     def __array__(self, dtype=None, copy=None):
-        arr = backend.move_array(self.data, backend.CPU)
+        arr = backend.move_array(self._array, backend.CPU)
         return arr if dtype is None else arr.astype(dtype)
 
     def __dlpack__(self, *args, **kwargs):
-        return self.data.__dlpack__(*args, **kwargs)
+        return self._array.__dlpack__(*args, **kwargs)
 
     def __dlpack_device__(self):
-        return self.data.__dlpack_device__()
+        return self._array.__dlpack_device__()
 
     @property
     def __cuda_array_interface__(self) -> dict:
         """CuPy's interface dict for CUDA tensors; CPU tensors have no such attribute."""
-        if isinstance(self.data, np.ndarray):
+        if isinstance(self._array, np.ndarray):
             raise AttributeError(
                 f"Can't get __cuda_array_interface__ on non-CUDA tensor of dtype {self.dtype}. "
                 "If CUDA data is required use tensor.cuda() to copy tensor to device memory."
@@ -208,12 +223,14 @@ class Tensor:
                 "Can't get __cuda_array_interface__ on Tensor that requires grad. If gradients "
                 "aren't required, use tensor.detach() to get Tensor that doesn't require grad."
             )
-        return self.data.__cuda_array_interface__
+        return self._array.__cuda_array_interface__
 
     def __bool__(self) -> bool:
-        if self.data.size != 1:
-            raise RuntimeError(f"Boolean value of Tensor with {self.data.size} values is ambiguous")
-        return bool(self.data.reshape(()).item())
+        if self._array.size != 1:
+            raise RuntimeError(
+                f"Boolean value of Tensor with {self._array.size} values is ambiguous"
+            )
+        return bool(self._array.reshape(()).item())
 
     def __float__(self) -> float:
         return float(self.item())
@@ -222,7 +239,7 @@ class Tensor:
         return int(self.item())
 
     def __index__(self) -> int:
-        if self.data.dtype.kind not in "iub" or self.data.size != 1:
+        if self._array.dtype.kind not in "iub" or self._array.size != 1:
             raise TypeError("only integer tensors of a single element can be converted to an index")
         return int(self.item())
 
@@ -313,7 +330,7 @@ class Tensor:
         autograd.run_backward([self], [grad], retain, create_graph)
 
     def detach(self) -> Tensor:
-        t = Tensor._make(self.data, False, None, 0)
+        t = Tensor._make(self._array, False, None, 0)
         t._version_counter = self._version_counter
         t._base = self if self._base is None else self._base
         return t
@@ -354,7 +371,7 @@ class Tensor:
             if t is not None:
                 g = grad.detach() if not autograd._create_graph else grad
                 t.grad = (
-                    Tensor._make(g.data.copy(), False, None, 0) if t.grad is None else t.grad + g
+                    Tensor._make(g._array.copy(), False, None, 0) if t.grad is None else t.grad + g
                 )
 
         self.grad_fn._add_pre_hook(self._output_nr, store)
@@ -408,15 +425,15 @@ class Tensor:
                 "a view of a leaf Variable that requires grad is being used in an in-place "
                 "operation."
             )
-        data = result.data
-        if data is not self.data:
-            xp = backend.get_array_module(self.data)
-            if data.shape != self.data.shape:
+        data = result._array
+        if data is not self._array:
+            xp = backend.get_array_module(self._array)
+            if data.shape != self._array.shape:
                 raise RuntimeError(
-                    f"output with shape {list(self.data.shape)} doesn't match the broadcast "
+                    f"output with shape {list(self._array.shape)} doesn't match the broadcast "
                     f"shape {list(data.shape)}"
                 )
-            xp.copyto(self.data, data, casting="unsafe")
+            xp.copyto(self._array, data, casting="unsafe")
         self._bump_version()
         if result.requires_grad:
             if rebase:
@@ -433,7 +450,7 @@ class Tensor:
         """An autograd-equivalent copy of self taken before an in-place change."""
         if not (autograd._grad_enabled and self.requires_grad):
             return self
-        t = Tensor._make(self.data.copy(), True, self.grad_fn, self._output_nr)
+        t = Tensor._make(self._array.copy(), True, self.grad_fn, self._output_nr)
         t._acc = self._acc
         return t
 
@@ -473,23 +490,26 @@ def _wrap_dim(dim: int, ndim: int) -> int:
 
 def _initial_grad(t: Tensor, gradient, create_graph):
     if gradient is None:
-        if t.data.size != 1:
+        if t._array.size != 1:
             raise RuntimeError(
                 f"grad can be implicitly created only for scalar outputs, got shape {list(t.shape)}"
             )
-        xp = backend.get_array_module(t.data)
-        g = xp.ones(t.data.shape, t.data.dtype)
+        xp = backend.get_array_module(t._array)
+        g = xp.ones(t._array.shape, t._array.dtype)
         return Tensor._make(g, False, None, 0) if create_graph else g
     if not isinstance(gradient, Tensor):
         gradient = Tensor._make(
-            backend.get_array_module(t.data).asarray(gradient, dtype=t.data.dtype), False, None, 0
+            backend.get_array_module(t._array).asarray(gradient, dtype=t._array.dtype),
+            False,
+            None,
+            0,
         )
     if gradient.shape != t.shape:
         raise RuntimeError(
             f"Mismatch in shape: grad_output has a shape of {list(gradient.shape)} and output "
             f"has a shape of {list(t.shape)}"
         )
-    return gradient if create_graph else gradient.data
+    return gradient if create_graph else gradient._array
 
 
 autograd.Tensor = Tensor  # see autograd.Tensor

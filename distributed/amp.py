@@ -22,4 +22,4 @@ def sync_found_inf(found: bool) -> bool:
     """
     flag = Tensor._make(np.array([1 if found else 0], dtype=np.int32), False, None, 0)
     all_reduce(flag, ReduceOp.MAX)
-    return bool(flag.data[0])
+    return bool(flag._array[0])

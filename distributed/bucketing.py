@@ -32,7 +32,7 @@ def compute_bucket_assignment_by_size(tensors, size_limits) -> list[list[int]]:
     open_buckets: dict = {}  # (dtype, device) -> [indices, bytes, limit position]
     result: list[list[int]] = []
     for i, t in enumerate(tensors):
-        data = t.data if isinstance(t, Tensor) else t
+        data = t._array if isinstance(t, Tensor) else t
         key = (str(data.dtype), str(device_of(data)))
         entry = open_buckets.setdefault(key, [[], 0, 0])
         entry[0].append(i)
@@ -55,17 +55,17 @@ class Bucket:
         self.index = index
         self.indices = indices
         self.params = [params[i] for i in indices]
-        first = self.params[0].data
+        first = self.params[0]._array
         xp = get_array_module(first)
-        total = sum(p.data.size for p in self.params)
+        total = sum(p._array.size for p in self.params)
         with device_context(device_of(first)):
             self.buffer = xp.zeros(total, first.dtype)
         self.tensor = Tensor._make(self.buffer, False, None, 0)
         self.views = []
         offset = 0
         for p in self.params:
-            n = p.data.size
-            self.views.append(self.buffer[offset : offset + n].reshape(p.data.shape))
+            n = p._array.size
+            self.views.append(self.buffer[offset : offset + n].reshape(p._array.shape))
             offset += n
         self.pending = len(indices)
         self.future = None

@@ -26,7 +26,7 @@ def _check(name: str, t, what: str = "tensor") -> None:
 
 def _buffer(t: Tensor):
     """A contiguous array for ``t`` and the copy-back needed when it had to be copied."""
-    a = t.data
+    a = t._array
     if a.flags.c_contiguous:
         return a, None
     c = get_array_module(a).ascontiguousarray(a)
@@ -69,7 +69,7 @@ def _backend_op(op: ReduceOp) -> ReduceOp:
 def _meta(t: Tensor) -> dict:
     # The dtype object itself: str() of a NumPy dtype costs microseconds, and this runs
     # for every collective; reports and the debug check format it when they need text.
-    return {"shape": list(t.data.shape), "dtype": t.data.dtype}
+    return {"shape": list(t._array.shape), "dtype": t._array.dtype}
 
 
 def all_reduce(tensor: Tensor, op: ReduceOp = ReduceOp.SUM, group=None, async_op: bool = False):
@@ -84,7 +84,7 @@ def all_reduce(tensor: Tensor, op: ReduceOp = ReduceOp.SUM, group=None, async_op
     pg = resolve(group)
     if pg is None:
         return None
-    op = _reduce_op("all_reduce", op, tensor.data.dtype)
+    op = _reduce_op("all_reduce", op, tensor._array.dtype)
     buf, back = _buffer(tensor)
     backend = pg.backend_for(buf)
     tensor._bump_version()
@@ -124,7 +124,7 @@ def reduce(tensor: Tensor, dst: int = 0, op: ReduceOp = ReduceOp.SUM, group=None
     pg = resolve(group)
     if pg is None:
         return None
-    op = _reduce_op("reduce", op, tensor.data.dtype)
+    op = _reduce_op("reduce", op, tensor._array.dtype)
     root = pg.group_rank(dst)
     buf, back = _buffer(tensor)
     backend = pg.backend_for(buf)
@@ -148,7 +148,7 @@ def _check_list(name: str, tensors, n: int, like: Tensor, what: str) -> None:
         raise ValueError(f"{name}: {what} must be a list of {n} tensors (world size), got {got}")
     for i, t in enumerate(tensors):
         _check(name, t, f"{what}[{i}]")
-        if t.shape != like.shape or t.data.dtype != like.data.dtype:
+        if t.shape != like.shape or t._array.dtype != like._array.dtype:
             raise ValueError(
                 f"{name}: {what}[{i}] has shape {list(t.shape)} and dtype {t.dtype}, expected "
                 f"shape {list(like.shape)} and dtype {like.dtype}"
@@ -158,7 +158,7 @@ def _check_list(name: str, tensors, n: int, like: Tensor, what: str) -> None:
 def _scatter_into(tensors, blocks):
     def run():
         for t, b in zip(tensors, blocks):
-            t.data[...] = b.reshape(t.data.shape)
+            t._array[...] = b.reshape(t._array.shape)
 
     return run
 
@@ -209,7 +209,7 @@ def all_gather_into_tensor(output_tensor: Tensor, input_tensor: Tensor, group=No
 
 
 def _check_sizes(name, big: Tensor, small: Tensor, n: int) -> None:
-    if big.data.dtype != small.data.dtype:
+    if big._array.dtype != small._array.dtype:
         raise TypeError(f"{name}: dtypes differ: {big.dtype} and {small.dtype}")
     if big.numel() != n * small.numel():
         raise ValueError(
@@ -228,7 +228,7 @@ def reduce_scatter_tensor(
     if pg is None:
         return None
     _check_sizes("reduce_scatter_tensor", input, output, pg.size())
-    op = _reduce_op("reduce_scatter_tensor", op, output.data.dtype)
+    op = _reduce_op("reduce_scatter_tensor", op, output._array.dtype)
     out, back = _buffer(output)
     buf, _ = _buffer(input)
     backend = pg.backend_for(buf)
@@ -250,9 +250,9 @@ def reduce_scatter(output: Tensor, input_list: list, op=ReduceOp.SUM, group=None
     if pg is None:
         return None
     _check_list("reduce_scatter", input_list, pg.size(), output, "input_list")
-    op = _reduce_op("reduce_scatter", op, output.data.dtype)
-    xp = get_array_module(output.data)
-    stacked = xp.stack([t.data for t in input_list])
+    op = _reduce_op("reduce_scatter", op, output._array.dtype)
+    xp = get_array_module(output._array)
+    stacked = xp.stack([t._array for t in input_list])
     out, back = _buffer(output)
     backend = pg.backend_for(out)
     output._bump_version()
@@ -281,7 +281,7 @@ def all_to_all_single(
     pg = resolve(group)
     if pg is None:
         return None
-    if output.data.dtype != input.data.dtype:
+    if output._array.dtype != input._array.dtype:
         raise TypeError(f"all_to_all_single: dtypes differ: {output.dtype} and {input.dtype}")
     n = pg.size()
     send = _split_counts("input", input, input_split_sizes, n)
@@ -296,7 +296,7 @@ def all_to_all_single(
         [output],
         back,
         async_op,
-        lambda: {"dtype": input.data.dtype},
+        lambda: {"dtype": input._array.dtype},
     )
 
 
@@ -333,11 +333,11 @@ def all_to_all(output_tensor_list: list, input_tensor_list: list, group=None, as
             raise ValueError(f"all_to_all: {what} must be a list of {n} tensors (world size)")
         for i, t in enumerate(lst):
             _check("all_to_all", t, f"{what}[{i}]")
-    dtype = input_tensor_list[0].data.dtype
-    if any(t.data.dtype != dtype for t in (*input_tensor_list, *output_tensor_list)):
+    dtype = input_tensor_list[0]._array.dtype
+    if any(t._array.dtype != dtype for t in (*input_tensor_list, *output_tensor_list)):
         raise TypeError("all_to_all: all tensors must have the same dtype")
-    xp = get_array_module(input_tensor_list[0].data)
-    buf = xp.concatenate([t.data.reshape(-1) for t in input_tensor_list])
+    xp = get_array_module(input_tensor_list[0]._array)
+    buf = xp.concatenate([t._array.reshape(-1) for t in input_tensor_list])
     recv = [t.numel() for t in output_tensor_list]
     out = xp.empty(sum(recv), dtype)
     starts = np.concatenate([[0], np.cumsum(recv)]).tolist()
@@ -394,7 +394,7 @@ def scatter(tensor: Tensor, scatter_list=None, src: int = 0, group=None, async_o
     stacked = None
     if pg.rank() == root:
         _check_list("scatter", scatter_list, pg.size(), tensor, "scatter_list")
-        stacked = get_array_module(out).stack([t.data for t in scatter_list])
+        stacked = get_array_module(out).stack([t._array for t in scatter_list])
     elif scatter_list:
         raise ValueError(f"scatter: scatter_list must be empty on non-source ranks (src={src})")
     backend = pg.backend_for(out)
@@ -452,12 +452,12 @@ def _gather_bytes(pg: ProcessGroup, payload: bytes) -> list[bytes]:
     size = Tensor._make(np.array([len(payload)], np.int64), False, None, 0)
     sizes = [Tensor._make(np.zeros(1, np.int64), False, None, 0) for _ in range(pg.size())]
     all_gather(sizes, size, group=pg)
-    longest = max(int(s.data[0]) for s in sizes)
+    longest = max(int(s._array[0]) for s in sizes)
     mine = np.zeros(longest, np.uint8)
     mine[: len(payload)] = np.frombuffer(payload, np.uint8)
     out = [Tensor._make(np.empty(longest, np.uint8), False, None, 0) for _ in range(pg.size())]
     all_gather(out, Tensor._make(mine, False, None, 0), group=pg)
-    return [o.data[: int(s.data[0])].tobytes() for o, s in zip(out, sizes)]
+    return [o._array[: int(s._array[0])].tobytes() for o, s in zip(out, sizes)]
 
 
 def all_gather_object(object_list: list, obj, group=None) -> None:
@@ -496,7 +496,7 @@ def broadcast_object_list(object_list: list, src: int = 0, group=None, device=No
     payload = pickle.dumps(list(object_list)) if is_src else b""
     size = Tensor._make(np.array([len(payload)], np.int64), False, None, 0)
     broadcast(size, src, group=pg)
-    data = np.zeros(int(size.data[0]), np.uint8)
+    data = np.zeros(int(size._array[0]), np.uint8)
     if is_src:
         data[:] = np.frombuffer(payload, np.uint8)
     broadcast(Tensor._make(data, False, None, 0), src, group=pg)

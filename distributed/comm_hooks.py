@@ -50,14 +50,14 @@ class GradBucket:
         return self._last
 
     def set_buffer(self, tensor: Tensor) -> None:
-        self._bucket.buffer[...] = tensor.data
+        self._bucket.buffer[...] = tensor._array
 
 
 def allreduce_hook(process_group, bucket: GradBucket) -> Future:
     """Divide by the group size, then all-reduce (sum): DDP's default."""
     pg = resolve(process_group)
     buf = bucket.buffer()
-    buf.data /= pg.size()
+    buf._array /= pg.size()
     work = all_reduce(buf, ReduceOp.SUM, group=pg, async_op=True)
     return work.get_future().then(lambda fut: fut.value()[0])
 
@@ -65,12 +65,12 @@ def allreduce_hook(process_group, bucket: GradBucket) -> Future:
 def _compress_hook(dtype, process_group, bucket: GradBucket) -> Future:
     pg = resolve(process_group)
     buf = bucket.buffer()
-    compressed = Tensor._make(buf.data.astype(dtype.np), False, None, 0)
-    compressed.data /= pg.size()
+    compressed = Tensor._make(buf._array.astype(dtype.np), False, None, 0)
+    compressed._array /= pg.size()
     work = all_reduce(compressed, ReduceOp.SUM, group=pg, async_op=True)
 
     def decompress(fut):
-        buf.data[...] = fut.value()[0].data
+        buf._array[...] = fut.value()[0]._array
         return buf
 
     return work.get_future().then(decompress)

@@ -187,15 +187,15 @@ class DistributedDataParallel(Module):
         src = pg.ranks[0] if src is None else src
         by_kind: dict = {}
         for t in tensors:
-            by_kind.setdefault((str(t.data.dtype), str(t.device)), []).append(t)
+            by_kind.setdefault((str(t._array.dtype), str(t.device)), []).append(t)
         for group in by_kind.values():
-            xp = get_array_module(group[0].data)
-            flat = xp.concatenate([t.data.reshape(-1) for t in group])
+            xp = get_array_module(group[0]._array)
+            flat = xp.concatenate([t._array.reshape(-1) for t in group])
             broadcast(Tensor._make(flat, False, None, 0), src, group=pg)
             offset = 0
             for t in group:
-                n = t.data.size
-                t.data[...] = flat[offset : offset + n].reshape(t.data.shape)
+                n = t._array.size
+                t._array[...] = flat[offset : offset + n].reshape(t._array.shape)
                 t._bump_version()
                 offset += n
 
@@ -210,7 +210,7 @@ class DistributedDataParallel(Module):
         if self.gradient_as_bucket_view:
             for i, p in enumerate(self._params):
                 if old_grads[i] is not None:
-                    self._view_of[i][...] = old_grads[i].data
+                    self._view_of[i][...] = old_grads[i]._array
                     p.grad = Tensor._make(self._view_of[i], False, None, 0)
 
     # -- forward --------------------------------------------------------------------------
@@ -254,8 +254,8 @@ class DistributedDataParallel(Module):
                 view = self._view_of[i]
                 if not has_grad:
                     view[...] = 0
-                elif p.grad.data is not view:
-                    self._copy_in(view, p.grad.data)
+                elif p.grad._array is not view:
+                    self._copy_in(view, p.grad._array)
                 elif self._comm_hook is None and self.process_group.size() > 1:
                     view *= 1.0 / self.process_group.size()
                 self._mark_ready(i)
@@ -276,7 +276,7 @@ class DistributedDataParallel(Module):
             self._callback_queued = True
             autograd.queue_callback(self._finalize)
         view = self._view_of[i]
-        grad = param.grad.data
+        grad = param.grad._array
         if grad is not view:
             self._copy_in(view, grad)
             if self.gradient_as_bucket_view:
@@ -341,12 +341,12 @@ class DistributedDataParallel(Module):
         if self.find_unused_parameters:
             used = Tensor._make(self._local_used.copy(), False, None, 0)
             all_reduce(used, group=self.process_group)
-            globally_used = used.data
+            globally_used = used._array
         for b in self._buckets:
             result = b.future.wait()
             b.future = None
-            if result.data is not b.buffer:
-                b.buffer[...] = result.data
+            if result._array is not b.buffer:
+                b.buffer[...] = result._array
             if self._join is not None and not self._join.divide_by_initial_world_size:
                 b.buffer *= self.process_group.size() / self._join.active
             for i, view in zip(b.indices, b.views):
@@ -354,12 +354,12 @@ class DistributedDataParallel(Module):
                     continue
                 p = self._params[i]
                 if self.gradient_as_bucket_view:
-                    if p.grad is None or p.grad.data is not view:
+                    if p.grad is None or p.grad._array is not view:
                         p.grad = Tensor._make(view, False, None, 0)
                 elif p.grad is None:
                     p.grad = Tensor._make(view.copy(), False, None, 0)
                 else:
-                    p.grad.data[...] = view
+                    p.grad._array[...] = view
                     p.grad._bump_version()
         self._armed = False
         self._output = None
@@ -378,8 +378,8 @@ class DistributedDataParallel(Module):
         missing[pg.rank()] = missing_here
         flags = Tensor._make(missing, False, None, 0)
         all_reduce(flags, group=pg)
-        if flags.data.any():
-            self._raise_missing(flags.data, pg.rank())
+        if flags._array.any():
+            self._raise_missing(flags._array, pg.rank())
 
     def _raise_missing(self, missing: np.ndarray, me: int):
         pg = self.process_group
@@ -398,7 +398,7 @@ class DistributedDataParallel(Module):
         mine = Tensor._make(parameter_hashes(self._params), False, None, 0)
         gathered = Tensor._make(np.empty((pg.size(),) + mine.shape), False, None, 0)
         all_gather_into_tensor(gathered, mine, group=pg)
-        problem = replicas_differ(gathered.data, self._param_names, pg.ranks)
+        problem = replicas_differ(gathered._array, self._param_names, pg.ranks)
         if problem is not None:
             raise RuntimeError(
                 f"DistributedDataParallel: the replicas are out of sync at synced forward "
@@ -416,7 +416,7 @@ class DistributedDataParallel(Module):
         self._arrival = []
         agreed = Tensor._make(np.asarray(order, np.int64), False, None, 0)
         broadcast(agreed, self.process_group.ranks[0], group=self.process_group)
-        self._build(agreed.data.tolist())
+        self._build(agreed._array.tolist())
 
     # -- public API -----------------------------------------------------------------------
     @contextlib.contextmanager
@@ -531,7 +531,7 @@ class _Join:
         pg = ddp.process_group
         flags = Tensor._make(np.array([active, sync], np.int64), False, None, 0)
         all_reduce(flags, group=pg)
-        self.active, syncing = int(flags.data[0]), int(flags.data[1])
+        self.active, syncing = int(flags._array[0]), int(flags._array[1])
         self.iterations += active
         if self.throw and 0 < self.active < pg.size():
             raise RuntimeError(
@@ -556,9 +556,9 @@ class _Join:
             if syncing:
                 ddp._shadow_iteration()
         counts = Tensor._make(np.zeros(pg.size(), np.int64), False, None, 0)
-        counts.data[pg.rank()] = self.iterations
+        counts._array[pg.rank()] = self.iterations
         all_reduce(counts, group=pg)
-        longest = int(np.flatnonzero(counts.data == counts.data.max())[-1])
+        longest = int(np.flatnonzero(counts._array == counts._array.max())[-1])
         module = ddp.module
         ddp._broadcast_coalesced(
             [p for _, p in module.named_parameters()] + ddp._buffers_list, pg.ranks[longest]

@@ -105,7 +105,7 @@ def parameter_hashes(params: list[Tensor]) -> np.ndarray:
     """A cheap per-parameter fingerprint: float64 sum and sum of squares, shape (n, 2)."""
     out = np.empty((len(params), 2), np.float64)
     for k, p in enumerate(params):
-        a = p.data.astype("float64").reshape(-1)
+        a = p._array.astype("float64").reshape(-1)
         out[k, 0] = float(a.sum())
         out[k, 1] = float(a @ a)
     return out

@@ -142,17 +142,17 @@ def bench_training(torch, tdist, quick: bool):
 
     def one_allreduce(model):
         grads = [p.grad for p in model.parameters()]
-        flat = ember.from_numpy(np.concatenate([g.data.ravel() for g in grads]))
-        flat.data /= SIZE
+        flat = ember.from_numpy(np.concatenate([g._array.ravel() for g in grads]))
+        flat._array /= SIZE
         dist.all_reduce(flat)
         offset = 0
         for g in grads:
-            g.data[...] = flat.data[offset : offset + g.data.size].reshape(g.data.shape)
-            offset += g.data.size
+            g._array[...] = flat._array[offset : offset + g._array.size].reshape(g._array.shape)
+            offset += g._array.size
 
     def per_parameter(model):
         for p in model.parameters():
-            p.grad.data /= SIZE
+            p.grad._array /= SIZE
             dist.all_reduce(p.grad)
 
     n_grad = sum(p.numel() for p in ember_mlp().parameters())

@@ -110,7 +110,8 @@ class _BackwardHookState:
         if replaced is None:
             return None
         return tuple(
-            g.data if isinstance(g, Tensor) and not autograd._create_graph else g for g in replaced
+            g._array if isinstance(g, Tensor) and not autograd._create_graph else g
+            for g in replaced
         )
 
 

@@ -69,7 +69,7 @@ def _calculate_correct_fan(tensor: Tensor, mode: str) -> int:
 
 def _no_grad_fill(tensor: Tensor, value) -> Tensor:
     with no_grad():
-        tensor.data[...] = value
+        tensor._array[...] = value
         tensor._bump_version()
     return tensor
 
@@ -102,8 +102,8 @@ def trunc_normal_(
             stacklevel=2,
         )
     rng = generator_for(generator, tensor.device).rng
-    xp = backend.get_array_module(tensor.data)
-    draw_dt = tensor.data.dtype if tensor.data.dtype.itemsize >= 4 else "float32"
+    xp = backend.get_array_module(tensor._array)
+    draw_dt = tensor._array.dtype if tensor._array.dtype.itemsize >= 4 else "float32"
     with backend.device_context(tensor.device):
         values = rng.standard_normal(tensor.shape, dtype=draw_dt) * std + mean
         bad = (values < a) | (values > b)
@@ -131,8 +131,8 @@ def eye_(tensor: Tensor) -> Tensor:
     r"""Fill a 2-D tensor with the identity matrix."""
     if tensor.dim() != 2:
         raise ValueError("Only tensors with 2 dimensions are supported")
-    xp = backend.get_array_module(tensor.data)
-    return _no_grad_fill(tensor, xp.eye(*tensor.shape, dtype=tensor.data.dtype))
+    xp = backend.get_array_module(tensor._array)
+    return _no_grad_fill(tensor, xp.eye(*tensor.shape, dtype=tensor._array.dtype))
 
 
 def dirac_(tensor: Tensor, groups: int = 1) -> Tensor:
@@ -146,8 +146,8 @@ def dirac_(tensor: Tensor, groups: int = 1) -> Tensor:
         raise ValueError("dim 0 must be divisible by groups")
     out_per_group = sizes[0] // groups
     min_dim = min(out_per_group, sizes[1])
-    xp = backend.get_array_module(tensor.data)
-    values = xp.zeros(tensor.shape, dtype=tensor.data.dtype)
+    xp = backend.get_array_module(tensor._array)
+    values = xp.zeros(tensor.shape, dtype=tensor._array.dtype)
     centre = tuple(s // 2 for s in sizes[2:])
     for g in range(groups):
         for d in range(min_dim):
@@ -217,7 +217,7 @@ def orthogonal_(tensor: Tensor, gain: float = 1.0, generator=None) -> Tensor:
     rows = tensor.shape[0]
     cols = tensor.numel() // rows
     rng = generator_for(generator, tensor.device).rng
-    xp = backend.get_array_module(tensor.data)
+    xp = backend.get_array_module(tensor._array)
     with backend.device_context(tensor.device):
         flat = rng.standard_normal((rows, cols), dtype="float64")
         if rows < cols:
@@ -241,6 +241,6 @@ def sparse_(tensor: Tensor, sparsity: float, std: float = 0.01, generator=None) 
     with no_grad():
         for col in range(cols):
             zero_rows = rng.random(rows).argsort()[:num_zeros]  # a random subset
-            tensor.data[zero_rows, col] = 0
+            tensor._array[zero_rows, col] = 0
         tensor._bump_version()
     return tensor

@@ -330,7 +330,7 @@ class Module(_HookMixin):
                     p.grad = p.grad.detach()
                 else:
                     p.grad.requires_grad = False
-                p.grad.data[...] = 0
+                p.grad._array[...] = 0
 
     def apply(self, fn) -> Module:
         r"""Call ``fn`` on every submodule (children first) and on ``self``."""
@@ -341,7 +341,7 @@ class Module(_HookMixin):
 
     def _apply(self, fn, recurse: bool = True) -> Module:
         r"""Apply ``fn`` (tensor → tensor) to every parameter, gradient and buffer; a
-        parameter keeps its identity (its ``.data`` is replaced) so optimizers holding it
+        parameter keeps its identity (its ``._array`` is replaced) so optimizers holding it
         stay valid."""
         if recurse:
             for module in self.children():
@@ -350,9 +350,9 @@ class Module(_HookMixin):
             for param in self._parameters.values():
                 if param is None:
                     continue
-                param.data = fn(param).data
+                param._array = fn(param)._array
                 if param.grad is not None:
-                    param.grad.data = fn(param.grad).data
+                    param.grad._array = fn(param.grad)._array
             for key, buf in self._buffers.items():
                 if buf is not None:
                     new = fn(buf)
@@ -486,7 +486,7 @@ class Module(_HookMixin):
                 )
                 continue
             if param.ndim == 0 and value.shape == (1,):
-                value = Tensor._make(value.data.reshape(()), False, None, 0)
+                value = Tensor._make(value._array.reshape(()), False, None, 0)
             if value.shape != param.shape:
                 error_msgs.append(
                     f"size mismatch for {key}: copying a param with shape {value.shape} from "

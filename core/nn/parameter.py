@@ -14,7 +14,7 @@ def _source_array(data):
     if data is None:
         return np.empty((0,), dtypes.get_default_dtype().np), None
     if isinstance(data, Tensor):
-        return data.data, data
+        return data._array, data
     if isinstance(data, np.ndarray) or hasattr(data, "__cuda_array_interface__"):
         return data, None
     raise TypeError(f"expected a Tensor or array as data, got {type(data).__name__}")
@@ -47,14 +47,14 @@ class Parameter(Tensor):
     def __deepcopy__(self, memo):
         if id(self) in memo:
             return memo[id(self)]
-        result = type(self)(Tensor._make(self.data.copy(), False, None, 0), self.requires_grad)
+        result = type(self)(Tensor._make(self._array.copy(), False, None, 0), self.requires_grad)
         if self.grad is not None:
             result.grad = copy.deepcopy(self.grad, memo)
         memo[id(self)] = result
         return result
 
     def __reduce_ex__(self, protocol):
-        return (_rebuild_parameter, (self.data, self.requires_grad, self.grad))
+        return (_rebuild_parameter, (self._array, self.requires_grad, self.grad))
 
 
 def _rebuild_parameter(data, requires_grad, grad):
@@ -90,13 +90,15 @@ class Buffer(Tensor):
     def __deepcopy__(self, memo):
         if id(self) in memo:
             return memo[id(self)]
-        result = Buffer(Tensor._make(self.data.copy(), False, None, 0), persistent=self.persistent)
+        result = Buffer(
+            Tensor._make(self._array.copy(), False, None, 0), persistent=self.persistent
+        )
         result.requires_grad = self.requires_grad
         memo[id(self)] = result
         return result
 
     def __reduce_ex__(self, protocol):
-        return (_rebuild_buffer, (self.data, self.requires_grad, self.persistent))
+        return (_rebuild_buffer, (self._array, self.requires_grad, self.persistent))
 
 
 def _rebuild_buffer(data, requires_grad, persistent):

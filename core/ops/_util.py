@@ -66,7 +66,7 @@ def as_tensor_like(value, like: Tensor, dtype=None) -> Tensor:
     """Wrap a scalar or array as a Tensor on ``like``'s device."""
     if isinstance(value, Tensor):
         return value
-    xp = xp_of(like.data)
+    xp = xp_of(like._array)
     return Tensor._make(xp.asarray(value, dtype=(dtype or like.dtype).np), False, None, 0)
 
 
@@ -76,8 +76,8 @@ def check_same_device(op: str, *tensors) -> None:
         if isinstance(t, Tensor):
             if first is None:
                 first = t
-            elif type(t.data) is not type(first.data) or (
-                not isinstance(t.data, np.ndarray) and t.data.device != first.data.device
+            elif type(t._array) is not type(first._array) or (
+                not isinstance(t._array, np.ndarray) and t._array.device != first._array.device
             ):
                 raise RuntimeError(
                     f"{op}: expected all tensors to be on the same device, but found at least "

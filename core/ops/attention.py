@@ -216,11 +216,11 @@ def scaled_dot_product_attention(
     scale = 1.0 / math.sqrt(query.shape[-1]) if scale is None else float(scale)
     keep = None
     if dropout_p > 0.0:
-        xp = xp_of(query.data)
+        xp = xp_of(query._array)
         batch = np.broadcast_shapes(query.shape[:-2], key.shape[:-2])
         shape = tuple(batch) + (query.shape[-2], key.shape[-2])
         rng = generator_for(None, query.device).rng
-        keep = (rng.random(shape, dtype=np.float32) >= dropout_p).astype(query.data.dtype)
+        keep = (rng.random(shape, dtype=np.float32) >= dropout_p).astype(query._array.dtype)
         keep = xp.asarray(keep) / (1.0 - dropout_p)
     return ScaledDotProductAttention.apply(
         query, key, value, attn_mask, scale=scale, is_causal=is_causal, repeat=repeat, keep=keep

@@ -20,24 +20,24 @@ from ._util import as_tensor_like, attach, call, check_same_device, sum_to, xp_o
 def _operands(op: str, a, b):
     """Cast tensor operands to the promoted dtype; Python scalars stay scalars."""
     # Fast path: a float tensor and a Python number keep the tensor's dtype.
-    if type(b) in (float, int) and isinstance(a, Tensor) and a.data.dtype.kind == "f":
+    if type(b) in (float, int) and isinstance(a, Tensor) and a._array.dtype.kind == "f":
         return a, b
-    if type(a) in (float, int) and isinstance(b, Tensor) and b.data.dtype.kind == "f":
+    if type(a) in (float, int) and isinstance(b, Tensor) and b._array.dtype.kind == "f":
         return a, b
     if not isinstance(a, Tensor):
         a = _scalar_or_tensor(op, a, b)
     if not isinstance(b, Tensor):
         b = _scalar_or_tensor(op, b, a)
     if isinstance(a, Tensor) and isinstance(b, Tensor):
-        if a.data.dtype == b.data.dtype:
-            if type(a.data) is not np.ndarray or type(b.data) is not np.ndarray:
+        if a._array.dtype == b._array.dtype:
+            if type(a._array) is not np.ndarray or type(b._array) is not np.ndarray:
                 check_same_device(op, a, b)
             return a, b
         check_same_device(op, a, b)
     rt = dtypes.result_type(a, b)
-    if isinstance(a, Tensor) and a.data.dtype != rt.np:
+    if isinstance(a, Tensor) and a._array.dtype != rt.np:
         a = to_copy(a, None, rt)
-    if isinstance(b, Tensor) and b.data.dtype != rt.np:
+    if isinstance(b, Tensor) and b._array.dtype != rt.np:
         b = to_copy(b, None, rt)
     return a, b
 
@@ -50,7 +50,7 @@ def _scalar_or_tensor(op, value, other):
     if isinstance(value, np.ndarray | list | tuple):
         like = other if isinstance(other, Tensor) else None
         arr = np.asarray(value)
-        if like is not None and not isinstance(like.data, np.ndarray):
+        if like is not None and not isinstance(like._array, np.ndarray):
             arr = backend.move_array(arr, like.device)
         if arr.dtype == np.float64 and not isinstance(value, np.ndarray):
             arr = arr.astype(dtypes.get_default_dtype().np)
@@ -255,21 +255,21 @@ def div(input, other, *, rounding_mode=None):
 
 
 def _rounded_div(a, b, mode):
-    xa = a.data if isinstance(a, Tensor) else a
-    xb = b.data if isinstance(b, Tensor) else b
+    xa = a._array if isinstance(a, Tensor) else a
+    xb = b._array if isinstance(b, Tensor) else b
     like = a if isinstance(a, Tensor) else b
-    xp = xp_of(like.data)
+    xp = xp_of(like._array)
     if mode == "floor":
         out = xp.floor_divide(xa, xb) if like.dtype._category == 1 else xp.floor(xa / xb)
     elif mode == "trunc":
         out = xp.trunc(xa / xb)
         if like.dtype._category == 1:
-            out = out.astype(like.data.dtype)
+            out = out.astype(like._array.dtype)
     else:
         raise ValueError(
             f"div expected rounding_mode to be one of None, 'trunc', or 'floor' but found '{mode}'"
         )
-    return Tensor._make(xp.asarray(out, dtype=like.data.dtype), False, None, 0)
+    return Tensor._make(xp.asarray(out, dtype=like._array.dtype), False, None, 0)
 
 
 def pow(input, exponent):
@@ -665,12 +665,12 @@ def clamp(input: Tensor, min=None, max=None) -> Tensor:
 
 
 def sign(input: Tensor) -> Tensor:
-    return Tensor._make(xp_of(input.data).sign(input.data), False, None, 0)
+    return Tensor._make(xp_of(input._array).sign(input._array), False, None, 0)
 
 
 def _rounding(name):
     def fn(input: Tensor) -> Tensor:
-        return Tensor._make(getattr(xp_of(input.data), name)(input.data), False, None, 0)
+        return Tensor._make(getattr(xp_of(input._array), name)(input._array), False, None, 0)
 
     fn.__name__ = name
     return fn
@@ -689,7 +689,7 @@ def where(condition: Tensor, input=None, other=None) -> Tensor:
         return nonzero(condition, as_tuple=True)
     if not isinstance(condition, Tensor):
         raise TypeError(f"where(): condition must be a Tensor, got {type(condition).__name__}")
-    if condition.data.dtype != np.bool_:
+    if condition._array.dtype != np.bool_:
         raise RuntimeError(
             f"where expected condition to be a boolean tensor, but got a tensor with dtype {condition.dtype}"
         )
@@ -703,7 +703,7 @@ def where(condition: Tensor, input=None, other=None) -> Tensor:
 
 
 def masked_fill(input: Tensor, mask: Tensor, value) -> Tensor:
-    if mask.data.dtype != np.bool_:
+    if mask._array.dtype != np.bool_:
         raise RuntimeError(
             f"masked_fill only supports boolean masks, but got mask with dtype {mask.dtype}"
         )
@@ -714,7 +714,9 @@ def masked_fill(input: Tensor, mask: Tensor, value) -> Tensor:
             )
         value = value.to(input.dtype)
         return Where.apply(mask, value, input)
-    fill = Tensor._make(xp_of(input.data).asarray(value, dtype=input.data.dtype), False, None, 0)
+    fill = Tensor._make(
+        xp_of(input._array).asarray(value, dtype=input._array.dtype), False, None, 0
+    )
     return Where.apply(mask, fill, input)
 
 
@@ -728,8 +730,8 @@ def clone(input: Tensor, *, memory_format=None) -> Tensor:
 def _compare(name, op):
     def fn(input, other):
         a, b = _operands(name, input, other)
-        xa = a.data if isinstance(a, Tensor) else a
-        xb = b.data if isinstance(b, Tensor) else b
+        xa = a._array if isinstance(a, Tensor) else a
+        xb = b._array if isinstance(b, Tensor) else b
         return Tensor._make(
             xp_of(xa if isinstance(a, Tensor) else xb).asarray(op(xa, xb)), False, None, 0
         )
@@ -748,11 +750,11 @@ ge = _compare("ge", lambda a, b: a >= b)
 
 def _logical(name):
     def fn(input, other=None):
-        xp = xp_of(input.data)
+        xp = xp_of(input._array)
         if other is None:
-            return Tensor._make(getattr(xp, name)(input.data), False, None, 0)
-        xb = other.data if isinstance(other, Tensor) else other
-        return Tensor._make(getattr(xp, name)(input.data, xb), False, None, 0)
+            return Tensor._make(getattr(xp, name)(input._array), False, None, 0)
+        xb = other._array if isinstance(other, Tensor) else other
+        return Tensor._make(getattr(xp, name)(input._array, xb), False, None, 0)
 
     fn.__name__ = name
     return fn
@@ -769,12 +771,12 @@ isfinite = _logical("isfinite")
 
 def _bitwise(name, op):
     def fn(input, other):
-        xb = other.data if isinstance(other, Tensor) else other
+        xb = other._array if isinstance(other, Tensor) else other
         if input.dtype._category == 2:
             raise TypeError(
                 f"{name} is only supported for integer and boolean tensors, got {input.dtype}"
             )
-        return Tensor._make(op(input.data, xb), False, None, 0)
+        return Tensor._make(op(input._array, xb), False, None, 0)
 
     return fn
 
@@ -785,25 +787,25 @@ bitwise_xor = _bitwise("bitwise_xor", lambda a, b: a ^ b)
 
 
 def bitwise_not(input):
-    return Tensor._make(~input.data, False, None, 0)
+    return Tensor._make(~input._array, False, None, 0)
 
 
 def equal(input: Tensor, other: Tensor) -> bool:
-    return input.shape == other.shape and bool((input.data == other.data).all())
+    return input.shape == other.shape and bool((input._array == other._array).all())
 
 
 def allclose(input, other, rtol=1e-05, atol=1e-08, equal_nan=False) -> bool:
     return bool(
-        xp_of(input.data).allclose(
-            input.data, other.data, rtol=rtol, atol=atol, equal_nan=equal_nan
+        xp_of(input._array).allclose(
+            input._array, other._array, rtol=rtol, atol=atol, equal_nan=equal_nan
         )
     )
 
 
 def isclose(input, other, rtol=1e-05, atol=1e-08, equal_nan=False) -> Tensor:
-    xb = other.data if isinstance(other, Tensor) else other
+    xb = other._array if isinstance(other, Tensor) else other
     return Tensor._make(
-        xp_of(input.data).isclose(input.data, xb, rtol=rtol, atol=atol, equal_nan=equal_nan),
+        xp_of(input._array).isclose(input._array, xb, rtol=rtol, atol=atol, equal_nan=equal_nan),
         False,
         None,
         0,
@@ -823,7 +825,7 @@ def _inplace(fn):
 
 def zero_(self: Tensor) -> Tensor:
     self._check_inplace()
-    self.data[...] = 0
+    self._array[...] = 0
     self._bump_version()
     if self.requires_grad and self.grad_fn is not None:
         self.grad_fn, self.requires_grad = None, False
@@ -834,7 +836,7 @@ def fill_(self: Tensor, value) -> Tensor:
     if isinstance(value, Tensor):
         value = value.item()
     self._check_inplace()
-    self.data[...] = value
+    self._array[...] = value
     self._bump_version()
     if self.grad_fn is not None:
         self.grad_fn, self.requires_grad = None, False
@@ -845,7 +847,7 @@ def copy_(self: Tensor, src, non_blocking: bool = False) -> Tensor:
     if not isinstance(src, Tensor):
         src = Tensor._make(np.asarray(src), False, None, 0)
     try:
-        np.broadcast_shapes(src.data.shape, self.data.shape)
+        np.broadcast_shapes(src._array.shape, self._array.shape)
     except ValueError:
         raise RuntimeError(
             f"copy_: the size of src {list(src.shape)} must be broadcastable to {list(self.shape)}"
@@ -864,8 +866,10 @@ def copy_(self: Tensor, src, non_blocking: bool = False) -> Tensor:
             result = result.expand(self.shape)
         return self._inplace_from(result)
     self._check_inplace()
-    xp = xp_of(self.data)
-    xp.copyto(self.data, xp.asarray(moved.data) if xp is not np else moved.data, casting="unsafe")
+    xp = xp_of(self._array)
+    xp.copyto(
+        self._array, xp.asarray(moved._array) if xp is not np else moved._array, casting="unsafe"
+    )
     self._bump_version()
     return self
 

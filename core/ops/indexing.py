@@ -23,7 +23,7 @@ from ._util import attach, sum_to, wrap_dim, xp_of
 
 def _index_array(x: Tensor, k):
     """An index given as a Tensor, list or array, as an array on ``x``'s device."""
-    arr = k.data if isinstance(k, Tensor) else k
+    arr = k._array if isinstance(k, Tensor) else k
     if not hasattr(arr, "dtype"):
         arr = np.asarray(arr)
         if arr.dtype.kind == "f" or (arr.size == 0 and arr.dtype.kind not in "iub"):
@@ -37,7 +37,7 @@ def _index_array(x: Tensor, k):
         raise IndexError(
             f"tensors used as indices must be long, int, byte or bool tensors, got {arr.dtype}"
         )
-    if type(arr) is not type(x.data):
+    if type(arr) is not type(x._array):
         arr = backend.move_array(arr, x.device)
     return arr
 
@@ -209,7 +209,7 @@ def index_put(input: Tensor, indices, values, accumulate: bool = False) -> Tenso
     key, _ = _normalize_key(input, tuple(indices))
     if not isinstance(values, Tensor):
         values = Tensor._make(
-            xp_of(input.data).asarray(values, dtype=input.data.dtype), False, None, 0
+            xp_of(input._array).asarray(values, dtype=input._array.dtype), False, None, 0
         )
     elif values.dtype is not input.dtype:
         raise RuntimeError(
@@ -222,24 +222,24 @@ def index_put(input: Tensor, indices, values, accumulate: bool = False) -> Tenso
     except ValueError:
         raise RuntimeError(
             f"shape mismatch: value tensor of shape {list(values.shape)} cannot be broadcast to "
-            f"indexing result of shape {list(input.data[key].shape)}"
+            f"indexing result of shape {list(input._array[key].shape)}"
         ) from None
 
 
 def take(input: Tensor, index: Tensor) -> Tensor:
     r"""``input`` read as 1-d at the positions in ``index``; the result has index's shape."""
-    if not isinstance(index, Tensor) or index.data.dtype.kind not in "iu":
+    if not isinstance(index, Tensor) or index._array.dtype.kind not in "iu":
         raise RuntimeError("take(): Expected a long tensor for index")
     return getitem(input.reshape(-1), index)
 
 
 def select(input: Tensor, dim: int, index: int) -> Tensor:
     r"""The view ``input[..., index, ...]`` at dim ``dim`` (that dim removed)."""
-    n = input.data.ndim
+    n = input._array.ndim
     if n == 0:
         raise IndexError("select() cannot be applied to a 0-dim tensor.")
     d = wrap_dim(dim, n)
-    size = input.data.shape[d]
+    size = input._array.shape[d]
     index = operator.index(index)
     if not -size <= index < size:
         raise IndexError(
@@ -254,13 +254,15 @@ def setitem(self: Tensor, key, value) -> None:
     if isinstance(value, Tensor):
         if value.device != self.device:
             value = value.to(self.device)
-        if value.data.ndim and value.data.shape[0] == 1:
+        if value._array.ndim and value._array.shape[0] == 1:
             # PyTorch drops the value's leading size-1 dims (x[0] = tensor([3.]) is fine)
-            shape = value.data.shape
+            shape = value._array.shape
             lead = next((i for i, n in enumerate(shape) if n != 1), len(shape))
             value = value.reshape(shape[lead:])
     elif not isinstance(value, int | float | bool):
-        value = Tensor._make(xp_of(self.data).asarray(value, dtype=self.data.dtype), False, None, 0)
+        value = Tensor._make(
+            xp_of(self._array).asarray(value, dtype=self._array.dtype), False, None, 0
+        )
     grad_value = isinstance(value, Tensor) and value.requires_grad
     try:
         if autograd._grad_enabled and (self.requires_grad or grad_value):
@@ -270,10 +272,10 @@ def setitem(self: Tensor, key, value) -> None:
                 return
             # IndexPut needs self's place in the graph, not its values: write in place
             # (O(size of the slice), not of the tensor) and let self take the new node.
-            old = Tensor._make(self.data, self.requires_grad, self.grad_fn, self._output_nr)
+            old = Tensor._make(self._array, self.requires_grad, self.grad_fn, self._output_nr)
             self._inplace_from(IndexPut.apply(old, value, key=key, inplace=True))
             return
-        self.data[key] = value.data if isinstance(value, Tensor) else value
+        self._array[key] = value._array if isinstance(value, Tensor) else value
     except IndexError as err:
         raise IndexError(str(err).replace("axis", "dimension")) from None
     except ValueError as err:
@@ -283,10 +285,10 @@ def setitem(self: Tensor, key, value) -> None:
                 "to a single memory location. Please clone() the tensor before performing the "
                 "operation."
             ) from None
-        shape = list(np.shape(value.data if isinstance(value, Tensor) else value))
+        shape = list(np.shape(value._array if isinstance(value, Tensor) else value))
         raise RuntimeError(
             f"shape mismatch: value tensor of shape {shape} cannot be broadcast to indexing "
-            f"result of shape {list(self.data[key].shape)}"
+            f"result of shape {list(self._array[key].shape)}"
         ) from None
     self._bump_version()
 
@@ -359,7 +361,7 @@ def rebase_view(view: Tensor, result: Tensor) -> None:
     """After ``result`` was written into ``view``'s memory, record the write on the base
     (CopySlices) and make the view a view of that new base, as PyTorch does."""
     base = view._base
-    geometry = _view_geometry(view.data, base.data)
+    geometry = _view_geometry(view._array, base._array)
     if geometry is None:
         raise RuntimeError(
             "ember does not support in-place changes to this view of a tensor that requires "
@@ -376,25 +378,29 @@ def rebase_view(view: Tensor, result: Tensor) -> None:
 
 def masked_select(input: Tensor, mask: Tensor) -> Tensor:
     r"""The 1-d tensor of ``input``'s elements where ``mask`` (broadcast) is True."""
-    if mask.data.dtype != np.bool_:
+    if mask._array.dtype != np.bool_:
         raise RuntimeError(f"masked_select: expected BoolTensor for mask, got {mask.dtype}")
     try:
-        shape = np.broadcast_shapes(input.data.shape, mask.data.shape)
+        shape = np.broadcast_shapes(input._array.shape, mask._array.shape)
     except ValueError:
         raise RuntimeError(
             f"masked_select(): the shape of the mask {list(mask.shape)} is not broadcastable "
             f"with the input shape {list(input.shape)}"
         ) from None
-    x = input if input.data.shape == shape else input.expand(shape)
-    m = mask.data if mask.data.shape == shape else xp_of(mask.data).broadcast_to(mask.data, shape)
+    x = input if input._array.shape == shape else input.expand(shape)
+    m = (
+        mask._array
+        if mask._array.shape == shape
+        else xp_of(mask._array).broadcast_to(mask._array, shape)
+    )
     return AdvancedIndex.apply(x, key=(m,))
 
 
 def nonzero(input: Tensor, *, as_tuple: bool = False):
     r"""Indices of the non-zero elements: an int64 ``(n, ndim)`` tensor, or with
     ``as_tuple=True`` one 1-d tensor per dim."""
-    xp = xp_of(input.data)
-    arr = input.data
+    xp = xp_of(input._array)
+    arr = input._array
     if as_tuple:
         parts = xp.nonzero(arr.reshape(1) if arr.ndim == 0 else arr)
         return tuple(Tensor._make(p.astype(np.int64, copy=False), False, None, 0) for p in parts)
@@ -415,11 +421,11 @@ def one_hot(tensor: Tensor, num_classes: int = -1) -> Tensor:
         tensor([[1, 0, 0],
                 [0, 0, 1]])
     """
-    if tensor.data.dtype != np.int64:
+    if tensor._array.dtype != np.int64:
         raise RuntimeError(
             f"one_hot is only applicable to index tensor of type LongTensor, got {tensor.dtype}"
         )
-    arr = tensor.data
+    arr = tensor._array
     xp = xp_of(arr)
     if arr.size == 0:
         if num_classes == -1:
@@ -452,15 +458,15 @@ def _inplace(fn):
 
 def _masked_scatter(input: Tensor, mask: Tensor, source: Tensor) -> Tensor:
     m = (
-        mask.data
-        if mask.data.shape == input.data.shape
-        else xp_of(mask.data).broadcast_to(mask.data, input.data.shape)
+        mask._array
+        if mask._array.shape == input._array.shape
+        else xp_of(mask._array).broadcast_to(mask._array, input._array.shape)
     )
     n = int(m.sum())
-    if source.data.size < n:
+    if source._array.size < n:
         raise RuntimeError(
             f"masked_scatter: expected source to have at least {n} elements (the number of "
-            f"True values in mask), got {source.data.size}"
+            f"True values in mask), got {source._array.size}"
         )
     src = source.reshape(-1)[:n]
     src = src if src.dtype is input.dtype else src.to(input.dtype)
@@ -470,7 +476,7 @@ def _masked_scatter(input: Tensor, mask: Tensor, source: Tensor) -> Tensor:
 def masked_scatter(input: Tensor, mask: Tensor, source: Tensor) -> Tensor:
     r"""A copy of ``input`` whose positions where ``mask`` is True take, in order, the
     leading elements of ``source``."""
-    if mask.data.dtype != np.bool_:
+    if mask._array.dtype != np.bool_:
         raise RuntimeError(f"masked_scatter_ only supports boolean masks, but got {mask.dtype}")
     return _masked_scatter(input, mask, source)
 

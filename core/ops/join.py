@@ -63,10 +63,10 @@ def split(tensor: Tensor, split_size_or_sections, dim: int = 0) -> tuple:
         >>> [t.shape[0] for t in ember.arange(5).split(2)]
         [2, 2, 1]
     """
-    if tensor.data.ndim == 0:
+    if tensor._array.ndim == 0:
         raise RuntimeError("split expects at least a 1-dimensional tensor")
-    d = wrap_dim(dim, tensor.data.ndim)
-    size = tensor.data.shape[d]
+    d = wrap_dim(dim, tensor._array.ndim)
+    size = tensor._array.shape[d]
     if isinstance(split_size_or_sections, int):
         step = split_size_or_sections
         if step < 0 or (step == 0 and size != 0):
@@ -90,16 +90,16 @@ def chunk(input: Tensor, chunks: int, dim: int = 0) -> tuple:
     r"""Split into ``chunks`` near-equal views along ``dim`` (possibly fewer, as PyTorch)."""
     if chunks <= 0:
         raise RuntimeError(f"chunk expects `chunks` to be greater than 0, got: {chunks}")
-    if input.data.ndim == 0:
+    if input._array.ndim == 0:
         raise RuntimeError("chunk expects at least a 1-dimensional tensor")
-    size = input.data.shape[wrap_dim(dim, input.data.ndim)]
+    size = input._array.shape[wrap_dim(dim, input._array.ndim)]
     return split(input, max(-(-size // chunks), 1) if size else 0, dim)
 
 
 def tensor_split(input: Tensor, indices_or_sections, dim: int = 0) -> tuple:
     r"""Split into ``n`` pieces whose sizes differ by at most one, or at the given indices."""
-    d = wrap_dim(dim, input.data.ndim)
-    size = input.data.shape[d]
+    d = wrap_dim(dim, input._array.ndim)
+    size = input._array.shape[d]
     if isinstance(indices_or_sections, int):
         n = indices_or_sections
         if n <= 0:
@@ -113,9 +113,9 @@ def tensor_split(input: Tensor, indices_or_sections, dim: int = 0) -> tuple:
 
 def unbind(input: Tensor, dim: int = 0) -> tuple:
     r"""The slices along ``dim``, as a tuple of views without that dim."""
-    if input.data.ndim == 0:
+    if input._array.ndim == 0:
         raise IndexError("Dimension specified as 0 but tensor has no dimensions")
-    return Unbind.apply(input, dim=wrap_dim(dim, input.data.ndim))
+    return Unbind.apply(input, dim=wrap_dim(dim, input._array.ndim))
 
 
 # -- joins --------------------------------------------------------------------------------------
@@ -173,9 +173,9 @@ def _same_dtype(op: str, tensors) -> list:
                 f"{op}(): argument 'tensors' must be a sequence of Tensors, but element {i} is "
                 f"{type(t).__name__}"
             )
-    first = tensors[0].data.dtype
-    if all(t.data.dtype == first for t in tensors):
-        if any(type(t.data) is not np.ndarray for t in tensors):
+    first = tensors[0]._array.dtype
+    if all(t._array.dtype == first for t in tensors):
+        if any(type(t._array) is not np.ndarray for t in tensors):
             check_same_device(op, *tensors)
         return list(tensors)
     check_same_device(op, *tensors)
@@ -194,16 +194,16 @@ def cat(tensors, dim: int = 0) -> Tensor:
         ember.Size([3, 3])
     """
     tensors = _same_dtype("cat", list(tensors))
-    kept = [t for t in tensors if t.data.shape != (0,)] or tensors[:1]
-    ref = kept[0].data.shape
+    kept = [t for t in tensors if t._array.shape != (0,)] or tensors[:1]
+    ref = kept[0]._array.shape
     for i, t in enumerate(kept):
-        if t.data.ndim == 0:
+        if t._array.ndim == 0:
             raise RuntimeError(f"zero-dimensional tensor (at position {i}) cannot be concatenated")
     d = wrap_dim(dim, len(ref))
     for i, t in enumerate(kept):
-        s = t.data.shape
+        s = t._array.shape
         if len(s) != len(ref) or any(a != b for j, (a, b) in enumerate(zip(s, ref)) if j != d):
-            shapes = ", ".join(str(list(u.data.shape)) for u in kept)
+            shapes = ", ".join(str(list(u._array.shape)) for u in kept)
             raise RuntimeError(
                 f"cat(): sizes of tensors must match except in dimension {d}, but got shapes "
                 f"{shapes} (tensor number {i} in the list has shape {list(s)}, tensor 0 has "
@@ -219,12 +219,12 @@ def cat(tensors, dim: int = 0) -> Tensor:
 def stack(tensors, dim: int = 0) -> Tensor:
     r"""Join equal-shape tensors along a new dim ``dim``."""
     tensors = _same_dtype("stack", list(tensors))
-    ref = tensors[0].data.shape
+    ref = tensors[0]._array.shape
     for i, t in enumerate(tensors):
-        if t.data.shape != ref:
+        if t._array.shape != ref:
             raise RuntimeError(
                 f"stack expects each tensor to be equal size, but got {list(ref)} at entry 0 "
-                f"and {list(t.data.shape)} at entry {i}"
+                f"and {list(t._array.shape)} at entry {i}"
             )
     return Stack.apply(*tensors, dim=wrap_dim(dim, len(ref) + 1))
 
@@ -232,7 +232,7 @@ def stack(tensors, dim: int = 0) -> Tensor:
 def hstack(tensors) -> Tensor:
     r"""Join along dim 1 (dim 0 for 1-d tensors)."""
     tensors = [atleast_1d(t) for t in tensors]
-    return cat(tensors, 0 if tensors[0].data.ndim == 1 else 1)
+    return cat(tensors, 0 if tensors[0]._array.ndim == 1 else 1)
 
 
 def vstack(tensors) -> Tensor:
@@ -241,11 +241,11 @@ def vstack(tensors) -> Tensor:
 
 
 def atleast_1d(t: Tensor) -> Tensor:
-    return reshape(t, (1,)) if t.data.ndim == 0 else t
+    return reshape(t, (1,)) if t._array.ndim == 0 else t
 
 
 def atleast_2d(t: Tensor) -> Tensor:
-    return reshape(t, (1,) * (2 - t.data.ndim) + t.data.shape) if t.data.ndim < 2 else t
+    return reshape(t, (1,) * (2 - t._array.ndim) + t._array.shape) if t._array.ndim < 2 else t
 
 
 concat = concatenate = cat

@@ -115,11 +115,11 @@ def _check_matmul(name, a, b):
         raise TypeError(
             f"{name}(): expected Tensor arguments, got {type(a).__name__} and {type(b).__name__}"
         )
-    if a.data.dtype != b.data.dtype:
+    if a._array.dtype != b._array.dtype:
         raise RuntimeError(
             f"expected m1 and m2 to have the same dtype, but got: {a.dtype} != {b.dtype}"
         )
-    if type(a.data) is not np.ndarray or type(b.data) is not np.ndarray:
+    if type(a._array) is not np.ndarray or type(b._array) is not np.ndarray:
         check_same_device(name, a, b)
 
 
@@ -139,7 +139,7 @@ def matmul(input: Tensor, other: Tensor) -> Tensor:
     if _autocast:
         input, other = cast_for("matmul", input, other)
     if isinstance(input, Tensor) and isinstance(other, Tensor):
-        a, b = input.data, other.data
+        a, b = input._array, other._array
         if (
             type(a) is np.ndarray
             and type(b) is np.ndarray
@@ -150,7 +150,7 @@ def matmul(input: Tensor, other: Tensor) -> Tensor:
         ):  # the common case, checked cheaply
             return MatMul.apply(input, other)
     _check_matmul("matmul", input, other)
-    sa, sb = input.data.shape, other.data.shape
+    sa, sb = input._array.shape, other._array.shape
     if not sa or not sb:
         raise RuntimeError(
             f"both arguments to matmul need to be at least 1D, but they are {len(sa)}D and {len(sb)}D"
@@ -190,10 +190,10 @@ def mm(input: Tensor, mat2: Tensor) -> Tensor:
         raise RuntimeError(f"self must be a matrix, got {input.ndim}-D tensor")
     if mat2.ndim != 2:
         raise RuntimeError(f"mat2 must be a matrix, got {mat2.ndim}-D tensor")
-    if input.data.shape[1] != mat2.data.shape[0]:
+    if input._array.shape[1] != mat2._array.shape[0]:
         raise RuntimeError(
-            f"mat1 and mat2 shapes cannot be multiplied ({_dims(input.data.shape)} and "
-            f"{_dims(mat2.data.shape)})"
+            f"mat1 and mat2 shapes cannot be multiplied ({_dims(input._array.shape)} and "
+            f"{_dims(mat2._array.shape)})"
         )
     return MatMul.apply(input, mat2)
 
@@ -207,7 +207,7 @@ def bmm(input: Tensor, mat2: Tensor) -> Tensor:
         raise RuntimeError("batch1 must be a 3D tensor")
     if mat2.ndim != 3:
         raise RuntimeError("batch2 must be a 3D tensor")
-    (b, _, m), (b2, m2, _) = input.data.shape, mat2.data.shape
+    (b, _, m), (b2, m2, _) = input._array.shape, mat2._array.shape
     if (b2, m2) != (b, m):
         raise RuntimeError(
             f"Expected size for first two dimensions of batch2 tensor to be: [{b}, {m}] but "
@@ -225,10 +225,10 @@ def mv(input: Tensor, vec: Tensor) -> Tensor:
         raise RuntimeError(
             f"vector + matrix @ vector expected, got {input.ndim}, {input.ndim}, {vec.ndim}"
         )
-    if input.data.shape[1] != vec.data.shape[0]:
+    if input._array.shape[1] != vec._array.shape[0]:
         raise RuntimeError(
-            f"size mismatch, got input ({input.data.shape[0]}), mat "
-            f"({_dims(input.data.shape)}), vec ({vec.data.shape[0]})"
+            f"size mismatch, got input ({input._array.shape[0]}), mat "
+            f"({_dims(input._array.shape)}), vec ({vec._array.shape[0]})"
         )
     return MatMul.apply(input, vec)
 
@@ -374,7 +374,7 @@ def _einsum_grad(i, grad, operands, subs, out):
     """d/d(operand i): einsum of the output gradient with the other operands, adding
     ones for letters only operand i has and an identity for its repeated letters."""
     target = subs[i]
-    xp_like = operands[i].data if isinstance(operands[i], Tensor) else operands[i]
+    xp_like = operands[i]._array if isinstance(operands[i], Tensor) else operands[i]
     xp = xp_of(xp_like)
     shape = tuple(operands[i].shape)
     sizes = _letter_sizes(subs[i], shape)
@@ -437,7 +437,7 @@ def einsum(equation: str, *operands) -> Tensor:
     for o in operands:
         if not isinstance(o, Tensor):
             raise TypeError(f"einsum(): expected Tensor operands, got {type(o).__name__}")
-    dts = {o.data.dtype for o in operands}
+    dts = {o._array.dtype for o in operands}
     if len(dts) > 1:
         raise RuntimeError(
             f"einsum(): operands must have the same dtype, got {[str(o.dtype) for o in operands]}"
@@ -546,24 +546,24 @@ def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     if weight.ndim == 1:
         out = matmul(input, weight)
         return out if bias is None else out + bias
-    k = input.data.shape[-1]
-    if weight.data.shape[1] != k:
-        m = int(np.prod(input.data.shape[:-1]))
+    k = input._array.shape[-1]
+    if weight._array.shape[1] != k:
+        m = int(np.prod(input._array.shape[:-1]))
         raise RuntimeError(
             f"mat1 and mat2 shapes cannot be multiplied ({m}x{k} and "
-            f"{weight.data.shape[1]}x{weight.data.shape[0]})"
+            f"{weight._array.shape[1]}x{weight._array.shape[0]})"
         )
     if bias is not None:
-        if bias.data.dtype != input.data.dtype:
+        if bias._array.dtype != input._array.dtype:
             raise RuntimeError(
                 f"linear(): bias dtype {bias.dtype} does not match input dtype {input.dtype}"
             )
-        if bias.data.shape not in ((weight.data.shape[0],), (), (1,)):
+        if bias._array.shape not in ((weight._array.shape[0],), (), (1,)):
             raise RuntimeError(
                 f"linear(): bias of shape {list(bias.shape)} does not match "
-                f"{weight.data.shape[0]} output features"
+                f"{weight._array.shape[0]} output features"
             )
-        if bias.data.shape != (weight.data.shape[0],):
+        if bias._array.shape != (weight._array.shape[0],):
             return Linear.apply(input, weight, None) + bias
     return Linear.apply(input, weight, bias)
 

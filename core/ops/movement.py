@@ -111,15 +111,15 @@ def reshape(input: Tensor, *shape, **kwargs) -> Tensor:
         >>> ember.arange(6).reshape(2, -1).shape
         ember.Size([2, 3])
     """
-    shape = _infer_shape(_shape_arg(_keyword("reshape", shape, kwargs, "shape")), input.data.size)
-    if shape == input.data.shape:
+    shape = _infer_shape(_shape_arg(_keyword("reshape", shape, kwargs, "shape")), input._array.size)
+    if shape == input._array.shape:
         return Reshape.apply(input, shape=shape) if input.requires_grad else _alias(input)
     return Reshape.apply(input, shape=shape)
 
 
 def _alias(x: Tensor) -> Tensor:
     """A new Tensor over the same array, sharing version counter (a no-op view)."""
-    t = Tensor._make(x.data, False, None, 0)
+    t = Tensor._make(x._array, False, None, 0)
     t._version_counter = x._version_counter
     t._base = x._base if x._base is not None else x
     return t
@@ -130,17 +130,17 @@ def view(self: Tensor, *shape) -> Tensor:
     ``view(dtype)`` reinterprets the bytes as another dtype of the same size."""
     if len(shape) == 1 and isinstance(shape[0], dtypes.dtype | np.dtype | type | str):
         return _view_dtype(self, dtypes.to_dtype(shape[0]))
-    shape = _infer_shape(_shape_arg(shape), self.data.size)
+    shape = _infer_shape(_shape_arg(shape), self._array.size)
     return View.apply(self, shape=shape)
 
 
 def _view_dtype(self: Tensor, dt) -> Tensor:
-    if dt.itemsize != self.data.itemsize:
+    if dt.itemsize != self._array.itemsize:
         raise RuntimeError(
             f"view(dtype): {self.dtype} and {dt} differ in element size "
-            f"({self.data.itemsize} vs {dt.itemsize} bytes)"
+            f"({self._array.itemsize} vs {dt.itemsize} bytes)"
         )
-    t = Tensor._make(self.data.view(dt.np), False, None, 0)
+    t = Tensor._make(self._array.view(dt.np), False, None, 0)
     t._version_counter = self._version_counter
     t._base = self._base if self._base is not None else self
     return t
@@ -148,7 +148,7 @@ def _view_dtype(self: Tensor, dt) -> Tensor:
 
 def flatten(input: Tensor, start_dim: int = 0, end_dim: int = -1) -> Tensor:
     r"""Merge dims ``start_dim..end_dim`` into one (a 0-d tensor becomes 1-d)."""
-    shape = input.data.shape
+    shape = input._array.shape
     if not shape:
         return Reshape.apply(input, shape=(1,))
     s, e = wrap_dim(start_dim, len(shape)), wrap_dim(end_dim, len(shape))
@@ -164,7 +164,7 @@ def flatten(input: Tensor, start_dim: int = 0, end_dim: int = -1) -> Tensor:
 
 def unflatten(input: Tensor, dim: int, sizes) -> Tensor:
     r"""Split dim ``dim`` into ``sizes`` (one of which may be -1)."""
-    shape = input.data.shape
+    shape = input._array.shape
     d = wrap_dim(dim, len(shape))
     sizes = _shape_arg((sizes,))
     if not sizes:
@@ -181,7 +181,7 @@ def unflatten(input: Tensor, dim: int, sizes) -> Tensor:
 
 def squeeze(input: Tensor, dim=None) -> Tensor:
     r"""Remove dims of size 1 (all of them, or those in ``dim``, an int or tuple)."""
-    shape = input.data.shape
+    shape = input._array.shape
     if dim is None:
         new = tuple(s for s in shape if s != 1)
     else:
@@ -195,7 +195,7 @@ def squeeze(input: Tensor, dim=None) -> Tensor:
 
 def unsqueeze(input: Tensor, dim: int) -> Tensor:
     r"""Insert a dim of size 1 at ``dim`` (in ``[-ndim-1, ndim]``)."""
-    shape = input.data.shape
+    shape = input._array.shape
     d = wrap_dim(dim, len(shape) + 1)
     return Reshape.apply(input, shape=shape[:d] + (1,) + shape[d:])
 
@@ -223,7 +223,7 @@ class Permute(Function):
 def permute(input: Tensor, *dims, **kwargs) -> Tensor:
     r"""A view with the dims reordered: ``out.shape[i] == input.shape[dims[i]]``."""
     dims = _shape_arg(_keyword("permute", dims, kwargs, "dims"))
-    n = input.data.ndim
+    n = input._array.ndim
     if len(dims) != n:
         raise RuntimeError(
             f"permute(sparse_coo): number of dimensions in the tensor input does not match the "
@@ -238,7 +238,7 @@ def permute(input: Tensor, *dims, **kwargs) -> Tensor:
 
 def transpose(input: Tensor, dim0: int, dim1: int) -> Tensor:
     r"""A view with dims ``dim0`` and ``dim1`` swapped."""
-    n = input.data.ndim
+    n = input._array.ndim
     if n == 0:
         wrap_dim(dim0, 0), wrap_dim(dim1, 0)
         return _alias(input) if not input.requires_grad else Reshape.apply(input, shape=())
@@ -250,7 +250,7 @@ def transpose(input: Tensor, dim0: int, dim1: int) -> Tensor:
 
 def movedim(input: Tensor, source, destination) -> Tensor:
     r"""Move dims ``source`` to positions ``destination`` (ints or sequences)."""
-    n = input.data.ndim
+    n = input._array.ndim
     src = (source,) if isinstance(source, int) else tuple(source)
     dst = (destination,) if isinstance(destination, int) else tuple(destination)
     if len(src) != len(dst):
@@ -269,14 +269,14 @@ def movedim(input: Tensor, source, destination) -> Tensor:
 
 
 def _T(self: Tensor) -> Tensor:
-    n = self.data.ndim
+    n = self._array.ndim
     return Permute.apply(self, dims=tuple(range(n - 1, -1, -1)))
 
 
 def _mT(self: Tensor) -> Tensor:
-    if self.data.ndim < 2:
+    if self._array.ndim < 2:
         raise RuntimeError(
-            f"tensor.mT is only supported on matrices or batches of matrices. Got {self.data.ndim}-D tensor."
+            f"tensor.mT is only supported on matrices or batches of matrices. Got {self._array.ndim}-D tensor."
         )
     return transpose(self, -2, -1)
 
@@ -304,7 +304,7 @@ class Expand(Function):
 def expand(input: Tensor, *sizes) -> Tensor:
     r"""A view broadcasting size-1 dims to ``sizes`` (-1 keeps a dim's size)."""
     sizes = _shape_arg(sizes)
-    shape = input.data.shape
+    shape = input._array.shape
     lead = len(sizes) - len(shape)
     if lead < 0:
         raise RuntimeError(
@@ -347,11 +347,11 @@ def narrow(input: Tensor, dim: int, start: int, length: int) -> Tensor:
     r"""A view of ``length`` elements of dim ``dim`` starting at ``start``."""
     from .indexing import basic_index
 
-    n = input.data.ndim
+    n = input._array.ndim
     if n == 0:
         raise RuntimeError("narrow() cannot be applied to a 0-dim tensor.")
     d = wrap_dim(dim, n)
-    size = input.data.shape[d]
+    size = input._array.shape[d]
     start, length = int(start), int(length)
     if not -size <= start <= size:
         raise IndexError(
@@ -419,7 +419,7 @@ def diagonal(input: Tensor, offset: int = 0, dim1: int = 0, dim2: int = 1) -> Te
         >>> ember.arange(9).reshape(3, 3).diagonal()
         tensor([0, 4, 8])
     """
-    n = input.data.ndim
+    n = input._array.ndim
     if n < 2:
         raise RuntimeError(f"diagonal(): expected a tensor with at least 2 dimensions, got {n}")
     d1, d2 = wrap_dim(dim1, n), wrap_dim(dim2, n)
@@ -453,9 +453,9 @@ class Unfold(Function):
 def unfold(self: Tensor, dimension: int, size: int, step: int) -> Tensor:
     r"""All windows of ``size`` elements along ``dimension``, ``step`` apart, as a view
     whose new last dim holds each window (``Tensor.unfold``)."""
-    n = self.data.ndim
+    n = self._array.ndim
     d = wrap_dim(dimension, n)
-    length = self.data.shape[d] if n else 1
+    length = self._array.shape[d] if n else 1
     if size < 0 or size > length:
         raise RuntimeError(
             f"maximum size for tensor at dimension {d} is {length} but size is {size}"
@@ -482,11 +482,11 @@ def meshgrid(*tensors, indexing: str = "ij") -> tuple:
     if indexing not in ("ij", "xy"):
         raise ValueError(f'meshgrid: indexing must be "ij" or "xy", got "{indexing}"')
     for i, t in enumerate(tensors):
-        if t.data.ndim > 1:
+        if t._array.ndim > 1:
             raise RuntimeError(
                 f"meshgrid expects 0-d or 1-d tensors, but tensor {i} has shape {list(t.shape)}"
             )
-    sizes = [t.data.size for t in tensors]
+    sizes = [t._array.size for t in tensors]
     swap = indexing == "xy" and len(tensors) >= 2
     if swap:
         sizes[0], sizes[1] = sizes[1], sizes[0]
@@ -494,14 +494,14 @@ def meshgrid(*tensors, indexing: str = "ij") -> tuple:
     for i, t in enumerate(tensors):
         axis = {0: 1, 1: 0}.get(i, i) if swap else i
         shape = [1] * len(tensors)
-        shape[axis] = t.data.size
+        shape[axis] = t._array.size
         out.append(expand(reshape(t, tuple(shape)), tuple(sizes)))
     return tuple(out)
 
 
 def contiguous(self: Tensor, memory_format=None) -> Tensor:
     r"""``self`` when already C-contiguous, else a contiguous copy."""
-    if self.data.flags.c_contiguous:
+    if self._array.flags.c_contiguous:
         return self
     from .elementwise import clone
 
@@ -510,9 +510,9 @@ def contiguous(self: Tensor, memory_format=None) -> Tensor:
 
 def t(input: Tensor) -> Tensor:
     r"""Transpose a tensor of at most 2 dims (0-d and 1-d tensors come back as they are)."""
-    if input.data.ndim > 2:
+    if input._array.ndim > 2:
         raise RuntimeError(
-            f"t() expects a tensor with <= 2 dimensions, but self is {input.data.ndim}D"
+            f"t() expects a tensor with <= 2 dimensions, but self is {input._array.ndim}D"
         )
     return _T(input)
 

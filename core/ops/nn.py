@@ -40,12 +40,12 @@ class Dropout(Function):
 
 
 def _dropout_mask(input: Tensor, p: float, shape, generator=None):
-    xp = xp_of(input.data)
+    xp = xp_of(input._array)
     rng = generator_for(generator, input.device).rng
-    draw_dt = input.data.dtype if input.data.dtype in (np.float32, np.float64) else np.float32
+    draw_dt = input._array.dtype if input._array.dtype in (np.float32, np.float64) else np.float32
     keep = rng.random(shape, dtype=draw_dt) >= p
-    mask = keep.astype(input.data.dtype)
-    mask *= xp.asarray(1.0 / (1.0 - p), dtype=input.data.dtype)
+    mask = keep.astype(input._array.dtype)
+    mask *= xp.asarray(1.0 / (1.0 - p), dtype=input._array.dtype)
     return mask
 
 
@@ -58,7 +58,7 @@ def _apply_mask(input: Tensor, p: float, shape, inplace: bool, generator=None) -
     if not input.is_floating_point():
         raise RuntimeError(f"dropout expects a floating point input, got {input.dtype}")
     if p == 1.0:
-        mask = xp_of(input.data).zeros(shape, input.data.dtype)
+        mask = xp_of(input._array).zeros(shape, input._array.dtype)
     else:
         mask = _dropout_mask(input, p, shape, generator)
     if inplace:
@@ -179,7 +179,7 @@ class Embedding(Function):
 
 
 def _check_indices(input: Tensor, what: str = "embedding") -> None:
-    if input.data.dtype not in (np.int64, np.int32):
+    if input._array.dtype not in (np.int64, np.int32):
         raise RuntimeError(
             "Expected tensor for argument #1 'indices' to have one of the following scalar "
             f"types: Long, Int; but got {input.dtype} instead (while checking arguments for {what})"
@@ -216,28 +216,28 @@ def embedding(
         if not -num <= padding_idx < num:
             raise ValueError("Padding_idx must be within num_embeddings")
         padding_idx %= num
-    xp = xp_of(input.data)
-    if input.data.size:
-        lo, hi = int(input.data.min()), int(input.data.max())
+    xp = xp_of(input._array)
+    if input._array.size:
+        lo, hi = int(input._array.min()), int(input._array.max())
         if lo < 0 or hi >= num:
             raise IndexError(
                 f"index out of range in self (indices must be in [0, {num}); got min {lo}, "
                 f"max {hi})"
             )
     if max_norm is not None:
-        _embedding_renorm_(weight, xp.unique(input.data), max_norm, norm_type)
+        _embedding_renorm_(weight, xp.unique(input._array), max_norm, norm_type)
     return Embedding.apply(
-        weight, input.data, padding_idx=padding_idx, scale_grad_by_freq=scale_grad_by_freq
+        weight, input._array, padding_idx=padding_idx, scale_grad_by_freq=scale_grad_by_freq
     )
 
 
 def _embedding_renorm_(weight: Tensor, rows, max_norm: float, norm_type: float) -> None:
     """Rescale (in place, without a graph) the rows whose norm exceeds ``max_norm``."""
-    xp = xp_of(weight.data)
-    selected = weight.data[rows]
+    xp = xp_of(weight._array)
+    selected = weight._array[rows]
     norms = (xp.abs(selected) ** norm_type).sum(axis=1) ** (1.0 / norm_type)
-    scale = xp.where(norms > max_norm, max_norm / (norms + 1e-7), 1.0).astype(weight.data.dtype)
-    weight.data[rows] = selected * scale[:, None]
+    scale = xp.where(norms > max_norm, max_norm / (norms + 1e-7), 1.0).astype(weight._array.dtype)
+    weight._array[rows] = selected * scale[:, None]
     weight._bump_version()
 
 
@@ -400,7 +400,7 @@ def _check_class_input(name, input: Tensor, target: Tensor, weight):
 
 
 def _check_index_target(input: Tensor, target: Tensor):
-    if target.data.dtype.kind not in "iu" or target.data.dtype not in (np.int64, np.uint8):
+    if target._array.dtype.kind not in "iu" or target._array.dtype not in (np.int64, np.uint8):
         raise RuntimeError(
             f"expected target dtype to be Long or Byte, but got {_torch_name(target.dtype)}"
         )
@@ -478,10 +478,10 @@ def cross_entropy(
             target = target.to(input.dtype)
     else:
         _check_index_target(input, target)
-    w = None if weight is None else weight.detach().data.astype(input.data.dtype, copy=False)
+    w = None if weight is None else weight.detach()._array.astype(input._array.dtype, copy=False)
     return CrossEntropy.apply(
         input,
-        target if probs_target else target.data,
+        target if probs_target else target._array,
         w,
         ignore_index=ignore_index,
         reduction=reduction,
@@ -557,5 +557,5 @@ def nll_loss(
     check_reduction(reduction)
     _check_class_input("nll_loss", input, target, weight)
     _check_index_target(input, target)
-    w = None if weight is None else weight.detach().data.astype(input.data.dtype, copy=False)
-    return NllLoss.apply(input, target.data, w, ignore_index=ignore_index, reduction=reduction)
+    w = None if weight is None else weight.detach()._array.astype(input._array.dtype, copy=False)
+    return NllLoss.apply(input, target._array, w, ignore_index=ignore_index, reduction=reduction)

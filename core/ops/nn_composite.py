@@ -182,11 +182,11 @@ def gaussian_nll_loss(
             raise ValueError(
                 f"var is of incorrect size: got {list(var.shape)} for input {list(input.shape)}"
             )
-    if bool((var.data < 0).any()):
+    if bool((var._array < 0).any()):
         raise ValueError("var has negative entry/entries")
     var = var.clone()
     with no_grad():
-        var.data[...] = var.data.clip(eps, None)
+        var._array[...] = var._array.clip(eps, None)
     loss = 0.5 * (log(var) + (input - target) ** 2 / var)
     if full:
         loss = loss + 0.5 * math.log(2 * math.pi)
@@ -253,9 +253,9 @@ def rrelu(
 
 def _uniform_like(input: Tensor, low: float, high: float, generator=None) -> Tensor:
     rng = generator_for(generator, input.device).rng
-    draw_dt = input.data.dtype if input.data.dtype in (np.float32, np.float64) else np.float32
+    draw_dt = input._array.dtype if input._array.dtype in (np.float32, np.float64) else np.float32
     draws = rng.random(input.shape, dtype=draw_dt) * (high - low) + low
-    return Tensor._make(draws.astype(input.data.dtype, copy=False), False, None, 0)
+    return Tensor._make(draws.astype(input._array.dtype, copy=False), False, None, 0)
 
 
 _SELU_ALPHA_PRIME = -1.7580993408473766  # -selu_scale * selu_alpha
@@ -277,7 +277,7 @@ def _alpha_dropout(input: Tensor, p: float, training: bool, feature: bool, gener
         shape = shape[:2] + (1,) * (input.dim() - 2)
     rng = generator_for(generator, input.device).rng
     keep = rng.random(shape, dtype=np.float32) >= p
-    mask = Tensor._make(keep.astype(input.data.dtype), False, None, 0)
+    mask = Tensor._make(keep.astype(input._array.dtype), False, None, 0)
     a = ((1 - p) * (1 + p * _SELU_ALPHA_PRIME**2)) ** -0.5
     b = -a * _SELU_ALPHA_PRIME * p
     # kept elements: a * x + b; dropped: the SELU saturation value, rescaled the same way

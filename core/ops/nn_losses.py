@@ -277,11 +277,11 @@ def binary_cross_entropy(
             f"({input.shape}) is deprecated. Please ensure they have the same size."
         )
     input, target = _pair_operands("binary_cross_entropy", input, target)
-    xp = xp_of(input.data)
-    if input.data.size and (
-        bool((input.data < 0).any())
-        or bool((input.data > 1).any())
-        or bool(xp.isnan(input.data).any())
+    xp = xp_of(input._array)
+    if input._array.size and (
+        bool((input._array < 0).any())
+        or bool((input._array > 1).any())
+        or bool(xp.isnan(input._array).any())
     ):
         raise RuntimeError("all elements of input should be between 0 and 1")
     w = _weight_array("binary_cross_entropy", weight, input)
@@ -299,7 +299,7 @@ def _weight_array(name, weight, input: Tensor):
             f"{name}: weight of shape {list(weight.shape)} does not broadcast with input of "
             f"shape {list(input.shape)}"
         ) from None
-    return weight.detach().data.astype(input.data.dtype, copy=False)
+    return weight.detach()._array.astype(input._array.dtype, copy=False)
 
 
 class BinaryCrossEntropyWithLogits(Function):
@@ -512,5 +512,5 @@ def cosine_embedding_loss(
         )
     input1, input2 = _pair_operands("cosine_embedding_loss", input1, input2)
     return CosineEmbedding.apply(
-        input1, input2, target.data, margin=float(margin), reduction=reduction
+        input1, input2, target._array, margin=float(margin), reduction=reduction
     )

@@ -140,8 +140,8 @@ def batch_norm(
         input,
         weight,
         bias,
-        running_mean=None if running_mean is None else running_mean.data,
-        running_var=None if running_var is None else running_var.data,
+        running_mean=None if running_mean is None else running_mean._array,
+        running_var=None if running_var is None else running_var._array,
         training=bool(training),
         momentum=momentum,
         eps=eps,
@@ -295,7 +295,7 @@ def rms_norm(input, normalized_shape, weight=None, eps=None) -> Tensor:
         input, weight = cast_for("rms_norm", input, weight)
     shape = _normalized("rms_norm", input, normalized_shape, weight, None)
     if eps is None:
-        eps = float(ml_dtypes.finfo(input.data.dtype).eps)  # also knows bfloat16
+        eps = float(ml_dtypes.finfo(input._array.dtype).eps)  # also knows bfloat16
     return LayerNorm.apply(input, weight, None, ndim=len(shape), eps=eps, rms=True)
 
 

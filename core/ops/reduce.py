@@ -74,14 +74,14 @@ def _floating(name, input, dtype=None):
 
 
 def _check_nonempty(name, input, dim):
-    if input.data.size == 0:
+    if input._array.size == 0:
         if dim is None:
             raise RuntimeError(
                 f"{name}(): Expected reduction dim to be specified for input.numel() == 0. "
                 "Specify the reduction dim with the 'dim' argument."
             )
         for d in dim:
-            if input.data.shape[d] == 0:
+            if input._array.shape[d] == 0:
                 raise IndexError(f"{name}(): Expected reduction dim {d} to have non-zero size.")
 
 
@@ -108,7 +108,7 @@ class Sum(Function):
     @staticmethod
     def backward(ctx, grad):
         if isinstance(grad, Tensor):
-            if grad.data.dtype != ctx.in_dtype:  # sum(dtype=...) cast: grad comes back
+            if grad._array.dtype != ctx.in_dtype:  # sum(dtype=...) cast: grad comes back
                 grad = grad.to(dtypes.from_numpy(ctx.in_dtype))
         elif grad.dtype != ctx.in_dtype:
             grad = grad.astype(ctx.in_dtype)
@@ -157,10 +157,10 @@ def sum(input: Tensor, dim=None, keepdim: bool = False, *, dtype=None) -> Tensor
     """
     if _autocast and dtype is None:
         (input,) = cast_for("sum", input)
-    dim = wrap_dims(dim, input.data.ndim)
+    dim = wrap_dims(dim, input._array.ndim)
     if dtype is not None:
         dtype = dtypes.to_dtype(dtype).np
-    elif input.data.dtype.kind in "biu":
+    elif input._array.dtype.kind in "biu":
         dtype = np.int64
     return Sum.apply(input, dim=dim, keepdim=keepdim, dtype=dtype)
 
@@ -168,7 +168,7 @@ def sum(input: Tensor, dim=None, keepdim: bool = False, *, dtype=None) -> Tensor
 def mean(input: Tensor, dim=None, keepdim: bool = False, *, dtype=None) -> Tensor:
     r"""Mean over ``dim`` (all elements by default); floating-point inputs only."""
     input = _floating("mean", input, dtype)
-    return Mean.apply(input, dim=wrap_dims(dim, input.data.ndim), keepdim=keepdim)
+    return Mean.apply(input, dim=wrap_dims(dim, input._array.ndim), keepdim=keepdim)
 
 
 # -- prod -------------------------------------------------------------------------------------
@@ -200,10 +200,10 @@ def prod(input: Tensor, dim=None, keepdim: bool = False, *, dtype=None) -> Tenso
     r"""Product of the elements (over one ``dim`` if given)."""
     if _autocast and dtype is None:
         (input,) = cast_for("prod", input)
-    dims = None if dim is None else (wrap_dim(dim, input.data.ndim),)
+    dims = None if dim is None else (wrap_dim(dim, input._array.ndim),)
     if dtype is not None:
         dtype = dtypes.to_dtype(dtype).np
-    elif input.data.dtype.kind in "biu":
+    elif input._array.dtype.kind in "biu":
         dtype = np.int64
     return Prod.apply(input, dim=dims, keepdim=keepdim, dtype=dtype)
 
@@ -243,8 +243,8 @@ def _var_args(name, input, dim, unbiased, keepdim, correction):
     if correction is None:
         correction = 1 if unbiased is None or unbiased else 0
     input = _floating(name, input)
-    dims = wrap_dims(dim, input.data.ndim)
-    if _numel(input.data.shape, dims) - correction <= 0:
+    dims = wrap_dims(dim, input._array.ndim)
+    if _numel(input._array.shape, dims) - correction <= 0:
         warnings.warn(f"{name}(): degrees of freedom is <= 0", stacklevel=3)
     return input, dims, keepdim, correction
 
@@ -337,7 +337,7 @@ def _minmax(name, largest, input, dim, keepdim, other):
     if dim is None:
         _check_nonempty(name, input, None)
         return Amax.apply(input, dim=None, keepdim=False, largest=largest)
-    d = wrap_dim(dim, input.data.ndim)
+    d = wrap_dim(dim, input._array.ndim)
     _check_nonempty(name, input, (d,))
     values, indices = MaxDim.apply(input, d, keepdim=keepdim, largest=largest)
     return (max_result if largest else min_result)(values, indices)
@@ -360,7 +360,7 @@ def median(input: Tensor, dim=None, keepdim: bool = False):
     if dim is None:
         _check_nonempty("median", input, None)
         return MaxDim.apply(input.reshape(-1), 0, median=True)[0]
-    d = wrap_dim(dim, input.data.ndim)
+    d = wrap_dim(dim, input._array.ndim)
     _check_nonempty("median", input, (d,))
     values, indices = MaxDim.apply(input, d, keepdim=keepdim, median=True)
     return median_result(values, indices)
@@ -382,30 +382,30 @@ def nanmean(input: Tensor, dim=None, keepdim: bool = False, *, dtype=None) -> Te
 
 def amax(input: Tensor, dim=(), keepdim: bool = False) -> Tensor:
     r"""Maximum over ``dim`` (all dims by default); ties share the gradient evenly."""
-    dims = wrap_dims(dim, input.data.ndim)
+    dims = wrap_dims(dim, input._array.ndim)
     _check_nonempty("amax", input, dims)
     return Amax.apply(input, dim=dims, keepdim=keepdim, largest=True)
 
 
 def amin(input: Tensor, dim=(), keepdim: bool = False) -> Tensor:
     r"""Minimum over ``dim`` (all dims by default); ties share the gradient evenly."""
-    dims = wrap_dims(dim, input.data.ndim)
+    dims = wrap_dims(dim, input._array.ndim)
     _check_nonempty("amin", input, dims)
     return Amax.apply(input, dim=dims, keepdim=keepdim, largest=False)
 
 
 def _arg(name, largest, input, dim, keepdim):
-    xp = xp_of(input.data)
+    xp = xp_of(input._array)
     fn = xp.argmax if largest else xp.argmin
     if dim is None:
         _check_nonempty(name, input, None)
-        idx = xp.asarray(fn(input.data))
+        idx = xp.asarray(fn(input._array))
         if keepdim:
-            idx = idx.reshape((1,) * input.data.ndim)
+            idx = idx.reshape((1,) * input._array.ndim)
     else:
-        d = wrap_dim(dim, input.data.ndim)
+        d = wrap_dim(dim, input._array.ndim)
         _check_nonempty(name, input, (d,))
-        idx = fn(input.data, axis=d, keepdims=keepdim)
+        idx = fn(input._array, axis=d, keepdims=keepdim)
     return Tensor._make(idx.astype(np.int64, copy=False), False, None, 0)
 
 
@@ -456,7 +456,7 @@ def logsumexp(input: Tensor, dim, keepdim: bool = False) -> Tensor:
         (input,) = cast_for("logsumexp", input)
     if not input.is_floating_point():
         input = to_copy(input, None, dtypes.get_default_dtype())
-    dims = wrap_dims(dim, input.data.ndim)
+    dims = wrap_dims(dim, input._array.ndim)
     return LogSumExp.apply(
         input, dims if dims is not None else tuple(range(input.ndim)), keepdim=keepdim
     )
@@ -511,14 +511,16 @@ def norm(input: Tensor, p="fro", dim=None, keepdim: bool = False, dtype=None) ->
         p = 2
     if isinstance(p, str):
         raise ValueError(f"norm(): p must be 'fro' or a number, got {p!r}")
-    dims = wrap_dims(dim, input.data.ndim)
+    dims = wrap_dims(dim, input._array.ndim)
     if p == math.inf:
         return amax(_abs(input), dims if dims else (), keepdim)
     if p == -math.inf:
         return amin(_abs(input), dims if dims else (), keepdim)
     if p == 0:
-        nz = (input.data != 0).sum(axis=dims, keepdims=keepdim)
-        return Tensor._make(xp_of(input.data).asarray(nz, dtype=input.data.dtype), False, None, 0)
+        nz = (input._array != 0).sum(axis=dims, keepdims=keepdim)
+        return Tensor._make(
+            xp_of(input._array).asarray(nz, dtype=input._array.dtype), False, None, 0
+        )
     if p < 0:
         raise ValueError(f"norm(): negative p={p} is not supported")
     return Norm.apply(input, p, dim=dims, keepdim=keepdim)
@@ -528,9 +530,9 @@ def norm(input: Tensor, p="fro", dim=None, keepdim: bool = False, dtype=None) ->
 
 
 def _logical_reduce(name, input, dim, keepdim):
-    dims = wrap_dims(dim, input.data.ndim)
-    out = getattr(input.data.astype(bool, copy=False), name)(axis=dims, keepdims=keepdim)
-    return Tensor._make(xp_of(input.data).asarray(out), False, None, 0)
+    dims = wrap_dims(dim, input._array.ndim)
+    out = getattr(input._array.astype(bool, copy=False), name)(axis=dims, keepdims=keepdim)
+    return Tensor._make(xp_of(input._array).asarray(out), False, None, 0)
 
 
 def all(input: Tensor, dim=None, keepdim: bool = False) -> Tensor:
@@ -545,9 +547,9 @@ def any(input: Tensor, dim=None, keepdim: bool = False) -> Tensor:
 
 def count_nonzero(input: Tensor, dim=None) -> Tensor:
     r"""Number of non-zero elements (over ``dim``), as int64."""
-    dims = wrap_dims(dim, input.data.ndim)
-    out = (input.data != 0).sum(axis=dims, dtype=np.int64)
-    return Tensor._make(xp_of(input.data).asarray(out), False, None, 0)
+    dims = wrap_dims(dim, input._array.ndim)
+    out = (input._array != 0).sum(axis=dims, dtype=np.int64)
+    return Tensor._make(xp_of(input._array).asarray(out), False, None, 0)
 
 
 attach(

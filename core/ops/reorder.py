@@ -37,7 +37,7 @@ class Repeat(Function):
 def repeat(self: Tensor, *repeats) -> Tensor:
     r"""Tile the tensor ``repeats[i]`` times along dim i (PyTorch's ``Tensor.repeat``)."""
     repeats = _shape_arg(repeats)
-    if len(repeats) < self.data.ndim:
+    if len(repeats) < self._array.ndim:
         raise RuntimeError(
             "Number of dimensions of repeat dims can not be smaller than number of dimensions "
             f"of tensor (repeats {list(repeats)} for a tensor of shape {list(self.shape)})"
@@ -50,7 +50,7 @@ def repeat(self: Tensor, *repeats) -> Tensor:
 def tile(input: Tensor, dims) -> Tensor:
     r"""Repeat the tensor ``dims[i]`` times along dim i; missing leading dims count as 1."""
     dims = _shape_arg((dims,))
-    return repeat(input, (1,) * (input.data.ndim - len(dims)) + dims)
+    return repeat(input, (1,) * (input._array.ndim - len(dims)) + dims)
 
 
 class RepeatInterleave(Function):
@@ -91,10 +91,10 @@ def repeat_interleave(
     """
     if dim is None:
         input, dim = input.reshape(-1), 0
-    d = wrap_dim(dim, input.data.ndim)
-    size = input.data.shape[d] if input.data.ndim else 1
+    d = wrap_dim(dim, input._array.ndim)
+    size = input._array.shape[d] if input._array.ndim else 1
     if isinstance(repeats, Tensor):
-        counts = repeats.data
+        counts = repeats._array
         if counts.dtype.kind not in "iu" or counts.ndim > 1:
             raise RuntimeError(
                 f"repeat_interleave: repeats must be an int or a 1-d integer tensor, got "
@@ -113,7 +113,7 @@ def repeat_interleave(
             repeats = tuple(counts.tolist())  # a host sequence suits NumPy and CuPy
     if isinstance(repeats, int) and repeats < 0:
         raise RuntimeError(f"repeat_interleave: repeats can not be negative, got {repeats}")
-    if input.data.ndim == 0:
+    if input._array.ndim == 0:
         input = input.reshape(1)
     return RepeatInterleave.apply(input, repeats=repeats, dim=d)
 
@@ -125,18 +125,18 @@ def diag(input: Tensor, diagonal: int = 0) -> Tensor:
     from .indexing import IndexPut
     from .movement import diagonal as diagonal_view
 
-    n = input.data.ndim
+    n = input._array.ndim
     k = int(diagonal)
     if n == 2:
         return clone(diagonal_view(input, k))
     if n != 1:
         raise RuntimeError(f"diag(): Supports 1D or 2D tensors. Got {n}D")
-    length = input.data.shape[0]
-    xp = xp_of(input.data)
+    length = input._array.shape[0]
+    xp = xp_of(input._array)
     side = length + abs(k)
     rows = xp.arange(length) + max(-k, 0)
     cols = xp.arange(length) + max(k, 0)
-    zeros = Tensor._make(xp.zeros((side, side), input.data.dtype), False, None, 0)
+    zeros = Tensor._make(xp.zeros((side, side), input._array.dtype), False, None, 0)
     return IndexPut.apply(zeros, input, key=(rows, cols))
 
 
@@ -158,7 +158,7 @@ class Flip(Function):
 def flip(input: Tensor, *dims, **kwargs) -> Tensor:
     r"""Reverse the order of elements along ``dims`` (a copy, as in PyTorch)."""
     dims = _shape_arg(_keyword("flip", dims, kwargs, "dims"))
-    n = input.data.ndim
+    n = input._array.ndim
     wrapped = tuple(wrap_dim(d, n) for d in dims)
     if len(set(wrapped)) != len(wrapped):
         raise RuntimeError(f"dims has duplicates, original flip dims size={len(dims)}")
@@ -197,7 +197,7 @@ def roll(input: Tensor, shifts, dims=None) -> Tensor:
         raise RuntimeError(
             f"shifts and dimensions must align. shifts: {len(shifts)}, dims:{len(dims)}"
         )
-    dims = tuple(wrap_dim(d, input.data.ndim) for d in dims)
+    dims = tuple(wrap_dim(d, input._array.ndim) for d in dims)
     return Roll.apply(input, shifts=shifts, dims=dims)
 
 
@@ -220,18 +220,18 @@ class Tril(Function):
 
 def tril(input: Tensor, diagonal: int = 0) -> Tensor:
     r"""Zero the elements above the ``diagonal``-th diagonal of the last two dims."""
-    if input.data.ndim < 2:
+    if input._array.ndim < 2:
         raise RuntimeError(
-            f"tril: input tensor must have at least 2 dimensions, got {input.data.ndim}"
+            f"tril: input tensor must have at least 2 dimensions, got {input._array.ndim}"
         )
     return Tril.apply(input, diagonal=int(diagonal), upper=False)
 
 
 def triu(input: Tensor, diagonal: int = 0) -> Tensor:
     r"""Zero the elements below the ``diagonal``-th diagonal of the last two dims."""
-    if input.data.ndim < 2:
+    if input._array.ndim < 2:
         raise RuntimeError(
-            f"triu: input tensor must have at least 2 dimensions, got {input.data.ndim}"
+            f"triu: input tensor must have at least 2 dimensions, got {input._array.ndim}"
         )
     return Tril.apply(input, diagonal=int(diagonal), upper=True)
 

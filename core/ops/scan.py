@@ -83,21 +83,21 @@ class CumProd(Function):
 def _scan_dtype(input, dtype):
     if dtype is not None:
         return dtypes.to_dtype(dtype).np
-    return np.int64 if input.data.dtype.kind in "biu" else None
+    return np.int64 if input._array.dtype.kind in "biu" else None
 
 
 def cumsum(input: Tensor, dim: int, *, dtype=None) -> Tensor:
     r"""Cumulative sum along ``dim``."""
     if _autocast and dtype is None:
         (input,) = cast_for("cumsum", input)
-    return CumSum.apply(input, wrap_dim(dim, input.data.ndim), dtype=_scan_dtype(input, dtype))
+    return CumSum.apply(input, wrap_dim(dim, input._array.ndim), dtype=_scan_dtype(input, dtype))
 
 
 def cumprod(input: Tensor, dim: int, *, dtype=None) -> Tensor:
     r"""Cumulative product along ``dim``."""
     if _autocast and dtype is None:
         (input,) = cast_for("cumprod", input)
-    return CumProd.apply(input, wrap_dim(dim, input.data.ndim), dtype=_scan_dtype(input, dtype))
+    return CumProd.apply(input, wrap_dim(dim, input._array.ndim), dtype=_scan_dtype(input, dtype))
 
 
 # -- softmax family -------------------------------------------------------------------------------
@@ -162,7 +162,7 @@ def _softmax_args(name, input, dim, dtype):
         input = input.to(dtype)
     elif not input.is_floating_point():
         raise RuntimeError(f"\"{name}\" not implemented for '{_TORCH_NAMES[input.dtype.name]}'")
-    return input, wrap_dim(dim, input.data.ndim)
+    return input, wrap_dim(dim, input._array.ndim)
 
 
 def softmax(input: Tensor, dim=None, dtype=None) -> Tensor:
@@ -212,25 +212,25 @@ def sort(input: Tensor, dim: int = -1, descending: bool = False, stable: bool = 
 
     The sort is always stable.
     """
-    if input.data.ndim == 0:
+    if input._array.ndim == 0:
         return sort_result(input.clone(), Tensor._make(np.zeros((), np.int64), False, None, 0))
-    values, indices = Sort.apply(input, wrap_dim(dim, input.data.ndim), descending=descending)
+    values, indices = Sort.apply(input, wrap_dim(dim, input._array.ndim), descending=descending)
     return sort_result(values, indices)
 
 
 def argsort(input: Tensor, dim: int = -1, descending: bool = False, stable: bool = False) -> Tensor:
     r"""Indices that sort ``input`` along ``dim``."""
-    if input.data.ndim == 0:
+    if input._array.ndim == 0:
         return Tensor._make(np.zeros((), np.int64), False, None, 0)
-    d = wrap_dim(dim, input.data.ndim)
-    idx = _argsort(xp_of(input.data), input.data, d, descending)
+    d = wrap_dim(dim, input._array.ndim)
+    idx = _argsort(xp_of(input._array), input._array, d, descending)
     return Tensor._make(idx.astype(np.int64, copy=False), False, None, 0)
 
 
 def topk(input: Tensor, k: int, dim: int = -1, largest: bool = True, sorted: bool = True):
     r"""The ``k`` largest (or smallest) elements along ``dim``: ``(values, indices)``."""
-    d = wrap_dim(dim, input.data.ndim)
-    size = input.data.shape[d] if input.data.ndim else 1
+    d = wrap_dim(dim, input._array.ndim)
+    size = input._array.shape[d] if input._array.ndim else 1
     if not 0 <= k <= size:
         raise RuntimeError(f"selected index k out of range: k={k} but dim {d} has size {size}")
     values, indices = Sort.apply(input, d, descending=largest, k=k)

@@ -18,9 +18,9 @@ def _check_index(op: str, index: Tensor, size: int, dim: int):
     """Index dtype is integer and values lie in [0, size) (checked on the host only)."""
     if not isinstance(index, Tensor):
         raise TypeError(f"{op}(): index must be a Tensor, got {type(index).__name__}")
-    if index.data.dtype.kind not in "iu":
+    if index._array.dtype.kind not in "iu":
         raise RuntimeError(f"{op}(): Expected dtype int64 for index, got {index.dtype}")
-    arr = index.data
+    arr = index._array
     if arr.size and isinstance(arr, np.ndarray):
         lo, hi = int(arr.min()), int(arr.max())
         bad = hi if hi >= size else (lo if lo < 0 else None)
@@ -46,12 +46,14 @@ def _along(index, dim):
 
 
 def _check_gather_shapes(op, input, dim, index, src=None):
-    if index.data.ndim != input.data.ndim and not (index.data.ndim <= 1 and input.data.ndim <= 1):
+    if index._array.ndim != input._array.ndim and not (
+        index._array.ndim <= 1 and input._array.ndim <= 1
+    ):
         raise RuntimeError(
             f"{op}(): Index tensor must have the same number of dimensions as input tensor "
             f"(index shape {list(index.shape)}, input shape {list(input.shape)})"
         )
-    for d, (i, s) in enumerate(zip(index.data.shape, input.data.shape)):
+    for d, (i, s) in enumerate(zip(index._array.shape, input._array.shape)):
         if d != dim and i > s:
             raise RuntimeError(
                 f"{op}(): Size does not match at dimension {d} expected index "
@@ -59,7 +61,7 @@ def _check_gather_shapes(op, input, dim, index, src=None):
                 f"dimension {dim}"
             )
     if src is not None:
-        for d, (i, s) in enumerate(zip(index.data.shape, src.data.shape)):
+        for d, (i, s) in enumerate(zip(index._array.shape, src._array.shape)):
             if i > s:
                 raise RuntimeError(
                     f"{op}(): Expected index {list(index.shape)} to be no larger than src "
@@ -91,10 +93,10 @@ def gather(input: Tensor, dim: int, index: Tensor, *, sparse_grad: bool = False)
         tensor([[1, 1],
                 [4, 3]])
     """
-    d = wrap_dim(dim, input.data.ndim)
-    _check_index("gather", index, input.data.shape[d] if input.data.ndim else 1, d)
+    d = wrap_dim(dim, input._array.ndim)
+    _check_index("gather", index, input._array.shape[d] if input._array.ndim else 1, d)
     _check_gather_shapes("gather", input, d, index)
-    if input.data.ndim == 0:
+    if input._array.ndim == 0:
         return Gather.apply(input.reshape(1), index.reshape(1), dim=0).reshape(index.shape)
     return Gather.apply(input, index, dim=d)
 
@@ -151,10 +153,10 @@ def scatter(input: Tensor, dim: int, index: Tensor, src=None, value=None, *, red
 
 
 def _scatter(op, input, dim, index, src, reduce):
-    d = wrap_dim(dim, input.data.ndim)
-    _check_index(op, index, input.data.shape[d] if input.data.ndim else 1, d)
+    d = wrap_dim(dim, input._array.ndim)
+    _check_index(op, index, input._array.shape[d] if input._array.ndim else 1, d)
     if isinstance(src, Tensor):
-        if src.data.ndim != index.data.ndim:
+        if src._array.ndim != index._array.ndim:
             raise RuntimeError(
                 f"{op}(): Index tensor must have the same number of dimensions as src tensor "
                 f"(index shape {list(index.shape)}, src shape {list(src.shape)})"
@@ -181,15 +183,15 @@ def take_along_dim(input: Tensor, indices: Tensor, dim: int | None = None) -> Te
     with ``dim=None`` both are flattened."""
     if dim is None:
         return gather(input.reshape(-1), 0, indices.reshape(-1))
-    n = input.data.ndim
-    if indices.data.ndim != n:
+    n = input._array.ndim
+    if indices._array.ndim != n:
         raise RuntimeError(
             f"take_along_dim(): input and indices should have the same number of dimensions, "
-            f"but got {n} dimensions for input, and {indices.data.ndim} dimensions for indices"
+            f"but got {n} dimensions for input, and {indices._array.ndim} dimensions for indices"
         )
     d = wrap_dim(dim, n)
-    a = list(input.data.shape)
-    b = list(indices.data.shape)
+    a = list(input._array.shape)
+    b = list(indices._array.shape)
     a[d] = b[d] = 1
     try:
         common = list(np.broadcast_shapes(tuple(a), tuple(b)))
@@ -198,9 +200,9 @@ def take_along_dim(input: Tensor, indices: Tensor, dim: int | None = None) -> Te
             f"take_along_dim(): shapes {list(input.shape)} and {list(indices.shape)} are not "
             f"broadcastable outside dimension {d}"
         ) from None
-    common[d] = input.data.shape[d]
+    common[d] = input._array.shape[d]
     x = input.expand(tuple(common))
-    common[d] = indices.data.shape[d]
+    common[d] = indices._array.shape[d]
     return gather(x, d, indices.expand(tuple(common)))
 
 
@@ -208,15 +210,15 @@ def take_along_dim(input: Tensor, indices: Tensor, dim: int | None = None) -> Te
 
 
 def _vector_index(op, input, dim, index):
-    if not isinstance(index, Tensor) or index.data.dtype.kind not in "iu":
+    if not isinstance(index, Tensor) or index._array.dtype.kind not in "iu":
         raise RuntimeError(f"{op}(): Expected dtype int32/int64 for index")
-    if index.data.ndim > 1:
+    if index._array.ndim > 1:
         raise IndexError(f"{op}(): Index is supposed to be a vector, got shape {list(index.shape)}")
-    if input.data.ndim == 0:
+    if input._array.ndim == 0:
         raise IndexError(f"{op}(): expected a tensor with at least 1 dimension, got a 0-d tensor")
-    d = wrap_dim(dim, input.data.ndim)
-    _check_index(op, index, input.data.shape[d], d)
-    idx = index.data.reshape(-1)
+    d = wrap_dim(dim, input._array.ndim)
+    _check_index(op, index, input._array.shape[d], d)
+    idx = index._array.reshape(-1)
     return d, idx, (slice(None),) * d + (idx,)
 
 
@@ -270,10 +272,10 @@ class IndexUpdate(Function):
 def _index_update(op, input, dim, index, source, mode, alpha=1):
     d, idx, key = _vector_index(op, input, dim, index)
     if mode != "fill":
-        expected = list(input.data.shape)
+        expected = list(input._array.shape)
         if expected:
             expected[d] = idx.size
-        if list(source.data.shape) != expected and source.data.size != 0:
+        if list(source._array.shape) != expected and source._array.size != 0:
             raise RuntimeError(
                 f"{op}(): source shape {list(source.shape)} does not match the expected "
                 f"{expected} (input {list(input.shape)} with {idx.size} indices along dim {d})"
@@ -300,12 +302,12 @@ def index_fill(input: Tensor, dim: int, index: Tensor, value) -> Tensor:
     r"""A copy of ``input`` with slices ``index`` along ``dim`` set to ``value``."""
     if not isinstance(value, Tensor):
         value = Tensor._make(
-            xp_of(input.data).asarray(value, dtype=input.data.dtype), False, None, 0
+            xp_of(input._array).asarray(value, dtype=input._array.dtype), False, None, 0
         )
-    elif value.data.ndim:
+    elif value._array.ndim:
         raise RuntimeError(
             f"index_fill_ only supports a 0-dimensional value tensor, but got tensor with "
-            f"{value.data.ndim} dimension(s)."
+            f"{value._array.ndim} dimension(s)."
         )
     return _index_update("index_fill", input, dim, index, value.to(input.dtype), "fill")
 

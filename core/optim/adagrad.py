@@ -86,15 +86,15 @@ class Adagrad(Optimizer):
             for p in group["params"]:
                 if p.grad is None:
                     continue
-                param = p.data
+                param = p._array
                 xp = get_array_module(param)
-                grad = p.grad.data
+                grad = p.grad._array
                 state = self.state[p] or self._init_state(p, group["initial_accumulator_value"])
                 step = increment_step(state)
                 g = self._decayed_grad(param, grad, weight_decay, maximize)
                 clr = lr / (1 + (step - 1) * lr_decay)
                 tmp = self._buffer(param)
-                state_sum = state["sum"].data
+                state_sum = state["sum"]._array
                 state_sum += xp.multiply(g, g, out=tmp)
                 std = xp.sqrt(state_sum, out=tmp)
                 std += eps
@@ -155,7 +155,7 @@ class Adadelta(Optimizer):
             for p in group["params"]:
                 if p.grad is None:
                     continue
-                param = p.data
+                param = p._array
                 xp = get_array_module(param)
                 state = self.state[p]
                 if not state:
@@ -163,8 +163,10 @@ class Adadelta(Optimizer):
                     state["square_avg"] = zeros_state(p)
                     state["acc_delta"] = zeros_state(p)
                 increment_step(state)
-                g = self._decayed_grad(param, p.grad.data, group["weight_decay"], group["maximize"])
-                square_avg, acc_delta = state["square_avg"].data, state["acc_delta"].data
+                g = self._decayed_grad(
+                    param, p.grad._array, group["weight_decay"], group["maximize"]
+                )
+                square_avg, acc_delta = state["square_avg"]._array, state["acc_delta"]._array
                 tmp = self._buffer(param)
                 square_avg *= rho
                 square_avg += xp.multiply(xp.multiply(g, g, out=tmp), 1 - rho, out=tmp)

@@ -101,9 +101,9 @@ class Adam(Optimizer):
             for p in group["params"]:
                 if p.grad is None:
                     continue
-                param = p.data
+                param = p._array
                 xp = get_array_module(param)
-                grad = p.grad.data
+                grad = p.grad._array
                 state = self.state[p]
                 if not state:
                     state["step"] = step_tensor()
@@ -112,8 +112,8 @@ class Adam(Optimizer):
                     if amsgrad:
                         state["max_exp_avg_sq"] = zeros_state(p)
                 step = increment_step(state)
-                exp_avg = state["exp_avg"].data
-                exp_avg_sq = state["exp_avg_sq"].data
+                exp_avg = state["exp_avg"]._array
+                exp_avg_sq = state["exp_avg_sq"]._array
                 if xp is not np and not amsgrad:  # CUDA: one fused kernel per tensor
                     kernels.adam_step(
                         param,
@@ -142,7 +142,7 @@ class Adam(Optimizer):
                 bias_correction1 = 1 - beta1**step
                 bias_correction2_sqrt = (1 - beta2**step) ** 0.5
                 if amsgrad:
-                    max_sq = state["max_exp_avg_sq"].data
+                    max_sq = state["max_exp_avg_sq"]._array
                     xp.maximum(max_sq, exp_avg_sq, out=max_sq)
                     denom = xp.sqrt(max_sq, out=tmp)
                 else:

@@ -66,7 +66,7 @@ class Adamax(Optimizer):
             for p in group["params"]:
                 if p.grad is None:
                     continue
-                param = p.data
+                param = p._array
                 xp = get_array_module(param)
                 state = self.state[p]
                 if not state:
@@ -74,8 +74,10 @@ class Adamax(Optimizer):
                     state["exp_avg"] = zeros_state(p)
                     state["exp_inf"] = zeros_state(p)
                 step = increment_step(state)
-                g = self._decayed_grad(param, p.grad.data, group["weight_decay"], group["maximize"])
-                exp_avg, exp_inf = state["exp_avg"].data, state["exp_inf"].data
+                g = self._decayed_grad(
+                    param, p.grad._array, group["weight_decay"], group["maximize"]
+                )
+                exp_avg, exp_inf = state["exp_avg"]._array, state["exp_inf"]._array
                 tmp = self._buffer(param)
                 exp_avg += xp.multiply(xp.subtract(g, exp_avg, out=tmp), 1 - beta1, out=tmp)
                 exp_inf *= beta2
@@ -145,7 +147,7 @@ class NAdam(Optimizer):
             for p in group["params"]:
                 if p.grad is None:
                     continue
-                param = p.data
+                param = p._array
                 xp = get_array_module(param)
                 state = self.state[p]
                 if not state:
@@ -157,15 +159,15 @@ class NAdam(Optimizer):
                 if weight_decay != 0 and decoupled:
                     param *= 1 - lr * weight_decay
                 decay = 0 if decoupled else weight_decay
-                g = self._decayed_grad(param, p.grad.data, decay, group["maximize"])
+                g = self._decayed_grad(param, p.grad._array, decay, group["maximize"])
                 mu = beta1 * (1.0 - 0.5 * 0.96 ** (step * momentum_decay))
                 mu_next = beta1 * (1.0 - 0.5 * 0.96 ** ((step + 1) * momentum_decay))
                 mu_product_t = state["mu_product"]
                 if not isinstance(mu_product_t, Tensor):
                     mu_product_t = state["mu_product"] = step_tensor(float(mu_product_t))
-                mu_product_t.data *= mu  # float32, as PyTorch keeps it
-                mu_product = float(mu_product_t.data)
-                exp_avg, exp_avg_sq = state["exp_avg"].data, state["exp_avg_sq"].data
+                mu_product_t._array *= mu  # float32, as PyTorch keeps it
+                mu_product = float(mu_product_t._array)
+                exp_avg, exp_avg_sq = state["exp_avg"]._array, state["exp_avg_sq"]._array
                 tmp = self._buffer(param)
                 update_moments(xp, g, exp_avg, exp_avg_sq, beta1, beta2, tmp)
                 denom = xp.divide(exp_avg_sq, 1 - beta2**step, out=tmp)
@@ -233,7 +235,7 @@ class RAdam(Optimizer):
             for p in group["params"]:
                 if p.grad is None:
                     continue
-                param = p.data
+                param = p._array
                 xp = get_array_module(param)
                 state = self.state[p]
                 if not state:
@@ -244,8 +246,8 @@ class RAdam(Optimizer):
                 if weight_decay != 0 and decoupled:
                     param *= 1 - lr * weight_decay
                 decay = 0 if decoupled else weight_decay
-                g = self._decayed_grad(param, p.grad.data, decay, group["maximize"])
-                exp_avg, exp_avg_sq = state["exp_avg"].data, state["exp_avg_sq"].data
+                g = self._decayed_grad(param, p.grad._array, decay, group["maximize"])
+                exp_avg, exp_avg_sq = state["exp_avg"]._array, state["exp_avg_sq"]._array
                 tmp = self._buffer(param)
                 update_moments(xp, g, exp_avg, exp_avg_sq, beta1, beta2, tmp)
                 bias_correction1 = 1 - beta1**step

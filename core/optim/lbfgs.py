@@ -170,12 +170,12 @@ class LBFGS(Optimizer):
     _state_shaped_like_params = False  # the state holds flat vectors over all parameters
 
     def _gather_flat_grad(self):
-        xp = get_array_module(self._params[0].data)
+        xp = get_array_module(self._params[0]._array)
         return xp.concatenate(
             [
-                p.grad.data.reshape(-1)
+                p.grad._array.reshape(-1)
                 if p.grad is not None
-                else xp.zeros(p.data.size, p.data.dtype)
+                else xp.zeros(p._array.size, p._array.dtype)
                 for p in self._params
             ]
         )
@@ -183,15 +183,15 @@ class LBFGS(Optimizer):
     def _add_grad(self, step_size, update) -> None:
         offset = 0
         for p in self._params:
-            n = p.data.size
-            p.data += step_size * update[offset : offset + n].reshape(p.data.shape)
+            n = p._array.size
+            p._array += step_size * update[offset : offset + n].reshape(p._array.shape)
             p._bump_version()
             offset += n
 
     def _set_param(self, arrays) -> None:
         for p, array in zip(self._params, arrays):
-            xp = get_array_module(p.data)
-            xp.copyto(p.data, array)
+            xp = get_array_module(p._array)
+            xp.copyto(p._array, array)
             p._bump_version()
 
     def _directional_evaluate(self, closure, x, t, d):
@@ -230,9 +230,9 @@ class LBFGS(Optimizer):
         def raw(key):
             value = state.get(key)
             if isinstance(value, Tensor):
-                return value.data
+                return value._array
             if isinstance(value, list):
-                return [v.data if isinstance(v, Tensor) else v for v in value]
+                return [v._array if isinstance(v, Tensor) else v for v in value]
             return value
 
         d, t, H_diag = raw("d"), state.get("t"), state.get("H_diag")
@@ -285,7 +285,7 @@ class LBFGS(Optimizer):
 
             ls_func_evals = 0
             if line_search_fn is not None:
-                x_init = [p.data.copy() for p in self._params]
+                x_init = [p._array.copy() for p in self._params]
 
                 def obj_func(x, t, d):
                     return self._directional_evaluate(evaluate, x, t, d)

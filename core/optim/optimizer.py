@@ -1,7 +1,7 @@
 """The Optimizer base: parameter groups, per-parameter state, state_dict round trips
 in PyTorch's format, zero_grad and step hooks.
 
-Subclasses update ``p.data`` in place on raw arrays (NumPy or CuPy) with ufunc ``out=``
+Subclasses update ``p._array`` in place on raw arrays (NumPy or CuPy) with ufunc ``out=``
 arguments, inside ``no_grad``, and bump each parameter's version counter.
 """
 
@@ -105,16 +105,16 @@ def increment_step(state: dict) -> float:
     step = state["step"]
     if not isinstance(step, Tensor):
         step = state["step"] = step_tensor(float(step))
-    step.data += 1
+    step._array += 1
     step._bump_version()
-    return float(step.data)
+    return float(step._array)
 
 
 def zeros_state(p: Tensor, fill: float = 0.0) -> Tensor:
     """A state buffer shaped, typed and placed like parameter ``p``."""
-    xp = backend.get_array_module(p.data)
+    xp = backend.get_array_module(p._array)
     with backend.device_context(p.device):
-        data = xp.full(p.data.shape, fill, dtype=p.data.dtype)
+        data = xp.full(p._array.shape, fill, dtype=p._array.dtype)
     return Tensor._make(data, False, None, 0)
 
 
@@ -265,7 +265,7 @@ class Optimizer:
                         g.detach_()
                     else:
                         g.requires_grad = False
-                    g.data.fill(0)
+                    g._array.fill(0)
                     g._bump_version()
 
     def step(self, closure: Callable[[], Any] | None = None):
@@ -409,7 +409,7 @@ def _cast(param: Tensor, value, index, key=None, check_shape=True):
     """Copy ``value`` (a tensor, or containers of them) onto ``param``'s device; state
     tensors other than ``step`` also take ``param``'s floating dtype."""
     if isinstance(value, Tensor):
-        data = value.data
+        data = value._array
         if key == "step":
             return Tensor._make(np.array(backend.move_array(data, backend.CPU)), False, None, 0)
         if check_shape and data.ndim and tuple(data.shape) != tuple(param.shape):
@@ -418,7 +418,7 @@ def _cast(param: Tensor, value, index, key=None, check_shape=True):
                 f"but the parameter has shape {tuple(param.shape)}"
             )
         dev = param.device
-        dtype = param.data.dtype if param.is_floating_point() else data.dtype
+        dtype = param._array.dtype if param.is_floating_point() else data.dtype
         with backend.device_context(dev):
             data = backend.move_array(data, dev).astype(dtype, copy=True)
         return Tensor._make(data, False, None, 0)

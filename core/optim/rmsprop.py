@@ -79,9 +79,9 @@ class RMSprop(Optimizer):
             for p in group["params"]:
                 if p.grad is None:
                     continue
-                param = p.data
+                param = p._array
                 xp = get_array_module(param)
-                grad = p.grad.data
+                grad = p.grad._array
                 state = self.state[p]
                 if not state:
                     state["step"] = step_tensor()
@@ -94,11 +94,11 @@ class RMSprop(Optimizer):
                 g = self._decayed_grad(param, grad, weight_decay, maximize)
 
                 tmp = self._buffer(param)
-                square_avg = state["square_avg"].data
+                square_avg = state["square_avg"]._array
                 square_avg *= alpha
                 square_avg += xp.multiply(xp.multiply(g, g, out=tmp), 1 - alpha, out=tmp)
                 if centered:
-                    grad_avg = state["grad_avg"].data
+                    grad_avg = state["grad_avg"]._array
                     grad_avg += xp.multiply(xp.subtract(g, grad_avg, out=tmp), 1 - alpha, out=tmp)
                     avg = xp.multiply(grad_avg, grad_avg, out=tmp)
                     avg = xp.sqrt(xp.subtract(square_avg, avg, out=tmp), out=tmp)
@@ -106,7 +106,7 @@ class RMSprop(Optimizer):
                     avg = xp.sqrt(square_avg, out=tmp)
                 avg += eps
                 if momentum > 0:
-                    buf = state["momentum_buffer"].data
+                    buf = state["momentum_buffer"]._array
                     buf *= momentum
                     buf += xp.divide(g, avg, out=tmp)
                     param -= xp.multiply(buf, lr, out=tmp)

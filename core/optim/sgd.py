@@ -74,9 +74,9 @@ class SGD(Optimizer):
             for p in group["params"]:
                 if p.grad is None:
                     continue
-                param = p.data
+                param = p._array
                 xp = get_array_module(param)
-                grad = p.grad.data
+                grad = p.grad._array
                 g = self._decayed_grad(param, grad, weight_decay, maximize)
                 if momentum != 0:
                     state = self.state[p]
@@ -85,7 +85,7 @@ class SGD(Optimizer):
                         buf = g.copy()
                         state["momentum_buffer"] = Tensor._make(buf, False, None, 0)
                     else:
-                        buf = buf.data
+                        buf = buf._array
                         buf *= momentum
                         if dampening != 0:
                             buf += xp.multiply(g, 1 - dampening, out=self._buffer(param))

@@ -165,18 +165,18 @@ class ZeroRedundancyOptimizer(Optimizer):
         members: dict[tuple, list[Tensor]] = defaultdict(list)
         for group in self.param_groups:
             for p in group["params"]:
-                key = (self._owner[id(p)], str(p.device), p.data.dtype.str)
+                key = (self._owner[id(p)], str(p.device), p._array.dtype.str)
                 members[key].append(p)
         for (rank, _, _), params in sorted(members.items(), key=lambda kv: kv[0]):
-            like = params[0].data
+            like = params[0]._array
             xp = backend.get_array_module(like)
             with backend.device_context(params[0].device):
                 flat = xp.empty(sum(p.numel() for p in params), dtype=like.dtype)
             views, offset = [], 0
             for p in params:
-                view = flat[offset : offset + p.numel()].reshape(p.data.shape)
-                view[...] = p.data
-                p.data = view
+                view = flat[offset : offset + p.numel()].reshape(p._array.shape)
+                view[...] = p._array
+                p._array = view
                 views.append((p, view))
                 offset += p.numel()
             self._buckets.append((rank, flat, views))
@@ -185,8 +185,8 @@ class ZeroRedundancyOptimizer(Optimizer):
         src = self._global_ranks
         works = []
         if self.parameters_as_bucket_view:
-            if any(p.data is not view for _, _, views in self._buckets for p, view in views):
-                self._build_buckets()  # some p.data was rebound (e.g. by .to()): re-attach
+            if any(p._array is not view for _, _, views in self._buckets for p, view in views):
+                self._build_buckets()  # some p._array was rebound (e.g. by .to()): re-attach
             for rank, flat, _ in self._buckets:
                 bucket = Tensor._make(flat, False, None, 0)
                 works.append(broadcast(bucket, src[rank], self.process_group, async_op=True))

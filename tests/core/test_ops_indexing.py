@@ -204,11 +204,11 @@ def test_inplace_write_into_view_of_leaf_raises():
 
 def test_setitem_without_grad_writes_in_place():
     x = ember.zeros(2, 3)
-    base = x.data
+    base = x._array
     x[0, 1] = 4
     x[1] = ember.tensor([1.0, 2.0, 3.0])
     x[[0, 0], [2, 2]] = 7.0
-    assert x.data is base and x._version == 3
+    assert x._array is base and x._version == 3
     np.testing.assert_array_equal(x.numpy(), [[0, 4, 7], [1, 2, 3]])
     v = x[1]
     v[0] = -1  # through a view: the base sees it and the version moves for both
@@ -410,10 +410,10 @@ def test_inplace_variants(name, inputs, fn):
 
 def test_inplace_variants_without_grad_keep_memory():
     x = ember.zeros(2, 3)
-    base = x.data
+    base = x._array
     x.scatter_(1, ember.tensor([[2], [0]]), 1.0)
     x.index_add_(0, ember.tensor([1, 1]), ember.ones(2, 3))
-    assert x.data is base and x._version == 2
+    assert x._array is base and x._version == 2
     np.testing.assert_array_equal(x.numpy(), [[0, 0, 1], [3, 2, 2]])
 
 

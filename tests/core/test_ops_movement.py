@@ -235,7 +235,7 @@ def test_contiguous_copies_non_contiguous():
 def test_tensor_from_fortran_array_is_contiguous():
     # regression: ember.tensor kept NumPy's memory order (gradcheck then perturbed a copy)
     t = ember.tensor(np.ones((3, 4)).T)
-    assert t.is_contiguous() and t.data.flags.c_contiguous
+    assert t.is_contiguous() and t._array.flags.c_contiguous
 
 
 def test_from_numpy_shares_through_views():

@@ -35,8 +35,8 @@ def test_from_numpy_shares_memory_and_as_tensor():
     t = ember.from_numpy(a)
     a[0] = 5
     assert t[0].item() == 5
-    assert ember.as_tensor(a).data is a or np.shares_memory(ember.as_tensor(a).data, a)
-    assert not np.shares_memory(ember.tensor(a).data, a)
+    assert ember.as_tensor(a)._array is a or np.shares_memory(ember.as_tensor(a)._array, a)
+    assert not np.shares_memory(ember.tensor(a)._array, a)
 
 
 def test_manual_seed_reproduces_exactly():

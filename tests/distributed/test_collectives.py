@@ -55,8 +55,8 @@ def test_all_reduce(dtype, op, async_op):
         ReduceOp.MIN: stacked.min(0),
         ReduceOp.PRODUCT: stacked.prod(0),
     }[op]
-    assert x.data.dtype == np.dtype(dtype)
-    np.testing.assert_array_equal(x.data.astype(np.float64), expect)
+    assert x._array.dtype == np.dtype(dtype)
+    np.testing.assert_array_equal(x._array.astype(np.float64), expect)
     assert x._version > version
 
 
@@ -65,7 +65,7 @@ def test_all_reduce_avg(dtype):
     rank, n = rank_n()
     x = t(np.full(4, 2.0 * (rank + 1), dtype))
     dist.all_reduce(x, op=ReduceOp.AVG)
-    np.testing.assert_allclose(x.data.astype(np.float64), np.full(4, n + 1.0))
+    np.testing.assert_allclose(x._array.astype(np.float64), np.full(4, n + 1.0))
 
 
 def test_all_reduce_avg_int_raises():
@@ -77,19 +77,19 @@ def test_all_reduce_bool_is_logical():
     rank, n = rank_n()
     x = t(np.array([rank == 0, False, True]))
     dist.all_reduce(x, op=ReduceOp.SUM)
-    np.testing.assert_array_equal(x.data, [True, False, True])
+    np.testing.assert_array_equal(x._array, [True, False, True])
     y = t(np.array([rank == 0, True]))
     dist.all_reduce(y, op=ReduceOp.MIN)
-    np.testing.assert_array_equal(y.data, [False, True])
+    np.testing.assert_array_equal(y._array, [False, True])
 
 
 def test_all_reduce_noncontiguous_view():
     rank, n = rank_n()
     base = t(np.arange(12, dtype=np.float64).reshape(3, 4) * (rank + 1))
-    view = ember.Tensor._make(base.data.T, False, None, 0)
+    view = ember.Tensor._make(base._array.T, False, None, 0)
     dist.all_reduce(view)
     total = n * (n + 1) / 2
-    np.testing.assert_array_equal(base.data, np.arange(12).reshape(3, 4) * total)
+    np.testing.assert_array_equal(base._array, np.arange(12).reshape(3, 4) * total)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -101,7 +101,7 @@ def test_broadcast(dtype, async_op):
     work = dist.broadcast(x, src=src, async_op=async_op)
     if async_op:
         work.wait()
-    np.testing.assert_array_equal(x.data, per_rank(src, dtype))
+    np.testing.assert_array_equal(x._array, per_rank(src, dtype))
 
 
 @pytest.mark.parametrize("op", [ReduceOp.SUM, ReduceOp.AVG, ReduceOp.MAX])
@@ -119,9 +119,9 @@ def test_reduce(op, async_op):
         ReduceOp.MAX: stacked.max(0),
     }
     if rank == 1:
-        np.testing.assert_allclose(x.data, expect[op])
+        np.testing.assert_allclose(x._array, expect[op])
     else:
-        np.testing.assert_array_equal(x.data, per_rank(rank, np.float64))
+        np.testing.assert_array_equal(x._array, per_rank(rank, np.float64))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -133,7 +133,7 @@ def test_all_gather(dtype, async_op):
     if async_op:
         assert work.result() == out
     for r in range(n):
-        np.testing.assert_array_equal(out[r].data, per_rank(r, dtype))
+        np.testing.assert_array_equal(out[r]._array, per_rank(r, dtype))
 
 
 def test_all_gather_into_tensor_cat_and_stack():
@@ -142,11 +142,13 @@ def test_all_gather_into_tensor_cat_and_stack():
     cat = t(np.zeros((2 * n, 3), np.float32))
     dist.all_gather_into_tensor(cat, inp)
     np.testing.assert_array_equal(
-        cat.data, np.concatenate([per_rank(r, np.float32) for r in range(n)])
+        cat._array, np.concatenate([per_rank(r, np.float32) for r in range(n)])
     )
     stack = t(np.zeros((n, 2, 3), np.float32))
     dist.all_gather_into_tensor(stack, inp, async_op=True).wait()
-    np.testing.assert_array_equal(stack.data, np.stack([per_rank(r, np.float32) for r in range(n)]))
+    np.testing.assert_array_equal(
+        stack._array, np.stack([per_rank(r, np.float32) for r in range(n)])
+    )
 
 
 def test_all_gather_wrong_list_length():
@@ -177,7 +179,7 @@ def test_reduce_scatter_tensor(op, dtype):
         ReduceOp.AVG: blocks.mean(0),
         ReduceOp.MIN: blocks.min(0),
     }
-    np.testing.assert_allclose(out.data.astype(np.float64), expect[op], rtol=1e-2)
+    np.testing.assert_allclose(out._array.astype(np.float64), expect[op], rtol=1e-2)
 
 
 def test_reduce_scatter_list_async():
@@ -185,7 +187,7 @@ def test_reduce_scatter_list_async():
     inputs = [t(np.full(3, 10.0 * r + rank)) for r in range(n)]
     out = t(np.zeros(3))
     dist.reduce_scatter(out, inputs, async_op=True).wait()
-    np.testing.assert_array_equal(out.data, np.full(3, n * 10.0 * rank + n * (n - 1) / 2))
+    np.testing.assert_array_equal(out._array, np.full(3, n * 10.0 * rank + n * (n - 1) / 2))
 
 
 def test_all_to_all_single_even_and_uneven():
@@ -193,13 +195,13 @@ def test_all_to_all_single_even_and_uneven():
     inp = t(np.array([100 * rank + r for r in range(n)], np.int64))
     out = t(np.zeros(n, np.int64))
     dist.all_to_all_single(out, inp)
-    np.testing.assert_array_equal(out.data, [100 * r + rank for r in range(n)])
+    np.testing.assert_array_equal(out._array, [100 * r + rank for r in range(n)])
     # rank r sends r+1 rows of width 2 to each peer (so receives q+1 rows from peer q)
     inp = t(np.full((n * (rank + 1), 2), rank, np.float32))
     recv_sizes = [q + 1 for q in range(n)]
     out = t(np.zeros((sum(recv_sizes), 2), np.float32))
     dist.all_to_all_single(out, inp, recv_sizes, [rank + 1] * n, async_op=True).wait()
-    np.testing.assert_array_equal(out.data[:, 0], np.repeat(np.arange(n), recv_sizes))
+    np.testing.assert_array_equal(out._array[:, 0], np.repeat(np.arange(n), recv_sizes))
 
 
 def test_all_to_all_lists():
@@ -208,7 +210,7 @@ def test_all_to_all_lists():
     outputs = [t(np.zeros(rank + 1)) for _ in range(n)]
     assert dist.all_to_all(outputs, inputs, async_op=True).result() == outputs
     for q in range(n):
-        np.testing.assert_array_equal(outputs[q].data, np.full(rank + 1, 10 * q + rank))
+        np.testing.assert_array_equal(outputs[q]._array, np.full(rank + 1, 10 * q + rank))
 
 
 def test_gather_and_scatter():
@@ -218,11 +220,11 @@ def test_gather_and_scatter():
     dist.gather(t(np.full(3, float(rank))), gl, dst=dst, async_op=True).wait()
     if rank == dst:
         for r in range(n):
-            np.testing.assert_array_equal(gl[r].data, np.full(3, float(r)))
+            np.testing.assert_array_equal(gl[r]._array, np.full(3, float(r)))
     out = t(np.zeros(2, np.int32))
     sl = [t(np.full(2, 7 * r, np.int32)) for r in range(n)] if rank == 0 else None
     dist.scatter(out, sl, src=0, async_op=True).wait()
-    np.testing.assert_array_equal(out.data, np.full(2, 7 * rank))
+    np.testing.assert_array_equal(out._array, np.full(2, 7 * rank))
 
 
 def test_send_recv_ring():
@@ -231,7 +233,7 @@ def test_send_recv_ring():
     send = dist.isend(t(np.full(4, float(rank))), dst=(rank + 1) % n, tag=3)
     assert dist.recv(out, src=(rank - 1) % n, tag=3) == (rank - 1) % n
     send.wait()
-    np.testing.assert_array_equal(out.data, np.full(4, float((rank - 1) % n)))
+    np.testing.assert_array_equal(out._array, np.full(4, float((rank - 1) % n)))
 
 
 def test_barrier_and_work_handle():
@@ -267,10 +269,10 @@ def test_ranks_and_groups():
         assert dist.get_process_group_ranks(pair) == [0, 1]
         x = t(np.full(2, rank + 1.0))
         dist.all_reduce(x, group=pair)
-        np.testing.assert_array_equal(x.data, [3.0, 3.0])
+        np.testing.assert_array_equal(x._array, [3.0, 3.0])
         y = t(np.full(2, float(rank)))
         dist.broadcast(y, src=1, group=pair)  # src is a global rank
-        np.testing.assert_array_equal(y.data, [1.0, 1.0])
+        np.testing.assert_array_equal(y._array, [1.0, 1.0])
     else:
         assert pair is dist.NON_GROUP_MEMBER
         assert dist.all_reduce(t(np.ones(2)), group=pair) is None
@@ -290,7 +292,7 @@ def test_debug_mode_reports_mismatch():
             dist.all_reduce(t(np.zeros(2)), op=op)
         x = t(np.ones(2))
         dist.all_reduce(x)  # matching calls pass
-        np.testing.assert_array_equal(x.data, [n, n])
+        np.testing.assert_array_equal(x._array, [n, n])
     finally:
         dist.set_debug_level("OFF")
 
@@ -305,4 +307,4 @@ def test_wait_timeout_raises_when_a_peer_is_late():
         with pytest.raises(RuntimeError, match=r"all_reduce \(collective #\d+\) did not finish"):
             work.wait(timeout=0.05)
     work.wait()
-    np.testing.assert_array_equal(x.data, [n])
+    np.testing.assert_array_equal(x._array, [n])

@@ -73,16 +73,16 @@ def reference_backward(model, xs, ys, kwargs_for):
     """Sum over shards of (shard mean loss) / N; the shards in reverse so that for
     BatchNorm the module ends with the running stats rank 0 ends with."""
     n = len(xs)
-    start = [b.data.copy() for b in model.buffers()]
+    start = [b._array.copy() for b in model.buffers()]
     for r in reversed(range(n)):
         for b, value in zip(model.buffers(), start):  # every rank starts from rank 0's
-            b.data[...] = value
+            b._array[...] = value
         out = model(xs[r], **(kwargs_for or {}).get(r, {}))
         (F.mse_loss(out, ys[r]) / n).backward()
 
 
 def flat_params(model):
-    return np.concatenate([p.data.ravel().astype(np.float64) for p in model.parameters()])
+    return np.concatenate([p._array.ravel().astype(np.float64) for p in model.parameters()])
 
 
 def assert_same_everywhere_and_equal(model, reference, tol):
@@ -90,9 +90,9 @@ def assert_same_everywhere_and_equal(model, reference, tol):
     everyone = [ember.zeros(mine.size, dtype=ember.float64) for _ in range(dist.get_world_size())]
     dist.all_gather(everyone, ember.from_numpy(mine))
     for other in everyone:
-        np.testing.assert_array_equal(other.data, mine)  # replicas bit-identical
+        np.testing.assert_array_equal(other._array, mine)  # replicas bit-identical
     for (name, p), q in zip(model.named_parameters(), reference.parameters()):
-        np.testing.assert_allclose(p.data, q.data, rtol=tol, atol=tol, err_msg=name)
+        np.testing.assert_allclose(p._array, q._array, rtol=tol, atol=tol, err_msg=name)
 
 
 def train(ddp, model, reference, dtype, lr=0.05, no_sync_steps=0, kwargs_for=None, **opt):
@@ -128,7 +128,7 @@ def test_equivalence_float64_buckets(bucket_cap_mb, as_view):
     assert_same_everywhere_and_equal(model, reference, 1e-10)
     if as_view:
         for p in model.parameters():
-            assert any(np.shares_memory(p.grad.data, b.buffer) for b in ddp.buckets)
+            assert any(np.shares_memory(p.grad._array, b.buffer) for b in ddp.buckets)
 
 
 def test_equivalence_batchnorm_mlp():
@@ -138,7 +138,7 @@ def test_equivalence_batchnorm_mlp():
     assert_same_everywhere_and_equal(model, reference, 1e-10)
     if dist.get_rank() == 0:  # buffers follow rank 0 (broadcast before each forward)
         for (name, b), c in zip(model.named_buffers(), reference.buffers()):
-            np.testing.assert_allclose(b.data, c.data, rtol=1e-10, atol=1e-12, err_msg=name)
+            np.testing.assert_allclose(b._array, c._array, rtol=1e-10, atol=1e-12, err_msg=name)
     assert int(model.bn.num_batches_tracked.item()) == STEPS
 
 
@@ -197,7 +197,9 @@ def test_find_unused_parameters(static_graph):
     train(ddp, model, reference, ember.float64, kwargs_for=side_on_rank0)
     assert_same_everywhere_and_equal(model, reference, 1e-10)
     assert model.unused.weight.grad is None  # unused on every rank: left alone, like torch
-    np.testing.assert_allclose(model.side.weight.grad.data, reference.side.weight.grad.data, 1e-10)
+    np.testing.assert_allclose(
+        model.side.weight.grad._array, reference.side.weight.grad._array, 1e-10
+    )
 
 
 def test_unused_parameter_without_find_unused_raises_on_every_rank():
@@ -234,10 +236,10 @@ def test_join_uneven_inputs(divide_by_initial_world_size):
         active = [r for r in range(n) if s < steps[r]]
         opt_ref.zero_grad()
         divisor = n if divide_by_initial_world_size else len(active)
-        start = [b.data.copy() for b in reference.buffers()]
+        start = [b._array.copy() for b in reference.buffers()]
         for r in reversed(active):
             for b, value in zip(reference.buffers(), start):
-                b.data[...] = value
+                b._array[...] = value
             (F.mse_loss(reference(xs[r]), ys[r]) / divisor).backward()
         opt_ref.step()
     assert_same_everywhere_and_equal(model, reference, 1e-10)
@@ -285,7 +287,7 @@ def test_compression_hooks(hook):
     everyone = [ember.zeros(mine.size, dtype=ember.float64) for _ in range(dist.get_world_size())]
     dist.all_gather(everyone, ember.from_numpy(mine))
     for other in everyone:
-        np.testing.assert_array_equal(other.data, mine)
+        np.testing.assert_array_equal(other._array, mine)
     np.testing.assert_allclose(mine, flat_params(reference), atol=2e-2)
 
 
@@ -298,7 +300,7 @@ def test_construction_broadcasts_rank0_and_state_dict_prefix():
     ember.manual_seed(100)
     expected = MLP()
     for p, q in zip(model.parameters(), expected.parameters()):
-        np.testing.assert_array_equal(p.data, q.data)
+        np.testing.assert_array_equal(p._array, q._array)
     assert int(model.steps.item()) == 0
     keys = list(ddp.state_dict())
     assert "module.fc1.weight" in keys and all(k.startswith("module.") for k in keys)
@@ -310,11 +312,11 @@ def test_buffers_broadcast_before_forward():
     model = MLP().double()
     model.register_buffer("scale", ember.ones(1, dtype=ember.float64))
     ddp = DDP(model)
-    model.scale.data[...] = 10.0 + rank
+    model.scale._array[...] = 10.0 + rank
     ddp(ember.randn(2, 6, dtype=ember.float64))
     assert model.scale.item() == 10.0
     with ember.no_grad():  # no sync outside training steps, like torch
-        model.scale.data[...] = 20.0 + rank
+        model.scale._array[...] = 20.0 + rank
         ddp(ember.randn(2, 6, dtype=ember.float64))
     assert model.scale.item() == 20.0 + rank
 

@@ -272,6 +272,6 @@ def test_debug_mode_names_the_differing_field_and_both_sides(world, field, other
         ) in message
         x = t(np.ones(2))
         dist.all_reduce(x)  # the ranks stay in step after the failed check
-        np.testing.assert_array_equal(x.data, [world.size()] * 2)
+        np.testing.assert_array_equal(x._array, [world.size()] * 2)
     finally:
         dist.set_debug_level("OFF")

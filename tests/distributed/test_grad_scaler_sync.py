@@ -55,7 +55,7 @@ def scaled_step(model, opt, scaler, poison: bool):
     opt.zero_grad()
     scaler.scale((model(x) ** 2).mean()).backward()
     if poison and dist.get_rank() == dist.get_world_size() - 1:
-        next(model.parameters()).grad.data[0, 0] = np.nan
+        next(model.parameters()).grad._array[0, 0] = np.nan
     result = scaler.step(opt)
     skipped = scaler.step_was_skipped(opt)
     scaler.update()
@@ -76,17 +76,17 @@ def make(zero: bool):
 @pytest.mark.parametrize("zero", [False, True])
 def test_a_nan_on_one_rank_skips_the_step_on_every_rank(synced, zero):
     model, opt, scaler = make(zero)
-    before = [p.data.copy() for p in model.parameters()]
+    before = [p._array.copy() for p in model.parameters()]
     result, skipped = scaled_step(model, opt, scaler, poison=True)
     assert result is None
     assert everyone(skipped) == [True] * dist.get_world_size()
     for p, b in zip(model.parameters(), before):
-        np.testing.assert_array_equal(p.data, b)
+        np.testing.assert_array_equal(p._array, b)
     assert everyone(scaler.get_scale()) == [2.0**9] * dist.get_world_size()
 
     _, skipped = scaled_step(model, opt, scaler, poison=False)
     assert everyone(skipped) == [False] * dist.get_world_size()
-    params = everyone([p.data.copy() for p in model.parameters()])
+    params = everyone([p._array.copy() for p in model.parameters()])
     for theirs in params:
         for a, b, old in zip(theirs, params[0], before):
             np.testing.assert_array_equal(a, b)

@@ -214,7 +214,7 @@ def test_local_all_reduce_is_identity(pg, dtype, op):
     v = x._version
     work = dist.all_reduce(x, op=op, group=pg, async_op=True)
     assert work.is_completed() and work.wait() and work.result() == [x]
-    np.testing.assert_array_equal(x.data, np.arange(6).reshape(2, 3).astype(dtype))
+    np.testing.assert_array_equal(x._array, np.arange(6).reshape(2, 3).astype(dtype))
     assert x._version == v + 1
 
 
@@ -224,27 +224,27 @@ def test_local_collectives(pg):
     dist.reduce(x, 0, group=pg)
     out = [t(np.zeros((2, 3)))]
     dist.all_gather(out, x, group=pg)
-    np.testing.assert_array_equal(out[0].data, x.data)
+    np.testing.assert_array_equal(out[0]._array, x._array)
     big = t(np.zeros(6))
     dist.all_gather_into_tensor(big, x, group=pg)
-    np.testing.assert_array_equal(big.data, np.arange(6.0))
+    np.testing.assert_array_equal(big._array, np.arange(6.0))
     small = t(np.zeros((2, 3)))
     dist.reduce_scatter_tensor(small, x, op=ReduceOp.AVG, group=pg)
-    np.testing.assert_array_equal(small.data, x.data)
+    np.testing.assert_array_equal(small._array, x._array)
     dist.reduce_scatter(small, [x * 2], group=pg)
-    np.testing.assert_array_equal(small.data, x.data * 2)
+    np.testing.assert_array_equal(small._array, x._array * 2)
     a2a = t(np.zeros((2, 3)))
     dist.all_to_all_single(a2a, x, group=pg)
-    np.testing.assert_array_equal(a2a.data, x.data)
+    np.testing.assert_array_equal(a2a._array, x._array)
     outs = [t(np.zeros(6))]
     dist.all_to_all(outs, [x.reshape(-1)], group=pg)
-    np.testing.assert_array_equal(outs[0].data, np.arange(6.0))
+    np.testing.assert_array_equal(outs[0]._array, np.arange(6.0))
     g = [t(np.zeros((2, 3)))]
     dist.gather(x, g, dst=0, group=pg)
-    np.testing.assert_array_equal(g[0].data, x.data)
+    np.testing.assert_array_equal(g[0]._array, x._array)
     s = t(np.zeros((2, 3)))
     dist.scatter(s, [x], src=0, group=pg)
-    np.testing.assert_array_equal(s.data, x.data)
+    np.testing.assert_array_equal(s._array, x._array)
     objs = ["a", 1]
     dist.broadcast_object_list(objs, src=0, group=pg)
     assert objs == ["a", 1]
@@ -302,7 +302,7 @@ def test_future_then_chain(pg):
     x = t(np.ones(3))
     fut = dist.all_reduce(x, group=pg, async_op=True).get_future()
     doubled = fut.then(lambda f: f.value()[0] * 2).then(lambda f: f.value() + 1)
-    np.testing.assert_array_equal(doubled.wait().data, [3.0, 3.0, 3.0])
+    np.testing.assert_array_equal(doubled.wait()._array, [3.0, 3.0, 3.0])
     assert doubled.done() and fut.value() == [x]
 
 
@@ -403,7 +403,7 @@ def test_ddp_world_of_one_matches_plain_training(pg, as_view, hook):
     assert model.spare.weight.grad is None
     tol = 1e-3 if hook is not None else 1e-12
     for p, q in zip(model.parameters(), plain.parameters()):
-        np.testing.assert_allclose(p.data, q.data, rtol=tol, atol=tol)
+        np.testing.assert_allclose(p._array, q._array, rtol=tol, atol=tol)
     assert ddp._rebuilt and len(ddp.buckets) >= 2
 
 
@@ -426,9 +426,9 @@ def test_ddp_second_backward_of_one_forward_stays_local(pg):
     out = ddp(ember.randn(2, 3)).sum()
     out.backward(retain_graph=True)
     assert not ddp._armed
-    first = ddp.module.weight.grad.data.copy()
+    first = ddp.module.weight.grad._array.copy()
     out.backward()
-    np.testing.assert_allclose(ddp.module.weight.grad.data, 2 * first)
+    np.testing.assert_allclose(ddp.module.weight.grad._array, 2 * first)
 
 
 def test_ddp_without_trainable_parameters_raises(pg):

@@ -43,8 +43,8 @@ def _pair(cls, c, seed=0, **kwargs):
     ember.manual_seed(seed)
     ref = cls(c, **kwargs).double()
     if ref.affine:
-        ref.weight.data[...] = np.random.default_rng(seed).uniform(0.5, 1.5, c)
-        ref.bias.data[...] = np.random.default_rng(seed + 1).normal(size=c)
+        ref.weight._array[...] = np.random.default_rng(seed).uniform(0.5, 1.5, c)
+        ref.bias._array[...] = np.random.default_rng(seed + 1).normal(size=c)
     copy = cls(c, **kwargs).double()
     copy.load_state_dict(ref.state_dict())
     return ref, SyncBatchNorm.convert_sync_batchnorm(copy)
@@ -80,21 +80,21 @@ def test_matches_batchnorm_on_the_full_batch(cls, shape, kwargs):
         y = sync(x)
         (y * ember.tensor(_shard(coef, rank, size))).sum().backward()
 
-        _close(y.data, _shard(y_ref.data, rank, size), f"output, step {step}")
-        _close(x.grad.data, _shard(x_ref.grad.data, rank, size), f"input grad, step {step}")
+        _close(y._array, _shard(y_ref._array, rank, size), f"output, step {step}")
+        _close(x.grad._array, _shard(x_ref.grad._array, rank, size), f"input grad, step {step}")
         if ref.affine:
             for name in ("weight", "bias"):
                 g = getattr(sync, name).grad
                 dist.all_reduce(g)  # what DDP does (up to the 1/N of its average)
-                _close(g.data, getattr(ref, name).grad.data, f"{name} grad, step {step}")
-                g.data[...] = 0
+                _close(g._array, getattr(ref, name).grad._array, f"{name} grad, step {step}")
+                g._array[...] = 0
         if ref.track_running_stats:
-            _close(sync.running_mean.data, ref.running_mean.data, "running_mean")
-            _close(sync.running_var.data, ref.running_var.data, "running_var")
+            _close(sync.running_mean._array, ref.running_mean._array, "running_mean")
+            _close(sync.running_var._array, ref.running_var._array, "running_var")
             assert int(sync.num_batches_tracked) == int(ref.num_batches_tracked) == step + 1
         if ref.affine:
-            ref.weight.grad.data[...] = 0
-            ref.bias.grad.data[...] = 0
+            ref.weight.grad._array[...] = 0
+            ref.bias.grad._array[...] = 0
 
 
 @pytest.mark.mpi(min_size=2)
@@ -110,9 +110,9 @@ def test_backward_matches_when_weight_is_frozen_and_float32():
     (sync(x) ** 2).sum().backward()
     assert sync.weight.grad is None
     np.testing.assert_allclose(
-        x.grad.data, _shard(x_ref.grad.data, rank, size), rtol=1e-3, atol=1e-3
+        x.grad._array, _shard(x_ref.grad._array, rank, size), rtol=1e-3, atol=1e-3
     )
-    np.testing.assert_allclose(sync.running_var.data, ref.running_var.data, rtol=1e-4)
+    np.testing.assert_allclose(sync.running_var._array, ref.running_var._array, rtol=1e-4)
 
 
 @pytest.mark.mpi(min_size=2)
@@ -130,9 +130,9 @@ def test_half_input_with_float32_parameters_reduces_in_float32():
     (y * ember.tensor(_shard(coef, rank, size).astype(np.float16))).sum().backward()
     assert y.dtype == ember.float16 and x.grad.dtype == ember.float16
     assert sync.weight.grad.dtype == ember.float32
-    np.testing.assert_allclose(y.data, _shard(y_ref.data, rank, size), atol=2e-2)
-    np.testing.assert_allclose(x.grad.data, _shard(x_ref.grad.data, rank, size), atol=2e-2)
-    np.testing.assert_allclose(sync.running_mean.data, ref.running_mean.data, rtol=1e-3)
+    np.testing.assert_allclose(y._array, _shard(y_ref._array, rank, size), atol=2e-2)
+    np.testing.assert_allclose(x.grad._array, _shard(x_ref.grad._array, rank, size), atol=2e-2)
+    np.testing.assert_allclose(sync.running_mean._array, ref.running_mean._array, rtol=1e-3)
 
 
 @pytest.mark.mpi(min_size=2)
@@ -154,8 +154,8 @@ def test_a_rank_with_an_empty_batch_still_syncs():
     assert x.grad.shape == x.shape
     y_ref = ref(ember.tensor(full))
     if rank == 0:
-        _close(y.data, y_ref.data, "output")
-    _close(sync.running_var.data, ref.running_var.data, "running_var")
+        _close(y._array, y_ref._array, "output")
+    _close(sync.running_var._array, ref.running_var._array, "running_var")
 
 
 def _no_communication(*args, **kwargs):
@@ -180,10 +180,10 @@ def test_no_communication_cases_equal_batchnorm(mode, solo_group, monkeypatch):
     y_ref, y = ref(x_ref), sync(x)
     (y_ref * y_ref).sum().backward()
     (y * y).sum().backward()
-    _close(y.data, y_ref.data, "output")
-    _close(x.grad.data, x_ref.grad.data, "input grad")
-    _close(sync.weight.grad.data, ref.weight.grad.data, "weight grad")
-    _close(sync.running_var.data, ref.running_var.data, "running_var")
+    _close(y._array, y_ref._array, "output")
+    _close(x.grad._array, x_ref.grad._array, "input grad")
+    _close(sync.weight.grad._array, ref.weight.grad._array, "weight grad")
+    _close(sync.running_var._array, ref.running_var._array, "running_var")
 
 
 class Net(nn.Module):
@@ -259,4 +259,4 @@ def test_ddp_training_with_syncbatchnorm_equals_full_batch_training():
             ((net(ember.tensor(xs)) - ember.tensor(ts)) ** 2).mean().backward()
             o.step()
     for (name, p), q in zip(model.state_dict().items(), reference.state_dict().values()):
-        _close(p.data, q.data, name)
+        _close(p._array, q._array, name)

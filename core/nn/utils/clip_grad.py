@@ -29,12 +29,12 @@ def get_total_norm(
     if not tensors:
         return Tensor._make(np.asarray(0.0, dtype=np.float32), False, None, 0)
     first = tensors[0]
-    xp = backend.get_array_module(first.data)
+    xp = backend.get_array_module(first._array)
     dev = first.device
     # one pass per tensor, reducing on the device; one host sync at the end at most
     parts = []
     for t in tensors:
-        g = t.data.reshape(-1)
+        g = t._array.reshape(-1)
         if g.dtype.itemsize < 4:
             g = g.astype("float32")
         if norm_type == 2.0:
@@ -62,7 +62,7 @@ def get_total_norm(
     else:
         total = stacked.sum() ** (1.0 / norm_type)
     total = xp.asarray(
-        total, dtype=first.data.dtype if first.data.dtype.itemsize >= 4 else "float32"
+        total, dtype=first._array.dtype if first._array.dtype.itemsize >= 4 else "float32"
     )
     if error_if_nonfinite and not bool(xp.isfinite(total)):
         raise RuntimeError(
@@ -78,11 +78,11 @@ def clip_grads_with_norm_(parameters, max_norm: float, total_norm: Tensor, forea
     grads = _grads(parameters)
     if not grads:
         return
-    xp = backend.get_array_module(total_norm.data)
-    coef = xp.minimum(float(max_norm) / (total_norm.data + 1e-6), 1.0)
+    xp = backend.get_array_module(total_norm._array)
+    coef = xp.minimum(float(max_norm) / (total_norm._array + 1e-6), 1.0)
     with no_grad():
         for g in grads:
-            g.data *= coef.astype(g.data.dtype) if g.data.dtype != coef.dtype else coef
+            g._array *= coef.astype(g._array.dtype) if g._array.dtype != coef.dtype else coef
             g._bump_version()
 
 
@@ -116,6 +116,6 @@ def clip_grad_value_(parameters, clip_value: float, foreach=None) -> None:
     clip_value = float(clip_value)
     with no_grad():
         for g in _grads(parameters):
-            xp = backend.get_array_module(g.data)
-            xp.clip(g.data, -clip_value, clip_value, out=g.data)
+            xp = backend.get_array_module(g._array)
+            xp.clip(g._array, -clip_value, clip_value, out=g._array)
             g._bump_version()

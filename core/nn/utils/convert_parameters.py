@@ -43,6 +43,8 @@ def vector_to_parameters(vec: Tensor, parameters) -> None:
                 f"({vec.device} and {p.device})"
             )
         n = p.numel()
-        p.data = vec.data[pointer : pointer + n].reshape(p.shape).astype(p.data.dtype, copy=False)
+        p._array = (
+            vec._array[pointer : pointer + n].reshape(p.shape).astype(p._array.dtype, copy=False)
+        )
         p._bump_version()
         pointer += n

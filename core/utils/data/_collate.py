@@ -41,13 +41,13 @@ def collate_tensor_fn(batch, *, collate_fn_map=None) -> Tensor:
                 f"stack expects all tensors on one device, but got {first.device} at entry 0 "
                 f"and {t.device} at entry {i}"
             )
-    xp = backend.get_array_module(first.data)
-    dt = first.data.dtype
-    if any(t.data.dtype != dt for t in batch):
+    xp = backend.get_array_module(first._array)
+    dt = first._array.dtype
+    if any(t._array.dtype != dt for t in batch):
         result = dtypes.result_type(*batch).np
-        return _wrap(xp.stack([t.data.astype(result, copy=False) for t in batch]))
+        return _wrap(xp.stack([t._array.astype(result, copy=False) for t in batch]))
     with backend.device_context(first.device):
-        return _wrap(xp.stack([t.data for t in batch]))
+        return _wrap(xp.stack([t._array for t in batch]))
 
 
 def collate_numpy_array_fn(batch, *, collate_fn_map=None) -> Tensor:

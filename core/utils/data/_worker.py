@@ -124,7 +124,7 @@ class _Shipped:
 def to_shippable(data):
     """Replace the tensors inside ``data`` by NumPy arrays marked to become tensors again."""
     if isinstance(data, Tensor):
-        return _Shipped(backend.move_array(data.data, backend.CPU))
+        return _Shipped(backend.move_array(data._array, backend.CPU))
     if isinstance(data, list | tuple | dict) and _has_tensor(data):
         return _map(data, to_shippable)
     return data

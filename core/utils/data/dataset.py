@@ -90,8 +90,8 @@ class TensorDataset(Dataset):
             return NotImplemented
         out = []
         for t in self.tensors:
-            xp = backend.get_array_module(t.data)
-            out.append(Tensor._make(t.data[idx if xp is np else xp.asarray(idx)], False, None, 0))
+            xp = backend.get_array_module(t._array)
+            out.append(Tensor._make(t._array[idx if xp is np else xp.asarray(idx)], False, None, 0))
         return out
 
 
@@ -108,7 +108,7 @@ def index_array(indices) -> np.ndarray | None:
 def _index(t: Tensor, index):
     if t.requires_grad:
         return t[index]  # keep the graph, as PyTorch does
-    return Tensor._make(t.data[index], False, None, 0)
+    return Tensor._make(t._array[index], False, None, 0)
 
 
 class StackDataset(Dataset):

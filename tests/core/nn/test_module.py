@@ -132,7 +132,7 @@ def test_load_state_dict_strict_false_reports_keys_and_assign():
     assert res.missing_keys == ["bias"] and res.unexpected_keys == ["zzz"]
     new_w = ember.full((2, 2), 3.0)
     m.load_state_dict({"weight": new_w, "bias": ember.zeros(2)}, assign=True)
-    assert isinstance(m.weight, nn.Parameter) and m.weight.data is new_w.data
+    assert isinstance(m.weight, nn.Parameter) and m.weight._array is new_w._array
     assert m.weight.requires_grad
 
 
@@ -141,7 +141,7 @@ def test_state_dict_excludes_non_persistent_and_detaches():
     sd = m.state_dict()
     assert "cache" not in sd and "scale" in sd
     assert not sd["fc.weight"].requires_grad
-    assert sd["fc.weight"].data is m.fc.weight.data
+    assert sd["fc.weight"]._array is m.fc.weight._array
     assert m.state_dict(keep_vars=True)["fc.weight"] is m.fc.weight
     assert list(m.state_dict(prefix="blk.")) == ["blk.scale", "blk.fc.weight", "blk.fc.bias"]
 
@@ -187,14 +187,14 @@ def test_parameters_shared_are_deduplicated():
 def test_parameter_and_buffer_basics():
     t = ember.randn(2, 3)
     p = nn.Parameter(t)
-    assert isinstance(p, ember.Tensor) and p.requires_grad and p.data is t.data
+    assert isinstance(p, ember.Tensor) and p.requires_grad and p._array is t._array
     assert repr(p).startswith("Parameter containing:\ntensor(")
     assert not nn.Parameter(t, requires_grad=False).requires_grad
     assert nn.Parameter().shape == (0,)
     b = nn.Buffer(t, persistent=False)
     assert isinstance(b, ember.Tensor) and not b.persistent and not b.requires_grad
     q = copy.deepcopy(p)
-    assert isinstance(q, nn.Parameter) and q.data is not p.data and q.requires_grad
+    assert isinstance(q, nn.Parameter) and q._array is not p._array and q.requires_grad
     r = pickle.loads(pickle.dumps(p))
     assert isinstance(r, nn.Parameter)
     np.testing.assert_array_equal(r.detach().numpy(), p.detach().numpy())

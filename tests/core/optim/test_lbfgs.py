@@ -52,8 +52,8 @@ def test_matches_torch(kwargs, dtype):
     for _ in range(4):
         e_loss, t_loss = e_opt.step(e_close), t_opt.step(t_close)
         np.testing.assert_allclose(float(e_loss.item()), float(t_loss.item()), **tol)
-        np.testing.assert_allclose(ex.data, tx.detach().numpy(), **tol)
-        np.testing.assert_allclose(ey.data, ty.detach().numpy(), **tol)
+        np.testing.assert_allclose(ex._array, tx.detach().numpy(), **tol)
+        np.testing.assert_allclose(ey._array, ty.detach().numpy(), **tol)
     e_state, t_state = e_opt.state[ex], t_opt.state[tx]
     assert e_state["func_evals"] == t_state["func_evals"]
     assert e_state["n_iter"] == t_state["n_iter"]
@@ -69,13 +69,13 @@ def test_state_dict_round_trip_and_errors():
     opt_b = optim.LBFGS(b, max_iter=4, line_search_fn="strong_wolfe")
     opt_a.step(_closure(ember, opt_a, *a))
     opt_b.step(_closure(ember, opt_b, *b))
-    resumed = [ember.tensor(p.data, requires_grad=True) for p in b]
+    resumed = [ember.tensor(p._array, requires_grad=True) for p in b]
     opt_c = optim.LBFGS(resumed, max_iter=4, line_search_fn="strong_wolfe")
     opt_c.load_state_dict(opt_b.state_dict())
     opt_a.step(_closure(ember, opt_a, *a))
     opt_c.step(_closure(ember, opt_c, *resumed))
     for p, q in zip(a, resumed):
-        np.testing.assert_array_equal(p.data, q.data)
+        np.testing.assert_array_equal(p._array, q._array)
 
     w = ember.tensor([1.0], requires_grad=True)
     v = ember.tensor([1.0], requires_grad=True)

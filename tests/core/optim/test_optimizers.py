@@ -90,7 +90,7 @@ def _set_grads(e_params, t_params, rng, skip=None):
         if i == skip:
             e.grad, t.grad = None, None
             continue
-        g = rng.standard_normal(tuple(e.shape)).astype(e.data.dtype)
+        g = rng.standard_normal(tuple(e.shape)).astype(e._array.dtype)
         e.grad = ember.tensor(g)
         t.grad = torch.tensor(g) if isinstance(t, torch.Tensor) else ember.tensor(g)
 
@@ -105,7 +105,7 @@ def _run(e_opt, t_opt, e_params, t_params, steps, seed=1):
 
 def _assert_params_close(e_params, t_params, dtype):
     for e, t in zip(e_params, t_params):
-        np.testing.assert_allclose(e.data, t.detach().numpy(), **TOL[dtype])
+        np.testing.assert_allclose(e._array, t.detach().numpy(), **TOL[dtype])
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
@@ -123,7 +123,7 @@ def test_matches_torch_100_steps(name, kwargs, dtype):
         assert e_sd["state"][i].keys() == t_state.keys()
         for key, t_val in t_state.items():
             np.testing.assert_allclose(
-                np.asarray(e_sd["state"][i][key].data), t_val.numpy(), rtol=1e-4, atol=1e-5
+                np.asarray(e_sd["state"][i][key]._array), t_val.numpy(), rtol=1e-4, atol=1e-5
             )
     for e_group, t_group in zip(e_sd["param_groups"], t_sd["param_groups"]):
         assert e_group.keys() <= t_group.keys()
@@ -176,8 +176,8 @@ def test_state_dict_round_trip_continues_exactly(name, kwargs):
         opt_straight.step()
         opt_first.step()
     saved = opt_first.state_dict()
-    snapshot = {i: {k: v.data.copy() for k, v in st.items()} for i, st in saved["state"].items()}
-    resumed = [ember.tensor(p.data, requires_grad=True) for p in first]
+    snapshot = {i: {k: v._array.copy() for k, v in st.items()} for i, st in saved["state"].items()}
+    resumed = [ember.tensor(p._array, requires_grad=True) for p in first]
     opt_resumed = cls(resumed, lr=123.0)  # the loaded groups bring back the options
     opt_resumed.load_state_dict(saved)
     assert opt_resumed.param_groups[0]["lr"] == kwargs["lr"]
@@ -187,11 +187,11 @@ def test_state_dict_round_trip_continues_exactly(name, kwargs):
         opt_straight.step()
         opt_resumed.step()
     for a, b in zip(straight, resumed):
-        np.testing.assert_array_equal(a.data, b.data)
+        np.testing.assert_array_equal(a._array, b._array)
     # loading copied the state: the saved optimizer's state did not move on
     for i, st in opt_first.state_dict()["state"].items():
         for k, v in st.items():
-            np.testing.assert_array_equal(v.data, snapshot[i][k])
+            np.testing.assert_array_equal(v._array, snapshot[i][k])
 
 
 def test_state_dict_format_and_torch_state_loads():
@@ -203,7 +203,7 @@ def test_state_dict_format_and_torch_state_loads():
     assert sd["param_groups"][0]["params"] == [0, 1, 2]
     assert isinstance(sd["state"][0]["step"], ember.Tensor)
     assert sd["state"][0]["step"].dtype == ember.float32
-    assert float(sd["state"][0]["step"].data) == float(t_opt.state_dict()["state"][0]["step"])
+    assert float(sd["state"][0]["step"]._array) == float(t_opt.state_dict()["state"][0]["step"])
     # a torch state dict converted to ember tensors loads and continues like torch
     t_sd = t_opt.state_dict()
     converted = {
@@ -232,14 +232,14 @@ def test_step_saved_as_a_number_still_loads():
     sd = opt_b.state_dict()
     for state in sd["state"].values():
         state["step"] = float(state["step"].item())
-    resumed = [ember.tensor(p.data, requires_grad=True) for p in b]
+    resumed = [ember.tensor(p._array, requires_grad=True) for p in b]
     opt_c = optim.Adam(resumed, lr=0.01)
     opt_c.load_state_dict(sd)
     _set_grads(a, resumed, rng)
     opt_a.step()
     opt_c.step()
     for x, y in zip(a, resumed):
-        np.testing.assert_array_equal(x.data, y.data)
+        np.testing.assert_array_equal(x._array, y._array)
     assert isinstance(opt_c.state[resumed[0]]["step"], ember.Tensor)
 
 
@@ -255,7 +255,7 @@ def test_load_state_dict_casts_state_to_param_dtype():
     for p in dst:
         buf = opt32.state[p]["momentum_buffer"]
         assert buf.dtype == ember.float32
-        np.testing.assert_array_equal(buf.data, np.ones(tuple(p.shape), np.float32))
+        np.testing.assert_array_equal(buf._array, np.ones(tuple(p.shape), np.float32))
 
 
 def test_load_state_dict_validation_errors():
@@ -355,11 +355,11 @@ def test_zero_grad_set_to_none_semantics():
     grad = w.grad
     opt.zero_grad(set_to_none=False)
     assert w.grad is grad
-    np.testing.assert_array_equal(w.grad.data, [0.0, 0.0])
+    np.testing.assert_array_equal(w.grad._array, [0.0, 0.0])
     opt.zero_grad()
     assert w.grad is None
     opt.step()  # params without a gradient are skipped
-    np.testing.assert_array_equal(w.data, [1.0, 2.0])
+    np.testing.assert_array_equal(w._array, [1.0, 2.0])
     assert not opt.state
 
 
@@ -394,7 +394,7 @@ def test_closure_runs_with_grad_and_returns_loss():
         loss = opt.step(closure)
         tloss = topt.step(tclosure)
         assert float(loss.item()) == pytest.approx(float(tloss.item()))
-    np.testing.assert_allclose(w.data, tw.detach().numpy(), rtol=1e-6)
+    np.testing.assert_allclose(w._array, tw.detach().numpy(), rtol=1e-6)
 
 
 def test_user_subclass_steps_without_grad_and_closure_with_grad():
@@ -407,7 +407,7 @@ def test_user_subclass_steps_without_grad_and_closure_with_grad():
             seen.append(("step", ember.is_grad_enabled()))
             for group in self.param_groups:
                 for p in group["params"]:
-                    p.data -= group["lr"] * np.sign(p.grad.data)
+                    p._array -= group["lr"] * np.sign(p.grad._array)
             return loss
 
     seen = []
@@ -422,7 +422,7 @@ def test_user_subclass_steps_without_grad_and_closure_with_grad():
 
     opt.step(closure)
     assert seen == [("closure", True), ("step", False)]
-    np.testing.assert_array_equal(w.data, [0.5, -1.5])
+    np.testing.assert_array_equal(w._array, [0.5, -1.5])
     with pytest.raises(NotImplementedError):
         optim.Optimizer([w], {}).step()
 
@@ -508,7 +508,7 @@ def test_cuda_matches_cpu(name, kwargs):
         opt_gpu.step()
     for c, g in zip(cpu, gpu):
         assert g.device.type == "cuda"
-        np.testing.assert_allclose(g.data.get(), c.data, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(g._array.get(), c._array, rtol=1e-5, atol=1e-6)
     sd = opt_gpu.state_dict()
     for state in sd["state"].values():
         for key, value in state.items():
