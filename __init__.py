@@ -7,6 +7,7 @@ distributed/ (process groups, DDP) and launch/ (ember-launch).
 import importlib as _importlib
 import importlib.util as _importlib_util
 import sys as _sys
+import warnings as _warnings
 
 
 class _AliasFinder:
@@ -16,6 +17,9 @@ class _AliasFinder:
     ALIASES = {  # longest first: a path takes the first alias it starts with
         "ember.utils.data.distributed": "ember.distributed.sampler",
         "ember.nn.parallel": "ember.distributed.parallel",
+        "ember.multiprocessing": "ember.core.multiprocessing",
+        "ember.accelerator": "ember.core.accelerator",
+        "ember.cuda.amp": "ember.core.cuda_amp",
         "ember.autograd": "ember.core.autograd_api",
         "ember.backends": "ember.core.backends",
         "ember.optim": "ember.core.optim",
@@ -47,12 +51,29 @@ class _AliasFinder:
 if not [f for f in _sys.meta_path if isinstance(f, _AliasFinder)]:
     _sys.meta_path.insert(0, _AliasFinder())
 
+from .launch.env import export_torchrun_environment as _export_torchrun_environment
+
+# under a plain `mpirun python train.py`, scripts that read torchrun's RANK, LOCAL_RANK and
+# WORLD_SIZE find them (ember-launch sets them before the script starts)
+_export_torchrun_environment()
+
+# NumPy's floating-point warnings from inside ember's ops (log of 0, overflow in exp): PyTorch
+# computes the same inf/nan silently. Only ember's modules are affected, at no cost per op.
+_warnings.filterwarnings(
+    "ignore",
+    message=r"(divide by zero|overflow|invalid value|underflow) encountered",
+    category=RuntimeWarning,
+    module=r"ember\.",
+)
+
 from . import distributed
-from .core import amp, backends, cuda, nn, optim, serialization, utils
+from .core import accelerator, amp, backends, cuda, multiprocessing, nn, optim, serialization, utils
 from .core import autograd_api as autograd
+from .core import cuda_amp as _cuda_amp
 from .core.amp import autocast
 from .core.autograd import enable_grad, inference_mode, is_grad_enabled, no_grad, set_grad_enabled
 from .core.backend import device
+from .core.backends import get_float32_matmul_precision, set_float32_matmul_precision
 from .core.creation import (
     arange,
     as_tensor,
@@ -97,6 +118,19 @@ from .core.dtypes import (
 )
 from .core.dtypes import (
     bool_ as bool,
+)
+from .core.eager import compile
+from .core.legacy_tensors import (
+    BFloat16Tensor,
+    BoolTensor,
+    ByteTensor,
+    CharTensor,
+    DoubleTensor,
+    FloatTensor,
+    HalfTensor,
+    IntTensor,
+    LongTensor,
+    ShortTensor,
 )
 from .core.ops.activation import relu
 from .core.ops.elementwise import (
@@ -247,6 +281,12 @@ from .core.ops.scatter import (
 from .core.random import Generator, get_rng_state, initial_seed, manual_seed, seed, set_rng_state
 from .core.serialization import load, save
 from .core.tensor import Size, Tensor
+from .core.threads import (
+    get_num_interop_threads,
+    get_num_threads,
+    set_num_interop_threads,
+    set_num_threads,
+)
 from .distributed import sync_batchnorm as _sync_batchnorm  # for nn.SyncBatchNorm
 
 half, float, double = float16, float32, float64
@@ -257,5 +297,7 @@ __version__ = "0.1.0"
 
 # torch-style attribute paths: ember.nn.parallel, ember.utils.data.distributed
 nn.parallel = distributed.parallel
+cuda.amp = _cuda_amp
+cuda.__path__ = []  # a package to the import system, so `import ember.cuda.amp` resolves
 nn.SyncBatchNorm = _sync_batchnorm.SyncBatchNorm
 utils.data.distributed = distributed.sampler

@@ -10,10 +10,11 @@ to float32. Outside any region the ops pay one truthiness test of ``_state``.
 from __future__ import annotations
 
 import functools
+import warnings
 
 import numpy as np
 
-from . import dtypes
+from . import backend, dtypes
 from .autograd import no_grad
 from .backend import array_module_for, device_context, device_of, get_array_module
 from .tensor import Tensor
@@ -184,6 +185,12 @@ class GradScaler:
         if growth_interval <= 0:
             raise ValueError(f"growth_interval must be a positive integer, got {growth_interval}")
         self.device = device
+        if enabled and device == "cuda" and not backend.is_cuda_available():
+            warnings.warn(
+                "ember.amp.GradScaler is enabled, but CUDA is not available.  Disabling.",
+                stacklevel=2,
+            )
+            enabled = False
         self._enabled = enabled
         self._scale = float(init_scale)
         self._growth_factor = growth_factor

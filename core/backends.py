@@ -110,8 +110,16 @@ def set_float32_matmul_precision(precision: str) -> None:
         raise RuntimeError(
             f"Invalid precision {precision!r}: expected one of {', '.join(_PRECISIONS)}"
         )
+    global _precision
+    _precision = precision
     cuda.matmul.allow_tf32 = precision != "highest"
 
 
 def get_float32_matmul_precision() -> str:
-    return "high" if cuda.matmul.allow_tf32 else "highest"
+    """The last precision set (``"highest"`` once ``allow_tf32`` was turned off)."""
+    if not cuda.matmul.allow_tf32:
+        return "highest"
+    return _precision if _precision != "highest" else "high"
+
+
+_precision = "highest"

@@ -6,7 +6,7 @@ Everything here answers sensibly on a machine without CuPy or a GPU
 
 from __future__ import annotations
 
-from . import backend
+from . import backend, dtypes
 from .random import default_generator
 
 
@@ -85,12 +85,36 @@ def empty_cache() -> None:
 
 
 def manual_seed(seed: int) -> None:
-    default_generator("cuda").manual_seed(seed)
+    """Seed the current GPU's generator; silently nothing without CUDA, as in PyTorch."""
+    if is_available():
+        default_generator("cuda").manual_seed(seed)
 
 
 def manual_seed_all(seed: int) -> None:
-    for i in range(device_count()):
-        default_generator(f"cuda:{i}").manual_seed(seed)
+    """Seed every GPU's generator; silently nothing without CUDA, as in PyTorch."""
+    if is_available():
+        for i in range(device_count()):
+            default_generator(f"cuda:{i}").manual_seed(seed)
+
+
+def is_bf16_supported(including_emulation: bool = True) -> bool:
+    """Whether the current GPU computes in bfloat16 natively (compute capability 8.0 or
+    newer, with a CuPy that has bfloat16 arrays); False without CUDA."""
+    if not is_available():
+        return False
+    cupy = backend.cupy_or_none()
+    if not _cupy_has_bfloat16(cupy):
+        return False
+    major = int(cupy.cuda.Device().compute_capability[:-1] or 0)
+    return major >= 8 or including_emulation
+
+
+def _cupy_has_bfloat16(cupy) -> bool:
+    try:
+        cupy.zeros(1, dtype=dtypes.bfloat16.np)
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 class Stream:

@@ -6,7 +6,16 @@ import numpy as np
 
 from . import backend
 
-_DEFAULT_SEED = 67280421310721  # PyTorch's default, so unseeded runs are repeatable too
+_DEFAULT_SEED = 67280421310721  # PyTorch's seed for a new Generator()
+
+
+def _entropy_seed() -> int:
+    return int(np.random.SeedSequence().entropy % (2**63))
+
+
+# PyTorch seeds its default generators from entropy: unseeded runs differ, manual_seed
+# makes them repeatable. Default generators created later (a GPU's) take the same seed.
+_default_seed = _entropy_seed()
 
 
 class Generator:
@@ -45,7 +54,7 @@ class Generator:
         return self
 
     def seed(self) -> int:
-        s = int(np.random.SeedSequence().entropy % (2**63))
+        s = _entropy_seed()
         self.manual_seed(s)
         return s
 
@@ -73,11 +82,14 @@ def default_generator(device=None) -> Generator:
     gen = _default_generators.get(dev)
     if gen is None:
         gen = _default_generators[dev] = Generator(dev)
+        gen._seed = _default_seed
     return gen
 
 
 def manual_seed(seed: int) -> Generator:
     r"""Seed every device's default generator; returns the CPU one."""
+    global _default_seed
+    _default_seed = int(seed)
     for gen in _default_generators.values():
         gen.manual_seed(seed)
     return default_generator("cpu").manual_seed(seed)

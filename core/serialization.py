@@ -21,7 +21,13 @@ import tempfile
 import ml_dtypes
 import numpy as np
 
-from . import backend, dtypes
+from . import allowlist, backend, dtypes
+from .allowlist import (  # noqa: F401  (torch.serialization's names)
+    add_safe_globals,
+    clear_safe_globals,
+    get_safe_globals,
+    safe_globals,
+)
 from .tensor import Tensor
 
 _TO_ST = {
@@ -73,8 +79,11 @@ def load(f, map_location=None, weights_only: bool = True):
         map_location: where tensors go - ``None`` (where they were saved), ``'cpu'``,
             ``'cuda[:n]'``, an ``ember.device``, a dict mapping saved locations to new
             ones, or a callable ``fn(tensor, location)`` returning a tensor (or None).
-        weights_only: accepted for PyTorch compatibility; the format holds data only and
-            never runs code, so loading is always restricted to data.
+        weights_only: accepted for PyTorch compatibility. The format holds data only and
+            loading never runs code from the file; a whole module saved with
+            ``ember.save(model, f)`` is rebuilt either way, by calling the constructor of
+            its class if ember defines it or it was allowed with :func:`add_safe_globals`
+            (see core/allowlist.py).
 
     Example::
 
@@ -140,8 +149,20 @@ class _Encoder:
 
     def __init__(self):
         self.arrays: dict[str, np.ndarray] = {}
+        self.shared: dict[int, int] = {}  # id of a module or parameter -> its node id
+        self.keep_alive: list = []
 
     def encode(self, obj, path):
+        if isinstance(obj, _shared_types()):
+            if id(obj) in self.shared:
+                return {"ref": self.shared[id(obj)]}
+            self.shared[id(obj)] = len(self.shared)
+            self.keep_alive.append(obj)
+            if isinstance(obj, Tensor):
+                node = {**self._tensor(obj, path), "parameter": True}
+            else:
+                node = allowlist.encode_module(self, obj, path)
+            return {**node, "id": self.shared[id(obj)]}
         if isinstance(obj, np.generic) and obj.dtype in _TO_ST:
             value = float(obj) if obj.dtype == _BF16 else obj.item()
             return {"S": obj.dtype.name, "v": self.encode(value, path)}
@@ -152,12 +173,7 @@ class _Encoder:
         if isinstance(obj, float):
             return float(obj) if math.isfinite(obj) else {"float": repr(float(obj))}
         if isinstance(obj, Tensor):
-            node = {"T": self._add(path, _host_array(obj._array))}
-            if obj.device.type != "cpu":
-                node["device"] = str(obj.device)
-            if obj.requires_grad:
-                node["requires_grad"] = True
-            return node
+            return self._tensor(obj, path)
         if isinstance(obj, np.ndarray):
             if obj.dtype not in _TO_ST:
                 raise TypeError(
@@ -178,11 +194,23 @@ class _Encoder:
             return {"dtype": obj.name}
         if isinstance(obj, backend.device):
             return {"device": str(obj)}
+        node = allowlist.encode_dataclass(self, obj, path) or allowlist.encode_global(obj)
+        if node is not None:
+            return node
         raise TypeError(
             f"ember.save: cannot save an object of type {type(obj).__name__} at "
-            f"{_path_str(path)}; supported are tensors, NumPy arrays and scalars, Python "
-            "numbers, strings, bools, None, dtypes, devices, and dicts/lists/tuples of them"
+            f"{_path_str(path)}; supported are tensors, modules, NumPy arrays and scalars, "
+            "Python numbers, strings, bools, None, dtypes, devices, dataclasses, classes and "
+            "functions by name, and dicts/lists/tuples of them"
         )
+
+    def _tensor(self, t, path) -> dict:
+        node = {"T": self._add(path, _host_array(t._array))}
+        if t.device.type != "cpu":
+            node["device"] = str(t.device)
+        if t.requires_grad:
+            node["requires_grad"] = True
+        return node
 
     def _key(self, key, path):
         if isinstance(key, Tensor | np.ndarray):
@@ -203,10 +231,21 @@ class _Encoder:
 class _Decoder:
     def __init__(self, arrays, map_location, name):
         self.arrays, self.map_location, self.name = arrays, map_location, name
+        self.shared: dict[int, object] = {}
 
     def decode(self, node):
         if node is None or isinstance(node, bool | int | float | str):
             return node
+        if isinstance(node, dict) and "ref" in node:
+            try:
+                return self.shared[node["ref"]]
+            except (KeyError, TypeError):
+                raise RuntimeError(
+                    f"{self.name}: ember metadata refers to a missing object"
+                ) from None
+        if isinstance(node, dict) and "id" in node:
+            self.shared[node["id"]] = obj = self._decode_shared(node)
+            return obj
         if isinstance(node, dict) and len(node) >= 1:
             if "T" in node:
                 return _place(
@@ -234,7 +273,19 @@ class _Decoder:
                 return dtypes.to_dtype(node["dtype"])
             if "device" in node:
                 return backend.device(node["device"])
+            if "global" in node:
+                return allowlist.resolve(node["global"], "class or function", self.name)
+            if "dataclass" in node:
+                return allowlist.decode_dataclass(self, node)
         raise RuntimeError(f"{self.name}: ember metadata holds an unknown node {str(node)[:80]!r}")
+
+    def _decode_shared(self, node):
+        if "module" in node:
+            return allowlist.decode_module(self, node)
+        from .nn.parameter import Parameter
+
+        t = self.decode({k: v for k, v in node.items() if k not in ("id", "parameter")})
+        return Parameter(t, requires_grad=t.requires_grad)
 
     def _array(self, key):
         try:
@@ -282,6 +333,20 @@ def _place(array: np.ndarray, saved_location: str, requires_grad: bool, map_loca
 
 
 # -- the safetensors container --------------------------------------------------------------
+
+
+_SHARED_TYPES: tuple = ()
+
+
+def _shared_types() -> tuple:
+    """Module and Parameter (imported on first use: nn imports this module)."""
+    global _SHARED_TYPES
+    if not _SHARED_TYPES:
+        from .nn.module import Module
+        from .nn.parameter import Parameter
+
+        _SHARED_TYPES = (Module, Parameter)
+    return _SHARED_TYPES
 
 
 def _host_array(data) -> np.ndarray:

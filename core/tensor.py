@@ -176,6 +176,16 @@ class Tensor:
             extras.append("requires_grad=True")
         return "tensor(" + ", ".join([body, *extras]) + ")"
 
+    def __format__(self, format_spec: str) -> str:
+        # as PyTorch: a 0-d tensor formats as its Python number (f"{loss:.4f}"); anything
+        # else only with an empty spec, as its str
+        if self._array.ndim == 0 and type(self) is Tensor:
+            value = self._array.item()
+            if isinstance(value, np.generic):  # bfloat16 has no Python counterpart
+                value = float(value)
+            return format(value, format_spec)
+        return object.__format__(self, format_spec)
+
     # -- conversion -------------------------------------------------------------------
     def item(self):
         if self._array.size != 1:

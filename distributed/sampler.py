@@ -141,6 +141,9 @@ class DistributedSampler(Sampler):
     def set_epoch(self, epoch: int) -> None:
         """Reshuffle for ``epoch`` (the same order on every rank)."""
         self.epoch = epoch
+        # set_epoch means the script manages epochs: iterating its epoch again after a
+        # peek at one batch (set_epoch(0) after next(iter(loader))) is what it asked for
+        self._iterated_epoch = None
 
     def valid_count(self) -> int:
         """How many of this rank's samples are real (the first ones of its shard); the

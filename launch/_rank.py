@@ -8,6 +8,9 @@ It reads the rank's place on its host from the MPI launcher's environment, then
   lists); ranks share GPUs round-robin when a host has fewer GPUs than ranks;
 - divides the host's cores between its ranks: ``OMP_NUM_THREADS``, ``OPENBLAS_NUM_THREADS``
   and ``MKL_NUM_THREADS`` = max(1, cores // local world size), unless any of them is set;
+- sets torchrun's variables (``RANK``, ``LOCAL_RANK``, ``WORLD_SIZE``, ``LOCAL_WORLD_SIZE``,
+  ``GROUP_RANK``, ``TORCHELASTIC_RESTART_COUNT``, ...; see env.torchrun_environment), so a
+  script that decides from them whether it is distributed sees the job it is in;
 - makes output unbuffered (``PYTHONUNBUFFERED=1`` unless set), so nothing printed before an
   MPI abort is lost;
 
@@ -53,7 +56,8 @@ def visible_gpus(environ) -> list[str]:
 
 
 def rank_environment(environ, local_rank: int, local_world_size: int, cores: int) -> dict:
-    """The variables to set for a rank at `local_rank` of `local_world_size` on its host."""
+    """The device, thread and output variables to set for a rank at `local_rank` of
+    `local_world_size` on its host."""
     updates = {}
     devices = visible_gpus(environ)
     if devices:
@@ -76,7 +80,8 @@ def _cores() -> int:
 def main(argv: list[str]) -> None:
     if not argv:
         sys.exit("usage: _rank.py (script | -m module) [args...]")
-    info = _load_env_module().detect()
+    env = _load_env_module()
+    info = env.detect()
     gpus = visible_gpus(os.environ)
     if info.local_rank == 0 and 0 < len(gpus) < info.local_world_size:
         print(
@@ -88,6 +93,7 @@ def main(argv: list[str]) -> None:
     os.environ.update(
         rank_environment(os.environ, info.local_rank, info.local_world_size, _cores())
     )
+    os.environ.update(env.torchrun_environment(info, os.environ))
     os.execv(sys.executable, [sys.executable, *argv])
 
 

@@ -38,11 +38,19 @@ import subprocess
 import sys
 
 from . import preflight
+from .env import MAX_RESTARTS_VAR, NODE_SLOTS_VAR
 from .supervise import RESTART_VAR, supervise
 
 HYDRA, OPENMPI = "hydra", "openmpi"
 DEFAULT_FORWARD_PREFIXES = ("EMBER_", "OMP_", "NCCL_")
 BOOTSTRAP = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_rank.py")
+
+
+def default_mpiexec() -> str:
+    """The mpiexec of this Python's own environment (so ``/path/to/venv/bin/ember-launch``
+    works without activating the venv), else the one on PATH."""
+    beside = os.path.join(os.path.dirname(sys.executable), "mpiexec")
+    return beside if os.access(beside, os.X_OK) else "mpiexec"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -68,7 +76,23 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="VAR[=VALUE]",
         help="forward VAR (repeatable); EMBER_*, OMP_* and NCCL_* are forwarded by default",
     )
-    p.add_argument("--mpiexec", default="mpiexec", help="the mpiexec to run (default: on PATH)")
+    p.add_argument(
+        "--mpiexec",
+        default=default_mpiexec(),
+        help="the mpiexec to run (default: the one beside this Python, as the mpich wheel "
+        "installs it, else the one on PATH)",
+    )
+    p.add_argument(
+        "--master-addr",
+        default=None,
+        help="MASTER_ADDR given to the ranks (default: $MASTER_ADDR, else the first host)",
+    )
+    p.add_argument(
+        "--master-port",
+        type=int,
+        default=None,
+        help="MASTER_PORT given to the ranks (default: $MASTER_PORT, else 29500)",
+    )
     p.add_argument(
         "--flavour",
         choices=(HYDRA, OPENMPI),
@@ -245,6 +269,7 @@ def build_command(args: argparse.Namespace, flavour: str, environ=None) -> list[
     hosts = job_hosts(args)
     cmd = [args.mpiexec]
     if hosts is None:
+        counts = [per_host]
         total = per_host
         cmd += ["-n", str(total)]
         if flavour == OPENMPI:
@@ -267,11 +292,23 @@ def build_command(args: argparse.Namespace, flavour: str, environ=None) -> list[
             cmd += ["--map-by", "slot"]  # fill each host's slots in order
     if args.tag_output:
         cmd += ["-prepend-rank"] if flavour == HYDRA else ["--tag-output"]
-    for name, value in forwarded_env(args.env, env):
+    for name, value in forwarded_env(args.env, env) + torchrun_pairs(args, hosts, counts, env):
         cmd += ["-genv", name, value] if flavour == HYDRA else ["-x", f"{name}={value}"]
     cmd += shlex.split(args.mpi_args)
     cmd += [sys.executable, BOOTSTRAP, *args.program]
     return cmd
+
+
+def torchrun_pairs(args, hosts, counts: list[int], environ) -> list[tuple[str, str]]:
+    """What every rank needs to derive torchrun's variables (launch/env.py does it per rank):
+    the ranks on each host in order, the restart limit, MASTER_ADDR and MASTER_PORT."""
+    first = "127.0.0.1" if hosts is None or _is_local(hosts[0][0]) else hosts[0][0]
+    return [
+        (NODE_SLOTS_VAR, ",".join(map(str, counts))),
+        (MAX_RESTARTS_VAR, str(args.restarts)),
+        ("MASTER_ADDR", args.master_addr or environ.get("MASTER_ADDR") or first),
+        ("MASTER_PORT", str(args.master_port or environ.get("MASTER_PORT") or 29500)),
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:

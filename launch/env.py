@@ -158,3 +158,61 @@ def under_mpi() -> bool:
     with PMIx) started this process, so MPI must be initialised; False for a lone process
     or a torchrun/Slurm job without an MPI process manager."""
     return detect().under_mpi
+
+
+NODE_SLOTS_VAR = "EMBER_NODE_SLOTS"  # ember-launch: ranks on each host, in host order
+MAX_RESTARTS_VAR = "EMBER_MAX_RESTARTS"
+
+
+def group_rank(rank: int, node_slots: str | None) -> int | None:
+    """The index of the host that holds `rank` when ranks fill hosts in order, given
+    ember-launch's per-host rank counts ("2,2"); None when they are not known."""
+    if not node_slots:
+        return None
+    end = 0
+    for host, slots in enumerate(node_slots.split(",")):
+        end += int(slots)
+        if rank < end:
+            return host
+    return None
+
+
+def torchrun_environment(info: LaunchInfo, environ: Mapping[str, str]) -> dict[str, str]:
+    r"""The variables torchrun gives each worker, for a process at `info`'s place.
+
+    ``RANK``, ``LOCAL_RANK``, ``WORLD_SIZE``, ``LOCAL_WORLD_SIZE`` always; ``GROUP_RANK`` and
+    ``GROUP_WORLD_SIZE`` where the hosts' rank counts are known (ember-launch passes them);
+    ``TORCHELASTIC_RESTART_COUNT`` (= ``EMBER_RESTART_COUNT``) and
+    ``TORCHELASTIC_MAX_RESTARTS`` under ember-launch. ``MASTER_ADDR``/``MASTER_PORT`` come from
+    ember-launch's command line, not from here. A lone process gets nothing, so scripts that
+    test ``"RANK" in os.environ`` see a single-process run.
+    """
+    if info.launcher == "none":
+        return {}
+    env = {
+        "RANK": str(info.rank),
+        "LOCAL_RANK": str(info.local_rank),
+        "WORLD_SIZE": str(info.world_size),
+        "LOCAL_WORLD_SIZE": str(info.local_world_size),
+    }
+    slots = environ.get(NODE_SLOTS_VAR)
+    host = group_rank(info.rank, slots)
+    if host is not None:
+        env["GROUP_RANK"] = env["ROLE_RANK"] = str(host)
+        env["GROUP_WORLD_SIZE"] = str(len(slots.split(",")))
+    if "EMBER_RESTART_COUNT" in environ:
+        env["TORCHELASTIC_RESTART_COUNT"] = environ["EMBER_RESTART_COUNT"]
+        env["TORCHELASTIC_MAX_RESTARTS"] = environ.get(MAX_RESTARTS_VAR, "0")
+    return env
+
+
+def export_torchrun_environment(environ=None) -> dict[str, str]:
+    """Set torchrun's variables in `environ` (default ``os.environ``) from the MPI
+    launcher's own, keeping any already set; returns what was added."""
+    env = os.environ if environ is None else environ
+    info = detect(env)
+    if info.launcher == "torchrun":
+        return {}
+    added = {k: v for k, v in torchrun_environment(info, env).items() if k not in env}
+    env.update(added)
+    return added

@@ -1,6 +1,6 @@
 """``ember.nn``: modules and layers, PyTorch's names and semantics."""
 
-from . import functional, init, utils
+from . import functional, init, modules, utils
 from .activation import (
     CELU,
     ELU,

@@ -52,6 +52,12 @@ class Module(_HookMixin):
     training: bool
     _version: int = 1
 
+    def __new__(cls, *args, **kwargs):
+        # what ember.save(model) records to rebuild the module (see core/allowlist.py)
+        self = super().__new__(cls)
+        self.__dict__["_constructor_args"] = (args, kwargs)
+        return self
+
     def __init__(self, *args, **kwargs):
         if args or kwargs:
             raise TypeError(

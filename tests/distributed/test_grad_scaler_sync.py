@@ -69,7 +69,7 @@ def make(zero: bool):
         opt = ZeroRedundancyOptimizer(model.parameters(), optim.SGD, lr=0.1, momentum=0.9)
     else:
         opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
-    return model, opt, ember.amp.GradScaler(init_scale=2.0**10)
+    return model, opt, ember.amp.GradScaler("cpu", init_scale=2.0**10)
 
 
 @mpi

@@ -95,6 +95,18 @@ def test_reused_epoch_warns_once_per_sampler():
     )
 
 
+def test_peeking_at_a_batch_then_calling_set_epoch_does_not_warn():
+    sampler = DistributedSampler(range(8), 2, 0, seed=1)
+    loader = DataLoader(list(range(8)), batch_size=2, sampler=sampler)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        next(iter(loader))  # a script looks at one batch first
+        for epoch in range(3):
+            sampler.set_epoch(epoch)
+            for _ in loader:
+                pass
+
+
 @pytest.mark.parametrize("n, replicas", [(10, 3), (7, 4), (2, 5), (0, 2), (9, 3)])
 @pytest.mark.parametrize("shuffle", [False, True])
 def test_exact_mode_covers_each_sample_once(n, replicas, shuffle):

@@ -31,8 +31,58 @@ def fake_mpiexec(tmp_path, text, name="mpiexec"):
     return str(path)
 
 
-def command(argv, flavour, environ=CLEAN_ENV):
-    return cli.build_command(cli.parse_args(argv), flavour, environ)
+TORCHRUN_VARS = ("EMBER_NODE_SLOTS", "EMBER_MAX_RESTARTS", "MASTER_ADDR", "MASTER_PORT")
+
+
+def command(argv, flavour, environ=CLEAN_ENV, torchrun=False):
+    """The mpiexec command line, with the launcher's torchrun pairs left out unless asked."""
+    args = cli.parse_args(argv)
+    if "--mpiexec" not in argv:
+        args.mpiexec = "mpiexec"
+    cmd = cli.build_command(args, flavour, environ)
+    if torchrun:
+        return cmd
+    flag = "-genv" if flavour == "hydra" else "-x"
+    kept, i = [], 0
+    while i < len(cmd):
+        if cmd[i] == flag and cmd[i + 1].partition("=")[0] in TORCHRUN_VARS:
+            i += 3 if flavour == "hydra" else 2
+            continue
+        kept.append(cmd[i])
+        i += 1
+    return kept
+
+
+def test_torchrun_pairs_describe_the_hosts():
+    cmd = command(
+        ["-H", "node1:3,node2", "-n", "2", "--restarts", "2", "t.py"], "hydra", torchrun=True
+    )
+    genv = dict(tuple(cmd[i + 1 : i + 3]) for i, a in enumerate(cmd) if a == "-genv")
+    assert genv == {
+        "EMBER_NODE_SLOTS": "3,2",
+        "EMBER_MAX_RESTARTS": "2",
+        "MASTER_ADDR": "node1",
+        "MASTER_PORT": "29500",
+    }
+    environ = {**CLEAN_ENV, "MASTER_ADDR": "10.0.0.1", "MASTER_PORT": "4000"}
+    cmd = command(["-n", "2", "t.py"], "openmpi", environ, torchrun=True)
+    xs = [cmd[i + 1] for i, a in enumerate(cmd) if a == "-x"]
+    assert xs[-4:] == [
+        "EMBER_NODE_SLOTS=2",
+        "EMBER_MAX_RESTARTS=0",
+        "MASTER_ADDR=10.0.0.1",
+        "MASTER_PORT=4000",
+    ]
+
+
+def test_default_mpiexec_is_the_one_beside_this_python(tmp_path, monkeypatch):
+    beside = tmp_path / "mpiexec"
+    beside.write_text("#!/bin/sh\n")
+    beside.chmod(0o755)
+    monkeypatch.setattr(cli.sys, "executable", str(tmp_path / "python"))
+    assert cli.default_mpiexec() == str(beside)
+    beside.chmod(0o644)
+    assert cli.default_mpiexec() == "mpiexec"
 
 
 @pytest.mark.parametrize(

@@ -46,7 +46,7 @@ def test_planted_mismatches_name_each_failing_host_and_stop_the_job(monkeypatch,
     rc = cli.main(["--flavour", "hydra", "--mpi-args=-v", "-H", hosts, "train.py"])
     assert rc == 2
     assert probe.asked == [
-        (["good", "oldpy", "oldember", "both", "down"], "hydra", "mpiexec", "-v")
+        (["good", "oldpy", "oldember", "both", "down"], "hydra", cli.default_mpiexec(), "-v")
     ]
     here_py, here_ember = HERE["python"], HERE["ember"]
     assert capsys.readouterr().err.splitlines() == [
