@@ -105,7 +105,7 @@ class LSTMSequence(Function):
             h_prev[start:stop] = hp
             c_prev[start:stop] = cp
             g = gates[start:stop]
-            g += xp.matmul(hp, w_hh.T)
+            g += xp.matmul(w_hh, hp.T).T  # weights on the left: faster for a small batch
             _activate(xp, g, scale, shift)
             i, f, cand, o = (g[:, k * hidden : (k + 1) * hidden] for k in range(4))
             cp *= f  # c_t = f * c_{t-1} + i * g, written over the state
@@ -127,6 +127,7 @@ class LSTMSequence(Function):
         x, w_ih, w_hh, w_hr, act, h_prev, c_prev, tanh_c, unprojected, steps = ctx.saved_tensors
         xp = xp_of(x)
         hidden = w_ih.shape[0] // 4
+        w_hh_t = xp.ascontiguousarray(w_hh.T)
         dh_carry = g_h.astype(x.dtype, copy=True)
         dc_carry = g_c.astype(x.dtype, copy=True)
         d_gates = xp.empty(act.shape, x.dtype)
@@ -160,7 +161,7 @@ class LSTMSequence(Function):
             xp.subtract(1, cand_slope, out=cand_slope)
             dg *= slope
             xp.multiply(dc, f, out=dc_carry[:size])
-            xp.matmul(dg, w_hh, out=dh_carry[:size])
+            dh_carry[:size] = xp.matmul(w_hh_t, dg.T).T
         need = ctx.needs_input_grad
         gx, gw_ih, gw_hh, gb_ih, gb_hh = _weight_grads(
             xp, (need[0], *need[3:7]), d_gates, x, h_prev, w_ih
@@ -201,7 +202,7 @@ class GRUSequence(Function):
             size = stop - start
             hp = h[:size]
             h_prev[start:stop] = hp
-            gh = xp.matmul(hp, w_hh.T)
+            gh = xp.matmul(w_hh, hp.T).T
             if b_hh is not None:
                 gh += b_hh
             g = gates[start:stop]
@@ -225,6 +226,7 @@ class GRUSequence(Function):
         x, w_ih, w_hh, act, h_prev, hidden_n, steps = ctx.saved_tensors
         xp = xp_of(x)
         hidden = w_hh.shape[1]
+        w_hh_t = xp.ascontiguousarray(w_hh.T)
         dh_carry = g_h.astype(x.dtype, copy=True)
         d_input_gates = xp.empty(act.shape, x.dtype)
         d_hidden_gates = xp.empty(act.shape, x.dtype)
@@ -252,7 +254,7 @@ class GRUSequence(Function):
             xp.multiply(dn, r, out=dhg[:, 2 * hidden :])
             carry = dh_carry[:size]
             xp.multiply(dh, z, out=carry)
-            carry += xp.matmul(dhg, w_hh)
+            carry += xp.matmul(w_hh_t, dhg.T).T
         need = ctx.needs_input_grad
         gx = xp.matmul(d_input_gates, w_ih) if need[0] else None
         gw_ih = xp.matmul(d_input_gates.T, x) if need[2] else None
@@ -284,7 +286,7 @@ class RNNSequence(Function):
             hp = h[:size]
             h_prev[start:stop] = hp
             p = pre[start:stop]
-            p += xp.matmul(hp, w_hh.T)
+            p += xp.matmul(w_hh, hp.T).T
             if nonlinearity == "tanh":
                 xp.tanh(p, out=out[start:stop])
             else:
@@ -297,6 +299,7 @@ class RNNSequence(Function):
     def backward(ctx, g_out, g_h):
         x, w_ih, w_hh, out, h_prev, steps, nonlinearity = ctx.saved_tensors
         xp = xp_of(x)
+        w_hh_t = xp.ascontiguousarray(w_hh.T)
         dh_carry = g_h.astype(x.dtype, copy=True)
         d_pre = xp.empty(out.shape, x.dtype)
         for start, stop in reversed(steps):
@@ -308,7 +311,7 @@ class RNNSequence(Function):
                 dp *= 1 - h * h
             else:
                 dp *= h > 0
-            xp.matmul(dp, w_hh, out=dh_carry[:size])
+            dh_carry[:size] = xp.matmul(w_hh_t, dp.T).T
         need = ctx.needs_input_grad
         gx, gw_ih, gw_hh, gb_ih, gb_hh = _weight_grads(
             xp, (need[0], *need[2:6]), d_pre, x, h_prev, w_ih
