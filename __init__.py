@@ -1,7 +1,9 @@
 """ember: a data-parallel deep-learning framework with PyTorch's API.
 
 This file only re-exports; the code lives in core/ (tensors, autograd, nn, optim, data),
-distributed/ (process groups, DDP) and launch/ (ember-launch).
+distributed/ (process groups, DDP) and launch/ (ember-launch). The public names load on
+first use (PEP 562): ``import ember`` alone, and ``ember-launch``, which needs only the
+standard library, start without NumPy.
 """
 
 import importlib as _importlib
@@ -9,10 +11,126 @@ import importlib.util as _importlib_util
 import sys as _sys
 import warnings as _warnings
 
+from .launch.env import export_torchrun_environment as _export_torchrun_environment
+
+# Submodules and where they live; torch-style dotted paths are served by _AliasFinder.
+_SUBMODULES = {
+    "accelerator": "ember.core.accelerator",
+    "amp": "ember.core.amp",
+    "autograd": "ember.core.autograd_api",
+    "backends": "ember.core.backends",
+    "cuda": "ember.core.cuda",
+    "distributed": "ember.distributed",
+    "multiprocessing": "ember.core.multiprocessing",
+    "nn": "ember.core.nn",
+    "optim": "ember.core.optim",
+    "serialization": "ember.core.serialization",
+    "utils": "ember.core.utils",
+}
+
+# The public functions and classes, by the module that defines them.
+_EXPORTS = {
+    "ember.core.amp": """
+        autocast
+    """,
+    "ember.core.autograd": """
+        enable_grad inference_mode is_grad_enabled no_grad set_grad_enabled
+    """,
+    "ember.core.backend": """
+        device
+    """,
+    "ember.core.backends": """
+        get_float32_matmul_precision set_float32_matmul_precision
+    """,
+    "ember.core.creation": """
+        arange as_tensor bernoulli empty empty_like eye from_dlpack from_numpy full
+        full_like linspace multinomial normal ones ones_like rand rand_like randint
+        randint_like randn randn_like randperm tensor zeros zeros_like
+    """,
+    "ember.core.dtypes": """
+        bfloat16 dtype float16 float32 float64 get_default_dtype int8 int16 int32 int64
+        promote_types set_default_dtype uint8
+    """,
+    "ember.core.eager": """
+        compile
+    """,
+    "ember.core.legacy_tensors": """
+        BFloat16Tensor BoolTensor ByteTensor CharTensor DoubleTensor FloatTensor
+        HalfTensor IntTensor LongTensor ShortTensor
+    """,
+    "ember.core.ops.activation": """
+        relu
+    """,
+    "ember.core.ops.elementwise": """
+        abs add allclose bitwise_and bitwise_not bitwise_or bitwise_xor ceil clamp clone
+        cos div eq equal exp expm1 floor floor_divide fmod ge gt isclose isfinite isinf
+        isnan le log log1p log2 log10 logical_and logical_not logical_or logical_xor lt
+        masked_fill maximum minimum mul ne neg pow reciprocal remainder round rsqrt
+        sigmoid sign sin sqrt sub tanh trunc where
+    """,
+    "ember.core.ops.indexing": """
+        argwhere index_put masked_scatter masked_select nonzero select take
+    """,
+    "ember.core.ops.join": """
+        atleast_1d atleast_2d cat chunk concat concatenate hstack split stack
+        tensor_split unbind vstack
+    """,
+    "ember.core.ops.linalg": """
+        addmm baddbmm bmm dot einsum inner matmul mm mv outer tensordot trace
+    """,
+    "ember.core.ops.movement": """
+        broadcast_to diagonal flatten meshgrid movedim narrow permute reshape squeeze
+        swapaxes swapdims t transpose unflatten unsqueeze
+    """,
+    "ember.core.ops.reduce": """
+        all amax amin any argmax argmin count_nonzero logsumexp max mean median min
+        nanmean nansum norm prod std std_mean sum var var_mean
+    """,
+    "ember.core.ops.reorder": """
+        diag flip repeat_interleave roll tile tril triu
+    """,
+    "ember.core.ops.scan": """
+        argsort cumprod cumsum log_softmax softmax sort topk
+    """,
+    "ember.core.ops.scatter": """
+        gather index_add index_copy index_fill index_select scatter scatter_add
+        take_along_dim
+    """,
+    "ember.core.random": """
+        Generator get_rng_state initial_seed manual_seed seed set_rng_state
+    """,
+    "ember.core.serialization": """
+        load save
+    """,
+    "ember.core.tensor": """
+        Size Tensor
+    """,
+    "ember.core.threads": """
+        get_num_interop_threads get_num_threads set_num_interop_threads set_num_threads
+    """,
+}
+
+_ALIASES = {  # PyTorch's second names, and a name Python's keywords keep from its module
+    "bool": "ember.core.dtypes.bool_",
+    "half": "float16",
+    "float": "float32",
+    "double": "float64",
+    "short": "int16",
+    "int": "int32",
+    "long": "int64",
+    "clip": "clamp",
+    "negative": "neg",
+    "multiply": "mul",
+    "divide": "div",
+    "subtract": "sub",
+}
+
 
 class _AliasFinder:
     """Serves torch-style paths (``import ember.nn.functional as F``) from the modules
-    that implement them under core/ and distributed/, as the same module objects."""
+    that implement them under core/ and distributed/, as the same module objects. Any
+    import under ``ember.`` but ``ember.launch`` loads the public surface first, so the
+    cross-package attributes (``ember.nn.parallel``) are always there."""
 
     ALIASES = {  # longest first: a path takes the first alias it starts with
         "ember.utils.data.distributed": "ember.distributed.sampler",
@@ -30,6 +148,9 @@ class _AliasFinder:
     }
 
     def find_spec(self, name, path=None, target=None):
+        if not name.startswith("ember.") or name.startswith("ember.launch"):
+            return None
+        _load()
         for alias, real in self.ALIASES.items():
             if name == alias or name.startswith(alias + "."):
                 return _importlib_util.spec_from_loader(
@@ -51,8 +172,6 @@ class _AliasFinder:
 if not [f for f in _sys.meta_path if isinstance(f, _AliasFinder)]:
     _sys.meta_path.insert(0, _AliasFinder())
 
-from .launch.env import export_torchrun_environment as _export_torchrun_environment
-
 # under a plain `mpirun python train.py`, scripts that read torchrun's RANK, LOCAL_RANK and
 # WORLD_SIZE find them (ember-launch sets them before the script starts)
 _export_torchrun_environment()
@@ -66,238 +185,64 @@ _warnings.filterwarnings(
     module=r"ember\.",
 )
 
-from . import distributed
-from .core import accelerator, amp, backends, cuda, multiprocessing, nn, optim, serialization, utils
-from .core import autograd_api as autograd
-from .core import cuda_amp as _cuda_amp
-from .core.amp import autocast
-from .core.autograd import enable_grad, inference_mode, is_grad_enabled, no_grad, set_grad_enabled
-from .core.backend import device
-from .core.backends import get_float32_matmul_precision, set_float32_matmul_precision
-from .core.creation import (
-    arange,
-    as_tensor,
-    bernoulli,
-    empty,
-    empty_like,
-    eye,
-    from_dlpack,
-    from_numpy,
-    full,
-    full_like,
-    linspace,
-    multinomial,
-    normal,
-    ones,
-    ones_like,
-    rand,
-    rand_like,
-    randint,
-    randint_like,
-    randn,
-    randn_like,
-    randperm,
-    tensor,
-    zeros,
-    zeros_like,
-)
-from .core.dtypes import (
-    bfloat16,
-    dtype,
-    float16,
-    float32,
-    float64,
-    get_default_dtype,
-    int8,
-    int16,
-    int32,
-    int64,
-    promote_types,
-    set_default_dtype,
-    uint8,
-)
-from .core.dtypes import (
-    bool_ as bool,
-)
-from .core.eager import compile
-from .core.legacy_tensors import (
-    BFloat16Tensor,
-    BoolTensor,
-    ByteTensor,
-    CharTensor,
-    DoubleTensor,
-    FloatTensor,
-    HalfTensor,
-    IntTensor,
-    LongTensor,
-    ShortTensor,
-)
-from .core.ops.activation import relu
-from .core.ops.elementwise import (
-    abs,
-    add,
-    allclose,
-    bitwise_and,
-    bitwise_not,
-    bitwise_or,
-    bitwise_xor,
-    ceil,
-    clamp,
-    clone,
-    cos,
-    div,
-    eq,
-    equal,
-    exp,
-    expm1,
-    floor,
-    floor_divide,
-    fmod,
-    ge,
-    gt,
-    isclose,
-    isfinite,
-    isinf,
-    isnan,
-    le,
-    log,
-    log1p,
-    log2,
-    log10,
-    logical_and,
-    logical_not,
-    logical_or,
-    logical_xor,
-    lt,
-    masked_fill,
-    maximum,
-    minimum,
-    mul,
-    ne,
-    neg,
-    pow,
-    reciprocal,
-    remainder,
-    round,
-    rsqrt,
-    sigmoid,
-    sign,
-    sin,
-    sqrt,
-    sub,
-    tanh,
-    trunc,
-    where,
-)
-from .core.ops.indexing import (
-    argwhere,
-    index_put,
-    masked_scatter,
-    masked_select,
-    nonzero,
-    select,
-    take,
-)
-from .core.ops.join import (
-    atleast_1d,
-    atleast_2d,
-    cat,
-    chunk,
-    concat,
-    concatenate,
-    hstack,
-    split,
-    stack,
-    tensor_split,
-    unbind,
-    vstack,
-)
-from .core.ops.linalg import (
-    addmm,
-    baddbmm,
-    bmm,
-    dot,
-    einsum,
-    inner,
-    matmul,
-    mm,
-    mv,
-    outer,
-    tensordot,
-    trace,
-)
-from .core.ops.movement import (
-    broadcast_to,
-    diagonal,
-    flatten,
-    meshgrid,
-    movedim,
-    narrow,
-    permute,
-    reshape,
-    squeeze,
-    swapaxes,
-    swapdims,
-    t,
-    transpose,
-    unflatten,
-    unsqueeze,
-)
-from .core.ops.reduce import (
-    all,
-    amax,
-    amin,
-    any,
-    argmax,
-    argmin,
-    count_nonzero,
-    logsumexp,
-    max,
-    mean,
-    median,
-    min,
-    nanmean,
-    nansum,
-    norm,
-    prod,
-    std,
-    std_mean,
-    sum,
-    var,
-    var_mean,
-)
-from .core.ops.reorder import diag, flip, repeat_interleave, roll, tile, tril, triu
-from .core.ops.scan import argsort, cumprod, cumsum, log_softmax, softmax, sort, topk
-from .core.ops.scatter import (
-    gather,
-    index_add,
-    index_copy,
-    index_fill,
-    index_select,
-    scatter,
-    scatter_add,
-    take_along_dim,
-)
-from .core.random import Generator, get_rng_state, initial_seed, manual_seed, seed, set_rng_state
-from .core.serialization import load, save
-from .core.tensor import Size, Tensor
-from .core.threads import (
-    get_num_interop_threads,
-    get_num_threads,
-    set_num_interop_threads,
-    set_num_threads,
-)
-from .distributed import sync_batchnorm as _sync_batchnorm  # for nn.SyncBatchNorm
+_state = {"loaded": False, "loading": False}
 
-half, float, double = float16, float32, float64
-short, int, long = int16, int32, int64
-clip, negative, multiply, divide, subtract = clamp, neg, mul, div, sub
 
-__version__ = "0.1.0"
+def _load() -> None:
+    """Import the public surface into this module's namespace (once)."""
+    if _state["loaded"] or _state["loading"]:
+        return
+    _state["loading"] = True
+    try:
+        names = globals()
+        for name, path in _SUBMODULES.items():
+            names[name] = _importlib.import_module(path)
+        for path, exported in _EXPORTS.items():
+            module = _importlib.import_module(path)
+            for name in exported.split():
+                names[name] = getattr(module, name)
+        for alias, name in _ALIASES.items():
+            path, _, attr = name.rpartition(".")
+            names[alias] = getattr(_importlib.import_module(path), attr) if path else names[name]
+        # torch-style attribute paths across packages
+        nn, cuda, distributed = names["nn"], names["cuda"], names["distributed"]
+        nn.parallel = distributed.parallel
+        nn.SyncBatchNorm = _importlib.import_module(
+            "ember.distributed.sync_batchnorm"
+        ).SyncBatchNorm
+        names["utils"].data.distributed = distributed.sampler
+        cuda.amp = _importlib.import_module("ember.core.cuda_amp")
+        cuda.__path__ = []  # a package to the import system, so `import ember.cuda.amp` resolves
+        _state["loaded"] = True
+    finally:
+        _state["loading"] = False
 
-# torch-style attribute paths: ember.nn.parallel, ember.utils.data.distributed
-nn.parallel = distributed.parallel
-cuda.amp = _cuda_amp
-cuda.__path__ = []  # a package to the import system, so `import ember.cuda.amp` resolves
-nn.SyncBatchNorm = _sync_batchnorm.SyncBatchNorm
-utils.data.distributed = distributed.sampler
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("ember")
+    except PackageNotFoundError:  # a source tree that was never installed
+        return "0+unknown"
+
+
+def __getattr__(name: str):
+    if name == "__version__":
+        globals()[name] = value = _version()
+        return value
+    if name.startswith("__") and name != "__all__":
+        raise AttributeError(f"module 'ember' has no attribute {name!r}")
+    _load()
+    if name == "__all__":
+        return sorted(
+            set(_SUBMODULES) | set(_ALIASES) | {n for v in _EXPORTS.values() for n in v.split()}
+        )
+    try:
+        return globals()[name]
+    except KeyError:
+        raise AttributeError(f"module 'ember' has no attribute {name!r}") from None
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__getattr__("__all__")))

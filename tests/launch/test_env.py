@@ -217,11 +217,55 @@ def test_launch_imports_only_the_standard_library():
                 names = [a.name for a in node.names]
             elif isinstance(node, ast.ImportFrom) and node.level == 0:
                 names = [node.module]
+            elif isinstance(node, ast.ImportFrom) and node.level > 1:
+                # only the root's version, which it reads from package metadata
+                assert node.module is None, (path.name, node.module)
+                assert [a.name for a in node.names] == ["__version__"], path.name
+                continue
             else:
                 continue
             for name in names:
                 top = name.split(".")[0]
                 assert top in sys.stdlib_module_names or top == "__future__", (path.name, name)
+
+
+def _imports_of(*argv, env=None) -> list[str]:
+    """The modules a real command imports, from CPython's import-time profile."""
+    result = subprocess.run(
+        argv,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPROFILEIMPORTTIME": "1", **(env or {})},
+    )
+    assert result.returncode == 0, result.stderr
+    return [
+        line.rsplit("|", 1)[1].strip()
+        for line in result.stderr.splitlines()
+        if line.startswith("import time:") and "|" in line
+    ]
+
+
+@pytest.mark.parametrize("args", [["--help"], ["--dry-run", "-n", "2", "train.py"]])
+def test_the_ember_launch_entry_point_starts_without_numpy(args):
+    launcher = pathlib.Path(sys.executable).parent / "ember-launch"
+    imported = _imports_of(str(launcher), *args)
+    assert "ember.launch.cli" in imported
+    heavy = [m for m in imported if m.split(".")[0] in ("numpy", "ml_dtypes", "mpi4py", "cupy")]
+    assert heavy == []
+    assert not [m for m in imported if m.startswith(("ember.core", "ember.distributed"))]
+
+
+def test_import_ember_loads_the_public_surface_on_first_use():
+    code = (
+        "import sys, ember\n"
+        "assert 'numpy' not in sys.modules, 'import ember loaded numpy'\n"
+        "print(ember.__version__, ember.tensor([1.0]).exp().item() > 2, 'numpy' in sys.modules)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    version, computed, numpy_loaded = result.stdout.split()
+    assert version[0].isdigit() and computed == "True" and numpy_loaded == "True"
 
 
 # -- no argv flags: a script learns its place from the environment alone --------------------
