@@ -23,6 +23,7 @@ class _AliasFinder:
         "ember.cuda": "ember.core.cuda",
         "ember.amp": "ember.core.amp",
         "ember.nn": "ember.core.nn",
+        "ember.onnx": "ember.core.onnx",
     }
 
     def find_spec(self, name, path=None, target=None):
@@ -48,7 +49,7 @@ if not [f for f in _sys.meta_path if isinstance(f, _AliasFinder)]:
     _sys.meta_path.insert(0, _AliasFinder())
 
 from . import distributed
-from .core import amp, backends, cuda, nn, optim, serialization, utils
+from .core import amp, backends, cuda, nn, onnx, optim, serialization, utils
 from .core import autograd_api as autograd
 from .core.amp import autocast
 from .core.autograd import enable_grad, inference_mode, is_grad_enabled, no_grad, set_grad_enabled

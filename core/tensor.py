@@ -415,6 +415,8 @@ class Tensor:
         """Make ``self`` hold ``result``'s values (cast to self's dtype) in its own memory,
         and take over result's place in the graph."""
         self._check_inplace()
+        if autograd._tracer is not None:
+            autograd._tracer.rebind(self, result)
         # a view records the write on its base too (see ops.indexing.rebase_view); a
         # detached alias of a tensor that requires grad (no grad itself) is left alone
         base = self._base

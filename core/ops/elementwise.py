@@ -10,7 +10,7 @@ import numpy as np
 from .. import backend, dtypes
 from ..amp import _state as _autocast
 from ..amp import cast_for
-from ..autograd import Function
+from ..autograd import Function, traceable
 from ..tensor import Tensor
 from ._util import as_tensor_like, attach, call, check_same_device, sum_to, xp_of
 
@@ -737,7 +737,7 @@ def _compare(name, op):
         )
 
     fn.__name__ = name
-    return fn
+    return traceable(fn)
 
 
 eq = _compare("eq", lambda a, b: a == b)
@@ -757,7 +757,7 @@ def _logical(name):
         return Tensor._make(getattr(xp, name)(input._array, xb), False, None, 0)
 
     fn.__name__ = name
-    return fn
+    return traceable(fn)
 
 
 logical_and = _logical("logical_and")

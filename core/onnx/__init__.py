@@ -1,0 +1,13 @@
+"""``ember.onnx``: export a model to ONNX by tracing the ops one forward pass runs."""
+
+from .export import TrainingMode, export, is_in_onnx_export
+from .graph import OnnxExporterError, UnsupportedOperatorError, register_op
+
+__all__ = [
+    "OnnxExporterError",
+    "TrainingMode",
+    "UnsupportedOperatorError",
+    "export",
+    "is_in_onnx_export",
+    "register_op",
+]
