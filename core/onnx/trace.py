@@ -158,12 +158,10 @@ class Tracer:
         finally:
             autograd._tracer = self
         for name, a in bound.items():
-            if isinstance(a, Tensor):
-                bound[name] = self.value_of(a)
-            elif hasattr(a, "__array_namespace__") and id(a) in self.arrays:
-                bound[name] = self.arrays[id(a)]  # an op handed the raw array of a tensor
-            elif isinstance(a, tuple | list):
+            if isinstance(a, tuple | list):
                 bound[name] = type(a)(self._arg_value(t) for t in a)
+            else:
+                bound[name] = self._arg_value(a)
         outs = out if isinstance(out, tuple) else (out,)
         values = []
         for t in outs:
@@ -181,8 +179,12 @@ class Tracer:
         a tensor or the raw array of one."""
         if isinstance(a, Tensor):
             return self.value_of(a)
-        if hasattr(a, "__array_namespace__") and id(a) in self.arrays:
-            return self.arrays[id(a)]
+        if hasattr(a, "__array_namespace__"):  # ops hand some tensors over as raw arrays
+            if id(a) in self.arrays:
+                return self.arrays[id(a)]
+            named = self.named.get(id(a))
+            if named is not None:
+                return self.value_of(named[1])
         return a
 
     def rebind(self, tensor: Tensor, result: Tensor) -> None:
