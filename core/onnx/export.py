@@ -204,7 +204,7 @@ def _pair(tracer, alt, inputs, alt_inputs, outputs, alt_outputs):
         )
         raise OnnxExporterError(
             "the model ran different ops when a dynamic axis changed size (op "
-            f"{first}: {ops[first:first + 1]} vs {alt_ops[first:first + 1]}); its control "
+            f"{first}: {ops[first : first + 1]} vs {alt_ops[first : first + 1]}); its control "
             "flow depends on that size, so it cannot be exported with these dynamic_axes"
         )
     for v, a in zip(inputs, alt_inputs):

@@ -134,8 +134,10 @@ class Graph:
         for k, (s, a) in enumerate(zip(sizes, alt_sizes)):
             if s == a:
                 entries.append(s)
-            elif reshape_of is not None and k < len(reshape_of.shape) and (
-                reshape_of.shape[k] == s and reshape_of.alt_shape[k] == a
+            elif (
+                reshape_of is not None
+                and k < len(reshape_of.shape)
+                and (reshape_of.shape[k] == s and reshape_of.alt_shape[k] == a)
             ):
                 entries.append(0)
             else:

@@ -427,3 +427,84 @@ def _arange(g, n):
     first, last = g.op("Split", bounds, g.ints([1, 1]), outputs=2, axis=0)
     first, last = (g.op("Cast", g.op("Squeeze", t, g.ints([0])), to=cast) for t in (first, last))
     return g.op("Range", first, last, g.scalar(step, out.dtype))
+
+
+# -- rounding, tests and logical reductions (traceable functions) ---------------------------
+
+
+for _name, _op in [("sign", "Sign"), ("floor", "Floor"), ("ceil", "Ceil"), ("round", "Round")]:
+    register_op(_name)(lambda g, n, op=_op: g.op(op, g.name(n["input"])))
+
+
+def _trunc_of(g, name: str, dtype) -> str:
+    negative = g.op("Less", name, g.scalar(0, dtype))
+    return g.op("Where", negative, g.op("Ceil", name), g.op("Floor", name))
+
+
+@register_op("trunc")
+def _trunc(g, n):
+    return _trunc_of(g, g.name(n["input"]), n["input"].dtype)
+
+
+@register_op("_rounded_div")
+def _rounded_div(g, n):
+    a, b, mode = n["a"], n["b"], n["mode"]
+    like = a if hasattr(a, "kind") else b
+    xa, xb = g.arg(a, like), g.arg(b, like)
+    dtype = like.dtype
+    if dtype.kind != "f":  # integer division through float64 (exact for |values| < 2**53)
+        xa, xb = (g.op("Cast", t, to=11) for t in (xa, xb))
+        dtype = np.dtype(np.float64)
+    q = g.op("Div", xa, xb)
+    q = g.op("Floor", q) if mode == "floor" else _trunc_of(g, q, dtype)
+    if dtype != like.dtype:
+        q = g.op("Cast", q, to=g.onnx.helper.np_dtype_to_tensor_dtype(like.dtype))
+    return q
+
+
+@register_op("isnan")
+def _isnan(g, n):
+    return g.op("IsNaN", g.name(n["input"]))
+
+
+@register_op("isinf")
+def _isinf(g, n):
+    return g.op("IsInf", g.name(n["input"]))
+
+
+@register_op("isfinite")
+def _isfinite(g, n):
+    x = g.name(n["input"])
+    return g.op("Not", g.op("Or", g.op("IsNaN", x), g.op("IsInf", x)))
+
+
+@register_op("bitwise_not")
+def _bitwise_not(g, n):
+    if n["input"].dtype != np.bool_:
+        raise OnnxExporterError("bitwise_not of an integer tensor")
+    return g.op("Not", g.name(n["input"]))
+
+
+for _name, _op in [("bitwise_and", "And"), ("bitwise_or", "Or"), ("bitwise_xor", "Xor")]:
+
+    def _bitwise(g, n, op=_op, name=_name):
+        a, b = n["input"], n["other"]
+        if a.dtype != np.bool_:
+            raise OnnxExporterError(f"{name} of integer tensors")
+        return g.op(op, g.name(a), g.arg(b, a))
+
+    register_op(_name)(_bitwise)
+
+
+def _logical_reduce(onnx_op):
+    def translate(g, n):
+        x = n["input"]
+        as_int = g.op("Cast", g.op("Cast", g.name(x), to=9), to=6)  # nonzero -> 1 (int32)
+        out = reduce_op(g, onnx_op, as_int, _axes(n["dim"], len(x.shape)), n["keepdim"])
+        return g.op("Cast", out, to=9)
+
+    return translate
+
+
+register_op("all")(_logical_reduce("ReduceMin"))
+register_op("any")(_logical_reduce("ReduceMax"))

@@ -96,7 +96,9 @@ def _gather_key(g, n, key):
     """A key of full slices and one integer index array: Gather along that dim."""
     x = n["x"]
     arrays = [i for i, k in enumerate(key) if not isinstance(k, slice | int | type(None))]
-    plain = all(isinstance(k, slice) and k == slice(None) for i, k in enumerate(key) if i not in arrays)
+    plain = all(
+        isinstance(k, slice) and k == slice(None) for i, k in enumerate(key) if i not in arrays
+    )
     if len(arrays) != 1 or not plain:
         raise OnnxExporterError(
             "advanced indexing other than one integer index tensor among full slices"

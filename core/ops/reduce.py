@@ -537,16 +537,19 @@ def _logical_reduce(name, input, dim, keepdim):
     return Tensor._make(xp_of(input._array).asarray(out), False, None, 0)
 
 
+@traceable
 def all(input: Tensor, dim=None, keepdim: bool = False) -> Tensor:
     r"""True where every element (over ``dim``) is non-zero."""
     return _logical_reduce("all", input, dim, keepdim)
 
 
+@traceable
 def any(input: Tensor, dim=None, keepdim: bool = False) -> Tensor:
     r"""True where some element (over ``dim``) is non-zero."""
     return _logical_reduce("any", input, dim, keepdim)
 
 
+@traceable
 def count_nonzero(input: Tensor, dim=None) -> Tensor:
     r"""Number of non-zero elements (over ``dim``), as int64."""
     dims = wrap_dims(dim, input._array.ndim)
