@@ -237,7 +237,7 @@ def _foldable(node) -> bool:
 
 def _flat_args(node):
     for a in node.args.values():
-        if isinstance(a, list):
+        if isinstance(a, list | tuple):
             yield from a
         else:
             yield a

@@ -17,6 +17,7 @@ import numpy as np
 
 from .. import autograd
 from ..backend import get_array_module
+from ..ops.movement import Reshape
 from ..tensor import Tensor
 
 
@@ -88,6 +89,7 @@ class Tracer:
         self.arrays = {}  # id(array) -> Value: aliases (detach, .data, no-op views)
         self.keep = []  # tensors and arrays the maps refer to, so their ids stay unique
         self.constants = []  # Values of tensors first seen inside forward, in order
+        self.computed = []  # Values of the inputs and of recorded ops' outputs
         self.module_path = []
         self.named = named_tensors  # id(param or buffer) -> (name, tensor)
 
@@ -121,6 +123,7 @@ class Tracer:
     def add_input(self, tensor: Tensor, name: str) -> Value:
         v = Value("input", tensor._array, name)
         self._bind_value(tensor, v)
+        self.computed.append(v)
         return v
 
     def _bind_value(self, tensor, value):
@@ -168,6 +171,7 @@ class Tracer:
             if isinstance(t, Tensor):
                 v = Value("node", t._array)
                 self._bind_value(t, v)
+                self.computed.append(v)
                 values.append(v)
             else:
                 values.append(None)
@@ -185,7 +189,30 @@ class Tracer:
             named = self.named.get(id(a))
             if named is not None:
                 return self.value_of(named[1])
+            source = self._reshaped_source(a)
+            if source is not None:
+                return source
         return a
+
+    def _reshaped_source(self, array):
+        """An op may reshape a traced tensor's array before handing it over (index_select
+        flattens its index): record that as a Reshape of the tensor it views."""
+        if not isinstance(array, np.ndarray):
+            return None
+        for v in reversed(self.computed):
+            if (
+                v.array.size == array.size
+                and np.may_share_memory(v.array, array)
+                and np.array_equal(v.array.reshape(-1), array.reshape(-1))
+            ):
+                out = Value("node", array)
+                args = {"x": v, "shape": tuple(array.shape)}
+                self.nodes.append(Node(Reshape, args, [out], self.current_module()))
+                self.arrays[id(array)] = out
+                self.keep.append(array)
+                self.computed.append(out)
+                return out
+        return None
 
     def rebind(self, tensor: Tensor, result: Tensor) -> None:
         """``tensor`` now holds ``result``'s values (an in-place op)."""
