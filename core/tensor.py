@@ -178,6 +178,8 @@ class Tensor:
 
     # -- conversion -------------------------------------------------------------------
     def item(self):
+        if autograd._tracer is not None:
+            autograd._tracer.to_python(self, "item")
         if self._array.size != 1:
             raise RuntimeError(
                 f"a Tensor with {self._array.size} elements cannot be converted to Scalar"
@@ -185,9 +187,13 @@ class Tensor:
         return self._array.reshape(()).item()
 
     def tolist(self):
+        if autograd._tracer is not None:
+            autograd._tracer.to_python(self, "tolist")
         return backend.move_array(self._array, backend.CPU).tolist()
 
     def numpy(self, *, force: bool = False) -> np.ndarray:
+        if autograd._tracer is not None:
+            autograd._tracer.to_python(self, "numpy")
         if self.requires_grad and not force:
             raise RuntimeError(
                 "Can't call numpy() on Tensor that requires grad. Use tensor.detach().numpy()"
@@ -226,6 +232,8 @@ class Tensor:
         return self._array.__cuda_array_interface__
 
     def __bool__(self) -> bool:
+        if autograd._tracer is not None:
+            autograd._tracer.to_python(self, "bool")
         if self._array.size != 1:
             raise RuntimeError(
                 f"Boolean value of Tensor with {self._array.size} values is ambiguous"

@@ -13,7 +13,13 @@ from ..autograd import no_grad
 from ..backend import get_array_module
 from ..tensor import Tensor
 from . import ops_math, ops_nn, ops_shape  # noqa: F401  (they register the translations)
-from .graph import Graph, OnnxExporterError, UnsupportedOperatorError, translation
+from .graph import (
+    Graph,
+    OnnxExporterError,
+    TracerWarning,
+    UnsupportedOperatorError,
+    translation,
+)
 from .trace import Tracer
 
 DEFAULT_OPSET = 17
@@ -220,6 +226,7 @@ def _pair(tracer, alt, inputs, alt_inputs, outputs, alt_outputs):
                 f"ember.onnx.export: a tensor of shape {list(v.shape)} created inside forward "
                 "changes with a dynamic axis but was not made by an op export records; it "
                 "was recorded as a constant, so the model only works at the traced size.",
+                TracerWarning,
                 stacklevel=3,
             )
             v.alt_shape = w.shape

@@ -23,6 +23,10 @@ class UnsupportedOperatorError(OnnxExporterError):
     """An op the model ran has no ONNX translation (at this opset)."""
 
 
+class TracerWarning(UserWarning):
+    """The traced graph may be wrong for inputs other than the traced ones."""
+
+
 def register_op(key, min_opset: int = 1):
     r"""Register ``fn(g, node)`` as the ONNX translation of an op.
 
@@ -168,5 +172,6 @@ class Graph:
             f"ember.onnx.export: {node.name} in {node.module} uses a size that changes with a "
             f"dynamic axis ({what}) in a way export cannot express; it was recorded as a "
             "constant, so the exported model only works at the traced size.",
+            TracerWarning,
             stacklevel=4,
         )

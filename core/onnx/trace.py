@@ -12,6 +12,7 @@ path of the op being run, for error messages.
 from __future__ import annotations
 
 import inspect
+import warnings
 
 import numpy as np
 
@@ -19,6 +20,7 @@ from .. import autograd
 from ..backend import get_array_module
 from ..ops.movement import Reshape
 from ..tensor import Tensor
+from .graph import TracerWarning
 
 
 class Value:
@@ -213,6 +215,19 @@ class Tracer:
                 self.computed.append(out)
                 return out
         return None
+
+    def to_python(self, tensor: Tensor, how: str) -> None:
+        """A traced tensor became a Python value (item, bool, tolist, numpy): warn."""
+        v = self.values.get(id(tensor)) or self.arrays.get(id(tensor._array))
+        if v is not None and v.kind in ("input", "node"):
+            warnings.warn(
+                f"ember.onnx.export: {how}() turned a tensor computed from the inputs into a "
+                f"Python value in module {self.current_module()}; the graph holds the value "
+                "seen while tracing (and any control flow on it as taken), so it may be wrong "
+                "for other inputs.",
+                TracerWarning,
+                stacklevel=3,
+            )
 
     def rebind(self, tensor: Tensor, result: Tensor) -> None:
         """``tensor`` now holds ``result``'s values (an in-place op)."""

@@ -421,3 +421,28 @@ def test_index_computed_from_the_input_stays_in_the_graph():
         ember.onnx.export(_Lambda(fn, nn.Identity()), args, io.BytesIO())
     fn2 = lambda m, x: x.index_select(0, x[:, 1].long() - 1)  # noqa: E731
     _roundtrip(_Lambda(fn2, nn.Identity()), args, alt)
+
+
+def test_python_values_of_traced_tensors_warn():
+    # data-dependent control flow is traced as taken, with a warning where it happened
+    def fn(m, x):
+        return m[0](x) * 2 if x.sum() > 0 else m[0](x)
+
+    model = _Lambda(fn, nn.Linear(3, 3))
+    with pytest.warns(ember.onnx.TracerWarning, match=r"bool\(\).*<root> \(_Lambda\)"):
+        ember.onnx.export(model, ember.ones(2, 3), io.BytesIO())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a constant's value is no warning
+        ember.onnx.export(_Lambda(lambda m, x: x * ember.tensor(2.0).item(), nn.Identity()),
+                          ember.ones(2, 3), io.BytesIO())  # fmt: skip
+
+
+@pytest.mark.parametrize("opset", [13, 18])
+def test_reductions_at_other_opsets_without_folding(opset):
+    fn, shape = CASES["reductions"]
+    model = _Lambda(fn, nn.Identity())
+    proto = _roundtrip(
+        model, ember.randn(*shape), ember.randn(7, 8), {0: [0]}, opset_version=opset,
+        do_constant_folding=False,
+    )  # fmt: skip
+    assert proto.opset_import[0].version == opset
