@@ -76,7 +76,8 @@ def export(
         dynamic_axes: ``{name: {dim: "symbol"}}`` or ``{name: [dims]}``: dims whose size
             may change at run time (the model is traced a second time at other sizes to
             find which recorded sizes follow them).
-        opset_version: the ONNX opset (default 17; layer norm is one op from 17 on).
+        opset_version: the ONNX opset, 13 or newer (default 17; layer norm is one op
+            from 17 on).
         do_constant_folding: compute ops on constants at export time.
         export_params: store parameters in the model (else they become graph inputs).
 
@@ -87,10 +88,11 @@ def export(
     """
     onnx = _import_onnx()
     opset = DEFAULT_OPSET if opset_version is None else int(opset_version)
-    if not 7 <= opset <= 23:
-        raise ValueError(f"opset_version must be between 7 and 23, got {opset}")
+    newest = onnx.defs.onnx_opset_version()
+    if not 13 <= opset <= newest:
+        raise ValueError(f"opset_version must be between 13 and {newest}, got {opset}")
     args = args if isinstance(args, tuple) else (args,)
-    if isinstance(args[-1], dict):
+    if args and isinstance(args[-1], dict):
         args, kwargs = args[:-1], args[-1]
     else:
         kwargs = {}
@@ -276,6 +278,18 @@ def _translate(g, node, fold: bool):
             v.name = name
 
 
+def _live(nodes, output_names):
+    """The nodes the outputs depend on (ops whose results only fed Python, such as a
+    comparison used in an ``if``, are dropped), and the names they read."""
+    needed = set(output_names)
+    live = []
+    for node in reversed(nodes):
+        if any(o in needed for o in node.output):
+            live.append(node)
+            needed.update(node.input)
+    return live[::-1], needed
+
+
 def _value_info(onnx, name, value, symbols):
     dims = []
     for i, s in enumerate(value.shape):
@@ -301,21 +315,21 @@ def _build(onnx, tracer, inputs, outputs, input_names, output_names, axes, optio
         g.nodes.append(onnx.helper.make_node("Identity", [g.name(v)], [name], name=name + "_id"))
         graph_outputs.append(_value_info(onnx, name, v, axes.get(name, {})))
     graph_inputs = [_value_info(onnx, v.name, v, axes.get(v.name, {})) for v in inputs]
-    param_values = {}
+    nodes, used = _live(g.nodes, output_names)
+    arrays, param_values = {}, {}
     for v in tracer.values.values():
-        if v.kind == "param":
+        if v.kind == "param" and v.name in used and v.name not in arrays:
+            xp = get_array_module(v.array)
+            arrays[v.name] = np.asarray(v.array if xp is np else xp.asnumpy(v.array))
             param_values[v.name] = v
-    arrays = {}
-    for name, v in param_values.items():
-        xp = get_array_module(v.array)
-        arrays[name] = np.asarray(v.array if xp is np else xp.asnumpy(v.array))
     initializers = []
     if params:
         initializers = [onnx.numpy_helper.from_array(a, n) for n, a in arrays.items()]
     if params_as_inputs or not params:
         graph_inputs += [_value_info(onnx, n, param_values[n], {}) for n in arrays]
+    constants = [t for t in g.initializers if t.name in used]
     graph = onnx.helper.make_graph(
-        g.nodes, "ember", graph_inputs, graph_outputs, initializer=initializers + g.initializers
+        nodes, "ember", graph_inputs, graph_outputs, initializer=initializers + constants
     )
     opsets = [onnx.helper.make_opsetid("", opset)]
     model = onnx.helper.make_model(graph, opset_imports=opsets, producer_name="ember")

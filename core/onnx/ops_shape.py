@@ -41,14 +41,24 @@ def _expand_ellipsis(key, ndim):
     return out
 
 
+def _bound(g, what, value, alt, size, alt_size):
+    """A slice bound or index that follows a dynamic dim as ``size - c`` becomes the
+    negative ``-c``; one that changes otherwise is baked in, with a warning."""
+    if value == alt or value is None:
+        return value
+    if alt is not None and value - size == alt - alt_size:
+        return value - size
+    g.warn_baked(f"{what} {value}")
+    return value
+
+
 def _slice_end(g, k, alt, size, alt_size):
-    """ONNX end of slice ``k`` over a dim: changes with a dynamic axis stay symbolic."""
-    stop, alt_stop = k.stop, alt.stop if isinstance(alt, slice) else k.stop
-    if stop is None or (stop >= size and (alt_stop is None or alt_stop >= alt_size)):
+    if k.stop is None:
         return _ONNX_INT64_MAX
-    if stop != alt_stop:
-        g.warn_baked(f"slice end {stop}")
-    return int(stop)
+    stop = _bound(g, "slice end", k.stop, alt.stop, size, alt_size)
+    if stop == 0 and k.stop != 0:  # up to the end of a dynamic dim
+        return _ONNX_INT64_MAX
+    return int(stop)  # ONNX clamps an end past the dim, as Python does
 
 
 @register_op(indexing.Index)
@@ -65,17 +75,13 @@ def _index(g, n):
             continue
         size, alt_size = x.shape[dim], x.alt_shape[dim]
         if isinstance(k, slice):
-            start, step = k.start or 0, k.step or 1
-            end = _slice_end(g, k, alt, size, alt_size)
+            start = _bound(g, "slice start", k.start or 0, alt.start or 0, size, alt_size)
+            end, step = _slice_end(g, k, alt, size, alt_size), k.step or 1
             if (start, end, step) != (0, _ONNX_INT64_MAX, 1):
-                if alt is not None and isinstance(alt, slice) and (alt.start or 0) != start:
-                    g.warn_baked(f"slice start {start}")
                 starts.append(start), ends.append(end), axes.append(dim), steps.append(step)
             out_pos += 1
         elif isinstance(k, int | np.integer):
-            k = int(k)
-            if k != alt and (k < 0) == (alt < 0):
-                g.warn_baked(f"index {k}")
+            k = _bound(g, "index", int(k), int(alt), size, alt_size)
             starts.append(k), ends.append(k + 1 if k != -1 else _ONNX_INT64_MAX)
             axes.append(dim), steps.append(1)
             squeeze.append(dim)

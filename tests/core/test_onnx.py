@@ -446,3 +446,13 @@ def test_reductions_at_other_opsets_without_folding(opset):
         do_constant_folding=False,
     )  # fmt: skip
     assert proto.opset_import[0].version == opset
+
+
+def test_indices_that_follow_a_dynamic_length():
+    def fn(m, x):
+        t = x.shape[1]
+        return x[:, : t - 1] * x[:, 1:t] + x[:, t - 1 : t] + x[:, t - 2, None] + x[:, :5].sum()
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _roundtrip(_Lambda(fn, nn.Identity()), ember.randn(2, 7), ember.randn(3, 11), {0: [0, 1]})
