@@ -78,8 +78,17 @@ def export(
             find which recorded sizes follow them).
         opset_version: the ONNX opset, 13 or newer (default 17; layer norm is one op
             from 17 on).
-        do_constant_folding: compute ops on constants at export time.
+        do_constant_folding: compute ops whose inputs are all constants at export time.
         export_params: store parameters in the model (else they become graph inputs).
+        keep_initializers_as_inputs: also list the stored parameters as graph inputs.
+        training: ``TrainingMode.EVAL`` (default) runs the model in eval mode, ``PRESERVE``
+            as it is set, ``TRAINING`` in training mode; its modes are restored afterwards.
+        verbose: print the exported graph.
+
+    Raises:
+        UnsupportedOperatorError: an op has no ONNX translation (the message names it and
+            the module that called it). OnnxExporterError: the model cannot be exported
+            as asked (e.g. its ops change with a dynamic axis).
 
     Example::
 

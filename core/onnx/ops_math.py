@@ -508,3 +508,37 @@ def _logical_reduce(onnx_op):
 
 register_op("all")(_logical_reduce("ReduceMin"))
 register_op("any")(_logical_reduce("ReduceMax"))
+
+
+@register_op(reduce.Norm)
+def _norm(g, n):
+    x, p = n["x"], n["p"]
+    axes, keep = _axes(n["dim"], len(x.shape)), n["keepdim"]
+    if p == 2:
+        return reduce_op(g, "ReduceL2", g.name(x), axes, keep)
+    if p == 1:
+        return reduce_op(g, "ReduceL1", g.name(x), axes, keep)
+    powered = g.op("Pow", g.op("Abs", g.name(x)), g.scalar(p, x.dtype))
+    total = reduce_op(g, "ReduceSum", powered, axes, keep, 13)
+    return g.op("Pow", total, g.scalar(1 / p, x.dtype))
+
+
+def _top_k(g, x, dim: int, k, largest: bool):
+    """TopK along ``dim`` (ties keep their order, as ember's stable sort does); ``k=None``
+    sorts the whole dim, also when its size is dynamic."""
+    dim %= len(x.shape)
+    if k is None:
+        k = g.dim(x, dim) if x.is_dynamic(dim) else g.ints([x.shape[dim]])
+    else:
+        k = g.ints([k])
+    return g.op("TopK", g.name(x), k, outputs=2, axis=dim, largest=int(largest), sorted=1)
+
+
+@register_op(scan.Sort)
+def _sort(g, n):
+    return _top_k(g, n["x"], int(n["dim"]), n["k"], bool(n["descending"]))
+
+
+@register_op("argsort")
+def _argsort(g, n):
+    return _top_k(g, n["input"], int(n["dim"]), None, bool(n["descending"]))[1]
