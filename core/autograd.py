@@ -26,6 +26,9 @@ _grad_enabled = True
 _create_graph = False  # True while a backward pass records a graph of its own
 _sequence = itertools.count()
 _final_callbacks = None  # a list while a backward pass runs (see queue_callback)
+# The ONNX exporter's tracer while ``ember.onnx.export`` runs a model, else None: one global
+# check per op. The tracer sets it back to None while it runs the op it records.
+_tracer = None
 # The Tensor class; tensor.py binds it once defined (it imports this module first).
 # A module global instead of an import inside each function keeps Function.apply cheap.
 Tensor = None
@@ -111,6 +114,19 @@ class inference_mode(_GradMode):
         self.mode = not mode
 
 
+def traceable(fn):
+    """Mark a public op that computes without a ``Function`` (comparisons, argmax, tensor
+    creation) so that ``ember.onnx.export`` records it, keyed by the function's name."""
+
+    @functools.wraps(fn)
+    def traced(*args, **kwargs):
+        if _tracer is None:
+            return fn(*args, **kwargs)
+        return _tracer.record(fn.__name__, fn, args, kwargs)
+
+    return traced
+
+
 class _NoGradContext:
     """Shared stand-in ``ctx`` for ops run without recording: saving is a no-op."""
 
@@ -138,6 +154,8 @@ class Function:
 
     @classmethod
     def apply(cls, *args, **params):
+        if _tracer is not None:
+            return _tracer.record(cls, cls.apply, args, params)
         arrays = []
         requires_grad = False
         for a in args:

@@ -6,6 +6,8 @@ this module's ``Function``, whose ``forward``/``backward`` see Tensors, as in Py
 
 from __future__ import annotations
 
+import functools
+
 from . import autograd as _engine
 from .autograd import (
     backward,
@@ -70,6 +72,7 @@ class Function(_engine.Function):
         if user_forward is not None:
             fwd = user_forward.__func__ if isinstance(user_forward, staticmethod) else user_forward
 
+            @functools.wraps(fwd)  # keeps the user's signature (ONNX export binds to it)
             def forward(ctx, *args, **kwargs):
                 with _engine.no_grad():
                     out = fwd(ctx, *[_tensor(a) if _is_array(a) else a for a in args], **kwargs)

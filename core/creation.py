@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import backend, dtypes
+from .autograd import traceable
 from .random import generator_for
 from .tensor import Size, Tensor
 
@@ -107,10 +108,12 @@ def _filled(fill, size, dtype, device, requires_grad):
     return _new(arr, requires_grad)
 
 
+@traceable
 def zeros(*size, dtype=None, device=None, requires_grad=False) -> Tensor:
     return _filled(lambda xp, s, d: xp.zeros(s, d), size, dtype, device, requires_grad)
 
 
+@traceable
 def ones(*size, dtype=None, device=None, requires_grad=False) -> Tensor:
     return _filled(lambda xp, s, d: xp.ones(s, d), size, dtype, device, requires_grad)
 
@@ -119,6 +122,7 @@ def empty(*size, dtype=None, device=None, requires_grad=False) -> Tensor:
     return _filled(lambda xp, s, d: xp.empty(s, d), size, dtype, device, requires_grad)
 
 
+@traceable
 def full(size, fill_value, *, dtype=None, device=None, requires_grad=False) -> Tensor:
     if dtype is None:
         dtype = dtypes.scalar_dtype(
@@ -141,7 +145,7 @@ def _like(fn):
         )
 
     like.__name__ = fn.__name__ + "_like"
-    return like
+    return traceable(like)
 
 
 zeros_like = _like(zeros)
@@ -150,6 +154,7 @@ empty_like = _like(empty)
 full_like = _like(full)
 
 
+@traceable
 def arange(start, end=None, step=1, *, dtype=None, device=None, requires_grad=False) -> Tensor:
     if end is None:
         start, end = 0, start

@@ -188,6 +188,8 @@ class Tensor:
 
     # -- conversion -------------------------------------------------------------------
     def item(self):
+        if autograd._tracer is not None:
+            autograd._tracer.to_python(self, "item")
         if self._array.size != 1:
             raise RuntimeError(
                 f"a Tensor with {self._array.size} elements cannot be converted to Scalar"
@@ -195,9 +197,13 @@ class Tensor:
         return self._array.reshape(()).item()
 
     def tolist(self):
+        if autograd._tracer is not None:
+            autograd._tracer.to_python(self, "tolist")
         return backend.move_array(self._array, backend.CPU).tolist()
 
     def numpy(self, *, force: bool = False) -> np.ndarray:
+        if autograd._tracer is not None:
+            autograd._tracer.to_python(self, "numpy")
         if self.requires_grad and not force:
             raise RuntimeError(
                 "Can't call numpy() on Tensor that requires grad. Use tensor.detach().numpy()"
@@ -236,6 +242,8 @@ class Tensor:
         return self._array.__cuda_array_interface__
 
     def __bool__(self) -> bool:
+        if autograd._tracer is not None:
+            autograd._tracer.to_python(self, "bool")
         if self._array.size != 1:
             raise RuntimeError(
                 f"Boolean value of Tensor with {self._array.size} values is ambiguous"
@@ -425,6 +433,8 @@ class Tensor:
         """Make ``self`` hold ``result``'s values (cast to self's dtype) in its own memory,
         and take over result's place in the graph."""
         self._check_inplace()
+        if autograd._tracer is not None:
+            autograd._tracer.rebind(self, result)
         # a view records the write on its base too (see ops.indexing.rebase_view); a
         # detached alias of a tensor that requires grad (no grad itself) is left alone
         base = self._base

@@ -10,7 +10,7 @@ import numpy as np
 from .. import backend, dtypes
 from ..amp import _state as _autocast
 from ..amp import cast_for
-from ..autograd import Function
+from ..autograd import Function, traceable
 from ..tensor import Tensor
 from ._util import as_tensor_like, attach, call, check_same_device, sum_to, xp_of
 
@@ -254,6 +254,7 @@ def div(input, other, *, rounding_mode=None):
     return _apply_binary(Div, a, b)
 
 
+@traceable
 def _rounded_div(a, b, mode):
     xa = a._array if isinstance(a, Tensor) else a
     xb = b._array if isinstance(b, Tensor) else b
@@ -664,6 +665,7 @@ def clamp(input: Tensor, min=None, max=None) -> Tensor:
     return Clamp.apply(input, min=min, max=max)
 
 
+@traceable
 def sign(input: Tensor) -> Tensor:
     return Tensor._make(xp_of(input._array).sign(input._array), False, None, 0)
 
@@ -673,7 +675,7 @@ def _rounding(name):
         return Tensor._make(getattr(xp_of(input._array), name)(input._array), False, None, 0)
 
     fn.__name__ = name
-    return fn
+    return traceable(fn)
 
 
 floor = _rounding("floor")
@@ -737,7 +739,7 @@ def _compare(name, op):
         )
 
     fn.__name__ = name
-    return fn
+    return traceable(fn)
 
 
 eq = _compare("eq", lambda a, b: a == b)
@@ -757,7 +759,7 @@ def _logical(name):
         return Tensor._make(getattr(xp, name)(input._array, xb), False, None, 0)
 
     fn.__name__ = name
-    return fn
+    return traceable(fn)
 
 
 logical_and = _logical("logical_and")
@@ -778,7 +780,8 @@ def _bitwise(name, op):
             )
         return Tensor._make(op(input._array, xb), False, None, 0)
 
-    return fn
+    fn.__name__ = name
+    return traceable(fn)
 
 
 bitwise_and = _bitwise("bitwise_and", lambda a, b: a & b)
@@ -786,6 +789,7 @@ bitwise_or = _bitwise("bitwise_or", lambda a, b: a | b)
 bitwise_xor = _bitwise("bitwise_xor", lambda a, b: a ^ b)
 
 
+@traceable
 def bitwise_not(input):
     return Tensor._make(~input._array, False, None, 0)
 
@@ -802,6 +806,7 @@ def allclose(input, other, rtol=1e-05, atol=1e-08, equal_nan=False) -> bool:
     )
 
 
+@traceable
 def isclose(input, other, rtol=1e-05, atol=1e-08, equal_nan=False) -> Tensor:
     xb = other._array if isinstance(other, Tensor) else other
     return Tensor._make(

@@ -14,7 +14,7 @@ import operator
 import numpy as np
 
 from .. import autograd, backend
-from ..autograd import Function
+from ..autograd import Function, traceable
 from ..tensor import Tensor
 from ._util import attach, sum_to, wrap_dim, xp_of
 
@@ -376,6 +376,7 @@ def rebase_view(view: Tensor, result: Tensor) -> None:
 # -- masks, nonzero, one_hot --------------------------------------------------------------------
 
 
+@traceable
 def masked_select(input: Tensor, mask: Tensor) -> Tensor:
     r"""The 1-d tensor of ``input``'s elements where ``mask`` (broadcast) is True."""
     if mask._array.dtype != np.bool_:
@@ -396,6 +397,7 @@ def masked_select(input: Tensor, mask: Tensor) -> Tensor:
     return AdvancedIndex.apply(x, key=(m,))
 
 
+@traceable
 def nonzero(input: Tensor, *, as_tuple: bool = False):
     r"""Indices of the non-zero elements: an int64 ``(n, ndim)`` tensor, or with
     ``as_tuple=True`` one 1-d tensor per dim."""
@@ -412,6 +414,7 @@ def argwhere(input: Tensor) -> Tensor:
     return nonzero(input)
 
 
+@traceable
 def one_hot(tensor: Tensor, num_classes: int = -1) -> Tensor:
     r"""int64 one-hot encoding: a new last dim of size ``num_classes`` (default max+1).
 

@@ -12,7 +12,7 @@ import numpy as np
 from .. import dtypes
 from ..amp import _state as _autocast
 from ..amp import cast_for
-from ..autograd import Function
+from ..autograd import Function, traceable
 from ..tensor import Tensor
 from ._util import attach, wrap_dim, wrap_dims, xp_of
 from .elementwise import abs as _abs
@@ -409,11 +409,13 @@ def _arg(name, largest, input, dim, keepdim):
     return Tensor._make(idx.astype(np.int64, copy=False), False, None, 0)
 
 
+@traceable
 def argmax(input: Tensor, dim=None, keepdim: bool = False) -> Tensor:
     r"""Index of the largest element (of the flattened input when ``dim`` is None)."""
     return _arg("argmax", True, input, dim, keepdim)
 
 
+@traceable
 def argmin(input: Tensor, dim=None, keepdim: bool = False) -> Tensor:
     r"""Index of the smallest element (of the flattened input when ``dim`` is None)."""
     return _arg("argmin", False, input, dim, keepdim)
@@ -535,16 +537,19 @@ def _logical_reduce(name, input, dim, keepdim):
     return Tensor._make(xp_of(input._array).asarray(out), False, None, 0)
 
 
+@traceable
 def all(input: Tensor, dim=None, keepdim: bool = False) -> Tensor:
     r"""True where every element (over ``dim``) is non-zero."""
     return _logical_reduce("all", input, dim, keepdim)
 
 
+@traceable
 def any(input: Tensor, dim=None, keepdim: bool = False) -> Tensor:
     r"""True where some element (over ``dim``) is non-zero."""
     return _logical_reduce("any", input, dim, keepdim)
 
 
+@traceable
 def count_nonzero(input: Tensor, dim=None) -> Tensor:
     r"""Number of non-zero elements (over ``dim``), as int64."""
     dims = wrap_dims(dim, input._array.ndim)

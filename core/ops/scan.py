@@ -11,7 +11,7 @@ import numpy as np
 from .. import dtypes, kernels
 from ..amp import _state as _autocast
 from ..amp import cast_for
-from ..autograd import Function
+from ..autograd import Function, traceable
 from ..tensor import Tensor
 from ._util import attach, wrap_dim, xp_of
 from .reduce import _TORCH_NAMES, Sum, _expand, _put_along
@@ -218,6 +218,7 @@ def sort(input: Tensor, dim: int = -1, descending: bool = False, stable: bool = 
     return sort_result(values, indices)
 
 
+@traceable
 def argsort(input: Tensor, dim: int = -1, descending: bool = False, stable: bool = False) -> Tensor:
     r"""Indices that sort ``input`` along ``dim``."""
     if input._array.ndim == 0:
