@@ -104,6 +104,10 @@ def multi_head_attention_forward(
             "Need attn_mask if specifying the is_causal hint. You may use the Transformer "
             "module method `generate_square_subsequent_mask` to create this mask."
         )
+    # As PyTorch: the hint replaces the mask only where nothing else needs the mask
+    causal = is_causal and key_padding_mask is None and not need_weights
+    if causal:
+        attn_mask = None
     head_dim = embed_dim // num_heads
     b_q = b_k = b_v = None
     if in_proj_bias is not None:
@@ -165,7 +169,9 @@ def multi_head_attention_forward(
         if not batched:
             weights = weights.squeeze(0)
     else:
-        out = scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
+        out = scaled_dot_product_attention(
+            q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=causal
+        )
     out = out.permute(2, 0, 1, 3).reshape(tgt_len, bsz, embed_dim)
     out = linear(out, out_proj_weight, out_proj_bias)
     if not batched:
