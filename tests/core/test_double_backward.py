@@ -1,0 +1,130 @@
+"""Double backward (create_graph=True) through the fused norms, attention and losses:
+the first-order gradients must themselves be differentiable, as a gradient penalty
+(WGAN-GP) or a meta-learning inner loop needs. Each case compares with torch, in
+float64, the first-order gradients and the gradient of a penalty built from them, and
+checks the gradient of the first-order gradient function by finite differences."""
+
+import numpy as np
+import pytest
+import torch
+
+import ember
+import ember.nn.functional as F
+from ember.core.gradcheck import gradcheck
+
+ATOL, RTOL = 1e-9, 1e-7
+
+
+def _F(x):
+    """The functional module of ``x``'s library."""
+    return F if isinstance(x, ember.Tensor) else torch.nn.functional
+
+
+def _first_order(lib, fn, inputs, v):
+    """``fn``'s vector-Jacobian product with ``v``, differentiable (create_graph)."""
+    with lib.enable_grad():  # gradcheck evaluates the function under no_grad
+        out = fn(*inputs)
+        grads = lib.autograd.grad(out, inputs, v, create_graph=True, allow_unused=True)
+    return [g for g in grads if g is not None]
+
+
+def check_double_backward(fn, arrays, torch_fn=None, *, seed=0, fd=True, wrt=None):
+    r"""Run ``fn`` on ember and ``torch_fn`` (default ``fn``) on torch with float64
+    inputs built from ``arrays`` (those at positions ``wrt``, default all floating ones,
+    require grad). Compares the vector-Jacobian product ``g`` of the output with a random
+    ``v``, and the gradients of the penalty ``sum_i sum(g_i ** 2 * u_i)`` w.r.t. every
+    input; then finite-differences the function ``inputs -> g``."""
+    torch_fn = torch_fn or fn
+    rng = np.random.default_rng(seed)
+    if wrt is None:
+        wrt = [i for i, a in enumerate(arrays) if a.dtype.kind == "f"]
+    e_in = [ember.tensor(a, requires_grad=i in wrt) for i, a in enumerate(arrays)]
+    t_in = [torch.tensor(a, requires_grad=i in wrt) for i, a in enumerate(arrays)]
+    e_leaves = [e_in[i] for i in wrt]
+    t_leaves = [t_in[i] for i in wrt]
+
+    def e_call(*leaves):
+        full = list(e_in)
+        for i, leaf in zip(wrt, leaves):
+            full[i] = leaf
+        return fn(*full)
+
+    def t_call(*leaves):
+        full = list(t_in)
+        for i, leaf in zip(wrt, leaves):
+            full[i] = leaf
+        return torch_fn(*full)
+
+    t_out = t_call(*t_leaves)
+    v = rng.standard_normal(tuple(t_out.shape))
+    t_grads = _first_order(torch, t_call, t_leaves, torch.tensor(v))
+    e_grads = _first_order(ember, e_call, e_leaves, ember.tensor(v))
+    assert len(e_grads) == len(t_grads)
+    for i, (e, t) in enumerate(zip(e_grads, t_grads)):
+        np.testing.assert_allclose(
+            e.detach().numpy(), t.detach().numpy(), atol=ATOL, rtol=RTOL, err_msg=f"grad {i}"
+        )
+    us = [rng.uniform(0.5, 1.5, size=tuple(t.shape)) for t in t_grads]
+    t_pen = sum((g * g * torch.tensor(u)).sum() for g, u in zip(t_grads, us) if g.requires_grad)
+    e_pen = sum((g * g * ember.tensor(u)).sum() for g, u in zip(e_grads, us) if g.requires_grad)
+    assert isinstance(t_pen, torch.Tensor), "no first-order gradient depends on the inputs"
+    t_gg = torch.autograd.grad(t_pen, t_leaves, allow_unused=True)
+    e_gg = ember.autograd.grad(e_pen, e_leaves, allow_unused=True)
+    for i, (e, t) in enumerate(zip(e_gg, t_gg)):
+        if t is None:
+            assert e is None or not np.any(e.numpy()), f"input {wrt[i]}: torch has no grad"
+            continue
+        assert e is not None, f"input {wrt[i]}: ember has no second-order grad, torch does"
+        np.testing.assert_allclose(
+            e.numpy(), t.numpy(), atol=ATOL, rtol=RTOL, err_msg=f"second-order grad {wrt[i]}"
+        )
+    if fd:
+        ve = ember.tensor(v)
+        fresh = [ember.tensor(arrays[i], requires_grad=True) for i in wrt]
+        assert gradcheck(
+            lambda *xs: tuple(_first_order(ember, e_call, list(xs), ve)),
+            fresh,
+            eps=1e-6,
+            atol=1e-5,
+            rtol=1e-4,
+        )
+
+
+def _rand(*shape, seed=0, low=-2.0, high=2.0):
+    return np.random.default_rng(seed + len(shape)).uniform(low, high, size=shape)
+
+
+# -- norms ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("affine", [True, False])
+def test_layer_norm(affine):
+    x, w, b = _rand(3, 4, 5), _rand(4, 5, seed=1), _rand(4, 5, seed=2)
+    if affine:
+        check_double_backward(lambda x, w, b: _F(x).layer_norm(x, (4, 5), w, b), [x, w, b])
+    else:
+        check_double_backward(lambda x: _F(x).layer_norm(x, (5,)), [x])
+
+
+def test_rms_norm():
+    x, w = _rand(3, 6), _rand(6, seed=1)
+    check_double_backward(lambda x, w: _F(x).rms_norm(x, [6], w, eps=1e-6), [x, w])
+
+
+def test_group_norm():
+    x, w, b = _rand(2, 6, 3, 2), _rand(6, seed=1), _rand(6, seed=2)
+    check_double_backward(lambda x, w, b: _F(x).group_norm(x, 3, w, b), [x, w, b])
+
+
+@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize("shape", [(5, 3), (4, 3, 2, 2)])
+def test_batch_norm(training, shape):
+    x, w, b = _rand(*shape), _rand(3, seed=1), _rand(3, seed=2)
+    mean, var = _rand(3, seed=3), _rand(3, seed=4, low=0.5, high=2.0)
+
+    def fn(x, w, b, mean, var):
+        return _F(x).batch_norm(
+            x, mean.clone(), var.clone(), w, b, training=training, momentum=0.1, eps=1e-5
+        )
+
+    check_double_backward(fn, [x, w, b, mean, var], wrt=[0, 1, 2])
