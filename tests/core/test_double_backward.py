@@ -7,6 +7,7 @@ checks the gradient of the first-order gradient function by finite differences."
 import numpy as np
 import pytest
 import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 import ember
 import ember.nn.functional as F
@@ -55,9 +56,11 @@ def check_double_backward(fn, arrays, torch_fn=None, *, seed=0, fd=True, wrt=Non
             full[i] = leaf
         return torch_fn(*full)
 
-    t_out = t_call(*t_leaves)
-    v = rng.standard_normal(tuple(t_out.shape))
-    t_grads = _first_order(torch, t_call, t_leaves, torch.tensor(v))
+    # torch's fused CPU attention kernels have no double backward; its math path has
+    with sdpa_kernel(SDPBackend.MATH):
+        t_out = t_call(*t_leaves)
+        v = rng.standard_normal(tuple(t_out.shape))
+        t_grads = _first_order(torch, t_call, t_leaves, torch.tensor(v))
     e_grads = _first_order(ember, e_call, e_leaves, ember.tensor(v))
     assert len(e_grads) == len(t_grads)
     for i, (e, t) in enumerate(zip(e_grads, t_grads)):
@@ -128,3 +131,74 @@ def test_batch_norm(training, shape):
         )
 
     check_double_backward(fn, [x, w, b, mean, var], wrt=[0, 1, 2])
+
+
+# -- attention --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("case", ["plain", "causal", "bool_mask", "float_mask", "gqa"])
+def test_scaled_dot_product_attention(case):
+    q, k, v = _rand(2, 2, 4, 3), _rand(2, 2, 5, 3, seed=1), _rand(2, 2, 5, 3, seed=2)
+    arrays, kw, wrt = [q, k, v], {}, None
+    if case == "causal":
+        k, v = _rand(2, 2, 4, 3, seed=1), _rand(2, 2, 4, 3, seed=2)
+        arrays, kw = [q, k, v], {"is_causal": True}
+    elif case == "bool_mask":
+        mask = np.random.default_rng(5).uniform(size=(4, 5)) > 0.3
+        mask[:, 0] = True
+        arrays, wrt = [q, k, v, mask], [0, 1, 2]
+    elif case == "float_mask":
+        arrays = [q, k, v, _rand(2, 1, 4, 5, seed=6)]  # the mask is differentiated too
+    elif case == "gqa":
+        q = _rand(2, 4, 4, 3)
+        arrays, kw = [q, k, v], {"enable_gqa": True}
+
+    def fn(q, k, v, mask=None):
+        return _F(q).scaled_dot_product_attention(q, k, v, attn_mask=mask, **kw)
+
+    check_double_backward(fn, arrays, wrt=wrt)
+
+
+def test_long_causal_attention_gradient_penalty():
+    """Sequences long enough for the blocked causal forward (NumPy, float64)."""
+    q, k, v = (_rand(1, 1, 130, 2, seed=s) for s in range(3))
+    check_double_backward(
+        lambda q, k, v: _F(q).scaled_dot_product_attention(q, k, v, is_causal=True),
+        [q, k, v],
+        fd=False,
+    )
+
+
+@pytest.mark.parametrize("need_weights", [False, True])
+def test_multihead_attention_gradient_penalty(need_weights):
+    torch.manual_seed(0)
+    t_mha = torch.nn.MultiheadAttention(6, 2, batch_first=True).double()
+    e_mha = ember.nn.MultiheadAttention(6, 2, batch_first=True).double()
+    e_mha.load_state_dict({k: ember.tensor(v.numpy()) for k, v in t_mha.state_dict().items()})
+    padding = np.zeros((2, 5), bool)
+    padding[1, 3:] = True
+
+    def fn(x, mem):
+        mha = e_mha if isinstance(x, ember.Tensor) else t_mha
+        lib = ember if isinstance(x, ember.Tensor) else torch
+        out, _ = mha(x, mem, mem, key_padding_mask=lib.tensor(padding), need_weights=need_weights)
+        return out
+
+    check_double_backward(fn, [_rand(2, 4, 6), _rand(2, 5, 6, seed=1)], fd=False)
+    # and w.r.t. the parameters, as a gradient penalty on a critic does
+    x = ember.tensor(_rand(2, 4, 6), requires_grad=True)
+    tx = torch.tensor(_rand(2, 4, 6), requires_grad=True)
+    (gx,) = ember.autograd.grad(e_mha(x, x, x)[0].sum(), x, create_graph=True)
+    with sdpa_kernel(SDPBackend.MATH):
+        (tgx,) = torch.autograd.grad(t_mha(tx, tx, tx)[0].sum(), tx, create_graph=True)
+    (gx * gx).sum().backward()
+    (tgx * tgx).sum().backward()
+    e_params = dict(e_mha.named_parameters())
+    for name, p in t_mha.named_parameters():
+        if p.grad is None:  # the output bias does not reach the input gradient
+            assert e_params[name].grad is None, name
+            continue
+        assert e_params[name].grad is not None, name
+        np.testing.assert_allclose(
+            e_params[name].grad.numpy(), p.grad.numpy(), atol=ATOL, rtol=RTOL, err_msg=name
+        )
