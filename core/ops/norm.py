@@ -7,8 +7,8 @@ couple of elementwise passes: ``gx = invstd * (g - mean(g) - xhat * mean(g * xha
 with ``g = grad * weight``.
 
 Under create_graph (double backward) each backward takes a second path written with
-Tensor ops from the saved input, so the gradient is itself differentiable; the first-order
-path is unchanged.
+Tensor ops from the input (layer and group norm rebuild it, less its mean, from what
+they saved), so the gradient is itself differentiable; the first-order path is unchanged.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from ..amp import cast_for
 from ..autograd import Function
 from ..tensor import Tensor
 from ._util import check_same_device, xp_of
+from .graph_backward import reconnect
 
 # -- batch norm ---------------------------------------------------------------------------
 
@@ -206,11 +207,11 @@ class LayerNorm(Function):
         ctx.meta = (axes, rms, eps)
         if xp is not np and kernels.norm_fits(x, ndim, weight, bias):
             y, xhat, invstd = kernels.norm_forward(x, weight, bias, ndim, eps, rms)
-            ctx.save_for_backward(xhat, weight, invstd, x)
+            ctx.save_for_backward(xhat, weight, invstd)
             return y
         if type(x) is np.ndarray and x.dtype in _ROW_DTYPES and x.size:
             y, xhat, invstd = _norm_rows_forward(x, weight, bias, ndim, eps, rms)
-            ctx.save_for_backward(xhat, weight, invstd, x)
+            ctx.save_for_backward(xhat, weight, invstd)
             return y
         if rms:
             xmu = x
@@ -223,14 +224,16 @@ class LayerNorm(Function):
         y = xhat * weight if weight is not None else xhat.copy()
         if bias is not None:
             y += bias
-        ctx.save_for_backward(xhat, weight, invstd, x)
+        ctx.save_for_backward(xhat, weight, invstd)
         return y.astype(x.dtype, copy=False)  # NumPy computes bfloat16 in float32
 
     @staticmethod
     def backward(ctx, grad):
-        xhat, weight, invstd, x = ctx.saved_tensors
+        xhat, weight, invstd = ctx.saved_tensors
         axes, rms, eps = ctx.meta
         if isinstance(grad, Tensor):
+            # x less its mean (all of x for RMS norm): the norm cannot tell them apart
+            x = reconnect(ctx, 0, (xhat._array / invstd._array).astype(xhat._array.dtype))
             return _layer_norm_graph(ctx, grad, x, weight, axes, eps, rms)
         if type(grad) is np.ndarray and grad.dtype in _ROW_DTYPES and grad.size:
             return _norm_rows_backward(grad, xhat, weight, invstd, len(axes), rms, ctx)
@@ -380,14 +383,17 @@ class GroupNorm(Function):
         y = xhat * weight.reshape(cshape) if weight is not None else xhat.copy()
         if bias is not None:
             y += bias.reshape(cshape)
-        ctx.save_for_backward(xhat, weight, invstd, x)
+        ctx.save_for_backward(xhat, weight, invstd)
         ctx.groups, ctx.eps = groups, eps
         return y.astype(x.dtype, copy=False)
 
     @staticmethod
     def backward(ctx, grad):
-        xhat, weight, invstd, x = ctx.saved_tensors
+        xhat, weight, invstd = ctx.saved_tensors
         if isinstance(grad, Tensor):
+            xhat, invstd = xhat._array, invstd._array
+            centred = xhat.reshape(invstd.shape[:2] + (-1,)) / invstd  # x less its group means
+            x = reconnect(ctx, 0, centred.reshape(xhat.shape).astype(xhat.dtype))
             return _group_norm_graph(ctx, grad, x, weight)
         n, c = grad.shape[:2]
         axes = (0,) + tuple(range(2, grad.ndim))

@@ -104,19 +104,20 @@ def _rand(*shape, seed=0, low=-2.0, high=2.0):
 def test_layer_norm(affine):
     x, w, b = _rand(3, 4, 5), _rand(4, 5, seed=1), _rand(4, 5, seed=2)
     if affine:
-        check_double_backward(lambda x, w, b: _F(x).layer_norm(x, (4, 5), w, b), [x, w, b])
+        # a non-leaf input shifted off zero mean: backward rebuilds it less its mean
+        check_double_backward(lambda x, w, b: _F(x).layer_norm(x * x + 3, (4, 5), w, b), [x, w, b])
     else:
         check_double_backward(lambda x: _F(x).layer_norm(x, (5,)), [x])
 
 
 def test_rms_norm():
     x, w = _rand(3, 6), _rand(6, seed=1)
-    check_double_backward(lambda x, w: _F(x).rms_norm(x, [6], w, eps=1e-6), [x, w])
+    check_double_backward(lambda x, w: _F(x).rms_norm(x * x - 1, [6], w, eps=1e-6), [x, w])
 
 
 def test_group_norm():
     x, w, b = _rand(2, 6, 3, 2), _rand(6, seed=1), _rand(6, seed=2)
-    check_double_backward(lambda x, w, b: _F(x).group_norm(x, 3, w, b), [x, w, b])
+    check_double_backward(lambda x, w, b: _F(x).group_norm(x * x + 2, 3, w, b), [x, w, b])
 
 
 @pytest.mark.parametrize("training", [True, False])
@@ -273,3 +274,52 @@ def test_cosine_embedding_loss():
         return _F(x1).cosine_embedding_loss(x1, x2, y, margin=-0.5)
 
     check_double_backward(fn, [x1, x2, y], wrt=[0, 1])
+
+
+@pytest.mark.parametrize(
+    "case", ["plain", "weight", "smoothing", "ignore", "spatial_none", "probs", "probs_smooth"]
+)
+def test_cross_entropy(case):
+    x = _rand(4, 3)
+    target = np.array([0, 2, 1, 2])
+    kw, wrt = {}, [0]
+    if case == "weight":
+        kw["weight"] = np.array([0.5, 1.5, 1.0])
+    elif case == "smoothing":
+        kw.update(label_smoothing=0.2, weight=np.array([0.5, 1.5, 1.0]))
+    elif case == "ignore":
+        target = np.array([0, -100, 1, 2])
+        kw.update(ignore_index=-100, label_smoothing=0.1)
+    elif case == "spatial_none":
+        x, target = _rand(2, 3, 2, 2), np.array([[[0, 1], [2, 1]], [[1, 1], [0, 2]]])
+        kw["reduction"] = "none"
+    elif case.startswith("probs"):
+        target = np.random.default_rng(4).dirichlet(np.ones(3), size=4)
+        wrt = [0, 1]
+        if case == "probs_smooth":
+            kw.update(label_smoothing=0.3, weight=np.array([0.5, 1.5, 1.0]))
+
+    def fn(x, target):
+        lib = ember if isinstance(x, ember.Tensor) else torch
+        args = {k: lib.tensor(v) if isinstance(v, np.ndarray) else v for k, v in kw.items()}
+        # times x: the penalty's gradient then depends on the gradient's value too;
+        # a non-leaf input (x * x) but for "weight" (the input is the leaf itself)
+        logits = x if case == "weight" else x * x
+        return _F(x).cross_entropy(logits, target, **args) * (x * x).sum()
+
+    check_double_backward(fn, [x, target], wrt=wrt)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_nll_loss(reduction):
+    x, target = _rand(2, 4, 3), np.array([[0, 3, 1], [2, -100, 3]])
+    weight = np.array([0.5, 1.5, 1.0, 2.0])
+
+    def fn(x, target):
+        lib = ember if isinstance(x, ember.Tensor) else torch
+        loss = _F(x).nll_loss(
+            x.log_softmax(1), target, weight=lib.tensor(weight), reduction=reduction
+        )
+        return loss * (x * x).sum()
+
+    check_double_backward(fn, [x, target])
