@@ -301,3 +301,85 @@ def test_errors():
         model(ember.randn(5, 3, D), ember.randn(4, 2, D))
     with pytest.raises(RuntimeError, match="d_model"):
         model(ember.randn(5, 3, D), ember.randn(4, 3, D + 1))
+
+
+# -- MultiheadAttention options beyond what the layers use ------------------------------------
+
+
+@pytest.mark.parametrize("need_weights", [False, True])
+@pytest.mark.parametrize("bias_kv, zero_attn", [(True, False), (False, True), (True, True)])
+def test_mha_bias_kv_and_zero_attn_match_torch(bias_kv, zero_attn, need_weights):
+    e_mod, t_mod = _pair(
+        nn.MultiheadAttention,
+        torch.nn.MultiheadAttention,
+        "float64",
+        D,
+        H,
+        add_bias_kv=bias_kv,
+        add_zero_attn=zero_attn,
+    )
+    assert list(e_mod.state_dict()) == list(t_mod.state_dict())
+    query, memory = _inputs((4, 3, D), (5, 3, D), dtype="float64")
+    padding = np.zeros((3, 5))
+    padding[0, 3:] = -np.inf  # float, as the attn_mask (torch warns on mixed mask types)
+    attn_mask = np.random.default_rng(2).standard_normal((4, 5))
+
+    def first(mod):
+        def run(q, m, **kw):
+            return mod(q, m, m, need_weights=need_weights, **kw)[0]
+
+        return run
+
+    class Wrap:  # _compare wants modules with parameters
+        def __init__(self, mod):
+            self.mod, self.run = mod, first(mod)
+
+        def __call__(self, *a, **kw):
+            return self.run(*a, **kw)
+
+        def named_parameters(self):
+            return self.mod.named_parameters()
+
+    _compare(
+        Wrap(e_mod),
+        Wrap(t_mod),
+        [query, memory],
+        "float64",
+        key_padding_mask=padding,
+        attn_mask=attn_mask,
+    )
+
+
+def test_mha_functional_static_kv_matches_torch():
+    torch.manual_seed(0)
+    t_mod = torch.nn.MultiheadAttention(D, H).double()
+    rng = np.random.default_rng(3)
+    query = rng.standard_normal((4, 3, D))
+    static_k, static_v = rng.standard_normal((2, 3 * H, 6, D // H))
+
+    def run(lib, mod_params):
+        q = lib.tensor(query)
+        out, weights = lib.nn.functional.multi_head_attention_forward(
+            q,
+            q,
+            q,
+            D,
+            H,
+            mod_params["in_proj_weight"],
+            mod_params["in_proj_bias"],
+            None,
+            None,
+            False,
+            0.0,
+            mod_params["out_proj.weight"],
+            mod_params["out_proj.bias"],
+            static_k=lib.tensor(static_k),
+            static_v=lib.tensor(static_v),
+        )
+        return out, weights
+
+    t_params = {k: v.detach() for k, v in t_mod.state_dict().items()}
+    e_params = {k: ember.tensor(v.numpy()) for k, v in t_params.items()}
+    (t_out, t_w), (e_out, e_w) = run(torch, t_params), run(ember, e_params)
+    np.testing.assert_allclose(e_out.numpy(), t_out.numpy(), atol=1e-10)
+    np.testing.assert_allclose(e_w.numpy(), t_w.numpy(), atol=1e-10)
