@@ -323,3 +323,34 @@ def test_nll_loss(reduction):
         return loss * (x * x).sum()
 
     check_double_backward(fn, [x, target])
+
+
+# -- a gradient penalty through whole layers ----------------------------------------------------
+
+
+@pytest.mark.parametrize("norm_first", [False, True])
+def test_gradient_penalty_through_transformer_encoder_layer(norm_first):
+    """WGAN-GP on a Transformer critic: the penalty's parameter gradients match torch."""
+    torch.manual_seed(0)
+    # relu (the default): Gelu has no double backward yet
+    kw = {"dim_feedforward": 12, "dropout": 0.0, "norm_first": norm_first}
+    t_layer = torch.nn.TransformerEncoderLayer(6, 2, **kw).double()
+    e_layer = ember.nn.TransformerEncoderLayer(6, 2, **kw).double()
+    e_layer.load_state_dict({k: ember.tensor(v.numpy()) for k, v in t_layer.state_dict().items()})
+    x = _rand(4, 2, 6)
+    mask = np.triu(np.full((4, 4), -np.inf), 1)
+    penalties = []
+    for lib, layer in ((torch, t_layer), (ember, e_layer)):
+        xt = lib.tensor(x, requires_grad=True)
+        with sdpa_kernel(SDPBackend.MATH):
+            score = layer(xt, src_mask=lib.tensor(mask)).pow(2).sum()
+            (g,) = lib.autograd.grad(score, xt, create_graph=True)
+            penalty = ((g * g).sum().sqrt() - 1) ** 2
+            penalty.backward()
+        penalties.append(penalty.item())
+    np.testing.assert_allclose(penalties[1], penalties[0], rtol=1e-10)
+    e_params = dict(e_layer.named_parameters())
+    for name, p in t_layer.named_parameters():
+        np.testing.assert_allclose(
+            e_params[name].grad.numpy(), p.grad.numpy(), atol=ATOL, rtol=RTOL, err_msg=name
+        )

@@ -383,3 +383,27 @@ def test_mha_functional_static_kv_matches_torch():
     (t_out, t_w), (e_out, e_w) = run(torch, t_params), run(ember, e_params)
     np.testing.assert_allclose(e_out.numpy(), t_out.numpy(), atol=1e-10)
     np.testing.assert_allclose(e_w.numpy(), t_w.numpy(), atol=1e-10)
+
+
+def test_bias_false_and_custom_encoder_decoder():
+    e_mod, t_mod = _pair(
+        nn.TransformerEncoderLayer,
+        torch.nn.TransformerEncoderLayer,
+        "float64",
+        D,
+        H,
+        FF,
+        dropout=0.0,
+        bias=False,
+    )
+    assert list(e_mod.state_dict()) == list(t_mod.state_dict())  # no bias entries
+    (src,) = _inputs((5, 3, D), dtype="float64")
+    _compare(e_mod, t_mod, [src], "float64")
+
+    encoder = nn.TransformerEncoder(nn.TransformerEncoderLayer(D, H, FF), 1)
+    decoder = nn.TransformerDecoder(nn.TransformerDecoderLayer(D, H, FF), 1)
+    model = nn.Transformer(d_model=D, nhead=H, custom_encoder=encoder, custom_decoder=decoder)
+    assert model.encoder is encoder and model.decoder is decoder
+    assert model.encoder.norm is None and model.decoder.norm is None
+    out = model(ember.randn(5, 3, D), ember.randn(4, 3, D))
+    assert tuple(out.shape) == (4, 3, D)
