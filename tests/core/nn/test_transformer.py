@@ -223,7 +223,16 @@ def test_unbatched_transformer_matches_torch():
         "float64",
     )
     src, tgt = _inputs((6, D), (4, D), dtype="float64")
-    _compare(e_mod, t_mod, [src, tgt], "float64", tgt_mask=np.triu(np.ones((4, 4), bool), 1))
+    padding = np.array([False] * 5 + [True])  # (S,) for an unbatched source
+    _compare(
+        e_mod,
+        t_mod,
+        [src, tgt],
+        "float64",
+        tgt_mask=np.triu(np.ones((4, 4), bool), 1),
+        src_key_padding_mask=padding,
+        memory_key_padding_mask=padding,
+    )
 
 
 def _subclass(lib):
@@ -407,3 +416,12 @@ def test_bias_false_and_custom_encoder_decoder():
     assert model.encoder.norm is None and model.decoder.norm is None
     out = model(ember.randn(5, 3, D), ember.randn(4, 3, D))
     assert tuple(out.shape) == (4, 3, D)
+
+
+def test_dropout_is_active_in_training_only():
+    layer = nn.TransformerEncoderLayer(D, H, FF, dropout=0.5)
+    src = ember.randn(5, 3, D)
+    layer.eval()
+    np.testing.assert_array_equal(layer(src).detach().numpy(), layer(src).detach().numpy())
+    layer.train()
+    assert not np.allclose(layer(src).detach().numpy(), layer(src).detach().numpy())
