@@ -513,12 +513,17 @@ def rotate(img, angle: float, interpolation="nearest", expand=False, center=None
     m = _rotation_matrix(angle, c)
     ow, oh = _expanded_size(m, w, h) if expand else (w, h)
     dtype = _float_dtype(arr)
-    # output pixel centres relative to the output's centre, mapped into the input
+    # Output pixel centres relative to the output's centre, mapped into the input through
+    # normalized coordinates in the order torchvision's affine grid and grid_sample use,
+    # so that rounding ties (common: sin 30 = 0.5) fall the same way.
     xs = xp.linspace(-ow * 0.5 + 0.5, ow * 0.5 - 0.5, ow, dtype=dtype)[None, :]
     ys = xp.linspace(-oh * 0.5 + 0.5, oh * 0.5 - 0.5, oh, dtype=dtype)[:, None]
-    theta = xp.asarray(m, dtype=dtype)
-    ix = theta[0] * xs + theta[1] * ys + theta[2] + dtype.type(w * 0.5 - 0.5)
-    iy = theta[3] * xs + theta[4] * ys + theta[5] + dtype.type(h * 0.5 - 0.5)
+    theta = xp.asarray(m, dtype=dtype).reshape(2, 3)
+    theta = theta / xp.asarray([[0.5 * w], [0.5 * h]], dtype=dtype)
+    gx = xs * theta[0, 0] + ys * theta[0, 1] + theta[0, 2]
+    gy = xs * theta[1, 0] + ys * theta[1, 1] + theta[1, 2]
+    ix = ((gx + 1) * dtype.type(w) - 1) / 2
+    iy = ((gy + 1) * dtype.type(h) - 1) / 2
     out, coverage = _sample(arr.astype(dtype), ix, iy, interpolation)
     if fill is not None:
         fills = [float(fill)] * arr.shape[-3] if isinstance(fill, numbers.Number) else fill
