@@ -365,30 +365,29 @@ def test_published_parameter_counts():
 
 
 def test_weights_directory_and_errors(tmp_path):
-    ref = TResNet(TBasic, [2, 2, 2, 2], num_classes=4)
-    sd = {k: v.contiguous() for k, v in ref.state_dict().items()}
+    sd = {k: torch.tensor(v.numpy()) for k, v in models.lenet5(num_classes=4).state_dict().items()}
     save_file(sd, str(tmp_path / "model.safetensors"))
-    model = models.resnet18(weights=tmp_path, num_classes=4)  # a directory
-    np.testing.assert_array_equal(model.fc.weight.detach().numpy(), sd["fc.weight"].numpy())
+    model = models.lenet5(weights=tmp_path, num_classes=4)  # a directory
+    np.testing.assert_array_equal(model.fc3.weight.detach().numpy(), sd["fc3.weight"].numpy())
 
     with pytest.raises(FileNotFoundError, match="never downloads"):
-        models.resnet18(weights=tmp_path / "nope.safetensors")
+        models.lenet5(weights=tmp_path / "nope.safetensors")
     with pytest.raises(TypeError, match="path"):
-        models.resnet18(weights=3)
+        models.lenet5(weights=3)
 
     bad = dict(sd)
-    del bad["layer2.0.bn1.running_var"]
+    del bad["fc1.bias"]
     save_file(bad, str(tmp_path / "missing.safetensors"))
-    with pytest.raises(RuntimeError, match=r"lacks the key 'layer2\.0\.bn1\.running_var'"):
-        models.resnet18(weights=tmp_path / "missing.safetensors", num_classes=4)
+    with pytest.raises(RuntimeError, match=r"lacks the key 'fc1\.bias'"):
+        models.lenet5(weights=tmp_path / "missing.safetensors", num_classes=4)
 
-    with pytest.raises(RuntimeError, match=r"'fc\.weight' has shape \[4, 512\].*\[10, 512\]"):
-        models.resnet18(weights=tmp_path / "model.safetensors", num_classes=10)
+    with pytest.raises(RuntimeError, match=r"'fc3\.weight' has shape \[4, 84\].*\[10, 84\]"):
+        models.lenet5(weights=tmp_path / "model.safetensors", num_classes=10)
 
-    extra = dict(sd, **{"layer5.weight": torch.zeros(1)})
+    extra = dict(sd, **{"fc4.weight": torch.zeros(1)})
     save_file(extra, str(tmp_path / "extra.safetensors"))
-    with pytest.raises(RuntimeError, match=r"unexpected key 'layer5\.weight'"):
-        models.resnet18(weights=tmp_path / "extra.safetensors", num_classes=4)
+    with pytest.raises(RuntimeError, match=r"unexpected key 'fc4\.weight'"):
+        models.lenet5(weights=tmp_path / "extra.safetensors", num_classes=4)
 
 
 def test_check_state_dict_reports_first_mismatch_in_model_order():
