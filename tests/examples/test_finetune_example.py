@@ -9,7 +9,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_finetune_digits_trains_a_new_head_on_a_frozen_backbone(tmp_path):
-    args = ["--pretrain-epochs", "2", "--epochs", "2", "--out", str(tmp_path / "b.safetensors")]
+    args = ["--pretrain-epochs", "1", "--epochs", "1", "--out", str(tmp_path / "b.safetensors")]
     proc = subprocess.run(
         [sys.executable, str(ROOT / "examples/finetune_digits.py"), *args],
         cwd=tmp_path,
@@ -22,5 +22,5 @@ def test_finetune_digits_trains_a_new_head_on_a_frozen_backbone(tmp_path):
     assert "fine-tuning 850 parameters, 60,856 frozen" in lines
     match = re.fullmatch(r"test accuracy: (0\.\d{4})", lines[-1])
     assert match, lines[-1]
-    assert float(match.group(1)) > 0.5  # ten classes: chance is 0.1
+    assert float(match.group(1)) > 0.4  # chance is 0.1; one epoch each gives about 0.6
     assert (tmp_path / "b.safetensors").exists()
