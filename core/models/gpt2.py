@@ -14,7 +14,6 @@ from .. import creation, nn
 from ..nn import init
 from ..ops.attention import scaled_dot_product_attention
 from ..ops.linalg import linear
-from ..tensor import Tensor
 from ._weights import load_weights
 
 _CONV1D_SUFFIXES = (
@@ -137,10 +136,6 @@ class GPT2(nn.Module):
                 init.normal_(p, 0.0, 0.02)
             elif name.endswith("bias") and ".ln_" not in name and not name.startswith("ln_"):
                 init.zeros_(p)
-
-    @property
-    def lm_head_weight(self) -> Tensor:
-        return self.wte.weight
 
     def forward(self, input_ids):
         if input_ids.ndim != 2:
