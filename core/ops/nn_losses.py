@@ -18,6 +18,7 @@ from ..autograd import Function
 from ..tensor import Tensor
 from ._util import check_same_device, sum_to, xp_of
 from .elementwise import _sigmoid, to_copy
+from .graph_backward import const
 from .nn import check_reduction
 
 
@@ -30,17 +31,12 @@ def _reduce(loss, reduction: str, dtype):
     return xp.asarray(out, dtype=dtype)
 
 
-def _const(array) -> Tensor:
-    """A constant (non-differentiable) Tensor for the create_graph paths."""
-    return Tensor._make(array, False, None, 0)
-
-
 def _choose(cond, a, b):
     """``where(cond, a, b)`` for a constant bool array ``cond`` and finite Tensors or
     numbers ``a``, ``b``, built from products so that it stays differentiable."""
     dt = next(v._array.dtype for v in (a, b) if isinstance(v, Tensor))
     m = cond.astype(dt)
-    return a * _const(m) + b * _const(1 - m)
+    return a * const(m) + b * const(1 - m)
 
 
 def _safe_log(y, floor=-100.0):
