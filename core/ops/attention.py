@@ -15,6 +15,7 @@ from ..autograd import Function
 from ..random import generator_for
 from ..tensor import Tensor
 from ._util import check_same_device, sum_to, xp_of
+from .graph_backward import const
 
 
 class ScaledDotProductAttention(Function):
@@ -101,18 +102,18 @@ def _attention_graph(ctx, grad, q, k, v, keep, mask):
     dt = q._array.dtype
     if is_causal:
         blocked = xp.triu(xp.full((length, source), -np.inf, dt), 1)
-        scores = scores + Tensor._make(blocked, False, None, 0)
+        scores = scores + const(blocked)
     if mask is not None:
         if mask._array.dtype == bool:
-            mask = Tensor._make(xp.where(mask._array, 0, -np.inf).astype(dt), False, None, 0)
+            mask = const(xp.where(mask._array, 0, -np.inf).astype(dt))
         scores = scores + mask
     # softmax whose fully masked rows are zeros, as forward: shift and guard as constants
     top = scores._array.max(axis=-1, keepdims=True)
     top[top == -np.inf] = 0
-    exps = (scores - Tensor._make(top, False, None, 0)).exp()
+    exps = (scores - const(top)).exp()
     total = exps.sum(dim=-1, keepdim=True)
     empty = (total._array == 0).astype(dt)
-    probs = exps / (total + Tensor._make(empty, False, None, 0))
+    probs = exps / (total + const(empty))
     gq = gk = gv = gmask = None
     if need_v:
         dropped = probs if keep is None else probs * keep
