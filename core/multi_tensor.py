@@ -185,7 +185,8 @@ def _table(arrays):
     starts = np.zeros(len(arrays) + 1, np.int64)
     np.cumsum(sizes, out=starts[1:])
     ptrs = np.fromiter((a.data.ptr for a in arrays), np.int64, len(arrays))
-    return cupy.asarray(ptrs), cupy.asarray(starts), int(starts[-1])
+    with arrays[0].device:
+        return cupy.asarray(ptrs), cupy.asarray(starts), int(starts[-1])
 
 
 def _launch(kernel: str, variant: str, like, total: int, args: tuple) -> None:
