@@ -4,6 +4,7 @@ passing, failing, hanging, missing), the budget, and the report it writes."""
 import importlib.machinery
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 import time
@@ -178,3 +179,38 @@ def test_budget_spent_marks_the_rest_not_run(tmp_path):
     report = json.loads((tmp_path / "gpu_report.json").read_text())
     assert report["stages"][0]["reason"] == "timed out after 2 s"
     assert report["stages"][1]["reason"] == "not run: the time budget was spent"
+
+
+def test_sharded_pytest_sums_the_shards_and_keeps_failures(tmp_path, monkeypatch, capfd):
+    (tmp_path / "test_fake.py").write_text(
+        "import pytest\n"
+        "@pytest.mark.parametrize('i', range(5))\n"
+        "def test_ok(i):\n    assert i < 5\n"
+        "def test_bad():\n    assert 1 == 2\n"
+        "@pytest.mark.skip(reason='needs a GPU')\n"
+        "def test_skipped():\n    pass\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    code = gc.run_sharded(3, ["test_fake.py"])
+    out = capfd.readouterr().out
+    assert code == 1
+    assert out.count("---- shard") == 3
+    summary = out.strip().splitlines()[-1]
+    assert summary.startswith("== ") and summary.endswith("(3 shards)")
+    assert "5 passed" in summary and "1 failed" in summary and "1 skipped" in summary
+    status, reason, counts = gc.judge(fake("tests", ""), code, out)
+    assert status == "FAIL" and reason.startswith("exit code 1: ")
+    assert counts["passed"] == 5 and counts["failed"] == 1
+
+
+def test_ember_path_env_points_python_at_this_checkout(tmp_path, monkeypatch):
+    assert gc.ember_path_env() == {}  # the test venv has this checkout installed (editable)
+    other = tmp_path / "other_checkout"  # as if ember were installed from elsewhere
+    other.symlink_to(gc.ROOT, target_is_directory=True)
+    monkeypatch.setattr(gc, "ROOT", other)
+    env = gc.ember_path_env()
+    shim = Path(env["PYTHONPATH"].split(os.pathsep)[0])
+    assert (shim / "ember").readlink() == other
+    code = "import sys; sys.path.insert(0, sys.argv[1]); import ember; print(ember.__file__)"
+    probe = subprocess.run([sys.executable, "-c", code, str(shim)], capture_output=True, text=True)
+    assert probe.stdout.strip() == str(shim / "ember" / "__init__.py"), probe.stderr
