@@ -169,7 +169,7 @@ def _module(device_id: int):
 def fits(arrays) -> bool:
     """Whether the multi-tensor kernels apply: CuPy arrays, one floating dtype, one device,
     all C-contiguous."""
-    if not arrays or isinstance(arrays[0], np.ndarray):
+    if not arrays or any(isinstance(a, np.ndarray) for a in arrays):
         return False
     first = arrays[0]
     return first.dtype.name in _C_TYPES and all(
@@ -217,7 +217,7 @@ def sgd_step(
     g_ptrs, _, _ = _table(grads)
     b_ptrs = _table(bufs)[0] if momentum != 0 else p_ptrs
     args = (p_ptrs, g_ptrs, b_ptrs, starts, np.int32(len(params)), np.int64(total))
-    args += (float(lr), float(momentum), float(dampening), float(weight_decay))
+    args += tuple(np.float64(v) for v in (lr, momentum, dampening, weight_decay))
     args += (np.int32(nesterov), np.int32(maximize), np.int32(init_buf))
     _launch("ember_sgd", "{t}", params[0], total, args)
 
@@ -250,7 +250,7 @@ def pack(arrays, flat) -> None:
     ptrs, starts, total = _table(arrays)
     if total != flat.size:
         raise ValueError(f"pack: the arrays hold {total} elements but flat has {flat.size}")
-    args = (ptrs, starts, np.int32(len(arrays)), np.int64(total), flat, 1.0)
+    args = (ptrs, starts, np.int32(len(arrays)), np.int64(total), flat, np.float64(1.0))
     _launch("ember_pack", "{t}, true", flat, total, args)
 
 
@@ -260,5 +260,5 @@ def unpack(flat, arrays, scale: float = 1.0) -> None:
     ptrs, starts, total = _table(arrays)
     if total != flat.size:
         raise ValueError(f"unpack: the arrays hold {total} elements but flat has {flat.size}")
-    args = (ptrs, starts, np.int32(len(arrays)), np.int64(total), flat, float(scale))
+    args = (ptrs, starts, np.int32(len(arrays)), np.int64(total), flat, np.float64(scale))
     _launch("ember_pack", "{t}, false", flat, total, args)

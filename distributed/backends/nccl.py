@@ -6,8 +6,11 @@ event recorded on the caller's current stream (so inputs are ready), and records
 "done" event after the collective; the request tests that event, and a finished
 request makes the caller's stream wait on it, so later kernels see the result.
 
-Written from the CuPy documentation; the GPU paths could not be run where this was
-written (no GPU). ``dtype_code``/``op_code`` are tested without one.
+CuPy (>= 14) loads NCCL from the ``nvidia-nccl-cu12`` / ``nvidia-nccl-cu13`` wheel (the
+``ember[cuda12]`` / ``ember[cuda13]`` extras); ``unavailable_reason()`` says when it can't.
+bfloat16 is ncclBfloat16 (NCCL >= 2.10). Written from the CuPy documentation; the GPU
+paths could not be run where this was written (no GPU): ``scripts/gpu_check`` runs them.
+``dtype_code``/``op_code`` and the probe are tested without one.
 """
 
 from __future__ import annotations
