@@ -6,8 +6,8 @@ float32 and multiplies them there, and sends bfloat16 to its generic integer ker
 ``matmul`` here takes 16-bit products with batch dims itself: ``x @ W`` with a 2-D ``W``
 becomes one 2-D GEMM over the folded batch, and a true batch one
 ``cublasGemmStridedBatchedEx`` call with float32 accumulation (operands already
-transposed in memory are passed as such, without a copy). Everything else is
-``cupy.matmul``.
+transposed in memory are passed as such, and one matrix shared by the whole batch with a
+zero stride, without a copy). Everything else is ``cupy.matmul``.
 """
 
 from __future__ import annotations
@@ -57,14 +57,23 @@ def _operand(cupy, x):
     return cupy.ascontiguousarray(x), False
 
 
+def _batch_operand(cupy, x, batch):
+    """``(array, transposed, batch stride)`` for cuBLAS: a single matrix (all batch dims
+    1) is shared by every product with stride 0, anything else broadcast to ``batch``."""
+    rows, cols = x.shape[-2:]
+    if math.prod(x.shape[:-2]) == 1:
+        x, transposed = _operand(cupy, x.reshape(rows, cols))
+        return x, transposed, 0
+    x, transposed = _operand(cupy, cupy.broadcast_to(x, batch + (rows, cols)))
+    return x, transposed, rows * cols
+
+
 def _batched(cupy, a, b):
     batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
     m, k = a.shape[-2:]
     if b.shape[-2] != k:
         raise ValueError(f"matmul: shapes {a.shape} and {b.shape} are not aligned")
     n = b.shape[-1]
-    a = cupy.broadcast_to(a, batch + (m, k))
-    b = cupy.broadcast_to(b, batch + (k, n))
     count = math.prod(batch)
     c = cupy.empty(batch + (m, n), a.dtype)
     if c.size == 0:
@@ -72,8 +81,8 @@ def _batched(cupy, a, b):
     if k == 0:
         c.fill(0)
         return c
-    a, a_t = _operand(cupy, a)
-    b, b_t = _operand(cupy, b)
+    a, a_t, a_stride = _batch_operand(cupy, a, batch)
+    b, b_t, b_stride = _batch_operand(cupy, b, batch)
     # Row-major C = A @ B is column-major C^T = B^T @ A^T: cuBLAS's first operand is b.
     from cupy_backends.cuda.libs import cublas
 
@@ -92,11 +101,11 @@ def _batched(cupy, a, b):
             b.data.ptr,
             dtype,
             k if b_t else n,
-            k * n,
+            b_stride,
             a.data.ptr,
             dtype,
             m if a_t else k,
-            m * k,
+            a_stride,
             zero.ctypes.data,
             c.data.ptr,
             dtype,

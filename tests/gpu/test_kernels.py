@@ -241,7 +241,10 @@ def test_clip_grad_norm_on_cuda_matches_cpu():
         ((3, 64, 96), (96, 48), False),  # folded into one 2-D GEMM
         ((2, 3, 64, 96), (2, 3, 96, 48), False),  # strided batched
         ((2, 3, 64, 96), (2, 3, 48, 96), True),  # b read transposed, no copy
-        ((4, 64, 96), (1, 96, 48), False),  # broadcast batch
+        ((4, 64, 96), (1, 96, 48), False),  # one b for the batch: stride 0
+        ((64, 96), (5, 96, 48), False),  # one a for the batch (a conv's weights)
+        ((3, 64, 96), (2, 3, 96, 48), False),  # partial broadcast: copied
+        ((2, 96, 64), (2, 96, 48), False),  # a transposed below
     ],
 )
 def test_half_matmul_accumulates_in_float32(dtype, a_shape, b_shape, transpose_b):
@@ -249,6 +252,8 @@ def test_half_matmul_accumulates_in_float32(dtype, a_shape, b_shape, transpose_b
     da, db = cupy.asarray(a), cupy.asarray(b)
     if transpose_b:
         db, b = db.swapaxes(-1, -2), b.swapaxes(-1, -2)
+    if a_shape == (2, 96, 64):  # (2, 64, 96) read transposed, no copy
+        da, a = da.swapaxes(-1, -2), a.swapaxes(-1, -2)
     got = gemm.matmul(da, db)
     assert got.dtype == da.dtype
     want = np.matmul(a.astype(np.float64), b.astype(np.float64))
