@@ -214,3 +214,12 @@ def test_ember_path_env_points_python_at_this_checkout(tmp_path, monkeypatch):
     code = "import sys; sys.path.insert(0, sys.argv[1]); import ember; print(ember.__file__)"
     probe = subprocess.run([sys.executable, "-c", code, str(shim)], capture_output=True, text=True)
     assert probe.stdout.strip() == str(shim / "ember" / "__init__.py"), probe.stderr
+
+
+def test_missing_modules_and_an_offline_install_that_fails_politely(tmp_path):
+    assert gc.missing_modules(sys.executable) == []  # the test venv has them all
+    assert gc.missing_modules(sys.executable, ["json", "no_such_module_xyz"]) == [
+        "no_such_module_xyz"
+    ]
+    said = gc.install_from_wheelhouse(sys.executable, tmp_path, ["no_such_module_xyz"])
+    assert said.startswith(f"could not install no_such_module_xyz from {tmp_path}")
