@@ -13,6 +13,7 @@ import numpy as np
 from .. import creation
 from ..amp import _state as _autocast
 from ..amp import cast_for
+from ..ops._util import check_same_device
 from ..ops.join import cat, stack
 from ..ops.nn import dropout as _dropout
 from ..ops.recurrent import GRUSequence, LSTMSequence, RNNSequence
@@ -284,6 +285,7 @@ class RNNBase(Module):
                 raise RuntimeError("Expected sequence length to be larger than 0 in RNN")
             data = x.reshape(steps * batch, self.input_size)
             batch_sizes = (batch,) * steps
+        check_same_device(self._name(), data, h0, c0, self.weight_ih_l0)
         batch = batch_sizes[0]
         real_hidden = self.proj_size if self.proj_size > 0 else self.hidden_size
         if self.mode == "LSTM":
