@@ -3,6 +3,7 @@
 from . import (
     activation,
     attention,
+    bitwise,
     conv,
     elementwise,
     indexing,
@@ -20,4 +21,5 @@ from . import (
     reorder,
     scan,
     scatter,
+    unary_math,
 )
