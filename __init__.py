@@ -21,6 +21,7 @@ class _AliasFinder:
         "ember.optim": "ember.core.optim",
         "ember.utils": "ember.core.utils",
         "ember.cuda": "ember.core.cuda",
+        "ember.linalg": "ember.core.linalg",
         "ember.amp": "ember.core.amp",
         "ember.nn": "ember.core.nn",
     }
@@ -48,7 +49,7 @@ if not [f for f in _sys.meta_path if isinstance(f, _AliasFinder)]:
     _sys.meta_path.insert(0, _AliasFinder())
 
 from . import distributed
-from .core import amp, backends, cuda, nn, optim, serialization, utils
+from .core import amp, backends, cuda, linalg, nn, optim, serialization, utils
 from .core import autograd_api as autograd
 from .core.amp import autocast
 from .core.autograd import enable_grad, inference_mode, is_grad_enabled, no_grad, set_grad_enabled

@@ -22,4 +22,5 @@ from . import (
     scan,
     scatter,
     unary_math,
+    vector_norm,
 )
