@@ -7,6 +7,7 @@ from . import (
     conv,
     elementwise,
     indexing,
+    interpolate,
     join,
     linalg,
     movement,
