@@ -3,6 +3,7 @@
 from ..ops.activation import gelu, softplus
 from ..ops.attention import scaled_dot_product_attention
 from ..ops.conv import conv1d, conv2d, conv_transpose1d, conv_transpose2d
+from ..ops.conv3d import conv3d, conv_transpose3d
 from ..ops.elementwise import sigmoid, tanh
 from ..ops.indexing import one_hot
 from ..ops.interpolate import interpolate, upsample, upsample_bilinear, upsample_nearest

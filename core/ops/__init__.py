@@ -5,6 +5,8 @@ from . import (
     attention,
     bitwise,
     conv,
+    conv3d,
+    conv_nd,
     elementwise,
     indexing,
     interpolate,
