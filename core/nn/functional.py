@@ -67,6 +67,15 @@ from ..ops.pool import (
     max_pool1d,
     max_pool2d,
 )
+from ..ops.pool3d import (
+    adaptive_avg_pool3d,
+    adaptive_max_pool3d,
+    avg_pool3d,
+    max_pool3d,
+    max_unpool1d,
+    max_unpool2d,
+    max_unpool3d,
+)
 from ..ops.scan import log_softmax, softmax
 from .attention import multi_head_attention_forward
 from .linear import bilinear

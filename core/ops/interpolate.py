@@ -17,7 +17,6 @@ import numpy as np
 from ..autograd import Function
 from ..tensor import Tensor
 from ._util import xp_of
-from .pool import _adaptive_matrix
 
 _CUBIC_A = -0.75  # PyTorch's (and OpenCV's) bicubic coefficient
 _MODE_DIMS = {"linear": 1, "bilinear": 2, "bicubic": 2, "trilinear": 3}
@@ -57,6 +56,15 @@ class AxisMaps(Function):
 
 
 # -- weights of one axis --------------------------------------------------------------------
+
+
+def _adaptive_matrix(size, out):
+    """(out, size) averaging matrix of PyTorch's adaptive bins (area mode, adaptive pools)."""
+    m = np.zeros((out, size))
+    for i in range(out):
+        start, end = (i * size) // out, -(-((i + 1) * size) // out)
+        m[i, start:end] = 1.0 / (end - start)
+    return m
 
 
 def _nearest(size_in, size_out, scale, exact):
