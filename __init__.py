@@ -235,7 +235,18 @@ from .core.ops.reduce import (
     var_mean,
 )
 from .core.ops.reorder import diag, flip, repeat_interleave, roll, tile, tril, triu
-from .core.ops.scan import argsort, cumprod, cumsum, log_softmax, softmax, sort, topk
+from .core.ops.scan import (
+    argsort,
+    cummax,
+    cummin,
+    cumprod,
+    cumsum,
+    log_softmax,
+    logcumsumexp,
+    softmax,
+    sort,
+    topk,
+)
 from .core.ops.scatter import (
     gather,
     index_add,
@@ -246,6 +257,7 @@ from .core.ops.scatter import (
     scatter_add,
     take_along_dim,
 )
+from .core.ops.scatter_reduce import scatter_reduce
 from .core.ops.unary_math import (
     acos,
     acosh,

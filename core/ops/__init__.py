@@ -26,6 +26,7 @@ from . import (
     reorder,
     scan,
     scatter,
+    scatter_reduce,
     unary_math,
     vector_norm,
 )
