@@ -28,6 +28,8 @@ def _source_index(size, before, after, mode):
 
 
 class Pad(Function):
+    differentiable_backward = True  # through PadGrad
+
     @staticmethod
     def forward(ctx, x, pads, mode, value):
         xp = xp_of(x)
@@ -47,29 +49,56 @@ class Pad(Function):
 
     @staticmethod
     def backward(ctx, grad):
-        shape, pads, mode = ctx.meta
-        xp = xp_of(grad)
-        if mode == "constant":
-            gx = xp.zeros(shape, grad.dtype)
-            src, dst = _constant_slices(shape, pads)
-            gx[src] = grad[dst]
-            return gx
-        for axis in reversed(range(len(pads))):
-            b, a = pads[axis]
-            if not (b or a):
-                continue
-            size = shape[axis]
-            out_len = size + b + a
-            index = _source_index(size, b, a, mode)
-            lead = (slice(None),) * axis
-            # the output positions that copy input position p - b in order: one slice
-            lo, hi = max(b, 0), min(b + size, out_len)
-            g = xp.zeros(grad.shape[:axis] + (size,) + grad.shape[axis + 1 :], grad.dtype)
-            g[lead + (slice(lo - b, hi - b),)] = grad[lead + (slice(lo, hi),)]
-            for p in [*range(lo), *range(hi, out_len)]:  # the pad widths only
-                g[lead + (int(index[p]),)] += grad[lead + (p,)]
-            grad = g
-        return grad
+        if isinstance(grad, Tensor):
+            return PadGrad.apply(grad, meta=ctx.meta)
+        return _pad_grad(grad, *ctx.meta)
+
+
+class PadGrad(Function):
+    """Padding's (linear) backward as an op; its own backward is the padding again."""
+
+    differentiable_backward = True
+
+    @staticmethod
+    def forward(ctx, grad, meta):
+        ctx.meta = meta
+        return _pad_grad(grad, *meta)
+
+    @staticmethod
+    def backward(ctx, ggx):
+        _, pads, mode = ctx.meta
+        if isinstance(ggx, Tensor):
+            return Pad.apply(ggx, pads=pads, mode=mode, value=0)
+        return Pad.forward(_Scratch(), ggx, pads, mode, 0)
+
+
+class _Scratch:
+    """A throwaway ctx for calling a forward directly."""
+
+
+def _pad_grad(grad, shape, pads, mode):
+    xp = xp_of(grad)
+    if mode == "constant":
+        gx = xp.zeros(shape, grad.dtype)
+        src, dst = _constant_slices(shape, pads)
+        gx[src] = grad[dst]
+        return gx
+    for axis in reversed(range(len(pads))):
+        b, a = pads[axis]
+        if not (b or a):
+            continue
+        size = shape[axis]
+        out_len = size + b + a
+        index = _source_index(size, b, a, mode)
+        lead = (slice(None),) * axis
+        # the output positions that copy input position p - b in order: one slice
+        lo, hi = max(b, 0), min(b + size, out_len)
+        g = xp.zeros(grad.shape[:axis] + (size,) + grad.shape[axis + 1 :], grad.dtype)
+        g[lead + (slice(lo - b, hi - b),)] = grad[lead + (slice(lo, hi),)]
+        for p in [*range(lo), *range(hi, out_len)]:  # the pad widths only
+            g[lead + (int(index[p]),)] += grad[lead + (p,)]
+        grad = g
+    return grad
 
 
 def _constant_slices(shape, pads):

@@ -8,7 +8,7 @@ from collections import namedtuple
 
 import numpy as np
 
-from .. import dtypes, kernels
+from .. import backend, dtypes, kernels
 from ..amp import _state as _autocast
 from ..amp import cast_for
 from ..autograd import Function
@@ -96,14 +96,7 @@ class CumExtreme(Function):
 
     @staticmethod
     def forward(ctx, x, dim, largest):
-        xp = xp_of(x)
-        values = (xp.maximum if largest else xp.minimum).accumulate(x, axis=dim)
-        setter = x == values
-        if x.dtype.kind == "f":
-            setter |= xp.isnan(x)
-        positions = xp.arange(x.shape[dim]).reshape((-1,) + (1,) * (x.ndim - dim - 1))
-        indices = xp.maximum.accumulate(xp.where(setter, positions, 0), axis=dim)
-        indices = indices.astype(np.int64, copy=False)
+        values, indices = _on_host(lambda a: _running_extreme(a, dim, largest), x)
         ctx.save_for_backward(indices)
         ctx.dim, ctx.shape = dim, x.shape
         ctx.mark_non_differentiable(indices)
@@ -118,6 +111,17 @@ class CumExtreme(Function):
         key[ctx.dim] = indices
         xp.add.at(out, tuple(key), grad)
         return out
+
+
+def _running_extreme(x, dim, largest):
+    values = (np.maximum if largest else np.minimum).accumulate(x, axis=dim)
+    setter = x == values
+    if x.dtype.kind == "f":
+        setter |= np.isnan(x)
+    # the latest position that set the running value
+    positions = np.arange(x.shape[dim]).reshape((-1,) + (1,) * (x.ndim - dim - 1))
+    indices = np.maximum.accumulate(np.where(setter, positions, 0), axis=dim)
+    return values, indices.astype(np.int64, copy=False)
 
 
 def _cum_extreme(name, largest, input, dim):
@@ -147,16 +151,24 @@ def cummin(input: Tensor, dim: int):
     return _cum_extreme("cummin", False, input, dim)
 
 
+def _on_host(fn, *arrays):
+    """``fn`` of NumPy copies of ``arrays`` (for ufunc.accumulate, which CuPy lacks),
+    with the results moved back to the arrays' device."""
+    if xp_of(arrays[0]) is np:
+        return fn(*arrays)
+    dev = backend.device_of(arrays[0])
+    out = fn(*(backend.move_array(a, backend.CPU) for a in arrays))
+    if isinstance(out, tuple):
+        return tuple(backend.move_array(o, dev) for o in out)
+    return backend.move_array(out, dev)
+
+
 def _logcumsumexp(x, dim):
-    xp = xp_of(x)
-    with np.errstate(invalid="ignore"):
-        if xp is np:
-            return np.logaddexp.accumulate(x, axis=dim)
-        # CuPy lacks ufunc.accumulate: shift by the slice's max (terms far below it may
-        # underflow, unlike NumPy's exact running logaddexp)
-        peak = x.max(axis=dim, keepdims=True)
-        peak = xp.where(xp.isfinite(peak), peak, 0)
-        return xp.log(xp.cumsum(xp.exp(x - peak), axis=dim)) + peak
+    def accumulate(a):
+        with np.errstate(invalid="ignore"):
+            return np.logaddexp.accumulate(a, axis=dim)
+
+    return _on_host(accumulate, x)
 
 
 class LogCumSumExp(Function):

@@ -120,3 +120,24 @@ def test_pad_errors():
         F.pad(ember.ones(2, 3), (-2, -2))
     with pytest.raises(NotImplementedError, match="not supported for 4D"):
         F.pad(ember.ones(1, 2, 3, 4), (1, 1), mode="reflect")
+
+
+@pytest.mark.parametrize(
+    "mode,pad",
+    [
+        ("constant", (1, -1, 2, 0)),
+        ("reflect", (2, 1, 1, 2)),
+        ("replicate", (-1, 2, 1, 1)),
+        ("circular", (2, -1, 1, 2)),
+    ],
+)
+def test_pad_double_backward(mode, pad):
+    x0 = np.random.default_rng(0).standard_normal((2, 3, 5, 6))
+    results = []
+    for lib, functional in ((ember, F), (torch, torch.nn.functional)):
+        x = lib.tensor(x0, requires_grad=True)
+        y = functional.pad(x, pad, mode=mode)
+        (g,) = lib.autograd.grad((y * y * y).sum(), x, create_graph=True)
+        (gg,) = lib.autograd.grad((g * g).sum(), x)
+        results.append(gg.detach().numpy())
+    np.testing.assert_allclose(*results, rtol=1e-10)
