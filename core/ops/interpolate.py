@@ -67,9 +67,13 @@ def _adaptive_matrix(size, out):
     return m
 
 
-def _nearest(size_in, size_out, scale, exact):
-    if size_in == size_out:
+def _nearest(size_in, size_out, scale, exact, shortcuts):
+    # PyTorch's 2-d nearest kernel special-cases equal and doubled sizes (which then
+    # ignore a scale factor's fractional part); its 1-d and 3-d kernels do not
+    if shortcuts and size_out == size_in:
         return np.arange(size_out)
+    if shortcuts and size_out == 2 * size_in:
+        return np.arange(size_out) // 2
     # PyTorch computes this in float32; so do we, to pick the same inputs
     step = np.float32(1.0 / scale) if scale else np.float32(size_in) / np.float32(size_out)
     dst = np.arange(size_out, dtype=np.float32) + np.float32(0.5 if exact else 0.0)
@@ -118,10 +122,11 @@ def _cubic(size_in, size_out, scale, align_corners):
     return weight
 
 
-def _axis_map(mode, size_in, size_out, scale, align_corners):
+def _axis_map(mode, size_in, size_out, scale, align_corners, spatial):
     """(weight, index) of one axis."""
     if mode in ("nearest", "nearest-exact"):
-        index = _nearest(size_in, size_out, scale, mode == "nearest-exact")
+        shortcuts = mode == "nearest" and spatial == 2
+        index = _nearest(size_in, size_out, scale, mode == "nearest-exact", shortcuts)
         weight = np.zeros((size_out, size_in))
         weight[np.arange(size_out), index] = 1.0
         return weight, index
@@ -216,9 +221,9 @@ def interpolate(
         raise RuntimeError(f"\"upsample_{mode}\" not implemented for '{input.dtype}'")
     maps = []
     for k, (n_in, n_out, scale) in enumerate(zip(sizes_in, sizes_out, scales)):
-        if n_in == n_out and (mode in ("nearest", "nearest-exact", "area") or not scale):
-            continue  # identity (with a scale factor the linear modes may still shift)
-        weight, index = _axis_map(mode, n_in, n_out, scale, bool(align_corners))
+        if n_in == n_out and (mode in ("area", "linear", "bilinear", "trilinear") or not scale):
+            continue  # identity (with a scale factor, nearest and bicubic may still shift)
+        weight, index = _axis_map(mode, n_in, n_out, scale, bool(align_corners), spatial)
         maps.append((k + 2, weight, index))
     if not maps:
         return input.clone()

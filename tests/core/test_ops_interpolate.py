@@ -8,6 +8,7 @@ import torch.nn.functional as TF
 
 import ember
 import ember.nn.functional as F
+from ember.core.gradcheck import gradcheck
 from tests.helpers import check_op
 
 SPATIAL = {1: (5,), 2: (4, 5), 3: (4, 3, 3)}
@@ -121,3 +122,39 @@ def test_upsample_modules(make):
         [(2, 3, 4, 5)], lambda x: make(ember.nn if isinstance(x, ember.Tensor) else torch.nn)(x)
     )
     assert repr(make(ember.nn)) == repr(make(torch.nn))
+
+
+@pytest.mark.parametrize("mode,spatial", MODES)
+def test_interpolate_source_positions_match_torch(mode, spatial):
+    # which input each output reads: PyTorch's kernels differ by mode and rank (the 2-d
+    # nearest kernel special-cases equal and doubled sizes; the linear modes treat equal
+    # sizes as identity even with a scale factor; bicubic does not)
+    corners = [None] if mode.startswith("nearest") or mode == "area" else [False, True]
+    for n in (3, 4, 7):
+        for factor in (2.2, 1.3, 1.1, 0.45, 2.0):
+            for axis in range(spatial):
+                shape = [1, 1] + [2] * spatial
+                shape[2 + axis] = n
+                ramp = np.arange(n, dtype=np.float64) ** 2
+                x = np.broadcast_to(
+                    np.moveaxis(
+                        np.broadcast_to(ramp, shape[: 2 + axis] + shape[3 + axis :] + [n]),
+                        -1,
+                        2 + axis,
+                    ),
+                    shape,
+                )
+                factors = [1.0] * spatial
+                factors[axis] = factor
+                for align_corners in corners:
+                    kw = {"scale_factor": factors, "mode": mode, "align_corners": align_corners}
+                    e = F.interpolate(ember.tensor(np.ascontiguousarray(x)), **kw).numpy()
+                    t = TF.interpolate(torch.tensor(np.ascontiguousarray(x)), **kw).numpy()
+                    np.testing.assert_allclose(e, t, err_msg=f"n={n} factor={factor} axis={axis}")
+
+
+def test_nearest_3d_gradient_is_the_adjoint_of_its_forward():
+    # PyTorch's 3-d nearest backward with a fractional scale factor reads the inputs of
+    # size ratio in/out, unlike its forward; ember's gradient is the forward's adjoint
+    x = ember.tensor(np.random.default_rng(0).standard_normal((1, 1, 2, 3, 4)), requires_grad=True)
+    assert gradcheck(lambda t: F.interpolate(t, scale_factor=(1.5, 1.0, 2.2)), [x])
