@@ -21,7 +21,7 @@ from ..autograd import Function
 from ..tensor import Tensor
 from ._util import xp_of
 
-_CHUNK_ELEMENTS = 1 << 20  # column elements per GEMM chunk
+_CHUNK_ELEMENTS = 1 << 21  # column elements per GEMM chunk
 
 
 class ConvParams:
@@ -71,21 +71,35 @@ def _chunks(n, per_image):
     return [(b, min(b + step, n)) for b in range(0, n, step)]
 
 
+def _columns(windows, b, e, groups):
+    """Images b:e of the windows as (groups, C/groups * prod(kernel), images * prod(out)):
+    one GEMM per group covers every image of the chunk."""
+    spatial = (windows.ndim - 2) // 2
+    view = windows[b:e].transpose((1, *range(2, 2 + spatial), 0, *range(2 + spatial, windows.ndim)))
+    return view.reshape(groups, -1, (e - b) * math.prod(windows.shape[2 + spatial :]))
+
+
+def _grad_rows(grad, b, e, groups):
+    """Images b:e of an output gradient as (groups, O/groups, images * prod(out))."""
+    m, o = e - b, grad.shape[1]
+    return grad[b:e].swapaxes(0, 1).reshape(groups, o // groups, m * math.prod(grad.shape[2:]))
+
+
 def conv_forward(x, weight, params):
     """The convolution of arrays (no bias)."""
     xp = xp_of(x)
     n, c = x.shape[:2]
-    o, cg = weight.shape[:2]
+    o = weight.shape[0]
     kernel = weight.shape[2:]
     g = params.groups
     out = params.out_sizes(x.shape[2:], kernel)
-    k, p = cg * math.prod(kernel), math.prod(out)
     windows = _windows(_padded(x, params), kernel, out, params)
-    wmat = weight.reshape(g, o // g, k)
-    y = xp.empty((n, g, o // g, p), x.dtype)
-    for b, e in _chunks(n, c * math.prod(kernel) * p):
-        xp.matmul(wmat, windows[b:e].reshape(e - b, g, k, p), out=y[b:e])
-    return y.reshape((n, o) + out)
+    wmat = weight.reshape(g, o // g, -1)
+    y = xp.empty((n, o) + out, x.dtype)
+    for b, e in _chunks(n, c * math.prod(kernel) * math.prod(out)):
+        rows = xp.matmul(wmat, _columns(windows, b, e, g))  # (g, o/g, m * P)
+        y[b:e] = rows.reshape((o, e - b) + out).swapaxes(0, 1)
+    return y
 
 
 def conv_input_grad(grad, weight, x_shape, params):
@@ -93,22 +107,21 @@ def conv_input_grad(grad, weight, x_shape, params):
     xp = xp_of(grad)
     n, c = x_shape[:2]
     o = weight.shape[0]
-    kernel = weight.shape[2:]
+    kernel = tuple(weight.shape[2:])
     g = params.groups
-    out = grad.shape[2:]
+    out = tuple(grad.shape[2:])
     sizes = tuple(s + lo + hi for s, (lo, hi) in zip(x_shape[2:], params.padding))
     wmat_t = weight.reshape(g, o // g, -1).swapaxes(-1, -2)
     gx = xp.zeros((n, c) + sizes, grad.dtype)
     offsets = list(itertools.product(*(range(kk) for kk in kernel)))
     for b, e in _chunks(n, c * math.prod(kernel) * math.prod(out)):
-        gy = grad[b:e].reshape(e - b, g, o // g, -1)
-        gcols = xp.matmul(wmat_t, gy).reshape((e - b, c) + tuple(kernel) + tuple(out))
+        gcols = xp.matmul(wmat_t, _grad_rows(grad, b, e, g)).reshape((c,) + kernel + (e - b,) + out)
         for offset in offsets:
             region = tuple(
                 slice(i * d, i * d + s * (m - 1) + 1, s)
                 for i, d, s, m in zip(offset, params.dilation, params.stride, out)
             )
-            gx[(slice(b, e), slice(None)) + region] += gcols[(slice(None), slice(None)) + offset]
+            gx[(slice(b, e), slice(None)) + region] += gcols[(slice(None),) + offset].swapaxes(0, 1)
     crop = tuple(slice(lo, lo + s) for s, (lo, _) in zip(x_shape[2:], params.padding))
     return gx[(slice(None), slice(None)) + crop]
 
@@ -121,13 +134,11 @@ def conv_weight_grad(x, grad, w_shape, params):
     kernel = w_shape[2:]
     g = params.groups
     out = grad.shape[2:]
-    k, p = cg * math.prod(kernel), math.prod(out)
     windows = _windows(_padded(x, params), kernel, out, params)
-    gw = xp.zeros((g, o // g, k), grad.dtype)
-    for b, e in _chunks(n, c * math.prod(kernel) * p):
-        cols = windows[b:e].reshape(e - b, g, k, p)
-        gy = grad[b:e].reshape(e - b, g, o // g, p)
-        gw += xp.matmul(gy, cols.swapaxes(-1, -2)).sum(0)
+    gw = xp.zeros((g, o // g, cg * math.prod(kernel)), grad.dtype)
+    for b, e in _chunks(n, c * math.prod(kernel) * math.prod(out)):
+        cols = _columns(windows, b, e, g)
+        gw += xp.matmul(_grad_rows(grad, b, e, g), cols.swapaxes(-1, -2))
     return gw.reshape(w_shape)
 
 

@@ -25,8 +25,11 @@ _MODE_DIMS = {"linear": 1, "bilinear": 2, "bicubic": 2, "trilinear": 3}
 def _apply_along(xp, x, axis, weight):
     """``weight`` (out, in) applied along ``axis`` of ``x``."""
     shape = x.shape
+    weight = xp.asarray(weight, dtype=x.dtype)
+    if axis == x.ndim - 1:  # one GEMM with the rows of x
+        return xp.matmul(x.reshape(-1, shape[-1]), weight.T).reshape(shape[:-1] + (-1,))
     x3 = x.reshape(math.prod(shape[:axis]), shape[axis], math.prod(shape[axis + 1 :]))
-    y = xp.matmul(xp.asarray(weight, dtype=x.dtype), x3)
+    y = xp.matmul(weight, x3)
     return y.reshape(shape[:axis] + (weight.shape[0],) + shape[axis + 1 :])
 
 
