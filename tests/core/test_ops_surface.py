@@ -141,3 +141,33 @@ def test_pad_double_backward(mode, pad):
         (gg,) = lib.autograd.grad((g * g).sum(), x)
         results.append(gg.detach().numpy())
     np.testing.assert_allclose(*results, rtol=1e-10)
+
+
+@pytest.mark.parametrize(
+    "make,shape",
+    [
+        (lambda nn: nn.ZeroPad1d((1, -1)), (2, 3, 5)),
+        (lambda nn: nn.ZeroPad2d(1), (2, 3, 4, 5)),
+        (lambda nn: nn.ZeroPad3d((1, 0, 0, 2, 1, 1)), (1, 2, 3, 4, 3)),
+        (lambda nn: nn.ConstantPad1d(2, 3.5), (2, 3, 5)),
+        (lambda nn: nn.ConstantPad2d((1, 0, -1, 2), -1.0), (2, 3, 4, 5)),
+        (lambda nn: nn.ConstantPad3d(1, 0.5), (2, 3, 3, 4)),
+        (lambda nn: nn.ReflectionPad1d(2), (2, 3, 5)),
+        (lambda nn: nn.ReflectionPad2d((1, 0, 2, 1)), (2, 3, 4, 5)),
+        (lambda nn: nn.ReflectionPad3d(1), (1, 2, 3, 4, 3)),
+        (lambda nn: nn.ReplicationPad1d((3, -1)), (2, 3, 5)),
+        (lambda nn: nn.ReplicationPad2d(2), (3, 4, 5)),
+        (lambda nn: nn.ReplicationPad3d((1, 2, 0, 1, 1, 0)), (1, 2, 3, 4, 3)),
+        (lambda nn: nn.CircularPad1d(2), (2, 3, 5)),
+        (lambda nn: nn.CircularPad2d((1, 2, 2, 1)), (2, 3, 4, 5)),
+        (lambda nn: nn.CircularPad3d(1), (1, 2, 3, 4, 3)),
+    ],
+)
+def test_padding_modules(make, shape):
+    check_op([shape], lambda x: make(ember.nn if isinstance(x, ember.Tensor) else torch.nn)(x))
+    assert repr(make(ember.nn)) == repr(make(torch.nn))
+
+
+def test_padding_module_errors():
+    with pytest.raises(ValueError, match="tuple of 4 ints"):
+        ember.nn.ReflectionPad2d((1, 2))
