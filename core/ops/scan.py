@@ -13,7 +13,7 @@ from ..amp import _state as _autocast
 from ..amp import cast_for
 from ..autograd import Function
 from ..tensor import Tensor
-from ._util import attach, wrap_dim, xp_of
+from ._util import attach, numpy_names, wrap_dim, xp_of
 from .reduce import _TORCH_NAMES, Sum, _expand, _put_along
 
 sort_result = namedtuple("sort", ["values", "indices"])
@@ -359,6 +359,12 @@ def topk(input: Tensor, k: int, dim: int = -1, largest: bool = True, sorted: boo
     values, indices = Sort.apply(input, d, descending=largest, k=k)
     return topk_result(values, indices)
 
+
+# PyTorch's NumPy-style alias axis= for dim=
+cumsum, cumprod, cummax, cummin, logcumsumexp = map(
+    numpy_names, (cumsum, cumprod, cummax, cummin, logcumsumexp)
+)
+softmax, log_softmax, sort, argsort = map(numpy_names, (softmax, log_softmax, sort, argsort))
 
 attach(
     cumsum=cumsum,

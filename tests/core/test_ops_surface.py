@@ -30,6 +30,13 @@ from tests.helpers import check_op
         lambda lib, x: lib.norm(x, p=3, dim=1),
         lambda lib, x: x.nansum(axis=0),
         lambda lib, x: x.median(axis=2).values,
+        lambda lib, x: lib.cumsum(x, axis=1),
+        lambda lib, x: x.cumprod(axis=0),
+        lambda lib, x: x.cummax(axis=2).values,
+        lambda lib, x: lib.logcumsumexp(x, axis=1),
+        lambda lib, x: lib.softmax(x, axis=1),
+        lambda lib, x: x.log_softmax(axis=-1),
+        lambda lib, x: x.sort(axis=1).values,
     ],
 )
 def test_axis_alias(fn):
