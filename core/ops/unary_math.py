@@ -41,12 +41,13 @@ class Tan(Function):
         return grad * (y * y + 1)
 
 
-def _input_op(name, np_name, derivative):
-    """A Function computing ``xp.<np_name>(x)`` whose gradient is ``grad * derivative(x)``."""
+def _input_op(name, compute, derivative):
+    """A Function computing ``compute(x)`` (a NumPy/CuPy function name, or a function of
+    the array) whose gradient is ``grad * derivative(x)``."""
 
     def forward(ctx, x):
         ctx.save_for_backward(x)
-        return getattr(xp_of(x), np_name)(x)
+        return compute(x) if callable(compute) else getattr(xp_of(x), compute)(x)
 
     def backward(ctx, grad):
         (x,) = ctx.saved_tensors
@@ -63,18 +64,6 @@ def _input_op(name, np_name, derivative):
     )
 
 
-def _special_op(name, fn, derivative):
-    """Like ``_input_op`` for the functions of ``special`` (not NumPy ufuncs)."""
-    cls = _input_op(name, "abs", derivative)
-
-    def forward(ctx, x):
-        ctx.save_for_backward(x)
-        return fn(x)
-
-    cls.forward = staticmethod(forward)
-    return cls
-
-
 Asin = _input_op("Asin", "arcsin", lambda x: 1 / call("sqrt", 1 - x * x))
 Acos = _input_op("Acos", "arccos", lambda x: -1 / call("sqrt", 1 - x * x))
 Atan = _input_op("Atan", "arctan", lambda x: 1 / (x * x + 1))
@@ -83,8 +72,8 @@ Cosh = _input_op("Cosh", "cosh", lambda x: call("sinh", x))
 Asinh = _input_op("Asinh", "arcsinh", lambda x: 1 / call("sqrt", x * x + 1))
 Acosh = _input_op("Acosh", "arccosh", lambda x: 1 / call("sqrt", (x - 1) * (x + 1)))
 Atanh = _input_op("Atanh", "arctanh", lambda x: 1 / (1 - x * x))
-Erf = _special_op("Erf", special.erf, lambda x: call("exp", -(x * x)) * _TWO_OVER_SQRT_PI)
-Erfc = _special_op("Erfc", special.erfc, lambda x: call("exp", -(x * x)) * -_TWO_OVER_SQRT_PI)
+Erf = _input_op("Erf", special.erf, lambda x: call("exp", -(x * x)) * _TWO_OVER_SQRT_PI)
+Erfc = _input_op("Erfc", special.erfc, lambda x: call("exp", -(x * x)) * -_TWO_OVER_SQRT_PI)
 
 
 class Erfinv(Function):
