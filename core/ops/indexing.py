@@ -60,7 +60,9 @@ def _normalize_key(x: Tensor, key):
             advanced = True
         elif isinstance(k, int):
             out.append(k)
-        elif isinstance(k, Tensor | list | np.ndarray) or hasattr(k, "__cuda_array_interface__"):
+        elif isinstance(k, Tensor | list | tuple | np.ndarray) or hasattr(
+            k, "__cuda_array_interface__"
+        ):  # a tuple inside the key is a sequence of indices, as in PyTorch
             arr = _index_array(x, k)
             if arr.ndim == 0 and arr.dtype.kind in "iu":
                 out.append(int(arr))

@@ -64,6 +64,9 @@ def test_axis_alias_non_differentiable_and_conflict():
         (1, [0, 2], slice(1, 3)),
         (None, [2, 0]),
         ([[0, 1], [2, 2]], 1),
+        ((0, 2), 1),
+        (slice(None), (3, 0)),
+        (1, (0, 2), slice(1, 3)),
     ],
 )
 def test_lists_inside_index_tuples(key):
