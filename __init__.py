@@ -20,6 +20,7 @@ _SUBMODULES = {
     "backends": "ember.core.backends",
     "cuda": "ember.core.cuda",
     "distributed": "ember.distributed",
+    "linalg": "ember.core.linalg",
     "nn": "ember.core.nn",
     "optim": "ember.core.optim",
     "serialization": "ember.core.serialization",
@@ -53,7 +54,7 @@ _EXPORTS = {
         randint_like randn randn_like randperm tensor zeros zeros_like
     """,
     "ember.core.dtypes": """
-        bfloat16 dtype float16 float32 float64 get_default_dtype int8 int16 int32 int64
+        bfloat16 dtype float16 float32 float64 get_default_dtype int16 int32 int64 int8
         promote_types set_default_dtype uint8
     """,
     "ember.core.eager": """
@@ -66,12 +67,15 @@ _EXPORTS = {
     "ember.core.ops.activation": """
         relu
     """,
+    "ember.core.ops.bitwise": """
+        bitwise_and bitwise_left_shift bitwise_not bitwise_or bitwise_right_shift
+        bitwise_xor
+    """,
     "ember.core.ops.elementwise": """
-        abs add allclose bitwise_and bitwise_not bitwise_or bitwise_xor ceil clamp clone
-        cos div eq equal exp expm1 floor floor_divide fmod ge gt isclose isfinite isinf
-        isnan le log log1p log2 log10 logical_and logical_not logical_or logical_xor lt
-        masked_fill maximum minimum mul ne neg pow reciprocal remainder round rsqrt
-        sigmoid sign sin sqrt sub tanh trunc where
+        abs add allclose ceil clamp clone cos div eq equal exp expm1 floor floor_divide
+        fmod ge gt isclose isfinite isinf isnan le log log1p logical_and logical_not
+        logical_or logical_xor lt masked_fill maximum minimum mul ne neg pow reciprocal
+        remainder round rsqrt sigmoid sin sqrt sub tanh trunc where
     """,
     "ember.core.ops.indexing": """
         argwhere index_put masked_scatter masked_select nonzero select take
@@ -95,11 +99,19 @@ _EXPORTS = {
         diag flip repeat_interleave roll tile tril triu
     """,
     "ember.core.ops.scan": """
-        argsort cumprod cumsum log_softmax softmax sort topk
+        argsort cummax cummin cumprod cumsum log_softmax logcumsumexp softmax sort topk
     """,
     "ember.core.ops.scatter": """
         gather index_add index_copy index_fill index_select scatter scatter_add
         take_along_dim
+    """,
+    "ember.core.ops.scatter_reduce": """
+        scatter_reduce
+    """,
+    "ember.core.ops.unary_math": """
+        acos acosh arccos arccosh arcsin arcsinh arctan arctan2 arctanh asin asinh atan
+        atan2 atanh copysign cosh erf erfc erfinv exp2 lerp log10 log2 logaddexp
+        logaddexp2 sign sinh tan
     """,
     "ember.core.random": """
         Generator get_rng_state initial_seed manual_seed seed set_rng_state
@@ -144,6 +156,7 @@ class _AliasFinder:
         "ember.models": "ember.core.models",
         "ember.accelerator": "ember.core.accelerator",
         "ember.cuda.amp": "ember.core.cuda_amp",
+        "ember.linalg": "ember.core.linalg",
         "ember.autograd": "ember.core.autograd_api",
         "ember.backends": "ember.core.backends",
         "ember.onnx": "ember.core.onnx",

@@ -1,4 +1,4 @@
-"""``Conv1d``, ``Conv2d``, ``ConvTranspose1d``, ``ConvTranspose2d``."""
+"""``Conv1d/2d/3d`` and ``ConvTranspose1d/2d/3d``."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import math
 
 from .. import creation
 from ..ops.conv import conv1d, conv2d, conv_transpose1d, conv_transpose2d
+from ..ops.conv3d import conv3d, conv_transpose3d
 from ..ops.pad import pad
 from ..tensor import Tensor
 from . import init
@@ -131,18 +132,8 @@ class _ConvNd(Module):
         )
 
 
-class Conv1d(_ConvNd):
-    r"""1-d convolution over (N, C_in, L): weight (C_out, C_in / groups, k), bias (C_out).
-
-    Initialised like PyTorch (``kaiming_uniform_(a=sqrt(5))``, bias U(±1/sqrt(fan_in))).
-
-    Example::
-
-        >>> nn.Conv1d(16, 33, 3, stride=2)(ember.randn(20, 16, 50)).shape
-        ember.Size([20, 33, 24])
-    """
-
-    _dims = 1
+class _Conv(_ConvNd):
+    """A (non-transposed) convolution layer; subclasses set ``_dims`` and ``forward``."""
 
     def __init__(
         self,
@@ -174,11 +165,25 @@ class Conv1d(_ConvNd):
             dtype,
         )
 
+
+class Conv1d(_Conv):
+    r"""1-d convolution over (N, C_in, L): weight (C_out, C_in / groups, k), bias (C_out).
+
+    Initialised like PyTorch (``kaiming_uniform_(a=sqrt(5))``, bias U(±1/sqrt(fan_in))).
+
+    Example::
+
+        >>> nn.Conv1d(16, 33, 3, stride=2)(ember.randn(20, 16, 50)).shape
+        ember.Size([20, 33, 24])
+    """
+
+    _dims = 1
+
     def forward(self, input: Tensor) -> Tensor:
         return self._conv_forward(input, conv1d)
 
 
-class Conv2d(_ConvNd):
+class Conv2d(_Conv):
     r"""2-d convolution over (N, C_in, H, W): weight (C_out, C_in / groups, kH, kW).
 
     Args:
@@ -193,38 +198,23 @@ class Conv2d(_ConvNd):
 
     _dims = 2
 
-    def __init__(
-        self,
-        in_channels: int,
-        out_channels: int,
-        kernel_size,
-        stride=1,
-        padding=0,
-        dilation=1,
-        groups: int = 1,
-        bias: bool = True,
-        padding_mode: str = "zeros",
-        device=None,
-        dtype=None,
-    ):
-        super().__init__(
-            in_channels,
-            out_channels,
-            kernel_size,
-            stride,
-            padding,
-            dilation,
-            False,
-            0,
-            groups,
-            bias,
-            padding_mode,
-            device,
-            dtype,
-        )
-
     def forward(self, input: Tensor) -> Tensor:
         return self._conv_forward(input, conv2d)
+
+
+class Conv3d(_Conv):
+    r"""3-d convolution over (N, C_in, D, H, W): weight (C_out, C_in / groups, kD, kH, kW).
+
+    Example::
+
+        >>> nn.Conv3d(2, 4, 3, padding=1)(ember.randn(1, 2, 5, 6, 7)).shape
+        ember.Size([1, 4, 5, 6, 7])
+    """
+
+    _dims = 3
+
+    def forward(self, input: Tensor) -> Tensor:
+        return self._conv_forward(input, conv3d)
 
 
 class _ConvTransposeNd(_ConvNd):
@@ -335,3 +325,18 @@ class ConvTranspose2d(_ConvTransposeNd):
 
     def forward(self, input: Tensor, output_size=None) -> Tensor:
         return self._transpose_forward(input, output_size, conv_transpose2d)
+
+
+class ConvTranspose3d(_ConvTransposeNd):
+    r"""3-d transposed convolution: weight (C_in, C_out / groups, kD, kH, kW).
+
+    Example::
+
+        >>> nn.ConvTranspose3d(4, 2, 2, stride=2)(ember.randn(1, 4, 3, 3, 3)).shape
+        ember.Size([1, 2, 6, 6, 6])
+    """
+
+    _dims = 3
+
+    def forward(self, input: Tensor, output_size=None) -> Tensor:
+        return self._transpose_forward(input, output_size, conv_transpose3d)

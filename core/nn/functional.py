@@ -3,8 +3,10 @@
 from ..ops.activation import gelu, softplus
 from ..ops.attention import scaled_dot_product_attention
 from ..ops.conv import conv1d, conv2d, conv_transpose1d, conv_transpose2d
+from ..ops.conv3d import conv3d, conv_transpose3d
 from ..ops.elementwise import sigmoid, tanh
 from ..ops.indexing import one_hot
+from ..ops.interpolate import interpolate, upsample, upsample_bilinear, upsample_nearest
 from ..ops.linalg import linear
 from ..ops.nn import cross_entropy, dropout, dropout1d, dropout2d, dropout3d, embedding, nll_loss
 from ..ops.nn_activation import (  # relu, leaky_relu, elu, silu: with torch's inplace=
@@ -64,6 +66,15 @@ from ..ops.pool import (
     avg_pool2d,
     max_pool1d,
     max_pool2d,
+)
+from ..ops.pool3d import (
+    adaptive_avg_pool3d,
+    adaptive_max_pool3d,
+    avg_pool3d,
+    max_pool3d,
+    max_unpool1d,
+    max_unpool2d,
+    max_unpool3d,
 )
 from ..ops.scan import log_softmax, softmax
 from .attention import multi_head_attention_forward

@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 
-from ..ops import activation, elementwise, linalg, nn_activation, reduce, scan
+from ..ops import activation, elementwise, linalg, nn_activation, reduce, scan, unary_math
 from .graph import OnnxExporterError, register_op
 
 
@@ -32,8 +32,31 @@ for _cls, _op in [
     (elementwise.Clone, "Identity"),
     (activation.Relu, "Relu"),
     (nn_activation.Softsign, "Softsign"),
+    (unary_math.Sign, "Sign"),
+    (unary_math.Tan, "Tan"),
+    (unary_math.Asin, "Asin"),
+    (unary_math.Acos, "Acos"),
+    (unary_math.Atan, "Atan"),
+    (unary_math.Sinh, "Sinh"),
+    (unary_math.Cosh, "Cosh"),
+    (unary_math.Asinh, "Asinh"),
+    (unary_math.Acosh, "Acosh"),
+    (unary_math.Atanh, "Atanh"),
+    (unary_math.Erf, "Erf"),
 ]:
     register_op(_cls)(_unary(_op))
+
+
+@register_op(unary_math.Erfc)
+def _erfc(g, n):
+    x = n["x"]
+    return g.op("Sub", g.const(np.ones((), x.dtype)), g.op("Erf", g.name(x)))
+
+
+@register_op(unary_math.Exp2)
+def _exp2(g, n):
+    x = n["x"]
+    return g.op("Pow", g.const(np.full((), 2, x.dtype)), g.name(x))
 
 
 def _binary(onnx_op):

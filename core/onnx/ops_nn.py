@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 
-from ..ops import attention, conv, nn, norm, pad, pool
+from ..ops import attention, conv, interpolate, nn, norm, pad, pool
 from .graph import OnnxExporterError, register_op
 from .ops_math import reduce_op
 
@@ -102,25 +102,29 @@ def _avg_pool(g, n):
     return _unbatch(g, out, unbatched)
 
 
-def _adaptive_matrix(size, out, dtype):
-    m = np.zeros((out, size), dtype)
-    for i in range(out):
-        start, end = (i * size) // out, -(-((i + 1) * size) // out)
-        m[i, start:end] = 1.0 / (end - start)
-    return m
-
-
-@register_op(pool.AdaptiveAvgPool)
-def _adaptive_avg_pool(g, n):
-    x, spatial, out_hw = n["x"], n["spatial"], n["out_hw"]
-    if any(x.is_dynamic(d) for d in range(len(x.shape) - spatial, len(x.shape))):
-        raise OnnxExporterError("adaptive average pooling over a dynamic spatial size")
-    out = g.name(x)
-    if spatial == 2:
-        mh = _adaptive_matrix(x.shape[-2], out_hw[0], x.dtype)
-        out = g.op("MatMul", g.const(mh), out)
-    mw = _adaptive_matrix(x.shape[-1], out_hw[-1], x.dtype)
-    return g.op("MatMul", out, g.const(mw.T.copy()))
+@register_op(interpolate.AxisMaps)
+def _axis_maps(g, n):
+    """Adaptive average pooling and interpolation: one linear map (or gather) per axis."""
+    x = n["x"]
+    out, ndim = g.name(x), len(x.shape)
+    for axis, weight, index in n["maps"]:
+        if x.is_dynamic(axis):
+            raise OnnxExporterError(
+                f"interpolation or adaptive pooling over dynamic axis {axis}: its weights "
+                "depend on the size; export with that axis static"
+            )
+        if index is not None:
+            out = g.op("Gather", out, g.const(np.asarray(index, np.int64)), axis=axis)
+            continue
+        w_t = g.const(np.ascontiguousarray(np.asarray(weight, x.dtype).T))
+        if axis == ndim - 1:
+            out = g.op("MatMul", out, w_t)
+            continue
+        perm = [d for d in range(ndim) if d != axis] + [axis]
+        back = [perm.index(d) for d in range(ndim)]
+        moved = g.op("MatMul", g.op("Transpose", out, perm=perm), w_t)
+        out = g.op("Transpose", moved, perm=back)
+    return out
 
 
 # -- normalization ------------------------------------------------------------------------------

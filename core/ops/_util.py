@@ -3,6 +3,8 @@ arrays or Tensors, so a backward written with them also runs under create_graph.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from ..backend import get_array_module
@@ -93,3 +95,22 @@ def check_same_device(op: str, *tensors) -> None:
                     f"{op}: expected all tensors to be on the same device, but found at least "
                     f"two devices, {first.device} and {t.device}"
                 )
+
+
+def numpy_names(fn):
+    """Accept PyTorch's NumPy-style aliases ``axis=`` (for ``dim``) and ``keepdims=``
+    (for ``keepdim``) as keywords of ``fn``."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        if "axis" in kwargs or "keepdims" in kwargs:
+            for alias, name in (("axis", "dim"), ("keepdims", "keepdim")):
+                if alias in kwargs:
+                    if name in kwargs:
+                        raise TypeError(
+                            f"{fn.__name__}() got both '{name}' and its alias '{alias}'"
+                        )
+                    kwargs[name] = kwargs.pop(alias)
+        return fn(*args, **kwargs)
+
+    return wrapper

@@ -15,6 +15,7 @@ from ..amp import cast_for
 from ..autograd import Function
 from ..tensor import Tensor
 from ._util import array_matmul, check_same_device, xp_of
+from .conv_nd import ConvNd, ConvNdWeightGrad, ConvParams, _conv_grads, transposed_conv
 
 # -- im2col / col2im ----------------------------------------------------------------------
 
@@ -132,6 +133,7 @@ class Convolution(Function):
     @staticmethod
     def forward(ctx, x, weight, bias, stride, padding, dilation, groups, spatial):
         x_shape, w_shape = x.shape, weight.shape
+        x_in, w_in = x, weight
         x = _as_4d(x, spatial)
         weight = _as_4d(weight, spatial) if spatial == 1 else weight
         xp = xp_of(x)
@@ -167,15 +169,19 @@ class Convolution(Function):
         y = y.reshape(n, o, geo.ho, geo.wo)
         if bias is not None:
             y += bias.reshape(o, 1, 1)
-        ctx.save_for_backward(xpd, wmat)
+        ctx.save_for_backward(xpd, wmat, x_in, w_in)
         ctx.meta = (x_shape, w_shape, (h, w), geo, padding, step)
         if len(x_shape) == spatial + 1:
             y = y[0]
         return y.reshape(y.shape[:-2] + (geo.wo,)) if spatial == 1 else y
 
+    differentiable_backward = True  # through conv_nd's ops
+
     @staticmethod
     def backward(ctx, grad):
-        xpd, wmat = ctx.saved_tensors
+        xpd, wmat, x_in, w_in = ctx.saved_tensors
+        if isinstance(grad, Tensor):
+            return _conv_backward_graph(ctx, grad, x_in, w_in, wmat.shape[0])
         x_shape, w_shape, (h, w), geo, ((pt, _), (pl, _)), step = ctx.meta
         xp = xp_of(grad)
         n, c = xpd.shape[:2]
@@ -226,10 +232,32 @@ class Convolution(Function):
         return gx, gw, gb
 
 
+def _conv_backward_graph(ctx, grad, x, weight, groups):
+    """Convolution's backward under create_graph, recorded with conv_nd's ops."""
+    x_shape, w_shape, (h, w), geo, padding, _ = ctx.meta
+    c = w_shape[1] * groups
+    n = x.numel() // (c * h * w)
+    o = w_shape[0]
+    x4 = x.reshape(n, c, h, w)
+    w4 = weight.reshape(o, w_shape[1], *geo.kernel)
+    g4 = grad.reshape(n, o, geo.ho, geo.wo)
+    params = ConvParams(geo.stride, padding, geo.dilation, groups)
+    gx, gw = _conv_grads(ctx, g4, x4, w4, params)
+    gb = g4.sum((0, 2, 3)) if ctx.needs_input_grad[2] else None
+    return (
+        None if gx is None else gx.reshape(x_shape),
+        None if gw is None else gw.reshape(w_shape),
+        gb,
+    )
+
+
 class ConvolutionTranspose(Function):
+    differentiable_backward = True  # through conv_nd's ops
+
     @staticmethod
     def forward(ctx, x, weight, bias, stride, padding, output_padding, dilation, groups, spatial):
         x_shape, w_shape = x.shape, weight.shape
+        x_in, w_in = x, weight
         x = _as_4d(x, spatial)
         weight = _as_4d(weight, spatial) if spatial == 1 else weight
         xp = xp_of(x)
@@ -251,7 +279,7 @@ class ConvolutionTranspose(Function):
         y = buf[:, :, pt : pt + ho, pl : pl + wo]
         if bias is not None:
             y = y + bias.reshape(o, 1, 1)
-        ctx.save_for_backward(xmat, wmat)
+        ctx.save_for_backward(xmat, wmat, x_in, w_in)
         ctx.meta = (x_shape, w_shape, (n, o, buf_hw[0], buf_hw[1]), (kh, kw), (h, w))
         ctx.params = (stride, padding, dilation)
         if len(x_shape) == spatial + 1:
@@ -260,9 +288,11 @@ class ConvolutionTranspose(Function):
 
     @staticmethod
     def backward(ctx, grad):
-        xmat, wmat = ctx.saved_tensors
+        xmat, wmat, x_in, w_in = ctx.saved_tensors
         x_shape, w_shape, buf_shape, kernel, in_hw = ctx.meta
         stride, (pt, pl), dilation = ctx.params
+        if isinstance(grad, Tensor):
+            return _conv_transpose_backward_graph(ctx, grad, x_in, w_in, wmat.shape[0])
         xp = xp_of(grad)
         n, groups = xmat.shape[:2]
         gy = grad.reshape(buf_shape[0], buf_shape[1], -1, grad.shape[-1])
@@ -277,6 +307,26 @@ class ConvolutionTranspose(Function):
         if ctx.needs_input_grad[2]:
             gb = gy.sum(axis=(0, 2, 3))
         return gx, gw, gb
+
+
+def _conv_transpose_backward_graph(ctx, grad, x, weight, groups):
+    """ConvolutionTranspose's backward under create_graph: the transposed convolution
+    is conv_nd's input gradient, so its gradients are a convolution and a weight grad."""
+    x_shape, w_shape, (n, o, _, _), kernel, (h, w) = ctx.meta
+    stride, (pt, pl), dilation = ctx.params
+    x4 = x.reshape(n, w_shape[0], h, w)
+    w4 = weight.reshape(w_shape[0], w_shape[1], *kernel)
+    g4 = grad.reshape(n, o, -1, grad.shape[-1])
+    params = ConvParams(stride, ((pt, pt), (pl, pl)), dilation, groups)
+    gx = gw = gb = None
+    if ctx.needs_input_grad[0]:
+        gx = ConvNd.apply(g4, w4, None, params=params)[:, :, :h, :w].reshape(x_shape)
+    if ctx.needs_input_grad[1]:
+        gw = ConvNdWeightGrad.apply(g4, x4, w_shape=tuple(w4.shape), params=params)
+        gw = gw.reshape(w_shape)
+    if ctx.needs_input_grad[2]:
+        gb = g4.sum((0, 2, 3))
+    return gx, gw, gb
 
 
 # -- functional wrappers ------------------------------------------------------------------
@@ -377,6 +427,15 @@ def _conv(op, spatial, input, weight, bias, stride, padding, dilation, groups):
             f"Kernel size: ({' x '.join(map(str, span))}). Kernel size can't be greater than "
             "actual input size"
         )
+    if spatial == 3:
+        batched = input.ndim == 5
+        y = ConvNd.apply(
+            input if batched else input.unsqueeze(0),
+            weight,
+            bias,
+            params=ConvParams(stride, pads, dilation, groups),
+        )
+        return y if batched else y.squeeze(0)
     if spatial == 1:
         stride, dilation, pads = (1, *stride), (1, *dilation), [(0, 0), *pads]
     return Convolution.apply(
@@ -466,6 +525,12 @@ def _conv_transpose(
         raise RuntimeError(
             f"{op}: calculated output size {out} is too small for input {list(input.shape)}"
         )
+    if spatial == 3:
+        batched = input.ndim == 5
+        params = ConvParams(stride, [(p, p) for p in padding], dilation, groups)
+        x = input if batched else input.unsqueeze(0)
+        y = transposed_conv(x, weight, bias, out, params)
+        return y if batched else y.squeeze(0)
     if spatial == 1:
         stride, padding, output_padding, dilation = (
             (1, *stride),

@@ -3,8 +3,6 @@ math, comparisons, ``where``/``clamp``, casts and in-place variants."""
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from .. import backend, dtypes
@@ -149,9 +147,17 @@ class Pow(Function):
         ga = gb = None
         if ctx.needs_input_grad[0]:
             if isinstance(b, int | float):
-                ga = grad * b * a ** (b - 1) if b != 2 else grad * 2 * a
+                if b == 0:  # PyTorch's zero, not 0 * a ** -1 (nan at a == 0)
+                    ga = grad * 0
+                else:
+                    ga = grad * b * a ** (b - 1) if b != 2 else grad * 2 * a
             else:
-                ga = grad * b * a ** (b - 1)
+                # a ** (b - 1) may be inf where b == 0; that factor is multiplied by 0
+                if isinstance(a, Tensor):
+                    base = where(b == 0, 1, a)
+                else:
+                    base = xp_of(a).where(b == 0, 1, a).astype(a.dtype, copy=False)
+                ga = grad * b * base ** (b - 1)
             ga = sum_to(ga, np.shape(a))
         if ctx.needs_input_grad[1]:
             if isinstance(grad, Tensor):
@@ -636,14 +642,6 @@ tanh = _unary(Tanh)
 sigmoid = _unary(Sigmoid)
 
 
-def log2(input):
-    return log(input) / math.log(2)
-
-
-def log10(input):
-    return log(input) / math.log(10)
-
-
 def neg(input: Tensor) -> Tensor:
     return Neg.apply(input)
 
@@ -663,11 +661,6 @@ def clamp(input: Tensor, min=None, max=None) -> Tensor:
             out = minimum(out, max)
         return out
     return Clamp.apply(input, min=min, max=max)
-
-
-@traceable
-def sign(input: Tensor) -> Tensor:
-    return Tensor._make(xp_of(input._array).sign(input._array), False, None, 0)
 
 
 def _rounding(name):
@@ -769,29 +762,6 @@ logical_not = _logical("logical_not")
 isnan = _logical("isnan")
 isinf = _logical("isinf")
 isfinite = _logical("isfinite")
-
-
-def _bitwise(name, op):
-    def fn(input, other):
-        xb = other._array if isinstance(other, Tensor) else other
-        if input.dtype._category == 2:
-            raise TypeError(
-                f"{name} is only supported for integer and boolean tensors, got {input.dtype}"
-            )
-        return Tensor._make(op(input._array, xb), False, None, 0)
-
-    fn.__name__ = name
-    return traceable(fn)
-
-
-bitwise_and = _bitwise("bitwise_and", lambda a, b: a & b)
-bitwise_or = _bitwise("bitwise_or", lambda a, b: a | b)
-bitwise_xor = _bitwise("bitwise_xor", lambda a, b: a ^ b)
-
-
-@traceable
-def bitwise_not(input):
-    return Tensor._make(~input._array, False, None, 0)
 
 
 def equal(input: Tensor, other: Tensor) -> bool:
@@ -909,16 +879,6 @@ attach(
     __le__=le,
     __gt__=gt,
     __ge__=ge,
-    __and__=lambda self, other: (
-        bitwise_and(self, other) if self.dtype._category else logical_and(self, other)
-    ),
-    __or__=lambda self, other: (
-        bitwise_or(self, other) if self.dtype._category else logical_or(self, other)
-    ),
-    __xor__=lambda self, other: (
-        bitwise_xor(self, other) if self.dtype._category else logical_xor(self, other)
-    ),
-    __invert__=lambda self: logical_not(self) if self.dtype._category == 0 else bitwise_not(self),
     __hash__=Tensor.__hash__,
     add=add,
     sub=sub,
@@ -940,12 +900,9 @@ attach(
     expm1=expm1,
     log=log,
     log1p=log1p,
-    log2=log2,
-    log10=log10,
     sqrt=sqrt,
     rsqrt=rsqrt,
     abs=abs,
-    sign=sign,
     reciprocal=reciprocal,
     sin=sin,
     cos=cos,

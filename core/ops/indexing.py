@@ -45,7 +45,7 @@ def _index_array(x: Tensor, k):
 def _normalize_key(x: Tensor, key):
     """Key as a tuple NumPy/CuPy understand, and whether it needs advanced indexing."""
     if not isinstance(key, tuple):
-        key = (key,)
+        key = tuple(key) if _sequence_as_tuple(key) else (key,)
     out = []
     advanced = False
     for k in key:
@@ -60,7 +60,9 @@ def _normalize_key(x: Tensor, key):
             advanced = True
         elif isinstance(k, int):
             out.append(k)
-        elif isinstance(k, Tensor | list | np.ndarray) or hasattr(k, "__cuda_array_interface__"):
+        elif isinstance(k, Tensor | list | tuple | np.ndarray) or hasattr(
+            k, "__cuda_array_interface__"
+        ):  # a tuple inside the key is a sequence of indices, as in PyTorch
             arr = _index_array(x, k)
             if arr.ndim == 0 and arr.dtype.kind in "iu":
                 out.append(int(arr))
@@ -75,6 +77,17 @@ def _normalize_key(x: Tensor, key):
                 f"Variables are valid indices (got {type(k).__name__})"
             )
     return tuple(out), advanced
+
+
+def _sequence_as_tuple(key) -> bool:
+    """PyTorch's rule: a short list holding a slice, None, ``...``, a tensor or another
+    sequence is read as a tuple of indices (``x[[[0, 1], [1, 2]]]`` is ``x[[0, 1], [1, 2]]``)."""
+    if not isinstance(key, list) or len(key) >= 32:
+        return False
+    return any(
+        k is None or k is Ellipsis or isinstance(k, slice | Tensor | list | tuple | np.ndarray)
+        for k in key
+    )
 
 
 def _apply_key(array, key):

@@ -16,6 +16,8 @@ from ..autograd import Function
 from ..tensor import Tensor
 from ._util import xp_of
 from .conv import _as_4d
+from .interpolate import AxisMaps, _adaptive_matrix
+from .plane_index import PlaneScatter, plane_scatter
 
 # -- geometry -------------------------------------------------------------------------------
 
@@ -106,6 +108,8 @@ def _restore(y, x_shape, spatial):
 
 
 class MaxPool(Function):
+    differentiable_backward = True  # through plane_index's ops
+
     @staticmethod
     def forward(ctx, x, win, spatial, return_indices):
         x_shape = x.shape
@@ -143,6 +147,10 @@ class MaxPool(Function):
     def backward(ctx, grad, grad_indices=None):
         (arg,) = ctx.saved_tensors
         x_shape, x4_shape, win, spatial = ctx.meta
+        if isinstance(grad, Tensor):  # create_graph: a scatter to the argmax positions
+            indices = _flat_indices(xp_of(arg._array), arg._array, win)
+            g4 = grad.reshape(arg.shape)
+            return PlaneScatter.apply(g4, indices, plane_shape=win.hw).reshape(x_shape)
         xp = xp_of(grad)
         gy = grad.reshape(arg.shape)
         n_off = win.kernel[0] * win.kernel[1]
@@ -185,6 +193,8 @@ def _flat_indices(xp, arg, win):
 
 
 class AvgPool(Function):
+    differentiable_backward = True  # through AvgPoolGrad
+
     @staticmethod
     def forward(ctx, x, win, spatial, divisor):
         x_shape = x.shape
@@ -196,22 +206,51 @@ class AvgPool(Function):
             out += sl
         out /= divisor if isinstance(divisor, int | float) else xp.asarray(divisor, out.dtype)
         ctx.meta = (x_shape, x.shape, win, divisor)
+        ctx.spatial = spatial
         return _restore(out, x_shape, spatial)
 
     @staticmethod
     def backward(ctx, grad):
         x_shape, x4_shape, win, divisor = ctx.meta
-        xp = xp_of(grad)
-        gy = grad.reshape(x4_shape[:2] + win.out)
-        gy = gy / (divisor if isinstance(divisor, int | float) else xp.asarray(divisor, gy.dtype))
-        if win.tiles():
-            (kh, kw) = win.kernel
-            gx = xp.broadcast_to(gy[:, :, :, None, :, None], gy.shape[:3] + (kh, gy.shape[3], kw))
-            return gx.reshape(x_shape)
-        gx = xp.zeros(x4_shape[:2] + win.buf, grad.dtype)
-        for _, idx in win.slices():
-            gx[idx] += gy
-        return win.crop(gx).reshape(x_shape)
+        if isinstance(grad, Tensor):
+            return AvgPoolGrad.apply(grad, meta=ctx.meta, spatial=ctx.spatial)
+        return _avg_pool_grad(grad, x_shape, x4_shape, win, divisor)
+
+
+class AvgPoolGrad(Function):
+    """Average pooling's (linear) backward as an op; its own backward is the pooling."""
+
+    differentiable_backward = True
+
+    @staticmethod
+    def forward(ctx, grad, meta, spatial):
+        ctx.meta, ctx.spatial = meta, spatial
+        return _avg_pool_grad(grad, *meta)
+
+    @staticmethod
+    def backward(ctx, ggx):
+        _, _, win, divisor = ctx.meta
+        if isinstance(ggx, Tensor):
+            return AvgPool.apply(ggx, win=win, spatial=ctx.spatial, divisor=divisor)
+        return AvgPool.forward(_Scratch(), ggx, win, ctx.spatial, divisor)
+
+
+class _Scratch:
+    """A throwaway ctx for calling a forward directly."""
+
+
+def _avg_pool_grad(grad, x_shape, x4_shape, win, divisor):
+    xp = xp_of(grad)
+    gy = grad.reshape(x4_shape[:2] + win.out)
+    gy = gy / (divisor if isinstance(divisor, int | float) else xp.asarray(divisor, gy.dtype))
+    if win.tiles():
+        (kh, kw) = win.kernel
+        gx = xp.broadcast_to(gy[:, :, :, None, :, None], gy.shape[:3] + (kh, gy.shape[3], kw))
+        return gx.reshape(x_shape)
+    gx = xp.zeros(x4_shape[:2] + win.buf, grad.dtype)
+    for _, idx in win.slices():
+        gx[idx] += gy
+    return win.crop(gx).reshape(x_shape)
 
 
 def _avg_divisor(win, count_include_pad, divisor_override):
@@ -235,35 +274,6 @@ def _avg_divisor(win, count_include_pad, divisor_override):
 # -- adaptive average pooling --------------------------------------------------------------------
 
 
-def _adaptive_matrix(size, out):
-    """(out, size) averaging matrix of PyTorch's adaptive bins."""
-    m = np.zeros((out, size))
-    for i in range(out):
-        start, end = (i * size) // out, -(-((i + 1) * size) // out)
-        m[i, start:end] = 1.0 / (end - start)
-    return m
-
-
-class AdaptiveAvgPool(Function):
-    @staticmethod
-    def forward(ctx, x, out_hw, spatial):
-        x_shape = x.shape
-        x = _as_4d(x, spatial)
-        xp = xp_of(x)
-        mh = xp.asarray(_adaptive_matrix(x.shape[2], out_hw[0]), x.dtype)
-        mw = xp.asarray(_adaptive_matrix(x.shape[3], out_hw[1]), x.dtype)
-        ctx.save_for_backward(mh, mw)
-        ctx.meta = x_shape
-        return _restore(xp.matmul(xp.matmul(mh, x), mw.T), x_shape, spatial)
-
-    @staticmethod
-    def backward(ctx, grad):
-        mh, mw = ctx.saved_tensors
-        xp = xp_of(grad)
-        gy = grad.reshape((-1, 1, mh.shape[0], mw.shape[0]))
-        return xp.matmul(xp.matmul(mh.T, gy), mw).reshape(ctx.meta)
-
-
 # -- adaptive max pooling -----------------------------------------------------------------------
 
 
@@ -277,6 +287,8 @@ def _adaptive_index(size, out):
 
 
 class AdaptiveMaxPool(Function):
+    differentiable_backward = True  # through plane_index's ops
+
     @staticmethod
     def forward(ctx, x, out_hw, spatial, return_indices):
         x_shape = x.shape
@@ -294,7 +306,7 @@ class AdaptiveMaxPool(Function):
         cols = xp.asarray(iw)[xp.arange(out_hw[1]), arg[..., 0] % kw]
         indices = (rows * w + cols).astype(np.int64)
         ctx.save_for_backward(indices)
-        ctx.meta = x_shape
+        ctx.meta = (x_shape, (h, w))
         y = _restore(out, x_shape, spatial)
         if not return_indices:
             return y
@@ -305,19 +317,12 @@ class AdaptiveMaxPool(Function):
     @staticmethod
     def backward(ctx, grad, grad_indices=None):
         (indices,) = ctx.saved_tensors
-        xp = xp_of(grad)
-        planes = indices.shape[0] * indices.shape[1]
-        plane_size = _plane_size(ctx.meta, indices)
-        base = (xp.arange(planes) * plane_size).reshape(indices.shape[:2] + (1, 1))
-        gx = xp.bincount(
-            (indices + base).ravel(), weights=grad.reshape(-1), minlength=planes * plane_size
-        )
-        return gx.astype(grad.dtype, copy=False).reshape(ctx.meta)
-
-
-def _plane_size(x_shape, indices):
-    """Elements per (N, C) plane of the input the indices point into."""
-    return int(np.prod(x_shape)) // (indices.shape[0] * indices.shape[1])
+        x_shape, plane = ctx.meta
+        if isinstance(grad, Tensor):
+            indices = indices._array
+            g4 = grad.reshape(indices.shape)
+            return PlaneScatter.apply(g4, indices, plane_shape=tuple(plane)).reshape(x_shape)
+        return plane_scatter(grad.reshape(indices.shape), indices, plane).reshape(x_shape)
 
 
 # -- functional wrappers ---------------------------------------------------------------------------
@@ -485,7 +490,12 @@ def _adaptive(op, spatial, input, output_size):
         kernel = tuple(n // o for n, o in zip(hw, out_hw))
         win = _Window(hw, kernel, kernel, (0, 0), (1, 1), False)
         return AvgPool.apply(input, win=win, spatial=spatial, divisor=math.prod(kernel))
-    return AdaptiveAvgPool.apply(input, out_hw=out_hw, spatial=spatial)
+    maps = tuple(
+        (input.ndim - len(out_hw) + k, _adaptive_matrix(n, o), None)
+        for k, (n, o) in enumerate(zip(hw, out_hw))
+        if n != o
+    )
+    return AxisMaps.apply(input, maps=maps) if maps else input.clone()
 
 
 def adaptive_avg_pool1d(input, output_size) -> Tensor:

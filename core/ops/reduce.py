@@ -1,5 +1,5 @@
 """Reductions: sum, mean, prod, var/std, max/min, amax/amin, argmax/argmin, logsumexp,
-norm, all/any, count_nonzero."""
+all/any, count_nonzero. norm (any real p)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from ..amp import _state as _autocast
 from ..amp import cast_for
 from ..autograd import Function, traceable
 from ..tensor import Tensor
-from ._util import attach, wrap_dim, wrap_dims, xp_of
+from ._util import attach, call, numpy_names, wrap_dim, wrap_dims, xp_of
 from .elementwise import abs as _abs
 from .elementwise import isnan, logical_not, maximum, minimum, sqrt, to_copy, where
 
@@ -421,7 +421,7 @@ def argmin(input: Tensor, dim=None, keepdim: bool = False) -> Tensor:
     return _arg("argmin", False, input, dim, keepdim)
 
 
-# -- logsumexp and norm ---------------------------------------------------------------------------
+# -- logsumexp ---------------------------------------------------------------------------------
 
 
 class LogSumExp(Function):
@@ -465,54 +465,49 @@ def logsumexp(input: Tensor, dim, keepdim: bool = False) -> Tensor:
 
 
 class Norm(Function):
-    """The vector p-norm (p > 0, finite) over ``dim``."""
+    """The vector p-norm (finite p != 0) over ``dim``."""
+
+    differentiable_backward = True
 
     @staticmethod
     def forward(ctx, x, p, dim=None, keepdim=False):
         xp = xp_of(x)
-        if p == 2:
-            out = xp.sqrt(xp.square(x).sum(axis=dim, keepdims=keepdim))
-        elif p == 1:
-            out = xp.abs(x).sum(axis=dim, keepdims=keepdim)
-        else:
-            out = (xp.abs(x) ** p).sum(axis=dim, keepdims=keepdim) ** (1 / p)
+        with np.errstate(divide="ignore"):
+            if p == 2:
+                out = xp.sqrt(xp.square(x).sum(axis=dim, keepdims=keepdim))
+            elif p == 1:
+                out = xp.abs(x).sum(axis=dim, keepdims=keepdim)
+            else:
+                out = (xp.abs(x) ** p).sum(axis=dim, keepdims=keepdim) ** (1 / p)
         ctx.shape, ctx.dim, ctx.keepdim, ctx.p = x.shape, dim, keepdim, p
+        out = xp.asarray(out, dtype=x.dtype)  # a 0-d array, not a NumPy scalar
         ctx.save_for_backward(x, out)
-        return out.astype(x.dtype, copy=False)
+        return out
 
     @staticmethod
     def backward(ctx, grad):
         x, out = ctx.saved_tensors
-        xp = xp_of(x)
         p = ctx.p
         out = _expand(out, ctx.shape, ctx.dim, ctx.keepdim)
         grad = _expand(grad, ctx.shape, ctx.dim, ctx.keepdim)
         if p == 1:
-            return grad * xp.sign(x)
+            return grad * call("sign", x)
+        zero = out == 0
+        # PyTorch's convention: a zero norm has a zero gradient
+        safe_out = out + zero
         with np.errstate(invalid="ignore", divide="ignore"):
             if p == 2:
-                scale = x / out
+                scale = x / safe_out
             else:
-                scale = xp.sign(x) * xp.abs(x) ** (p - 1) / out ** (p - 1)
-        return grad * xp.where(out == 0, 0, scale)
+                scale = call("sign", x) * call("abs", x) ** (p - 1) / safe_out ** (p - 1)
+        return grad * scale * (1 - zero)
 
 
-def norm(input: Tensor, p="fro", dim=None, keepdim: bool = False, dtype=None) -> Tensor:
-    r"""Vector norm of ``input`` over ``dim`` (all elements by default).
-
-    ``p`` is ``'fro'`` (= 2), a number (``inf``/``-inf`` for max/min of abs, 0 for the
-    count of non-zeros).
-    """
-    if _autocast and dtype is None:
-        (input,) = cast_for("norm", input)
-    if dtype is not None:
-        input = input.to(dtype)
-    elif not input.is_floating_point():
-        raise RuntimeError(f"norm(): input dtype should be floating point, but got {input.dtype}")
-    if p == "fro" or p is None:
-        p = 2
-    if isinstance(p, str):
-        raise ValueError(f"norm(): p must be 'fro' or a number, got {p!r}")
+def _norm(name, input, p, dim, keepdim):
+    if not input.is_floating_point():
+        raise RuntimeError(f"{name}(): input dtype should be floating point, but got {input.dtype}")
+    if isinstance(p, str) or not isinstance(p, int | float):
+        raise ValueError(f"{name}(): p must be a number, got {p!r}")
     dims = wrap_dims(dim, input._array.ndim)
     if p == math.inf:
         return amax(_abs(input), dims if dims else (), keepdim)
@@ -523,9 +518,27 @@ def norm(input: Tensor, p="fro", dim=None, keepdim: bool = False, dtype=None) ->
         return Tensor._make(
             xp_of(input._array).asarray(nz, dtype=input._array.dtype), False, None, 0
         )
-    if p < 0:
-        raise ValueError(f"norm(): negative p={p} is not supported")
     return Norm.apply(input, p, dim=dims, keepdim=keepdim)
+
+
+def norm(input: Tensor, p="fro", dim=None, keepdim: bool = False, dtype=None) -> Tensor:
+    r"""Vector norm of ``input`` over ``dim`` (all elements by default).
+
+    ``p`` is ``'fro'`` (= 2) or a number: ``inf``/``-inf`` for the max/min of abs, 0 for
+    the count of non-zeros, a negative p for ``(sum |x|^p)^(1/p)``.
+
+    Example::
+
+        >>> ember.norm(ember.tensor([3.0, 4.0]))
+        tensor(5.)
+    """
+    if _autocast and dtype is None:
+        (input,) = cast_for("norm", input)
+    if dtype is not None:
+        input = input.to(dtype)
+    if p == "fro" or p is None:
+        p = 2
+    return _norm("norm", input, p, dim, keepdim)
 
 
 # -- logical reductions ------------------------------------------------------------------------
@@ -556,6 +569,17 @@ def count_nonzero(input: Tensor, dim=None) -> Tensor:
     out = (input._array != 0).sum(axis=dims, dtype=np.int64)
     return Tensor._make(xp_of(input._array).asarray(out), False, None, 0)
 
+
+# PyTorch's NumPy-style keyword aliases: axis= for dim=, keepdims= for keepdim=
+sum, mean, prod, var, std, var_mean, std_mean = map(
+    numpy_names, (sum, mean, prod, var, std, var_mean, std_mean)
+)
+max, min, median, nansum, nanmean, amax, amin = map(
+    numpy_names, (max, min, median, nansum, nanmean, amax, amin)
+)
+argmax, argmin, logsumexp, norm, all, any, count_nonzero = map(
+    numpy_names, (argmax, argmin, logsumexp, norm, all, any, count_nonzero)
+)
 
 attach(
     sum=sum,

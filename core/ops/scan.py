@@ -1,5 +1,5 @@
-"""Ops along one dimension: scans (cumsum, cumprod), the softmax family and sorting
-(sort, argsort, topk)."""
+"""Ops along one dimension: scans (cumsum, cumprod, cummax, cummin, logcumsumexp), the
+softmax family and sorting (sort, argsort, topk)."""
 
 from __future__ import annotations
 
@@ -8,15 +8,17 @@ from collections import namedtuple
 
 import numpy as np
 
-from .. import dtypes, kernels
+from .. import backend, dtypes, kernels
 from ..amp import _state as _autocast
 from ..amp import cast_for
 from ..autograd import Function, traceable
 from ..tensor import Tensor
-from ._util import attach, wrap_dim, xp_of
+from ._util import attach, numpy_names, wrap_dim, xp_of
 from .reduce import _TORCH_NAMES, Sum, _expand, _put_along
 
 sort_result = namedtuple("sort", ["values", "indices"])
+cummax_result = namedtuple("cummax", ["values", "indices"])
+cummin_result = namedtuple("cummin", ["values", "indices"])
 topk_result = namedtuple("topk", ["values", "indices"])
 
 
@@ -80,6 +82,127 @@ class CumProd(Function):
         return xp.moveaxis(out.reshape(xp.moveaxis(x, d, -1).shape), -1, d)
 
 
+def _scan(cls, input, dim, **params):
+    """Apply a scan op; a 0-d input is scanned as one element and stays 0-d."""
+    if input._array.ndim == 0:
+        wrap_dim(dim, 0)
+        return cls.apply(input.reshape(1), 0, **params).reshape(())
+    return cls.apply(input, wrap_dim(dim, input._array.ndim), **params)
+
+
+class CumExtreme(Function):
+    """Running max (or min) and the index of the latest element that set it; NaN, once
+    seen, stays the running value (PyTorch's rules)."""
+
+    @staticmethod
+    def forward(ctx, x, dim, largest):
+        values, indices = _on_host(lambda a: _running_extreme(a, dim, largest), x)
+        ctx.save_for_backward(indices)
+        ctx.dim, ctx.shape = dim, x.shape
+        ctx.mark_non_differentiable(indices)
+        return values, indices
+
+    @staticmethod
+    def backward(ctx, grad, _):
+        (indices,) = ctx.saved_tensors
+        xp = xp_of(grad)
+        out = xp.zeros(ctx.shape, grad.dtype)
+        key = list(xp.ogrid[tuple(slice(s) for s in indices.shape)])
+        key[ctx.dim] = indices
+        xp.add.at(out, tuple(key), grad)
+        return out
+
+
+def _running_extreme(x, dim, largest):
+    values = (np.maximum if largest else np.minimum).accumulate(x, axis=dim)
+    setter = x == values
+    if x.dtype.kind == "f":
+        setter |= np.isnan(x)
+    # the latest position that set the running value
+    positions = np.arange(x.shape[dim]).reshape((-1,) + (1,) * (x.ndim - dim - 1))
+    indices = np.maximum.accumulate(np.where(setter, positions, 0), axis=dim)
+    return values, indices.astype(np.int64, copy=False)
+
+
+def _cum_extreme(name, largest, input, dim):
+    if input._array.ndim == 0:
+        wrap_dim(dim, 0)
+        values, indices = CumExtreme.apply(input.reshape(1), 0, largest=largest)
+        values, indices = values.reshape(()), indices.reshape(())
+    else:
+        d = wrap_dim(dim, input._array.ndim)
+        values, indices = CumExtreme.apply(input, d, largest=largest)
+    return (cummax_result if largest else cummin_result)(values, indices)
+
+
+def cummax(input: Tensor, dim: int):
+    r"""Running maximum along ``dim``: a namedtuple ``(values, indices)``.
+
+    Example::
+
+        >>> ember.cummax(ember.tensor([1, 3, 2, 5]), 0).values
+        tensor([1, 3, 3, 5])
+    """
+    return _cum_extreme("cummax", True, input, dim)
+
+
+def cummin(input: Tensor, dim: int):
+    r"""Running minimum along ``dim``: a namedtuple ``(values, indices)``."""
+    return _cum_extreme("cummin", False, input, dim)
+
+
+def _on_host(fn, *arrays):
+    """``fn`` of NumPy copies of ``arrays`` (for ufunc.accumulate, which CuPy lacks),
+    with the results moved back to the arrays' device."""
+    if xp_of(arrays[0]) is np:
+        return fn(*arrays)
+    dev = backend.device_of(arrays[0])
+    out = fn(*(backend.move_array(a, backend.CPU) for a in arrays))
+    if isinstance(out, tuple):
+        return tuple(backend.move_array(o, dev) for o in out)
+    return backend.move_array(out, dev)
+
+
+def _logcumsumexp(x, dim):
+    def accumulate(a):
+        with np.errstate(invalid="ignore"):
+            return np.logaddexp.accumulate(a, axis=dim)
+
+    return _on_host(accumulate, x)
+
+
+class LogCumSumExp(Function):
+    @staticmethod
+    def forward(ctx, x, dim):
+        y = _logcumsumexp(x, dim)
+        ctx.dim = dim
+        ctx.save_for_backward(x, y)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):
+        # dx_j = sum_{i >= j} g_i exp(x_j - y_i), summed in log space for the positive
+        # and the negative parts of g separately so that nothing overflows
+        x, y = ctx.saved_tensors
+        xp = xp_of(grad)
+        d = ctx.dim
+        out = xp.zeros(x.shape, grad.dtype)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            for sign in (1, -1):
+                part = xp.where(sign * grad > 0, sign * grad, 0)
+                logs = xp.log(part) - y
+                tail = xp.flip(_logcumsumexp(xp.flip(logs, d), d), d)
+                out += sign * xp.exp(x + tail)
+        return xp.nan_to_num(out, nan=0.0, posinf=np.inf, neginf=-np.inf)
+
+
+def logcumsumexp(input: Tensor, dim: int) -> Tensor:
+    r"""``log(cumsum(exp(input), dim))``, computed without overflow."""
+    if not input.is_floating_point():
+        raise RuntimeError(f"\"logcumsumexp\" not implemented for '{input.dtype}'")
+    return _scan(LogCumSumExp, input, dim)
+
+
 def _scan_dtype(input, dtype):
     if dtype is not None:
         return dtypes.to_dtype(dtype).np
@@ -90,14 +213,14 @@ def cumsum(input: Tensor, dim: int, *, dtype=None) -> Tensor:
     r"""Cumulative sum along ``dim``."""
     if _autocast and dtype is None:
         (input,) = cast_for("cumsum", input)
-    return CumSum.apply(input, wrap_dim(dim, input._array.ndim), dtype=_scan_dtype(input, dtype))
+    return _scan(CumSum, input, dim, dtype=_scan_dtype(input, dtype))
 
 
 def cumprod(input: Tensor, dim: int, *, dtype=None) -> Tensor:
     r"""Cumulative product along ``dim``."""
     if _autocast and dtype is None:
         (input,) = cast_for("cumprod", input)
-    return CumProd.apply(input, wrap_dim(dim, input._array.ndim), dtype=_scan_dtype(input, dtype))
+    return _scan(CumProd, input, dim, dtype=_scan_dtype(input, dtype))
 
 
 # -- softmax family -------------------------------------------------------------------------------
@@ -238,9 +361,18 @@ def topk(input: Tensor, k: int, dim: int = -1, largest: bool = True, sorted: boo
     return topk_result(values, indices)
 
 
+# PyTorch's NumPy-style alias axis= for dim=
+cumsum, cumprod, cummax, cummin, logcumsumexp = map(
+    numpy_names, (cumsum, cumprod, cummax, cummin, logcumsumexp)
+)
+softmax, log_softmax, sort, argsort = map(numpy_names, (softmax, log_softmax, sort, argsort))
+
 attach(
     cumsum=cumsum,
     cumprod=cumprod,
+    cummax=cummax,
+    cummin=cummin,
+    logcumsumexp=logcumsumexp,
     softmax=softmax,
     log_softmax=log_softmax,
     sort=sort,

@@ -166,6 +166,32 @@ def _sdpa_masks(m, x):
 
 
 CASES = {
+    "unary_math": (
+        lambda m, x: (
+            x.tanh().asin()
+            + (x.tanh() * 0.5).acos()
+            + x.atan()
+            + x.sinh()
+            + x.cosh()
+            + x.asinh()
+            + (x.abs() + 1).acosh()
+            + (x.tanh() * 0.9).atanh()
+            + (x * 0.3).tan()
+            + x.erf()
+            + x.erfc()
+            + x.exp2()
+            + x.sign()
+        ),
+        (3, 5),
+    ),
+    "interpolate_and_adaptive_pool": (
+        lambda m, x: (
+            F.interpolate(x, size=(7, 5), mode="bilinear")
+            + F.interpolate(x, size=(7, 5), mode="nearest")
+            + F.adaptive_avg_pool2d(F.interpolate(x, scale_factor=2, mode="bicubic"), (7, 5))
+        ),
+        (2, 3, 6, 4),
+    ),
     "activations": (
         lambda m, x: (
             F.leaky_relu(x, 0.1)
