@@ -62,17 +62,36 @@ def _weights(g, n, rows):
 
 
 def _batch_sizes(n):
-    """(steps, batch) of the traced and of the second (dynamic axes) run of a padded batch;
-    a packed batch of sequences of different lengths is refused."""
+    """(steps, batch) in the traced and in the second (dynamic axes) run, and the traced
+    ``batch_sizes`` when they differ between steps (a packed batch of sequences of different
+    lengths), else None."""
     sizes = tuple(int(s) for s in n["batch_sizes"])
     alt = tuple(int(s) for s in n.alt_arg("batch_sizes"))
-    if len(set(sizes)) > 1 or len(set(alt)) > 1:
+    packed = len(set(sizes)) > 1 or len(set(alt)) > 1
+    if packed and sizes != alt:
         raise UnsupportedOperatorError(
-            "a recurrent layer over a PackedSequence of sequences with different lengths "
-            f"(batch_sizes {list(sizes)}) cannot be exported to ONNX; pass a padded tensor "
-            "instead"
+            "a recurrent layer over a PackedSequence whose lengths change with a dynamic axis "
+            f"(batch_sizes {list(sizes)} vs {list(alt)}): the packing is fixed when tracing, "
+            "so export it without dynamic axes on the sequence, or pass a padded tensor"
         )
-    return (len(sizes), sizes[0]), (len(alt), alt[0])
+    return (len(sizes), sizes[0]), (len(alt), alt[0]), (sizes if packed else None)
+
+
+def _packing(batch_sizes):
+    """For a packed sequence: the packed row (or the row past the end, a zero row) of each
+    (step, sequence) of the padded (steps * batch) layout, the padded row of each packed
+    row, and each sequence's length."""
+    steps, batch = len(batch_sizes), batch_sizes[0]
+    total = sum(batch_sizes)
+    to_padded = np.full((steps, batch), total, np.int64)
+    to_packed = []
+    start = 0
+    for t, size in enumerate(batch_sizes):
+        to_padded[t, :size] = start + np.arange(size)
+        to_packed.append(t * batch + np.arange(size))
+        start += size
+    lengths = (np.asarray(batch_sizes)[:, None] > np.arange(batch)[None, :]).sum(axis=0)
+    return to_padded.reshape(-1), np.concatenate(to_packed), lengths.astype(np.int32)
 
 
 def _runtime_batch(g, n, batch, alt_batch):
@@ -120,8 +139,17 @@ def _state(g, value):
 
 def _recurrent(g, n, op_type, hidden, extra_states=(), **attrs):
     """Emit one ONNX recurrent node; returns the flat output and the final states."""
-    sizes, alt_sizes = _batch_sizes(n)
-    x3 = _steps_input(g, n, sizes, alt_sizes)
+    sizes, alt_sizes, packed = _batch_sizes(n)
+    lengths = None
+    if packed is None:
+        x3 = _steps_input(g, n, sizes, alt_sizes)
+    else:  # pad with zero rows, run with sequence_lens, pack the output again
+        to_padded, to_packed, lengths = _packing(packed)
+        x = n["x"]
+        zero = g.const(np.zeros((1, x.shape[1]), x.dtype))
+        rows = g.op("Gather", g.op("Concat", g.name(x), zero, axis=0), g.ints(to_padded), axis=0)
+        x3 = g.op("Reshape", rows, g.ints([*sizes, x.shape[1]]))
+        lengths = g.const(lengths, "lengths")
     w, r, b = _weights(g, n, _gate_rows(g, n.key, hidden))
     states = [_state(g, n["h0"]), *(_state(g, s) for s in extra_states)]
     direction = "reverse" if n["reverse"] else "forward"
@@ -131,7 +159,7 @@ def _recurrent(g, n, op_type, hidden, extra_states=(), **attrs):
         w,
         r,
         b,
-        None,  # sequence_lens: every sequence runs all steps
+        lengths,  # None: every sequence runs all steps
         *states,
         outputs=2 + len(extra_states),
         hidden_size=hidden,
@@ -140,7 +168,10 @@ def _recurrent(g, n, op_type, hidden, extra_states=(), **attrs):
     )
     y = g.op("Squeeze", outs[0], g.ints([1]))  # (steps, 1, batch, hidden) -> 3-D
     flat = g.op("Reshape", y, g.ints([-1, hidden]))
-    g.memo[(_FLAT, flat)] = (y, (*sizes, hidden), (*alt_sizes, hidden))
+    if packed is None:
+        g.memo[(_FLAT, flat)] = (y, (*sizes, hidden), (*alt_sizes, hidden))
+    else:
+        flat = g.op("Gather", flat, g.ints(to_packed), axis=0)
     finals = [g.op("Squeeze", s, g.ints([0])) for s in outs[1:]]
     return [flat, *finals]
 
@@ -188,10 +219,11 @@ def _wrap_reshape(key):
                 sizes = g.op("Concat", g.ints([-1]), batch[0], g.ints([out.shape[2]]), axis=0)
                 return g.op("Reshape", name, sizes)
         result = plain(g, n)
-        merged = (x.shape[0] * x.shape[1], *x.shape[2:])
-        alt_merged = (x.alt_shape[0] * x.alt_shape[1], *x.alt_shape[2:])
-        if len(x.shape) == 3 and (out.shape, out.alt_shape) == (merged, alt_merged):
-            g.memo[(_FLAT, result)] = (name, x.shape, x.alt_shape)
+        if len(x.shape) == 3 and len(out.shape) == 2:  # (steps, batch, f) -> (steps * batch, f)
+            merged = (x.shape[0] * x.shape[1], x.shape[2])
+            alt_merged = (x.alt_shape[0] * x.alt_shape[1], x.alt_shape[2])
+            if (out.shape, out.alt_shape) == (merged, alt_merged):
+                g.memo[(_FLAT, result)] = (name, x.shape, x.alt_shape)
         return result
 
     reshape.__name__ = f"_{key.__name__.lower()}_with_sequences"
