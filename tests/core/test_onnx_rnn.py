@@ -286,3 +286,12 @@ def test_word_language_model(tie):
         _compare(session, model, args)
     assert _op_types(proto).count("LSTM") == 2
     assert "Dropout" not in _op_types(proto)
+
+
+def test_output_that_is_not_a_tensor_is_a_clear_error():
+    class _Counted(nn.Module):
+        def forward(self, x):
+            return x * 2, (x, 3)
+
+    with pytest.raises(ember.onnx.OnnxExporterError, match="model output is a int"):
+        _export(_Counted(), (ember.randn(2),))
