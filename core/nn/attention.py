@@ -6,6 +6,7 @@ import math
 
 from .. import creation
 from ..ops.attention import scaled_dot_product_attention
+from ..ops.join import cat
 from ..ops.linalg import linear
 from ..ops.nn import dropout
 from ..ops.scan import softmax
@@ -31,6 +32,14 @@ def _additive_mask(mask: Tensor | None, like: Tensor, name: str) -> Tensor | Non
     if not mask.is_floating_point():
         raise TypeError(f"only bool and floating types of {name} are supported, got {mask.dtype}")
     return mask.to(like.dtype)
+
+
+def _pad_keys(mask: Tensor | None, extra: int) -> Tensor | None:
+    """An additive mask with ``extra`` more (attended) key positions at the end."""
+    if mask is None:
+        return None
+    zeros = creation.zeros(tuple(mask.shape[:-1]) + (extra,), dtype=mask.dtype, device=mask.device)
+    return cat([mask, zeros], dim=-1)
 
 
 def multi_head_attention_forward(
@@ -66,17 +75,14 @@ def multi_head_attention_forward(
 
     Masks: ``key_padding_mask`` (N, S) and ``attn_mask`` (L, S) or (N * heads, L, S);
     bool True marks a position that may NOT be attended, float masks are added.
+    ``bias_k``/``bias_v`` (1, 1, E) append one learned key/value position,
+    ``add_zero_attn`` one of zeros; ``static_k``/``static_v`` (N * heads, S, E / heads)
+    replace the projected keys/values.
     """
-    if (
-        bias_k is not None
-        or bias_v is not None
-        or add_zero_attn
-        or static_k is not None
-        or static_v is not None
-    ):
-        raise NotImplementedError(
-            "multi_head_attention_forward: bias_k/bias_v, add_zero_attn and static_k/v are not supported"
-        )
+    if (bias_k is None) != (bias_v is None):
+        raise ValueError("bias_k and bias_v must both be given or both be None")
+    if bias_k is not None and (static_k is not None or static_v is not None):
+        raise ValueError("bias_k/bias_v cannot be combined with static_k/static_v")
     if query.ndim not in (2, 3) or key.ndim != query.ndim or value.ndim != query.ndim:
         raise ValueError(
             f"query, key and value must all be 2-D (unbatched) or 3-D (batched), got "
@@ -104,6 +110,10 @@ def multi_head_attention_forward(
             "Need attn_mask if specifying the is_causal hint. You may use the Transformer "
             "module method `generate_square_subsequent_mask` to create this mask."
         )
+    # As PyTorch: the hint replaces the mask only where nothing else needs the mask
+    causal = is_causal and key_padding_mask is None and not need_weights
+    if causal:
+        attn_mask = None
     head_dim = embed_dim // num_heads
     b_q = b_k = b_v = None
     if in_proj_bias is not None:
@@ -126,8 +136,31 @@ def multi_head_attention_forward(
     def heads(x, length):  # (length, N, E) -> (N, heads, length, head_dim)
         return x.reshape(length, bsz, num_heads, head_dim).permute(1, 2, 0, 3)
 
-    q, k, v = heads(q, tgt_len), heads(k, src_len), heads(v, src_len)
+    def static(x, name):  # (N * heads, S, head_dim) -> (N, heads, S, head_dim)
+        if x.shape[0] != bsz * num_heads or x.shape[2] != head_dim:
+            raise RuntimeError(
+                f"expecting {name} of shape [{bsz * num_heads}, S, {head_dim}], but got "
+                f"{list(x.shape)}"
+            )
+        return x.reshape(bsz, num_heads, x.shape[1], head_dim)
+
     mask = _additive_mask(attn_mask, q, "attn_mask")
+    padding = _additive_mask(key_padding_mask, q, "key_padding_mask")
+    extra = 0  # key positions appended below, which every query may attend
+    if bias_k is not None:
+        k = cat([k, bias_k.expand(1, bsz, embed_dim)])
+        v = cat([v, bias_v.expand(1, bsz, embed_dim)])
+        extra += 1
+    q = heads(q, tgt_len)
+    k = heads(k, src_len + extra) if static_k is None else static(static_k, "static_k")
+    v = heads(v, src_len + extra) if static_v is None else static(static_v, "static_v")
+    if add_zero_attn:
+        zeros = creation.zeros((bsz, num_heads, 1, head_dim), dtype=q.dtype, device=q.device)
+        k, v = cat([k, zeros], dim=2), cat([v, zeros], dim=2)
+        extra += 1
+    if extra:
+        mask, padding = (_pad_keys(m, extra) for m in (mask, padding))
+    src_len = k.shape[2]
     if mask is not None:
         if mask.ndim == 3:
             if tuple(mask.shape) != (bsz * num_heads, tgt_len, src_len):
@@ -141,7 +174,6 @@ def multi_head_attention_forward(
                 f"The shape of the 2D attn_mask is {list(mask.shape)}, but should be "
                 f"{[tgt_len, src_len]}."
             )
-    padding = _additive_mask(key_padding_mask, q, "key_padding_mask")
     if padding is not None:
         if tuple(padding.shape) != (bsz, src_len):
             raise RuntimeError(
@@ -165,7 +197,9 @@ def multi_head_attention_forward(
         if not batched:
             weights = weights.squeeze(0)
     else:
-        out = scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
+        out = scaled_dot_product_attention(
+            q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=causal
+        )
     out = out.permute(2, 0, 1, 3).reshape(tgt_len, bsz, embed_dim)
     out = linear(out, out_proj_weight, out_proj_bias)
     if not batched:
@@ -212,10 +246,6 @@ class MultiheadAttention(Module):
             )
         if embed_dim % num_heads:
             raise ValueError("embed_dim must be divisible by num_heads")
-        if add_bias_kv or add_zero_attn:
-            raise NotImplementedError(
-                "MultiheadAttention: add_bias_kv and add_zero_attn are not supported"
-            )
         factory = {"device": device, "dtype": dtype}
         self.embed_dim = embed_dim
         self.kdim = kdim if kdim is not None else embed_dim
@@ -238,8 +268,12 @@ class MultiheadAttention(Module):
         else:
             self.register_parameter("in_proj_bias", None)
         self.out_proj = NonDynamicallyQuantizableLinear(embed_dim, embed_dim, bias=bias, **factory)
-        self.bias_k = self.bias_v = None
-        self.add_zero_attn = False
+        if add_bias_kv:
+            self.bias_k = Parameter(creation.empty((1, 1, embed_dim), **factory))
+            self.bias_v = Parameter(creation.empty((1, 1, embed_dim), **factory))
+        else:
+            self.bias_k = self.bias_v = None
+        self.add_zero_attn = add_zero_attn
         self._reset_parameters()
 
     def _reset_parameters(self) -> None:
@@ -252,6 +286,9 @@ class MultiheadAttention(Module):
         if self.in_proj_bias is not None:
             init.constant_(self.in_proj_bias, 0.0)
             init.constant_(self.out_proj.bias, 0.0)
+        if self.bias_k is not None:
+            init.xavier_normal_(self.bias_k)
+            init.xavier_normal_(self.bias_v)
 
     def forward(
         self,

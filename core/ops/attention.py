@@ -1,5 +1,7 @@
 """Scaled dot-product attention as one fused op: the softmax probabilities are saved and
-backward is four matmuls and a softmax-Jacobian product."""
+backward is four matmuls and a softmax-Jacobian product. Under create_graph, backward
+recomputes the probabilities from the saved inputs with Tensor ops, so that it is itself
+differentiable (double backward)."""
 
 from __future__ import annotations
 
@@ -16,16 +18,19 @@ from ._util import check_same_device, sum_to, xp_of
 
 
 class ScaledDotProductAttention(Function):
+    differentiable_backward = True
+
     @staticmethod
     def forward(ctx, q, k, v, mask, scale, is_causal, repeat, keep):
         xp = xp_of(q)
         kv_shapes = (k.shape, v.shape)
+        kv_inputs = (k, v)  # before repetition: what double backward differentiates
         if repeat > 1:  # grouped-query attention: each key/value head serves `repeat` heads
             k, v = xp.repeat(k, repeat, axis=-3), xp.repeat(v, repeat, axis=-3)
-        ctx.meta = (scale, repeat, None if mask is None else mask.shape, kv_shapes)
+        ctx.meta = (scale, repeat, None if mask is None else mask.shape, kv_shapes, is_causal)
         if is_causal and mask is None and keep is None and _causal_blocks_fit(q, k, v):
             out, probs = _causal_forward(q * scale, k, v)
-            ctx.save_for_backward(q, k, v, probs, None)
+            ctx.save_for_backward(q, k, v, probs, None, None, *kv_inputs)
             return out
         scores = xp.matmul(q * scale, k.swapaxes(-1, -2))
         length, source = scores.shape[-2:]
@@ -42,13 +47,15 @@ class ScaledDotProductAttention(Function):
         probs /= total
         dropped = probs if keep is None else probs * keep
         out = xp.matmul(dropped, v)
-        ctx.save_for_backward(q, k, v, probs, keep)
+        ctx.save_for_backward(q, k, v, probs, keep, mask, *kv_inputs)
         return out.astype(q.dtype, copy=False)  # NumPy computes bfloat16 in float32
 
     @staticmethod
     def backward(ctx, grad):
-        q, k, v, probs, keep = ctx.saved_tensors
-        scale, repeat, mask_shape, kv_shapes = ctx.meta
+        q, k, v, probs, keep, mask, k_in, v_in = ctx.saved_tensors
+        if isinstance(grad, Tensor):
+            return _attention_graph(ctx, grad, q, k_in, v_in, keep, mask)
+        scale, repeat, mask_shape, kv_shapes, _ = ctx.meta
         xp = xp_of(grad)
         need_q, need_k, need_v, need_mask = ctx.needs_input_grad[:4]
         gq = gk = gv = gmask = None
@@ -79,6 +86,50 @@ class ScaledDotProductAttention(Function):
             gv = sum_to(_fold_heads(gv, repeat), kv_shapes[1])
         dt = q.dtype
         return tuple(g if g is None else g.astype(dt, copy=False) for g in (gq, gk, gv)) + (gmask,)
+
+
+def _attention_graph(ctx, grad, q, k, v, keep, mask):
+    """The backward as Tensor ops (create_graph): the probabilities are recomputed from
+    the inputs so that the gradients carry their dependence on q, k, v and the mask."""
+    scale, repeat, mask_shape, kv_shapes, is_causal = ctx.meta
+    need_q, need_k, need_v, need_mask = ctx.needs_input_grad[:4]
+    xp = xp_of(q._array)
+    if repeat > 1:
+        k, v = k.repeat_interleave(repeat, dim=-3), v.repeat_interleave(repeat, dim=-3)
+    scores = (q * scale).matmul(k.transpose(-1, -2))
+    length, source = scores.shape[-2:]
+    dt = q._array.dtype
+    if is_causal:
+        blocked = xp.triu(xp.full((length, source), -np.inf, dt), 1)
+        scores = scores + Tensor._make(blocked, False, None, 0)
+    if mask is not None:
+        if mask._array.dtype == bool:
+            mask = Tensor._make(xp.where(mask._array, 0, -np.inf).astype(dt), False, None, 0)
+        scores = scores + mask
+    # softmax whose fully masked rows are zeros, as forward: shift and guard as constants
+    top = scores._array.max(axis=-1, keepdims=True)
+    top[top == -np.inf] = 0
+    exps = (scores - Tensor._make(top, False, None, 0)).exp()
+    total = exps.sum(dim=-1, keepdim=True)
+    empty = (total._array == 0).astype(dt)
+    probs = exps / (total + Tensor._make(empty, False, None, 0))
+    gq = gk = gv = gmask = None
+    if need_v:
+        dropped = probs if keep is None else probs * keep
+        gv = sum_to(_fold_heads(dropped.transpose(-1, -2).matmul(grad), repeat), kv_shapes[1])
+    if need_q or need_k or need_mask:
+        gp = grad.matmul(v.transpose(-1, -2))
+        if keep is not None:
+            gp = gp * keep
+        gs = probs * (gp - (gp * probs).sum(dim=-1, keepdim=True))
+        if need_mask:
+            gmask = sum_to(gs, mask_shape)
+        if need_q:
+            gq = sum_to(gs.matmul(k) * scale, q.shape)
+        if need_k:
+            gk = gs.transpose(-1, -2).matmul(q) * scale
+            gk = sum_to(_fold_heads(gk, repeat), kv_shapes[0])
+    return gq, gk, gv, gmask
 
 
 # Causal self-attention in blocks of query rows: block [r0, r1) attends to keys [0, r1)
@@ -142,7 +193,9 @@ def _fold_heads(g, repeat):
     """Sum the gradients of the heads that shared one key/value head (GQA)."""
     if repeat == 1:
         return g
-    return g.reshape(g.shape[:-3] + (g.shape[-3] // repeat, repeat) + g.shape[-2:]).sum(axis=-3)
+    shape = tuple(g.shape)
+    g = g.reshape(shape[:-3] + (shape[-3] // repeat, repeat) + shape[-2:])
+    return g.sum(dim=-3) if isinstance(g, Tensor) else g.sum(axis=-3)
 
 
 def scaled_dot_product_attention(

@@ -11,6 +11,7 @@ from ..autograd import Function
 from ..random import generator_for
 from ..tensor import Tensor
 from ._util import check_same_device, xp_of
+from .graph_backward import cross_entropy_graph, nll_loss_graph
 
 _REDUCTIONS = ("none", "mean", "sum")
 
@@ -269,6 +270,8 @@ class CrossEntropy(Function):
     Forward keeps ``exp(x - max)`` and ``1 / sum`` so backward forms the softmax and
     the gradient in one pass."""
 
+    differentiable_backward = True
+
     @staticmethod
     def forward(
         ctx,
@@ -300,7 +303,7 @@ class CrossEntropy(Function):
             wt = t2 if w is None else t2 * w
             per_row = -(wt * logp).sum(axis=1)
             denom = rows
-            ctx.save_for_backward(exps, 1 / total, wt, logp)
+            ctx.save_for_backward(exps, 1 / total, wt, logp, target)
         else:
             t = target.reshape(-1)
             valid = t != ignore_index
@@ -327,7 +330,7 @@ class CrossEntropy(Function):
                     smooth *= valid
                 per_row = (1 - eps) * per_row + smooth * (w_sum * lse - weighted_sum)
             denom = w_t.sum()
-            ctx.save_for_backward(exps, 1 / total, t_safe, w_t, smooth)
+            ctx.save_for_backward(exps, 1 / total, t_safe, w_t, smooth, None)
         ctx.weight = w
         ctx.meta = (in_shape, in_dtype, target.shape, reduction, denom, eps, probs_target)
         if reduction == "none":
@@ -342,12 +345,16 @@ class CrossEntropy(Function):
     @staticmethod
     def backward(ctx, grad):
         in_shape, in_dtype, t_shape, reduction, denom, eps, probs_target = ctx.meta
+        if isinstance(grad, Tensor):  # create_graph; a probability target stays a Tensor
+            *saved, target = ctx.saved_tensors
+            saved = [None if a is None else a._array for a in saved]
+            return cross_entropy_graph(ctx, grad, target, saved)
+        *saved, _ = ctx.saved_tensors
         xp = xp_of(grad)
         if reduction == "none":
             scale = grad.reshape(-1).astype(np.float32 if grad.dtype.itemsize < 4 else grad.dtype)
         else:
             scale = xp.asarray(grad / denom if reduction == "mean" else grad)
-        saved = ctx.saved_tensors
         w = ctx.weight
         gx = gt = None
         if probs_target:
@@ -493,6 +500,8 @@ def cross_entropy(
 class NllLoss(Function):
     """``-weight[t] * input[t]`` over class dim 1, with ignore_index and reduction."""
 
+    differentiable_backward = True
+
     @staticmethod
     def forward(ctx, x, target, weight, *, ignore_index=-100, reduction="mean"):
         xp = xp_of(x)
@@ -523,6 +532,8 @@ class NllLoss(Function):
     @staticmethod
     def backward(ctx, grad):
         t_safe, w_t = ctx.saved_tensors
+        if isinstance(grad, Tensor):  # create_graph: the gradient is linear in grad
+            return nll_loss_graph(ctx, grad, t_safe._array, w_t._array)
         in_shape, rows, n_classes, reduction, denom = ctx.meta
         xp = xp_of(grad)
         if reduction == "none":

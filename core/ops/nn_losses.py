@@ -1,6 +1,9 @@
 """Elementwise losses: mse, l1, smooth_l1, huber, binary cross entropy (on
 probabilities and on logits), kl_div, cosine_embedding. Each is one Function whose
-forward computes the loss and reduces, and whose backward is the closed form."""
+forward computes the loss and reduces, and whose backward is the closed form. Under
+create_graph (double backward) backward takes a second path with the same closed form in
+Tensor ops on the saved inputs; branch masks (where a loss is piecewise) are constants
+there, as their derivative is zero almost everywhere."""
 
 from __future__ import annotations
 
@@ -27,6 +30,28 @@ def _reduce(loss, reduction: str, dtype):
     return xp.asarray(out, dtype=dtype)
 
 
+def _const(array) -> Tensor:
+    """A constant (non-differentiable) Tensor for the create_graph paths."""
+    return Tensor._make(array, False, None, 0)
+
+
+def _choose(cond, a, b):
+    """``where(cond, a, b)`` for a constant bool array ``cond`` and finite Tensors or
+    numbers ``a``, ``b``, built from products so that it stays differentiable."""
+    dt = next(v._array.dtype for v in (a, b) if isinstance(v, Tensor))
+    m = cond.astype(dt)
+    return a * _const(m) + b * _const(1 - m)
+
+
+def _safe_log(y, floor=-100.0):
+    """``max(log(y), floor)`` on a Tensor, with the clamped entries constant (their
+    derivative is zero) and no infinities anywhere in the graph."""
+    xp = xp_of(y._array)
+    with np.errstate(divide="ignore"):
+        ok = xp.log(y._array) > floor
+    return _choose(ok, _choose(ok, y, 1.0).log(), floor)
+
+
 def _upstream(grad, reduction: str, n: int):
     """The per-element upstream gradient of a reduced loss."""
     if reduction == "mean":
@@ -38,10 +63,12 @@ class _PairLoss(Function):
     """Losses of (input, target) that are a function of ``diff = input - target``:
     ``kind`` picks the element loss and its derivative from ``_PAIR_KERNELS``."""
 
+    differentiable_backward = True
+
     @staticmethod
     def forward(ctx, x, t, reduction="mean", param=1.0, kind=None):
         diff = x - t
-        ctx.save_for_backward(diff)
+        ctx.save_for_backward(diff, x, t)
         ctx.meta = (np.shape(x), np.shape(t), reduction, diff.size, param, kind)
         if kind == "mse" and reduction != "none":  # one BLAS dot, no temporary
             flat = diff.reshape(-1)
@@ -54,9 +81,12 @@ class _PairLoss(Function):
 
     @staticmethod
     def backward(ctx, grad):
-        (diff,) = ctx.saved_tensors
+        diff, x, t = ctx.saved_tensors
         sx, st, reduction, n, param, kind = ctx.meta
-        if kind == "mse":
+        if isinstance(grad, Tensor):
+            diff = x - t
+            g = _upstream(grad, reduction, n) * _pair_grad_graph(diff, param, kind)
+        elif kind == "mse":
             g = diff * (_upstream(grad, reduction, n) * 2)
         else:
             g = _upstream(grad, reduction, n) * _PAIR_KERNELS[kind][1](diff, param)
@@ -89,6 +119,18 @@ def _huber(d, delta):
 def _huber_grad(d, delta):
     xp = xp_of(d)
     return xp.where(xp.abs(d) < delta, d, delta * xp.sign(d)).astype(d.dtype, copy=False)
+
+
+def _pair_grad_graph(d, param, kind):
+    """The element loss's derivative as Tensor ops (create_graph)."""
+    if kind == "mse":
+        return d * 2
+    if kind == "l1" or (kind == "smooth_l1" and param == 0):
+        return d.sign()
+    inside = xp_of(d._array).abs(d._array) < param
+    if kind == "smooth_l1":
+        return _choose(inside, d / param, d.sign())
+    return _choose(inside, d, d.sign() * param)  # huber
 
 
 _PAIR_KERNELS = {
@@ -222,6 +264,8 @@ def _weighted(loss: Tensor, weight: Tensor, reduction: str) -> Tensor:
 class BinaryCrossEntropy(Function):
     """``-w (t log x + (1 - t) log(1 - x))`` with the logs clamped at -100, as PyTorch."""
 
+    differentiable_backward = True
+
     @staticmethod
     def forward(ctx, x, t, w, reduction="mean"):
         xp = xp_of(x)
@@ -239,11 +283,19 @@ class BinaryCrossEntropy(Function):
     def backward(ctx, grad):
         x, t, w = ctx.saved_tensors
         st, sw, reduction, n = ctx.meta
-        xp = xp_of(x)
+        xp = xp_of(grad._array if isinstance(grad, Tensor) else grad)
         g = _upstream(grad, reduction, n)
         if w is not None:
             g = g * w
         gx = gt = None
+        if isinstance(grad, Tensor):
+            if ctx.needs_input_grad[0]:
+                spread = (1 - x) * x
+                spread = _choose(spread._array > 1e-12, spread, 1e-12)
+                gx = sum_to(g * (x - t) / spread, x.shape)
+            if ctx.needs_input_grad[1]:
+                gt = sum_to(g * (_safe_log(1 - x) - _safe_log(x)), st)
+            return gx, gt, None
         if ctx.needs_input_grad[0]:
             gx = g * (x - t) / xp.maximum((1 - x) * x, 1e-12)
             gx = sum_to(gx.astype(x.dtype, copy=False), x.shape)
@@ -305,6 +357,8 @@ def _weight_array(name, weight, input: Tensor):
 class BinaryCrossEntropyWithLogits(Function):
     """``w [(1 - t) x + (1 + (pw - 1) t) softplus(-x)]``, computed stably."""
 
+    differentiable_backward = True
+
     @staticmethod
     def forward(ctx, x, t, w, pw, reduction="mean"):
         xp = xp_of(x)
@@ -323,11 +377,13 @@ class BinaryCrossEntropyWithLogits(Function):
     def backward(ctx, grad):
         x, t, w, pw = ctx.saved_tensors
         st, reduction, n = ctx.meta
-        xp = xp_of(x)
+        xp = xp_of(grad._array if isinstance(grad, Tensor) else grad)
         g = _upstream(grad, reduction, n)
         if w is not None:
             g = g * w
         gx = gt = None
+        if isinstance(grad, Tensor):
+            return _bce_logits_graph(ctx, g, x, t, pw, st)
         if ctx.needs_input_grad[0]:
             if pw is None:
                 d = _sigmoid(x) - t
@@ -340,6 +396,21 @@ class BinaryCrossEntropyWithLogits(Function):
                 d = d + (pw - 1) * (xp.log1p(xp.exp(-xp.abs(x))) + xp.maximum(-x, 0))
             gt = sum_to((g * d).astype(x.dtype, copy=False), st)
         return gx, gt, None, None
+
+
+def _bce_logits_graph(ctx, g, x, t, pw, st):
+    gx = gt = None
+    softplus_neg = (-x.abs()).exp().log1p() + (-x).relu()  # softplus(-x), stably
+    if ctx.needs_input_grad[0]:
+        if pw is None:
+            d = x.sigmoid() - t
+        else:
+            d = (1 - t) - ((pw - 1) * t + 1) * (-x).sigmoid()
+        gx = sum_to(g * d, x.shape)
+    if ctx.needs_input_grad[1]:
+        d = -x if pw is None else -x + (pw - 1) * softplus_neg
+        gt = sum_to(g * d, st)
+    return gx, gt, None, None
 
 
 def binary_cross_entropy_with_logits(
@@ -382,6 +453,8 @@ def binary_cross_entropy_with_logits(
 class KlDiv(Function):
     """``t (log t - x)`` (0 where t = 0), or ``exp(t) (t - x)`` with ``log_target``."""
 
+    differentiable_backward = True
+
     @staticmethod
     def forward(ctx, x, t, reduction="mean", log_target=False):
         xp = xp_of(x)
@@ -403,9 +476,20 @@ class KlDiv(Function):
     def backward(ctx, grad):
         x, t = ctx.saved_tensors
         sx, st, reduction, n, log_target = ctx.meta
-        xp = xp_of(x)
+        xp = xp_of(grad._array if isinstance(grad, Tensor) else grad)
         g = grad / n if reduction in ("mean", "batchmean") else grad
         gx = gt = None
+        if isinstance(grad, Tensor):
+            if ctx.needs_input_grad[0]:
+                gx = sum_to(g * -(t.exp() if log_target else t), sx)
+            if ctx.needs_input_grad[1]:
+                if log_target:
+                    d = t.exp() * (t - x + 1)
+                else:
+                    positive = t._array > 0
+                    d = _choose(positive, _choose(positive, t, 1.0).log() + 1 - x, 0.0)
+                gt = sum_to(g * d, st)
+            return gx, gt
         if ctx.needs_input_grad[0]:
             gx = sum_to((g * -(xp.exp(t) if log_target else t)).astype(x.dtype, copy=False), sx)
         if ctx.needs_input_grad[1]:
@@ -454,6 +538,8 @@ def kl_div(
 class CosineEmbedding(Function):
     """``1 - cos(x1, x2)`` for y = 1, ``max(0, cos(x1, x2) - margin)`` for y = -1."""
 
+    differentiable_backward = True
+
     @staticmethod
     def forward(ctx, x1, x2, y, margin=0.0, reduction="mean"):
         xp = xp_of(x1)
@@ -475,6 +561,16 @@ class CosineEmbedding(Function):
     def backward(ctx, grad):
         x1, x2, cos, n1, n2, denom, active = ctx.saved_tensors
         reduction, n = ctx.meta
+        if isinstance(grad, Tensor):  # the cosine and norms again, as Tensor ops
+            n1 = (x1 * x1).sum(dim=-1) + 1e-12
+            n2 = (x2 * x2).sum(dim=-1) + 1e-12
+            denom = (n1 * n2).sqrt()
+            cos = (x1 * x2).sum(dim=-1) / denom
+            g = (_upstream(grad, reduction, n) * active).unsqueeze(-1)
+            cos, denom, n1, n2 = (a.unsqueeze(-1) for a in (cos, denom, n1, n2))
+            gx1 = g * (x2 / denom - cos * x1 / n1) if ctx.needs_input_grad[0] else None
+            gx2 = g * (x1 / denom - cos * x2 / n2) if ctx.needs_input_grad[1] else None
+            return gx1, gx2, None
         g = (_upstream(grad, reduction, n) * active)[..., None]
         cos = cos[..., None]
         gx1 = (

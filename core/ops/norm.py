@@ -5,6 +5,10 @@ Each forward makes the statistics in one pass and the output in one more; backwa
 folds the per-channel (or per-row) terms into coefficients so the input gradient is a
 couple of elementwise passes: ``gx = invstd * (g - mean(g) - xhat * mean(g * xhat))``
 with ``g = grad * weight``.
+
+Under create_graph (double backward) each backward takes a second path written with
+Tensor ops from the input (layer and group norm rebuild it, less its mean, from what
+they saved), so the gradient is itself differentiable; the first-order path is unchanged.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from ..amp import cast_for
 from ..autograd import Function
 from ..tensor import Tensor
 from ._util import check_same_device, xp_of
+from .graph_backward import reconnect
 
 # -- batch norm ---------------------------------------------------------------------------
 
@@ -28,6 +33,8 @@ def _channel_shape(x):
 
 
 class BatchNorm(Function):
+    differentiable_backward = True
+
     @staticmethod
     def forward(ctx, x, weight, bias, running_mean, running_var, training, momentum, eps):
         xp = xp_of(x)
@@ -60,12 +67,14 @@ class BatchNorm(Function):
         if bias is not None:
             y += bias.reshape(cshape)
         ctx.save_for_backward(x, weight, mean, invstd)
-        ctx.training = training
+        ctx.training, ctx.eps = training, eps
         return y.astype(x.dtype, copy=False)
 
     @staticmethod
     def backward(ctx, grad):
         x, weight, mean, invstd = ctx.saved_tensors
+        if isinstance(grad, Tensor):
+            return _batch_norm_graph(ctx, grad, x, weight, mean, invstd)
         axes = (0,) + tuple(range(2, x.ndim))
         cshape = _channel_shape(x)
         need_x, need_w, need_b = ctx.needs_input_grad[:3]
@@ -87,6 +96,43 @@ class BatchNorm(Function):
                 gx = grad * a.reshape(cshape)
         gw = sum_gy_xmu * invstd if need_w else None
         return gx, gw, sum_gy if need_b else None
+
+
+def _normalized_graph(x, axes, eps, rms=False):
+    """``(xhat, invstd)`` of ``x`` over ``axes`` as Tensor ops (kept dims)."""
+    xmu = x if rms else x - x.mean(dim=axes, keepdim=True)
+    invstd = ((xmu * xmu).mean(dim=axes, keepdim=True) + eps).rsqrt()
+    return xmu * invstd, invstd
+
+
+def _centred_grad(g, xhat, invstd, axes, rms=False):
+    """``invstd * (g - mean(g) - xhat * mean(g * xhat))`` over ``axes`` (Tensor ops)."""
+    inner = g - xhat * (g * xhat).mean(dim=axes, keepdim=True)
+    if not rms:
+        inner = inner - g.mean(dim=axes, keepdim=True)
+    return inner * invstd
+
+
+def _batch_norm_graph(ctx, grad, x, weight, mean, invstd):
+    """BatchNorm's backward as Tensor ops: in training the statistics are recomputed
+    from ``x`` so that they carry their own dependence on it."""
+    axes = (0,) + tuple(range(2, x.ndim))
+    cshape = _channel_shape(x)
+    need_x, need_w, need_b = ctx.needs_input_grad[:3]
+    if ctx.training:
+        xhat, invstd = _normalized_graph(x, axes, ctx.eps)
+    else:
+        invstd = invstd.reshape(cshape)
+        xhat = (x - mean.reshape(cshape)) * invstd
+    gx = gw = gb = None
+    if need_x:
+        g = grad if weight is None else grad * weight.reshape(cshape)
+        gx = _centred_grad(g, xhat, invstd, axes) if ctx.training else g * invstd
+    if need_w:
+        gw = (grad * xhat).sum(dim=axes)
+    if need_b:
+        gb = grad.sum(dim=axes)
+    return gx, gw, gb
 
 
 def batch_norm(
@@ -152,11 +198,13 @@ def batch_norm(
 
 
 class LayerNorm(Function):
+    differentiable_backward = True
+
     @staticmethod
     def forward(ctx, x, weight, bias, ndim, eps, rms):
         xp = xp_of(x)
         axes = tuple(range(x.ndim - ndim, x.ndim))
-        ctx.meta = (axes, rms)
+        ctx.meta = (axes, rms, eps)
         if xp is not np and kernels.norm_fits(x, ndim, weight, bias):
             y, xhat, invstd = kernels.norm_forward(x, weight, bias, ndim, eps, rms)
             ctx.save_for_backward(xhat, weight, invstd)
@@ -182,7 +230,11 @@ class LayerNorm(Function):
     @staticmethod
     def backward(ctx, grad):
         xhat, weight, invstd = ctx.saved_tensors
-        axes, rms = ctx.meta
+        axes, rms, eps = ctx.meta
+        if isinstance(grad, Tensor):
+            # x less its mean (all of x for RMS norm): the norm cannot tell them apart
+            x = reconnect(ctx, 0, (xhat._array / invstd._array).astype(xhat._array.dtype))
+            return _layer_norm_graph(ctx, grad, x, weight, axes, eps, rms)
         if type(grad) is np.ndarray and grad.dtype in _ROW_DTYPES and grad.size:
             return _norm_rows_backward(grad, xhat, weight, invstd, len(axes), rms, ctx)
         lead = tuple(range(grad.ndim - len(axes)))
@@ -200,6 +252,20 @@ class LayerNorm(Function):
         gw = (grad * xhat).sum(axis=lead) if need_w else None
         gb = grad.sum(axis=lead) if need_b else None
         return gx, gw, gb
+
+
+def _layer_norm_graph(ctx, grad, x, weight, axes, eps, rms):
+    need_x, need_w, need_b = ctx.needs_input_grad[:3]
+    lead = tuple(range(grad.ndim - len(axes)))
+    xhat, invstd = _normalized_graph(x, axes, eps, rms)
+    gx = gw = gb = None
+    if need_x:
+        gx = _centred_grad(grad if weight is None else grad * weight, xhat, invstd, axes, rms)
+    if need_w:
+        gw = (grad * xhat).sum(dim=lead) if lead else grad * xhat
+    if need_b:
+        gb = grad.sum(dim=lead) if lead else grad
+    return gx, gw, gb
 
 
 # NumPy layer/RMS norm as rows of a 2-D view: the row sums are matrix-vector products and
@@ -303,6 +369,8 @@ def rms_norm(input, normalized_shape, weight=None, eps=None) -> Tensor:
 
 
 class GroupNorm(Function):
+    differentiable_backward = True
+
     @staticmethod
     def forward(ctx, x, weight, bias, groups, eps):
         xp = xp_of(x)
@@ -316,12 +384,17 @@ class GroupNorm(Function):
         if bias is not None:
             y += bias.reshape(cshape)
         ctx.save_for_backward(xhat, weight, invstd)
-        ctx.groups = groups
+        ctx.groups, ctx.eps = groups, eps
         return y.astype(x.dtype, copy=False)
 
     @staticmethod
     def backward(ctx, grad):
         xhat, weight, invstd = ctx.saved_tensors
+        if isinstance(grad, Tensor):
+            xhat, invstd = xhat._array, invstd._array
+            centred = xhat.reshape(invstd.shape[:2] + (-1,)) / invstd  # x less its group means
+            x = reconnect(ctx, 0, centred.reshape(xhat.shape).astype(xhat.dtype))
+            return _group_norm_graph(ctx, grad, x, weight)
         n, c = grad.shape[:2]
         axes = (0,) + tuple(range(2, grad.ndim))
         gx = None
@@ -334,6 +407,23 @@ class GroupNorm(Function):
         gw = (grad * xhat).sum(axis=axes) if ctx.needs_input_grad[1] else None
         gb = grad.sum(axis=axes) if ctx.needs_input_grad[2] else None
         return gx, gw, gb
+
+
+def _group_norm_graph(ctx, grad, x, weight):
+    n = x.shape[0]
+    axes = (0,) + tuple(range(2, x.ndim))
+    cshape = _channel_shape(x)
+    xhat, invstd = _normalized_graph(x.reshape(n, ctx.groups, -1), (2,), ctx.eps)
+    xhat_full = xhat.reshape(x.shape)
+    gx = gw = gb = None
+    if ctx.needs_input_grad[0]:
+        g = grad if weight is None else grad * weight.reshape(cshape)
+        gx = _centred_grad(g.reshape(n, ctx.groups, -1), xhat, invstd, (2,)).reshape(x.shape)
+    if ctx.needs_input_grad[1]:
+        gw = (grad * xhat_full).sum(dim=axes)
+    if ctx.needs_input_grad[2]:
+        gb = grad.sum(dim=axes)
+    return gx, gw, gb
 
 
 def group_norm(input, num_groups, weight=None, bias=None, eps=1e-5) -> Tensor:
