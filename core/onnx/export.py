@@ -12,7 +12,7 @@ import numpy as np
 from ..autograd import no_grad
 from ..backend import get_array_module
 from ..tensor import Tensor
-from . import ops_math, ops_nn, ops_rnn, ops_shape  # noqa: F401  (they register the translations)
+from . import ops_math, ops_nn, ops_rnn, ops_scatter, ops_shape  # noqa: F401  (they register the translations)
 from .graph import (
     Graph,
     OnnxExporterError,
