@@ -129,7 +129,7 @@ def _steps_input(g, n, sizes, alt_sizes):
         batch = g.ints([sizes[1]])
     else:
         batch = g.op("Gather", g.op("Shape", x3), g.ints([1]), axis=0)
-    g.memo.setdefault((_BATCH, n.module), (batch, sizes[1], alt_sizes[1]))
+    g.memo[(_BATCH, n.module)] = (batch, sizes[1], alt_sizes[1])  # this call's batch
     return x3
 
 

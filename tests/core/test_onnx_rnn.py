@@ -295,3 +295,21 @@ def test_output_that_is_not_a_tensor_is_a_clear_error():
 
     with pytest.raises(ember.onnx.OnnxExporterError, match="model output is a int"):
         _export(_Counted(), (ember.randn(2),))
+
+
+class _Shared(nn.Module):
+    """One bidirectional GRU run on two inputs whose batch sizes vary independently."""
+
+    def __init__(self):
+        super().__init__()
+        self.rnn = nn.GRU(3, 4, 2, bidirectional=True)
+
+    def forward(self, a, b):
+        return self.rnn(a)[0], self.rnn(b)[0]
+
+
+def test_one_layer_on_two_inputs_of_independent_batch():
+    ember.manual_seed(9)
+    axes = {0: {0: "steps_a", 1: "batch_a"}, 1: {0: "steps_b", 1: "batch_b"}}
+    args = (ember.randn(3, 2, 3), ember.randn(3, 2, 3))  # the same sizes while tracing
+    _roundtrip(_Shared(), args, axes, other_args=[(ember.randn(4, 1, 3), ember.randn(2, 5, 3))])
