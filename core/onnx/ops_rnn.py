@@ -113,7 +113,8 @@ def _runtime_batch(g, n, batch, alt_batch):
 
 
 def _steps_input(g, n, sizes, alt_sizes):
-    """The layer's input as (steps, batch, features), and the run-time batch size."""
+    """The layer's input as (steps, batch, features); notes its run-time batch size for the
+    module's later layers and for the reshape of its output."""
     x = n["x"]
     name, feats = g.name(x), x.shape[1]
     shape, alt_shape = (*sizes, feats), (*alt_sizes, feats)
