@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..backend import get_array_module
 from ..ops import indexing, reorder, scan, scatter
 from .graph import _ONNX_INT64_MAX, OnnxExporterError, register_op, translation
 from .ops_math import reduce_op
@@ -25,11 +26,17 @@ def _cast_like(g, name, dtype, like_dtype):
     return g.op("Cast", name, to=g.onnx.helper.np_dtype_to_tensor_dtype(np.dtype(like_dtype)))
 
 
+def _host(array):
+    """An index array made inside forward (NumPy or CuPy) as a NumPy array."""
+    xp = get_array_module(array)
+    return np.asarray(array if xp is np else xp.asnumpy(array))
+
+
 def _index_name(g, index):
     """An index (a traced Value or an array made inside forward) as int64."""
     if hasattr(index, "kind"):
         return _cast_like(g, g.name(index), index.dtype, np.int64)
-    return g.const(np.asarray(index).astype(np.int64))
+    return g.const(_host(index).astype(np.int64))
 
 
 def _is_array(k) -> bool:
@@ -97,7 +104,7 @@ def mask_split(key):
 
 def _mask_indices(g, mask):
     """(count, mask.ndim) int64 indices of the True entries of a boolean mask."""
-    name = g.name(mask) if hasattr(mask, "kind") else g.const(np.asarray(mask))
+    name = g.name(mask) if hasattr(mask, "kind") else g.const(_host(mask))
     return g.op("Transpose", g.op("NonZero", name), perm=[1, 0])
 
 
