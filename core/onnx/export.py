@@ -351,5 +351,27 @@ def _build(onnx, tracer, inputs, outputs, input_names, output_names, axes, optio
     opsets = [onnx.helper.make_opsetid("", opset)]
     model = onnx.helper.make_model(graph, opset_imports=opsets, producer_name="ember")
     model.ir_version = onnx.helper.find_min_ir_version_for(opsets)
+    if any(node.op_type == "NonZero" for node in nodes):
+        _data_dependent_dims(onnx, model)
     onnx.checker.check_model(model)
     return model
+
+
+def _data_dependent_dims(onnx, model) -> None:
+    """Output dims whose size follows the data (a boolean mask's count) become symbolic even
+    where both traces happened to give the same size: ONNX shape inference tells them."""
+    probe = onnx.ModelProto()
+    probe.CopyFrom(model)
+    for out in probe.graph.output:
+        out.type.tensor_type.ClearField("shape")
+    try:
+        inferred = onnx.shape_inference.infer_shapes(probe).graph.output
+    except onnx.shape_inference.InferenceError:  # a refinement: the declared dims stand
+        return
+    for declared, found in zip(model.graph.output, inferred):
+        if not found.type.tensor_type.HasField("shape"):
+            continue
+        dims = zip(declared.type.tensor_type.shape.dim, found.type.tensor_type.shape.dim)
+        for i, (dim, seen) in enumerate(dims):
+            if dim.HasField("dim_value") and not seen.HasField("dim_value"):
+                dim.dim_param = f"{declared.name}_dim_{i}"

@@ -157,3 +157,14 @@ def test_cumprod(dim):
     ember.manual_seed(7)
     _roundtrip(lambda x: x.cumprod(dim), (_x(3),), [(_x(6),)])
     _roundtrip(lambda x: x.cumprod(dim, dtype=ember.float64), (_x(3),))
+
+
+def test_mask_count_is_a_symbolic_output_dim():
+    # without dynamic axes both sizes come from the trace; the count still follows the data
+    f = io.BytesIO()
+    ember.onnx.export(_Lambda(lambda x: x[x[:, 0] > 0] * 2), (ember.randn(3, 4),), f)
+    dims = onnx.load_from_string(f.getvalue()).graph.output[0].type.tensor_type.shape.dim
+    assert dims[0].dim_param and dims[1].dim_value == 4
+    session = ort.InferenceSession(f.getvalue(), providers=["CPUExecutionProvider"])
+    x = np.array([[1, 2, 3, 4], [-1, 0, 0, 0], [5, 6, 7, 8], [2, 2, 2, 2]], np.float32)
+    np.testing.assert_array_equal(session.run(None, {"input_0": x})[0], x[[0, 2, 3]] * 2)
