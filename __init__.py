@@ -15,18 +15,22 @@ from .launch.env import export_torchrun_environment as _export_torchrun_environm
 
 # Submodules and where they live; torch-style dotted paths are served by _AliasFinder.
 _SUBMODULES = {
-    "accelerator": "ember.core.accelerator",
     "amp": "ember.core.amp",
     "autograd": "ember.core.autograd_api",
     "backends": "ember.core.backends",
     "cuda": "ember.core.cuda",
     "distributed": "ember.distributed",
-    "multiprocessing": "ember.core.multiprocessing",
     "nn": "ember.core.nn",
-    "onnx": "ember.core.onnx",
     "optim": "ember.core.optim",
     "serialization": "ember.core.serialization",
     "utils": "ember.core.utils",
+}
+# ... and those that nothing else needs, imported when first named
+_LEAF_SUBMODULES = {
+    "accelerator": "ember.core.accelerator",
+    "models": "ember.core.models",
+    "multiprocessing": "ember.core.multiprocessing",
+    "onnx": "ember.core.onnx",
 }
 
 # The public functions and classes, by the module that defines them.
@@ -137,6 +141,7 @@ class _AliasFinder:
         "ember.utils.data.distributed": "ember.distributed.sampler",
         "ember.nn.parallel": "ember.distributed.parallel",
         "ember.multiprocessing": "ember.core.multiprocessing",
+        "ember.models": "ember.core.models",
         "ember.accelerator": "ember.core.accelerator",
         "ember.cuda.amp": "ember.core.cuda_amp",
         "ember.autograd": "ember.core.autograd_api",
@@ -236,9 +241,15 @@ def __getattr__(name: str):
     if name.startswith("__") and name != "__all__":
         raise AttributeError(f"module 'ember' has no attribute {name!r}")
     _load()
+    if name in _LEAF_SUBMODULES:
+        globals()[name] = module = _importlib.import_module(_LEAF_SUBMODULES[name])
+        return module
     if name == "__all__":
         return sorted(
-            set(_SUBMODULES) | set(_ALIASES) | {n for v in _EXPORTS.values() for n in v.split()}
+            set(_LEAF_SUBMODULES)
+            | set(_SUBMODULES)
+            | set(_ALIASES)
+            | {n for v in _EXPORTS.values() for n in v.split()}
         )
     try:
         return globals()[name]

@@ -7,6 +7,9 @@ else works on a machine without it.
 from __future__ import annotations
 
 import functools
+import importlib
+import os
+import sys
 
 import numpy as np
 
@@ -63,30 +66,90 @@ class device:
 CPU = device("cpu")
 
 
-@functools.cache
-def _cupy():
-    try:
-        import cupy
-    except ImportError as err:  # pragma: no cover - depends on the machine
-        raise RuntimeError(
-            "CUDA tensors need CuPy; install it with `pip install ember[cuda]`"
-        ) from err
-    return cupy
+MIN_CUPY = (14, 0)  # bfloat16 arrays (ml_dtypes) arrived in CuPy 14
+_INSTALL = "pip install 'ember[cuda13]' (CUDA 13 driver) or 'ember[cuda12]' (CUDA 12 driver)"
 
 
-def cupy_or_none():
-    """The cupy module if it imports and sees a GPU, else None."""
+def _version_tuple(text: str) -> tuple[int, ...]:
+    parts = []
+    for piece in text.split(".")[:2]:
+        digits = "".join(ch for ch in piece if ch.isdigit()) if piece else ""
+        parts.append(int(digits) if digits else 0)
+    return tuple(parts)
+
+
+def _explain_runtime_error(err: Exception) -> str:
+    """A user's next step for a failed ``getDeviceCount`` (CUDA runtime error names)."""
+    text = f"{type(err).__name__}: {err}"
+    if "InsufficientDriver" in text or "NoDriver" in text or "libcuda" in text:
+        return (
+            f"no usable NVIDIA driver ({text}); install or update the NVIDIA driver, or pick "
+            "the CuPy build for the CUDA version the driver supports (nvidia-smi shows it): "
+            + _INSTALL
+        )
+    if "NoDevice" in text:
+        return _no_device(text)
+    return f"the CUDA runtime failed to start ({text})"
+
+
+def _no_device(detail: str = "") -> str:
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    hint = f" CUDA_VISIBLE_DEVICES={visible!r} hides devices;" if visible is not None else ""
+    detail = f" ({detail})" if detail else ""
+    return f"no CUDA device is visible{detail};{hint} check nvidia-smi"
+
+
+def _probe_cuda() -> str | None:
+    """Why CUDA can't be used here, or None when it can."""
     try:
-        cupy = _cupy()
-        if cupy.cuda.runtime.getDeviceCount() > 0:
-            return cupy
-    except Exception:
-        pass
+        cupy = importlib.import_module("cupy")
+    except ImportError:
+        return f"CuPy is not installed; install it with {_INSTALL}"
+    except Exception as err:  # a broken install raises more than ImportError
+        return f"CuPy failed to import ({type(err).__name__}: {err}); reinstall it with {_INSTALL}"
+    if _version_tuple(cupy.__version__) < MIN_CUPY:
+        need = ".".join(map(str, MIN_CUPY))
+        return f"CuPy {cupy.__version__} is installed but ember needs CuPy >= {need}: {_INSTALL}"
+    try:
+        count = cupy.cuda.runtime.getDeviceCount()
+    except Exception as err:
+        return _explain_runtime_error(err)
+    if count == 0:
+        return _no_device()
     return None
 
 
+@functools.cache
+def cuda_unavailable_reason() -> str | None:
+    """Why CUDA is unavailable (probed once per process), or None when it is available."""
+    return _probe_cuda()
+
+
+_cupy_module = None  # set once CUDA proved usable
+
+
+def _cupy():
+    """The cupy module; RuntimeError saying why when CUDA can't be used."""
+    global _cupy_module
+    if _cupy_module is None:
+        reason = cuda_unavailable_reason()
+        if reason is not None:
+            raise RuntimeError(f"CUDA is not available: {reason}")
+        cupy = sys.modules["cupy"]
+        from .cuda import _install_memory_hook
+
+        _install_memory_hook(cupy)
+        _cupy_module = cupy
+    return _cupy_module
+
+
+def cupy_or_none():
+    """The cupy module if CUDA is available, else None."""
+    return None if cuda_unavailable_reason() is not None else _cupy()
+
+
 def is_cuda_available() -> bool:
-    return cupy_or_none() is not None
+    return cuda_unavailable_reason() is None
 
 
 def get_array_module(array):

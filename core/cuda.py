@@ -6,12 +6,26 @@ Everything here answers sensibly on a machine without CuPy or a GPU
 
 from __future__ import annotations
 
-from . import backend, dtypes
+from . import backend
 from .random import default_generator
 
 
 def is_available() -> bool:
+    """Whether CuPy (>= 14), a driver and a GPU are there; ``unavailable_reason()`` says
+    why not."""
     return backend.is_cuda_available()
+
+
+def unavailable_reason() -> str | None:
+    r"""Why CUDA is unavailable, as a sentence naming what to install or check, or
+    ``None`` when ``is_available()``.
+
+    Example::
+
+        >>> if not ember.cuda.is_available():
+        ...     print(ember.cuda.unavailable_reason())
+    """
+    return backend.cuda_unavailable_reason()
 
 
 def device_count() -> int:
@@ -20,10 +34,7 @@ def device_count() -> int:
 
 
 def _require():
-    cupy = backend.cupy_or_none()
-    if cupy is None:
-        raise RuntimeError("CUDA is not available: no CuPy installation or no visible GPU")
-    return cupy
+    return backend._cupy()  # RuntimeError("CUDA is not available: <reason>") without CUDA
 
 
 def current_device() -> int:
@@ -50,31 +61,70 @@ def synchronize(device=None) -> None:
         cupy.cuda.Device(index).synchronize()
 
 
-def memory_allocated(device=None) -> int:
-    """Bytes held by tensors in CuPy's memory pool (0 without CUDA)."""
+# -- memory statistics ----------------------------------------------------------------------
+# CuPy keeps no peak of its own: a memory hook, installed on the thread that first uses CUDA,
+# reads the pool's usage after every allocation. Allocations from other threads show in
+# ``memory_allocated`` but raise the peak only when this thread next allocates.
+
+_peak_hook = None
+
+
+def _install_memory_hook(cupy) -> None:
+    """Start tracking peak pool usage (called once, when CUDA is first used)."""
+    global _peak_hook
+
+    class _PeakMemoryHook(cupy.cuda.MemoryHook):
+        name = "ember_peak_memory"
+
+        def __init__(self, pool):
+            self.pool, self.peak = pool, {}
+
+        def malloc_postprocess(self, device_id, size, mem_size, mem_ptr, pmem_id):
+            used = self.pool.used_bytes()  # the allocating device is the current one
+            if used > self.peak.get(device_id, 0):
+                self.peak[device_id] = used
+
+    hook = _PeakMemoryHook(cupy.get_default_memory_pool())
+    hook.__enter__()  # stays registered for the life of the process
+    _peak_hook = hook
+
+
+def _index(device) -> int:
+    return backend.normalize_device("cuda" if device is None else device).index
+
+
+def _pool_bytes(device, what: str) -> int:
     cupy = backend.cupy_or_none()
-    return cupy.get_default_memory_pool().used_bytes() if cupy is not None else 0
+    if cupy is None:
+        return 0
+    with cupy.cuda.Device(_index(device)):
+        return getattr(cupy.get_default_memory_pool(), what)()
+
+
+def memory_allocated(device=None) -> int:
+    """Bytes held by tensors in CuPy's memory pool on ``device`` (0 without CUDA)."""
+    return _pool_bytes(device, "used_bytes")
 
 
 def memory_reserved(device=None) -> int:
-    cupy = backend.cupy_or_none()
-    return cupy.get_default_memory_pool().total_bytes() if cupy is not None else 0
-
-
-_peak = 0
+    """Bytes CuPy's pool holds from the driver on ``device``, used or cached."""
+    return _pool_bytes(device, "total_bytes")
 
 
 def max_memory_allocated(device=None) -> int:
-    """The largest ``memory_allocated`` seen at any call of this function or of
-    ``reset_peak_memory_stats``; CuPy keeps no peak of its own."""
-    global _peak
-    _peak = max(_peak, memory_allocated(device))
-    return _peak
+    """The most bytes held by tensors on ``device`` at any moment since the process
+    started or since ``reset_peak_memory_stats`` (0 without CUDA)."""
+    if backend.cupy_or_none() is None:
+        return 0
+    now = memory_allocated(device)
+    return max(_peak_hook.peak.get(_index(device), 0), now)
 
 
 def reset_peak_memory_stats(device=None) -> None:
-    global _peak
-    _peak = memory_allocated(device)
+    """Make the peak of ``device`` its current usage."""
+    if backend.cupy_or_none() is None:
+        return
+    _peak_hook.peak[_index(device)] = memory_allocated(device)
 
 
 def empty_cache() -> None:
@@ -99,22 +149,11 @@ def manual_seed_all(seed: int) -> None:
 
 def is_bf16_supported(including_emulation: bool = True) -> bool:
     """Whether the current GPU computes in bfloat16 natively (compute capability 8.0 or
-    newer, with a CuPy that has bfloat16 arrays); False without CUDA."""
-    if not is_available():
+    newer); with ``including_emulation`` any CUDA device does. False without CUDA."""
+    if not is_available():  # which includes a CuPy too old for bfloat16 arrays
         return False
-    cupy = backend.cupy_or_none()
-    if not _cupy_has_bfloat16(cupy):
-        return False
-    major = int(cupy.cuda.Device().compute_capability[:-1] or 0)
+    major = int(backend.cupy_or_none().cuda.Device().compute_capability[:-1] or 0)
     return major >= 8 or including_emulation
-
-
-def _cupy_has_bfloat16(cupy) -> bool:
-    try:
-        cupy.zeros(1, dtype=dtypes.bfloat16.np)
-    except (TypeError, ValueError):
-        return False
-    return True
 
 
 class Stream:

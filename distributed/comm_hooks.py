@@ -65,8 +65,8 @@ def allreduce_hook(process_group, bucket: GradBucket) -> Future:
 def _compress_hook(dtype, process_group, bucket: GradBucket) -> Future:
     pg = resolve(process_group)
     buf = bucket.buffer()
-    compressed = Tensor._make(buf._array.astype(dtype.np), False, None, 0)
-    compressed._array /= pg.size()
+    # divide in the bucket's precision, then round once (no 16-bit division on the device)
+    compressed = Tensor._make((buf._array / pg.size()).astype(dtype.np), False, None, 0)
     work = all_reduce(compressed, ReduceOp.SUM, group=pg, async_op=True)
 
     def decompress(fut):

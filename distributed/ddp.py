@@ -8,7 +8,7 @@ import weakref
 
 import numpy as np
 
-from ..core import autograd
+from ..core import autograd, multi_tensor
 from ..core.backend import get_array_module
 from ..core.nn.module import Module
 from ..core.tensor import Tensor
@@ -190,6 +190,16 @@ class DistributedDataParallel(Module):
             by_kind.setdefault((str(t._array.dtype), str(t.device)), []).append(t)
         for group in by_kind.values():
             xp = get_array_module(group[0]._array)
+            arrays = [t._array for t in group]
+            if multi_tensor.fits(arrays):  # one CUDA launch each way
+                with arrays[0].device:
+                    flat = xp.empty(sum(a.size for a in arrays), arrays[0].dtype)
+                multi_tensor.pack(arrays, flat)
+                broadcast(Tensor._make(flat, False, None, 0), src, group=pg)
+                multi_tensor.unpack(flat, arrays)
+                for t in group:
+                    t._bump_version()
+                continue
             flat = xp.concatenate([t._array.reshape(-1) for t in group])
             broadcast(Tensor._make(flat, False, None, 0), src, group=pg)
             offset = 0
@@ -198,6 +208,22 @@ class DistributedDataParallel(Module):
                 t._array[...] = flat[offset : offset + n].reshape(t._array.shape)
                 t._bump_version()
                 offset += n
+
+    def _unpack_bucket(self, b, globally_used) -> bool:
+        """Copy bucket ``b`` into its parameters' existing gradients in one CUDA launch
+        when every parameter of it has one (the common case after the first step)."""
+        if self.gradient_as_bucket_view or globally_used is not None:
+            return False
+        grads = [self._params[i].grad for i in b.indices]
+        if any(g is None for g in grads):
+            return False
+        arrays = [g._array for g in grads]
+        if not multi_tensor.fits([b.buffer, *arrays]):
+            return False
+        multi_tensor.unpack(b.buffer, arrays)
+        for g in grads:
+            g._bump_version()
+        return True
 
     def _build(self, order: list[int]) -> None:
         old_grads = [p.grad for p in self._params]
@@ -349,6 +375,8 @@ class DistributedDataParallel(Module):
                 b.buffer[...] = result._array
             if self._join is not None and not self._join.divide_by_initial_world_size:
                 b.buffer *= self.process_group.size() / self._join.active
+            if self._unpack_bucket(b, globally_used):
+                continue
             for i, view in zip(b.indices, b.views):
                 if globally_used is not None and globally_used[i] == 0:
                     continue

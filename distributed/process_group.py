@@ -371,11 +371,12 @@ def init_process_group(
 def _pick_nccl_device(name: str, device_id):
     if name not in ("nccl", "auto"):
         return None
-    from .backends.nccl import is_available
+    from .backends.nccl import unavailable_reason
 
-    if not is_available():
+    reason = unavailable_reason()
+    if reason is not None:
         if name == "nccl" and _launched_by_mpi():
-            raise RuntimeError("backend 'nccl' needs CuPy with NCCL and a GPU")
+            raise RuntimeError(f"backend 'nccl' is not available: {reason}")
         return None
     if device_id is not None:  # pragma: no cover - needs a GPU
         return device_id.index if hasattr(device_id, "index") else int(device_id)

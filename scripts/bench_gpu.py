@@ -9,21 +9,25 @@ Workloads (forward, cross-entropy, backward, optimizer step):
 Modes: ``fp32`` (TF32 off), ``tf32`` (float32 GEMMs on TF32 tensor cores, via
 ``ember.backends.cuda.matmul.allow_tf32`` / ``torch.backends.cuda.matmul.allow_tf32``),
 ``bf16`` and ``fp16`` (autocast; fp16 with a GradScaler). For each it prints the median
-step time, throughput (images or tokens per second), peak memory (ember: the largest
-CuPy-pool usage seen by an allocator hook during one extra step; torch:
+step time, throughput (images or tokens per second), peak memory (ember:
+``ember.cuda.max_memory_allocated`` over one extra step, from its CuPy memory hook; torch:
 ``torch.cuda.max_memory_allocated``), achieved TFLOP/s (analytic model FLOPs per step /
 step time) and its share of the H100 SXM dense peak (989 TFLOP/s bf16/fp16, 494 TF32,
-67 fp32), and ember's time relative to torch.
+67 fp32), and ember's time relative to torch. ``--json PATH`` also writes the rows as
+JSON, rewritten after each one (``scripts/gpu_check`` reads it, even after a timeout).
 
-    python scripts/bench_gpu.py [--workloads mlp,cnn,gpt] [--modes tf32,bf16,fp16] [--steps 10]
+    python scripts/bench_gpu.py [--workloads mlp,cnn,gpt] [--modes fp32,tf32,bf16,fp16]
+                                [--steps 10] [--json rows.json]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 import time
+from pathlib import Path
 
 PEAK_TFLOPS = {"fp32": 67.0, "tf32": 494.0, "bf16": 989.0, "fp16": 989.0}  # H100 SXM, dense
 
@@ -164,25 +168,13 @@ def set_tf32(ember, torch, enabled: bool) -> None:
         torch.backends.cudnn.allow_tf32 = enabled
 
 
-def ember_peak_bytes(runner, cupy) -> int:
-    """Largest CuPy-pool usage during one step, seen by wrapping the pool's malloc."""
-    pool = cupy.get_default_memory_pool()
+def ember_peak_bytes(runner, ember) -> int:
+    """Most bytes held by tensors during one step (ember's CuPy memory hook)."""
     runner.sync()
-    peak = pool.used_bytes()
-
-    def malloc(size):
-        nonlocal peak
-        mem = pool.malloc(size)
-        peak = max(peak, pool.used_bytes())
-        return mem
-
-    cupy.cuda.set_allocator(malloc)
-    try:
-        runner.step()
-        runner.sync()
-    finally:
-        cupy.cuda.set_allocator(pool.malloc)
-    return peak
+    ember.cuda.reset_peak_memory_stats()
+    runner.step()
+    runner.sync()
+    return ember.cuda.max_memory_allocated()
 
 
 def torch_peak_bytes(runner, torch) -> int:
@@ -212,23 +204,20 @@ def time_steps(runners: dict, warmup: int, steps: int) -> dict:
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workloads", default="mlp,cnn,gpt")
-    parser.add_argument("--modes", default="tf32,bf16,fp16")
+    parser.add_argument("--modes", default="fp32,tf32,bf16,fp16")
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--no-torch", action="store_true", help="time ember alone")
+    parser.add_argument("--json", type=Path, default=None, help="also write the rows here")
     args = parser.parse_args()
 
     import ember
     import ember.backends  # noqa: F401  (ember.backends.cuda.matmul.allow_tf32)
 
     if not ember.cuda.is_available():
-        sys.exit(
-            "bench_gpu.py needs a CUDA GPU and CuPy (pip install ember[cuda]); "
-            "ember.cuda.is_available() is False on this machine."
-        )
-    from ember.core.backend import cupy_or_none
+        sys.exit(f"bench_gpu.py needs CUDA: {ember.cuda.unavailable_reason()}")
+    import cupy
 
-    cupy = cupy_or_none()
     torch = None
     if not args.no_torch:
         try:
@@ -247,11 +236,13 @@ def main():
     )
     header = f"{'workload':8} {'mode':5} {'lib':6} {'step ms':>9} {'throughput':>16}"
     print(header + f" {'peak GiB':>9} {'TFLOP/s':>8} {'% peak':>7} {'vs torch':>9}")
+    rows = []
     for kind in args.workloads.split(","):
         flops, items, unit = step_flops(kind)
         for mode in args.modes.split(","):
             if mode not in PEAK_TFLOPS:
                 sys.exit(f"unknown mode {mode!r}; expected one of {', '.join(PEAK_TFLOPS)}")
+            row = {"workload": kind, "mode": mode, "unit": unit}
             set_tf32(ember, torch, mode == "tf32")
             runners = {}
             for name, lib in libs.items():
@@ -260,20 +251,40 @@ def main():
                     runners[name].step()  # fail early, outside the timed loop
                 except Exception as err:  # a mode a library cannot run is reported, not fatal
                     print(f"{kind:8} {mode:5} {name:6} failed: {type(err).__name__}: {err}")
+                    row[name] = {"error": f"{type(err).__name__}: {err}"[:300]}
                     runners.pop(name, None)
-            if not runners:
-                continue
-            medians = time_steps(runners, args.warmup, args.steps)
-            for name, r in runners.items():
-                peak = ember_peak_bytes(r, cupy) if name == "ember" else torch_peak_bytes(r, torch)
-                sec = medians[name]
-                tflops = flops / sec / 1e12
-                ratio = f"{sec / medians['torch']:8.2f}x" if "torch" in medians else f"{'-':>9}"
-                print(
-                    f"{kind:8} {mode:5} {name:6} {sec * 1e3:9.2f} {items / sec:10.0f} {unit:5}"
-                    f" {peak / 2**30:9.2f} {tflops:8.1f} {100 * tflops / PEAK_TFLOPS[mode]:6.1f}%"
-                    f" {ratio}"
-                )
+            if runners:
+                medians = time_steps(runners, args.warmup, args.steps)
+                for name, r in runners.items():
+                    peak = (
+                        ember_peak_bytes(r, ember)
+                        if name == "ember"
+                        else torch_peak_bytes(r, torch)
+                    )
+                    sec = medians[name]
+                    tflops = flops / sec / 1e12
+                    row[name] = {
+                        "step_ms": sec * 1e3,
+                        "throughput": items / sec,
+                        "peak_gib": peak / 2**30,
+                        "tflops": tflops,
+                        "pct_peak": 100 * tflops / PEAK_TFLOPS[mode],
+                    }
+                    ratio = f"{sec / medians['torch']:8.2f}x" if "torch" in medians else f"{'-':>9}"
+                    print(
+                        f"{kind:8} {mode:5} {name:6} {sec * 1e3:9.2f} {items / sec:10.0f} {unit:5}"
+                        f" {peak / 2**30:9.2f} {tflops:8.1f} {100 * tflops / PEAK_TFLOPS[mode]:6.1f}%"
+                        f" {ratio}",
+                        flush=True,
+                    )
+                if "ember" in medians and "torch" in medians:
+                    row["time_ratio"] = medians["ember"] / medians["torch"]
+                    row["peak_ratio"] = row["ember"]["peak_gib"] / max(
+                        row["torch"]["peak_gib"], 1e-9
+                    )
+            rows.append(row)
+            if args.json is not None:
+                args.json.write_text(json.dumps(rows, indent=1) + "\n")
             del runners
             if torch is not None:
                 torch.cuda.empty_cache()

@@ -8,7 +8,12 @@ import math
 import numbers
 import warnings
 
+import numpy as np
+
 from .. import creation
+from ..amp import _state as _autocast
+from ..amp import cast_for
+from ..ops._util import check_same_device
 from ..ops.join import cat, stack
 from ..ops.nn import dropout as _dropout
 from ..ops.recurrent import GRUSequence, LSTMSequence, RNNSequence
@@ -24,6 +29,10 @@ _GATE_CHUNKS = {"LSTM": 4, "GRU": 3, "RNN_TANH": 1, "RNN_RELU": 1}
 
 def _run_layer(mode, x, h0, c0, weights, batch_sizes, reverse):
     """One layer-direction over the packed sequence: (output, h_n, c_n or None)."""
+    if _autocast and (mode == "LSTM" or type(x._array) is not np.ndarray):
+        # PyTorch's autocast runs the LSTM (oneDNN) on the CPU and every mode (cuDNN) on
+        # CUDA in the low-precision dtype
+        x, h0, c0, *weights = cast_for("matmul", x, h0, c0, *weights)
     w_ih, w_hh, b_ih, b_hh, w_hr = weights
     kw = {"batch_sizes": batch_sizes, "reverse": reverse}
     if mode == "LSTM":
@@ -36,7 +45,7 @@ def _run_layer(mode, x, h0, c0, weights, batch_sizes, reverse):
 
 
 def _check_dtype(input: Tensor, weight: Tensor) -> None:
-    if input.dtype != weight.dtype:
+    if input.dtype != weight.dtype and not _autocast:
         raise ValueError(
             f"RNN input dtype ({input.dtype}) does not match weight dtype ({weight.dtype}). "
             f"Convert input: input.to({weight.dtype}), or convert model: model.to({input.dtype})"
@@ -44,7 +53,7 @@ def _check_dtype(input: Tensor, weight: Tensor) -> None:
 
 
 def _check_hidden_dtype(input: Tensor, hidden: Tensor) -> None:
-    if hidden.dtype != input.dtype:
+    if hidden.dtype != input.dtype and not _autocast:
         raise RuntimeError(
             "Input and hidden tensors are not the same dtype, found input tensor with "
             f"{input.dtype} and hidden tensor with {hidden.dtype}"
@@ -276,6 +285,7 @@ class RNNBase(Module):
                 raise RuntimeError("Expected sequence length to be larger than 0 in RNN")
             data = x.reshape(steps * batch, self.input_size)
             batch_sizes = (batch,) * steps
+        check_same_device(self._name(), data, h0, c0, self.weight_ih_l0)
         batch = batch_sizes[0]
         real_hidden = self.proj_size if self.proj_size > 0 else self.hidden_size
         if self.mode == "LSTM":

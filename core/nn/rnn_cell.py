@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 
 from .. import creation
+from ..ops._util import check_same_device
 from ..ops.recurrent import GRUSequence, LSTMSequence, RNNSequence
 from ..tensor import Tensor
 from . import init
@@ -70,6 +71,7 @@ class RNNCellBase(Module):
             input = input.unsqueeze(0)
             states = [None if s is None else s.unsqueeze(0) for s in states]
         _check_dtype(input, self.weight_ih)
+        check_same_device(name, input, *states, self.weight_ih)
         if input.shape[1] != self.input_size:
             raise RuntimeError(
                 f"input has inconsistent input_size: got {input.shape[1]} expected "

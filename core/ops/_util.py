@@ -13,6 +13,16 @@ def xp_of(array):
     return np if isinstance(array, np.ndarray) else get_array_module(array)
 
 
+def array_matmul(a, b, out=None):
+    """``a @ b`` of raw arrays: NumPy's, or on CUDA ``core.gemm.matmul`` (which puts
+    float16/bfloat16 batches on cuBLAS)."""
+    if isinstance(a, np.ndarray):
+        return np.matmul(a, b, out=out)
+    from ..gemm import matmul as cuda_matmul
+
+    return cuda_matmul(a, b, out=out)
+
+
 def sum_to(grad, shape):
     """Undo broadcasting: sum ``grad`` down to ``shape``."""
     if grad.shape == tuple(shape):

@@ -14,7 +14,8 @@ from ..amp import cast_for
 from ..autograd import Function
 from ..random import generator_for
 from ..tensor import Tensor
-from ._util import check_same_device, sum_to, xp_of
+from ._util import array_matmul, check_same_device, sum_to, xp_of
+from .graph_backward import const
 
 
 class ScaledDotProductAttention(Function):
@@ -32,7 +33,7 @@ class ScaledDotProductAttention(Function):
             out, probs = _causal_forward(q * scale, k, v)
             ctx.save_for_backward(q, k, v, probs, None, None, *kv_inputs)
             return out
-        scores = xp.matmul(q * scale, k.swapaxes(-1, -2))
+        scores = array_matmul(q * scale, k.swapaxes(-1, -2))
         length, source = scores.shape[-2:]
         if is_causal:  # scores is a fresh array: mask it in place
             xp.copyto(scores, -np.inf, where=xp.triu(xp.ones((length, source), bool), 1))
@@ -46,7 +47,7 @@ class ScaledDotProductAttention(Function):
         total[total == 0] = 1
         probs /= total
         dropped = probs if keep is None else probs * keep
-        out = xp.matmul(dropped, v)
+        out = array_matmul(dropped, v)
         ctx.save_for_backward(q, k, v, probs, keep, mask, *kv_inputs)
         return out.astype(q.dtype, copy=False)  # NumPy computes bfloat16 in float32
 
@@ -56,16 +57,15 @@ class ScaledDotProductAttention(Function):
         if isinstance(grad, Tensor):
             return _attention_graph(ctx, grad, q, k_in, v_in, keep, mask)
         scale, repeat, mask_shape, kv_shapes, _ = ctx.meta
-        xp = xp_of(grad)
         need_q, need_k, need_v, need_mask = ctx.needs_input_grad[:4]
         gq = gk = gv = gmask = None
         if isinstance(probs, tuple):  # row blocks of causal self-attention
             gq, gk, gv = _causal_backward(q, k, v, probs, grad, scale, (need_q, need_k, need_v))
         elif need_v:
             dropped = probs if keep is None else probs * keep
-            gv = xp.matmul(dropped.swapaxes(-1, -2), grad)
+            gv = array_matmul(dropped.swapaxes(-1, -2), grad)
         if not isinstance(probs, tuple) and (need_q or need_k or need_mask):
-            gp = xp.matmul(grad, v.swapaxes(-1, -2))
+            gp = array_matmul(grad, v.swapaxes(-1, -2))
             if keep is not None:
                 gp *= keep
             gp -= (gp * probs).sum(axis=-1, keepdims=True)  # gp is fresh: softmax Jacobian
@@ -74,11 +74,11 @@ class ScaledDotProductAttention(Function):
             if need_mask:
                 gmask = sum_to(gs, mask_shape)
             if need_q:
-                gq = xp.matmul(gs, k)
+                gq = array_matmul(gs, k)
                 gq *= scale
                 gq = sum_to(gq, q.shape)
             if need_k:
-                gk = xp.matmul(gs.swapaxes(-1, -2), q)
+                gk = array_matmul(gs.swapaxes(-1, -2), q)
                 gk *= scale
         if gk is not None:
             gk = sum_to(_fold_heads(gk, repeat), kv_shapes[0])
@@ -101,18 +101,18 @@ def _attention_graph(ctx, grad, q, k, v, keep, mask):
     dt = q._array.dtype
     if is_causal:
         blocked = xp.triu(xp.full((length, source), -np.inf, dt), 1)
-        scores = scores + Tensor._make(blocked, False, None, 0)
+        scores = scores + const(blocked)
     if mask is not None:
         if mask._array.dtype == bool:
-            mask = Tensor._make(xp.where(mask._array, 0, -np.inf).astype(dt), False, None, 0)
+            mask = const(xp.where(mask._array, 0, -np.inf).astype(dt))
         scores = scores + mask
     # softmax whose fully masked rows are zeros, as forward: shift and guard as constants
     top = scores._array.max(axis=-1, keepdims=True)
     top[top == -np.inf] = 0
-    exps = (scores - Tensor._make(top, False, None, 0)).exp()
+    exps = (scores - const(top)).exp()
     total = exps.sum(dim=-1, keepdim=True)
     empty = (total._array == 0).astype(dt)
-    probs = exps / (total + Tensor._make(empty, False, None, 0))
+    probs = exps / (total + const(empty))
     gq = gk = gv = gmask = None
     if need_v:
         dropped = probs if keep is None else probs * keep

@@ -14,7 +14,7 @@ from ..amp import _state as _autocast
 from ..amp import cast_for
 from ..autograd import Function
 from ..tensor import Tensor
-from ._util import check_same_device, xp_of
+from ._util import array_matmul, check_same_device, xp_of
 
 # -- im2col / col2im ----------------------------------------------------------------------
 
@@ -157,10 +157,12 @@ class Convolution(Function):
         for b in range(0, n, step):
             cols = windows[b : b + step].reshape(-1, groups, k, span)
             if junk is None:
-                xp.matmul(wmat, cols, out=y[b : b + step].reshape(-1, groups, og, span))
+                array_matmul(wmat, cols, out=y[b : b + step].reshape(-1, groups, og, span))
             else:
                 buf = junk[: cols.shape[0]]
-                xp.matmul(wmat, cols, out=buf.reshape(-1, groups, og, geo.ho * geo.wr)[..., :span])
+                array_matmul(
+                    wmat, cols, out=buf.reshape(-1, groups, og, geo.ho * geo.wr)[..., :span]
+                )
                 y[b : b + step] = buf[..., : geo.wo]
         y = y.reshape(n, o, geo.ho, geo.wo)
         if bias is not None:
@@ -206,12 +208,12 @@ class Convolution(Function):
             gy_b = gy[b : b + step]
             if need_w:
                 cols = windows[b : b + step].reshape(-1, groups, k, span)
-                gw_t += xp.matmul(cols, gy_b.swapaxes(-1, -2)).sum(0)
+                gw_t += array_matmul(cols, gy_b.swapaxes(-1, -2)).sum(0)
             if channels_last:
-                gcols = xp.matmul(gy_b[:, 0].swapaxes(-1, -2)[:, None], w_offsets)
+                gcols = array_matmul(gy_b[:, 0].swapaxes(-1, -2)[:, None], w_offsets)
                 geo.col2im_channels_last(gcols, gx[b : b + step])
             elif need_x:
-                gcols = xp.matmul(wmat_t, gy_b)
+                gcols = array_matmul(wmat_t, gy_b)
                 geo.col2im(gcols.reshape((-1, c) + geo.kernel + (span,)), gx[b : b + step])
         if channels_last:
             gx = gx.reshape(n, geo.hp, geo.wq, c).transpose(0, 3, 1, 2)
@@ -243,7 +245,7 @@ class ConvolutionTranspose(Function):
             buf_hw.append(max(full, p + full - 2 * p + op))
         xmat = x.reshape(n, groups, c // groups, h * w)
         wmat = weight.reshape(groups, c // groups, og * kh * kw)
-        gcols = xp.matmul(wmat.swapaxes(-1, -2), xmat).reshape(n, o, kh, kw, h, w)
+        gcols = array_matmul(wmat.swapaxes(-1, -2), xmat).reshape(n, o, kh, kw, h, w)
         buf = _col2im(gcols, xp.zeros((n, o, buf_hw[0], buf_hw[1]), x.dtype), stride, dilation)
         (pt, pl), (ho, wo) = padding, out_hw
         y = buf[:, :, pt : pt + ho, pl : pl + wo]
@@ -269,9 +271,9 @@ class ConvolutionTranspose(Function):
         cols = _windows(buf, kernel, in_hw, stride, dilation).reshape(n, groups, -1, xmat.shape[3])
         gx = gw = gb = None
         if ctx.needs_input_grad[0]:
-            gx = xp.matmul(wmat, cols).reshape(x_shape)
+            gx = array_matmul(wmat, cols).reshape(x_shape)
         if ctx.needs_input_grad[1]:
-            gw = xp.matmul(xmat, cols.swapaxes(-1, -2)).sum(0).reshape(w_shape)
+            gw = array_matmul(xmat, cols.swapaxes(-1, -2)).sum(0).reshape(w_shape)
         if ctx.needs_input_grad[2]:
             gb = gy.sum(axis=(0, 2, 3))
         return gx, gw, gb

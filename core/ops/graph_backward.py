@@ -60,8 +60,9 @@ def _row_scale(grad: Tensor, reduction: str, denom) -> Tensor:
 
 
 def _logits(ctx, saved):
-    """The input of cross_entropy as (rows, C) log-probabilities (the logits shifted per
-    row, which the softmax cannot tell apart), connected to the input's history."""
+    """The input of cross_entropy, rebuilt as log-probabilities (the logits less their
+    log-sum-exp over the classes, which the softmax cannot tell from the logits) and
+    connected to the input's history."""
     in_shape, in_dtype, _, _, _, _, probs_target = ctx.meta
     if probs_target:
         logp = saved[3]

@@ -17,7 +17,7 @@ from ..amp import _state as _autocast
 from ..amp import cast_for
 from ..autograd import Function
 from ..tensor import Tensor
-from ._util import attach, check_same_device, xp_of
+from ._util import array_matmul, attach, check_same_device, xp_of
 from .reduce import Sum
 
 _BFLOAT16 = np.dtype(ml_dtypes.bfloat16)
@@ -58,7 +58,7 @@ class MatMul(Function):
     @staticmethod
     def forward(ctx, a, b):
         ctx.save_for_backward(a, b)
-        return _keep_dtype(xp_of(a).matmul(a, b), a)
+        return _keep_dtype(array_matmul(a, b), a)
 
     @staticmethod
     def backward(ctx, grad):
@@ -72,7 +72,6 @@ class MatMul(Function):
             if ctx.needs_input_grad[1]:
                 gb = a.T @ grad
             return _keep_dtype(ga, a), _keep_dtype(gb, b)
-        xp = xp_of(grad)
         a2 = a if a.ndim > 1 else a[None, :]
         b2 = b if b.ndim > 1 else b[:, None]
         g2 = grad
@@ -81,14 +80,14 @@ class MatMul(Function):
         if a.ndim == 1:
             g2 = g2[..., None, :]
         if ctx.needs_input_grad[0]:
-            ga = _reduce_to(xp.matmul(g2, _mT(b2)), a2.shape).reshape(a.shape)
+            ga = _reduce_to(array_matmul(g2, _mT(b2)), a2.shape).reshape(a.shape)
         if ctx.needs_input_grad[1]:
             if b2.ndim == 2 and a2.ndim > 2:
                 # x @ W with a batched x: one GEMM over the flattened batch
                 k, n = b2.shape
                 gb = a2.reshape(-1, k).T @ g2.reshape(-1, n)
             else:
-                gb = _reduce_to(xp.matmul(_mT(a2), g2), b2.shape)
+                gb = _reduce_to(array_matmul(_mT(a2), g2), b2.shape)
             gb = gb.reshape(b.shape)
         return _keep_dtype(ga, a), _keep_dtype(gb, b)
 
@@ -267,7 +266,7 @@ class Outer(Function):
 
 
 def _matmul_any(a, b):
-    return MatMul.apply(a, b) if isinstance(a, Tensor) else xp_of(a).matmul(a, b)
+    return MatMul.apply(a, b) if isinstance(a, Tensor) else array_matmul(a, b)
 
 
 def outer(input: Tensor, vec2: Tensor) -> Tensor:
@@ -346,8 +345,8 @@ def _einsum_arrays(xp, equation, arrays):
         or (n == 2 and arrays[0].size * arrays[1].size > 1 << 16)
         or ("..." in lhs and "..." not in rhs)
     )
-    if xp is np and arrays[0].dtype == _BFLOAT16:  # NumPy's einsum has no bfloat16 loop
-        out = np.einsum(equation, *[a.astype(np.float32) for a in arrays], optimize=optimize)
+    if arrays[0].dtype == _BFLOAT16:  # no bfloat16 einsum in NumPy; CuPy's is integer-style
+        out = xp.einsum(equation, *[a.astype(np.float32) for a in arrays], optimize=optimize)
         return out.astype(_BFLOAT16)
     return xp.einsum(equation, *arrays, optimize=optimize)
 

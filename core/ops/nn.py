@@ -10,6 +10,7 @@ from ..amp import cast_for
 from ..autograd import Function
 from ..random import generator_for
 from ..tensor import Tensor
+from . import cuda_fused
 from ._util import check_same_device, xp_of
 from .graph_backward import cross_entropy_graph, nll_loss_graph
 
@@ -58,6 +59,8 @@ def _check_p(p: float) -> None:
 def _apply_mask(input: Tensor, p: float, shape, inplace: bool, generator=None) -> Tensor:
     if not input.is_floating_point():
         raise RuntimeError(f"dropout expects a floating point input, got {input.dtype}")
+    if 0.0 < p < 1.0 and not inplace and cuda_fused.dropout_applies(input, shape):
+        return cuda_fused.dropout(input, p, generator)
     if p == 1.0:
         mask = xp_of(input._array).zeros(shape, input._array.dtype)
     else:
@@ -485,6 +488,8 @@ def cross_entropy(
             target = target.to(input.dtype)
     else:
         _check_index_target(input, target)
+    if not probs_target and cuda_fused.cross_entropy_applies(input, target, weight):
+        return cuda_fused.cross_entropy(input, target, ignore_index, reduction, label_smoothing)
     w = None if weight is None else weight.detach()._array.astype(input._array.dtype, copy=False)
     return CrossEntropy.apply(
         input,

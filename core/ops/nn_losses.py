@@ -18,6 +18,7 @@ from ..autograd import Function
 from ..tensor import Tensor
 from ._util import check_same_device, sum_to, xp_of
 from .elementwise import _sigmoid, to_copy
+from .graph_backward import const
 from .nn import check_reduction
 
 
@@ -30,17 +31,12 @@ def _reduce(loss, reduction: str, dtype):
     return xp.asarray(out, dtype=dtype)
 
 
-def _const(array) -> Tensor:
-    """A constant (non-differentiable) Tensor for the create_graph paths."""
-    return Tensor._make(array, False, None, 0)
-
-
 def _choose(cond, a, b):
     """``where(cond, a, b)`` for a constant bool array ``cond`` and finite Tensors or
     numbers ``a``, ``b``, built from products so that it stays differentiable."""
     dt = next(v._array.dtype for v in (a, b) if isinstance(v, Tensor))
     m = cond.astype(dt)
-    return a * _const(m) + b * _const(1 - m)
+    return a * const(m) + b * const(1 - m)
 
 
 def _safe_log(y, floor=-100.0):
@@ -283,7 +279,6 @@ class BinaryCrossEntropy(Function):
     def backward(ctx, grad):
         x, t, w = ctx.saved_tensors
         st, sw, reduction, n = ctx.meta
-        xp = xp_of(grad._array if isinstance(grad, Tensor) else grad)
         g = _upstream(grad, reduction, n)
         if w is not None:
             g = g * w
@@ -296,6 +291,7 @@ class BinaryCrossEntropy(Function):
             if ctx.needs_input_grad[1]:
                 gt = sum_to(g * (_safe_log(1 - x) - _safe_log(x)), st)
             return gx, gt, None
+        xp = xp_of(x)
         if ctx.needs_input_grad[0]:
             gx = g * (x - t) / xp.maximum((1 - x) * x, 1e-12)
             gx = sum_to(gx.astype(x.dtype, copy=False), x.shape)
@@ -377,13 +373,13 @@ class BinaryCrossEntropyWithLogits(Function):
     def backward(ctx, grad):
         x, t, w, pw = ctx.saved_tensors
         st, reduction, n = ctx.meta
-        xp = xp_of(grad._array if isinstance(grad, Tensor) else grad)
         g = _upstream(grad, reduction, n)
         if w is not None:
             g = g * w
         gx = gt = None
         if isinstance(grad, Tensor):
             return _bce_logits_graph(ctx, g, x, t, pw, st)
+        xp = xp_of(x)
         if ctx.needs_input_grad[0]:
             if pw is None:
                 d = _sigmoid(x) - t
@@ -476,7 +472,6 @@ class KlDiv(Function):
     def backward(ctx, grad):
         x, t = ctx.saved_tensors
         sx, st, reduction, n, log_target = ctx.meta
-        xp = xp_of(grad._array if isinstance(grad, Tensor) else grad)
         g = grad / n if reduction in ("mean", "batchmean") else grad
         gx = gt = None
         if isinstance(grad, Tensor):
@@ -490,6 +485,7 @@ class KlDiv(Function):
                     d = _choose(positive, _choose(positive, t, 1.0).log() + 1 - x, 0.0)
                 gt = sum_to(g * d, st)
             return gx, gt
+        xp = xp_of(x)
         if ctx.needs_input_grad[0]:
             gx = sum_to((g * -(xp.exp(t) if log_target else t)).astype(x.dtype, copy=False), sx)
         if ctx.needs_input_grad[1]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .. import multi_tensor
 from ..backend import get_array_module
 from ..tensor import Tensor
 from .optimizer import Optimizer, Params, as_float, check_hyper, check_implementation_flags
@@ -71,9 +72,10 @@ class SGD(Optimizer):
             weight_decay = group["weight_decay"]
             nesterov = group["nesterov"]
             maximize = group["maximize"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
+            params = [p for p in group["params"] if p.grad is not None]
+            if self._step_multi_tensor(params, group, lr):
+                continue
+            for p in params:
                 param = p._array
                 xp = get_array_module(param)
                 grad = p.grad._array
@@ -101,3 +103,42 @@ class SGD(Optimizer):
                 param -= xp.multiply(direction, lr, out=self._buffer(param))
                 p._bump_version()
         return loss
+
+    def _step_multi_tensor(self, params, group, lr) -> bool:
+        """The whole group's update in one CUDA launch, when its tensors allow (CuPy
+        arrays of one dtype and device, momentum buffers all new or all there)."""
+        if not params:
+            return False
+        arrays = [p._array for p in params]
+        grads = [p.grad._array for p in params]
+        momentum = group["momentum"]
+        bufs = [self.state[p].get("momentum_buffer") for p in params] if momentum else []
+        new_bufs = bool(bufs) and all(b is None for b in bufs)
+        if bufs and not new_bufs and any(b is None for b in bufs):
+            return False
+        if not multi_tensor.fits(arrays + grads):
+            return False
+        if new_bufs:  # like the params, so they fit too; the kernel writes them first
+            xp = get_array_module(arrays[0])
+            for p, a in zip(params, arrays):
+                with a.device:
+                    buf = Tensor._make(xp.empty_like(a), False, None, 0)
+                self.state[p]["momentum_buffer"] = buf
+        buf_arrays = [self.state[p]["momentum_buffer"]._array for p in params] if momentum else []
+        if buf_arrays and not new_bufs and not multi_tensor.fits(arrays + buf_arrays):
+            return False
+        multi_tensor.sgd_step(
+            arrays,
+            grads,
+            buf_arrays,
+            lr=lr,
+            momentum=momentum,
+            dampening=group["dampening"],
+            weight_decay=group["weight_decay"],
+            nesterov=group["nesterov"],
+            maximize=group["maximize"],
+            init_buf=new_bufs,
+        )
+        for p in params:
+            p._bump_version()
+        return True

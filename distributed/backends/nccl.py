@@ -6,11 +6,17 @@ event recorded on the caller's current stream (so inputs are ready), and records
 "done" event after the collective; the request tests that event, and a finished
 request makes the caller's stream wait on it, so later kernels see the result.
 
-Written from the CuPy documentation; the GPU paths could not be run where this was
-written (no GPU). ``dtype_code``/``op_code`` are tested without one.
+CuPy (>= 14) loads NCCL from the ``nvidia-nccl-cu12`` / ``nvidia-nccl-cu13`` wheel (the
+``ember[cuda12]`` / ``ember[cuda13]`` extras); ``unavailable_reason()`` says when it can't.
+bfloat16 is ncclBfloat16 (NCCL >= 2.10). Written from the CuPy documentation; the GPU
+paths could not be run where this was written (no GPU): ``scripts/gpu_check`` runs them.
+``dtype_code``/``op_code`` and the probe are tested without one.
 """
 
 from __future__ import annotations
+
+import functools
+import warnings
 
 import numpy as np
 
@@ -48,15 +54,44 @@ def op_code(op: ReduceOp, dtype) -> int:
     return _NCCL_OPS[op]
 
 
+def _load_nccl():
+    """``cupy.cuda.nccl`` with its "library could not be loaded" warning silenced (ember
+    reports the reason itself), or None when NCCL can't be loaded."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"(?s).*library could not be loaded")
+        try:
+            from cupy.cuda import nccl
+        except ImportError:
+            return None
+    return nccl if getattr(nccl, "available", True) else None
+
+
+@functools.cache
+def unavailable_reason() -> str | None:
+    """Why the ``nccl`` backend can't run here (probed once), or None when it can. NCCL is
+    probed only where CUDA is available."""
+    from ...core.backend import cuda_unavailable_reason
+
+    reason = cuda_unavailable_reason()
+    if reason is not None:
+        return f"CUDA is not available: {reason}"
+    if _load_nccl() is None:
+        return (
+            "CuPy could not load the NCCL library; install the wheel matching CuPy's CUDA "
+            "major version: pip install nvidia-nccl-cu13 (or nvidia-nccl-cu12), which "
+            "the ember[cuda13] / ember[cuda12] extras include"
+        )
+    return None
+
+
 def is_available() -> bool:
-    try:
-        from cupy.cuda import nccl  # noqa: F401
+    return unavailable_reason() is None
 
-        from ...core.backend import cupy_or_none
 
-        return cupy_or_none() is not None
-    except Exception:
-        return False
+def version() -> tuple[int, int, int]:
+    """NCCL's version as (major, minor, patch); needs ``is_available()``."""
+    code = _load_nccl().get_version()  # e.g. 22703 for 2.27.3
+    return code // 10000, code // 100 % 100, code % 100
 
 
 class NCCLRequest(Request):  # pragma: no cover - needs a GPU
@@ -84,8 +119,8 @@ class NCCLBackend(Backend):  # pragma: no cover - needs a GPU
 
     def __init__(self, mpi_comm, device_index: int):
         import cupy
-        from cupy.cuda import nccl
 
+        nccl = _load_nccl()
         self._cupy, self._nccl = cupy, nccl
         self.rank, self.size = mpi_comm.Get_rank(), mpi_comm.Get_size()
         self.device = cupy.cuda.Device(device_index)

@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 
-from ... import backend
+from ... import backend, multi_tensor
 from ...autograd import no_grad
 from ...tensor import Tensor
 
@@ -30,6 +30,10 @@ def get_total_norm(
         return Tensor._make(np.asarray(0.0, dtype=np.float32), False, None, 0)
     first = tensors[0]
     xp = backend.get_array_module(first._array)
+    arrays = [t._array for t in tensors]
+    if norm_type in (2.0, math.inf) and multi_tensor.fits(arrays):  # one CUDA launch
+        total = multi_tensor.total_norm(arrays, norm_type)
+        return _checked_total(total, first, norm_type, error_if_nonfinite, xp)
     dev = first.device
     # one pass per tensor, reducing on the device; one host sync at the end at most
     parts = []
@@ -61,6 +65,10 @@ def get_total_norm(
         total = xp.sqrt(stacked.sum())
     else:
         total = stacked.sum() ** (1.0 / norm_type)
+    return _checked_total(total, first, norm_type, error_if_nonfinite, xp)
+
+
+def _checked_total(total, first, norm_type, error_if_nonfinite, xp) -> Tensor:
     total = xp.asarray(
         total, dtype=first._array.dtype if first._array.dtype.itemsize >= 4 else "float32"
     )
@@ -80,6 +88,12 @@ def clip_grads_with_norm_(parameters, max_norm: float, total_norm: Tensor, forea
         return
     xp = backend.get_array_module(total_norm._array)
     coef = xp.minimum(float(max_norm) / (total_norm._array + 1e-6), 1.0)
+    arrays = [g._array for g in grads]
+    if multi_tensor.fits(arrays):  # one CUDA launch
+        multi_tensor.scale_(arrays, coef.astype("float64"))
+        for g in grads:
+            g._bump_version()
+        return
     with no_grad():
         for g in grads:
             g._array *= coef.astype(g._array.dtype) if g._array.dtype != coef.dtype else coef

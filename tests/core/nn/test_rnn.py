@@ -284,6 +284,22 @@ def test_module_dtype_device_factory_kwargs():
     assert out.dtype == h.dtype == c.dtype == ember.float64
 
 
+def test_lstm_under_cpu_autocast_runs_in_bfloat16_like_torch():
+    e_mod, t_mod = make_pair("LSTM", 4, 5, dtype="float32", num_layers=2)
+    x = np.random.default_rng(12).standard_normal((3, 2, 4)).astype("float32")
+    e_x = ember.tensor(x, requires_grad=True)
+    with ember.autocast("cpu"):
+        e_out, (e_h, _) = e_mod(e_x)
+    with torch.autocast("cpu"):
+        t_out, (t_h, _) = t_mod(torch.tensor(x))
+    assert e_out.dtype == ember.bfloat16 and t_out.dtype == torch.bfloat16
+    np.testing.assert_allclose(
+        e_out.float().detach().numpy(), t_out.float().detach().numpy(), atol=0.05
+    )
+    e_out.float().sum().backward()
+    assert e_mod.weight_hh_l1.grad.dtype == ember.float32 and e_x.grad.dtype == ember.float32
+
+
 def test_lstm_training_tracks_torch():
     class Regressor:
         def __init__(self, lib):
