@@ -12,7 +12,7 @@ import numpy as np
 from ..autograd import no_grad
 from ..backend import get_array_module
 from ..tensor import Tensor
-from . import ops_math, ops_nn, ops_shape  # noqa: F401  (they register the translations)
+from . import ops_math, ops_nn, ops_rnn, ops_scatter, ops_shape  # noqa: F401  (they register the translations)
 from .graph import (
     Graph,
     OnnxExporterError,
@@ -105,7 +105,7 @@ def export(
         args, kwargs = args[:-1], args[-1]
     else:
         kwargs = {}
-    tensors = [a for a in args if isinstance(a, Tensor)]
+    tensors = list(_flat_tensors(args))
     input_names = list(input_names or [])
     if len(input_names) > len(tensors):
         raise ValueError(
@@ -171,11 +171,7 @@ def _named_tensors(model) -> dict:
 
 def _trace(model, args, kwargs, input_names):
     tracer = Tracer(_named_tensors(model))
-    inputs = []
-    names = iter(input_names)
-    for a in args:
-        if isinstance(a, Tensor):
-            inputs.append(tracer.add_input(a, next(names)))
+    inputs = [tracer.add_input(a, name) for a, name in zip(_flat_tensors(args), input_names)]
     handles = tracer.hook_modules(model) if hasattr(model, "named_modules") else []
     try:
         with no_grad(), tracer:
@@ -183,23 +179,34 @@ def _trace(model, args, kwargs, input_names):
     finally:
         for h in handles:
             h.remove()
-    outs = out if isinstance(out, tuple | list) else (out,)
-    for i, o in enumerate(outs):
-        if not isinstance(o, Tensor):
-            raise OnnxExporterError(
-                f"model output {i} is a {type(o).__name__}; export supports a Tensor or a "
-                "tuple/list of Tensors"
-            )
+    outs = list(_flat_tensors(out, strict=True))
     return tracer, inputs, [tracer.value_of(o) for o in outs]
+
+
+def _flat_tensors(value, strict=False):
+    """The tensors of a (nested) tuple/list in order, as PyTorch flattens inputs and
+    outputs; ``strict``: anything else is an error (a model output)."""
+    if isinstance(value, Tensor):
+        yield value
+    elif isinstance(value, tuple | list):
+        for v in value:
+            yield from _flat_tensors(v, strict)
+    elif strict:
+        raise OnnxExporterError(
+            f"a model output is a {type(value).__name__}; export supports a Tensor or "
+            "(nested) tuples/lists of Tensors"
+        )
 
 
 def _alt_args(args, input_names, axes):
     """The inputs with every dynamic axis resized (repeating rows), for the second trace."""
-    alt, names = [], iter(input_names)
-    for a in args:
+    names = iter(input_names)
+
+    def resize(a):
+        if isinstance(a, tuple | list):
+            return type(a)(resize(v) for v in a)
         if not isinstance(a, Tensor):
-            alt.append(a)
-            continue
+            return a
         name = next(names)
         xp = get_array_module(a._array)
         arr = a._array
@@ -209,8 +216,9 @@ def _alt_args(args, input_names, axes):
             n = arr.shape[d]
             size = n + 1 if n < 3 else n - 1
             arr = xp.take(arr, xp.arange(size) % max(n, 1), axis=d)
-        alt.append(Tensor._make(arr, False, None, 0))
-    return tuple(alt)
+        return Tensor._make(arr, False, None, 0)
+
+    return resize(tuple(args))
 
 
 def _pair(tracer, alt, inputs, alt_inputs, outputs, alt_outputs):
@@ -343,5 +351,27 @@ def _build(onnx, tracer, inputs, outputs, input_names, output_names, axes, optio
     opsets = [onnx.helper.make_opsetid("", opset)]
     model = onnx.helper.make_model(graph, opset_imports=opsets, producer_name="ember")
     model.ir_version = onnx.helper.find_min_ir_version_for(opsets)
+    if any(node.op_type == "NonZero" for node in nodes):
+        _data_dependent_dims(onnx, model)
     onnx.checker.check_model(model)
     return model
+
+
+def _data_dependent_dims(onnx, model) -> None:
+    """Output dims whose size follows the data (a boolean mask's count) become symbolic even
+    where both traces happened to give the same size: ONNX shape inference tells them."""
+    probe = onnx.ModelProto()
+    probe.CopyFrom(model)
+    for out in probe.graph.output:
+        out.type.tensor_type.ClearField("shape")
+    try:
+        inferred = onnx.shape_inference.infer_shapes(probe).graph.output
+    except onnx.shape_inference.InferenceError:  # a refinement: the declared dims stand
+        return
+    for declared, found in zip(model.graph.output, inferred):
+        if not found.type.tensor_type.HasField("shape"):
+            continue
+        dims = zip(declared.type.tensor_type.shape.dim, found.type.tensor_type.shape.dim)
+        for i, (dim, seen) in enumerate(dims):
+            if dim.HasField("dim_value") and not seen.HasField("dim_value"):
+                dim.dim_param = f"{declared.name}_dim_{i}"

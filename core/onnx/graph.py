@@ -67,6 +67,7 @@ class Graph:
         self._ids = itertools.count()
         self._shapes = {}  # ONNX name of a value -> name of its Shape
         self.node = None  # the traced node being translated, for messages
+        self.memo = {}  # what translations tell later ones (e.g. 3-D forms of flat sequences)
 
     def fresh(self, hint: str) -> str:
         return f"/{hint}_{next(self._ids)}"

@@ -7,6 +7,7 @@ import numpy as np
 
 from ..ops import indexing, join, movement, reorder, scatter
 from .graph import _ONNX_INT64_MAX, OnnxExporterError, register_op
+from .ops_scatter import mask_read, mask_split
 
 
 @register_op(movement.Reshape)
@@ -99,8 +100,12 @@ def _index(g, n):
 
 
 def _gather_key(g, n, key):
-    """A key of full slices and one integer index array: Gather along that dim."""
+    """A key of full slices and one integer index array (Gather along that dim) or one
+    boolean mask (GatherND at its True entries)."""
     x = n["x"]
+    split = mask_split(key)
+    if split is not None:
+        return mask_read(g, x, *split)
     arrays = [i for i, k in enumerate(key) if not isinstance(k, slice | int | type(None))]
     plain = all(
         isinstance(k, slice) and k == slice(None) for i, k in enumerate(key) if i not in arrays
@@ -113,12 +118,12 @@ def _gather_key(g, n, key):
     index = key[d]
     if hasattr(index, "kind"):
         if index.dtype == np.bool_:
-            raise OnnxExporterError("boolean mask indexing (its output shape depends on data)")
+            raise OnnxExporterError("boolean mask indexing other than full slices then the mask")
         name = g.name(index)
     else:
         index = np.asarray(index)
         if index.dtype == np.bool_:
-            raise OnnxExporterError("boolean mask indexing (its output shape depends on data)")
+            raise OnnxExporterError("boolean mask indexing other than full slices then the mask")
         name = g.const(index.astype(np.int64))
     return g.op("Gather", g.name(x), name, axis=d)
 

@@ -231,5 +231,15 @@ class Tracer:
 
     def rebind(self, tensor: Tensor, result: Tensor) -> None:
         """``tensor`` now holds ``result``'s values (an in-place op)."""
+        base = tensor._base
+        if base is not None and (id(base) in self.values or id(base._array) in self.arrays):
+            warnings.warn(
+                "ember.onnx.export: an in-place op wrote into a view of another tensor in "
+                f"module {self.current_module()}; the graph records the write on the view "
+                "only, so the viewed tensor keeps its old values there. Write into the "
+                "tensor itself (x[key] = v) instead.",
+                TracerWarning,
+                stacklevel=4,
+            )
         if id(result) in self.values:
             self._bind_value(tensor, self.values[id(result)])

@@ -278,7 +278,8 @@ def setitem(self: Tensor, key, value) -> None:
         )
     grad_value = isinstance(value, Tensor) and value.requires_grad
     try:
-        if autograd._grad_enabled and (self.requires_grad or grad_value):
+        tracing = autograd._tracer is not None  # ONNX export records the write as an op
+        if tracing or (autograd._grad_enabled and (self.requires_grad or grad_value)):
             self._check_inplace()
             if self._base is not None:  # a view: _inplace_from may refuse, so write after
                 self._inplace_from(IndexPut.apply(self._snapshot(), value, key=key))
