@@ -3,9 +3,8 @@ r"""Fault handling for MPI jobs: one failing rank takes the whole job down, loud
 - :func:`install` makes an uncaught exception (in any thread), SIGTERM or SIGINT on one rank
   print ``[rank R/N host]``-prefixed details to stderr and ``MPI_Abort`` the job, instead of
   leaving the other ranks blocked forever in their next collective.
-- :class:`ProgressBoard` lets a rank stuck in a collective read, without the others'
-  participation, which collective each rank last entered, so :func:`abort_on_stall` can name
-  the ranks that never joined.
+- :func:`abort_on_stall` names the ranks that never joined a collective (which the progress
+  board, :mod:`.board`, tells without the others' participation).
 - :func:`rank_prefix` and :class:`RankFilter` / :func:`rank_log_handler` for rank-aware output.
 
 ``comm`` is an mpi4py communicator (anything with ``Get_rank``, ``Get_size`` and ``Abort``).
@@ -13,7 +12,6 @@ r"""Fault handling for MPI jobs: one failing rank takes the whole job down, loud
 
 from __future__ import annotations
 
-import atexit
 import logging
 import signal
 import socket
@@ -111,68 +109,6 @@ def install(comm) -> None:
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, on_signal)
-
-
-class ProgressBoard:
-    r"""Each rank's last-entered collective, readable by any rank without the others' help.
-
-    Backed by an MPI window (one int64 per rank, ``MPI_Win_allocate``) held open for
-    passive-target access: :meth:`enter` stores into this rank's own slot, :meth:`laggards`
-    reads the others' slots with ``MPI_Rget``. Creating the board is collective.
-
-    Example::
-
-        >>> board = ProgressBoard(comm)
-        >>> board.enter(seq)          # before each collective
-        >>> board.laggards(seq)       # after waiting too long: [1]
-    """
-
-    def __init__(self, comm):
-        from mpi4py import MPI
-
-        self.comm = comm
-        self.rank = comm.Get_rank()
-        self.size = comm.Get_size()
-        self._win = MPI.Win.Allocate(8, 8, comm=comm)
-        self._slot = memoryview(self._win.tomemory()).cast("B").cast("q")
-        self._slot[0] = -1
-        self._win.Lock_all()
-        atexit.register(self.close)  # a window left to MPI_Finalize leaks UCX remote keys
-        comm.Barrier()  # every slot initialised before anyone reads one
-
-    def enter(self, seq: int) -> None:
-        """Publish that this rank has entered collective number `seq`."""
-        self._slot[0] = seq
-        self._win.Sync()
-
-    def progress(self, timeout: float = 5.0) -> list[int | None]:
-        """Every rank's last-entered collective; None for a rank whose slot could not be read
-        within `timeout` seconds."""
-        buffers = [bytearray(8) for _ in range(self.size)]
-        requests = [self._win.Rget(buffers[r], r) for r in range(self.size)]
-        done = [False] * self.size
-        deadline = time.monotonic() + timeout
-        while not all(done) and time.monotonic() < deadline:
-            for r, req in enumerate(requests):
-                if not done[r]:
-                    done[r] = req.Test()
-        return [
-            int.from_bytes(buf, sys.byteorder, signed=True) if ok else None
-            for buf, ok in zip(buffers, done)
-        ]
-
-    def laggards(self, seq: int) -> list[int]:
-        """Ranks that have not yet entered collective `seq` (or did not answer)."""
-        return [r for r, s in enumerate(self.progress()) if s is None or s < seq]
-
-    def close(self) -> None:
-        """Free the window (collective; also done at exit); the board is unusable afterwards."""
-        if self._win is not None:
-            atexit.unregister(self.close)
-            self._win.Unlock_all()
-            self._slot.release()
-            self._win.Free()
-            self._win = None
 
 
 def abort_on_stall(comm, op: str, seq: int, waited: float, laggards: list[int]) -> NoReturn:

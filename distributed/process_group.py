@@ -11,6 +11,8 @@ from __future__ import annotations
 import ast
 import os
 import sys
+import time
+from collections import deque
 from datetime import timedelta
 
 import numpy as np
@@ -18,6 +20,7 @@ import numpy as np
 from . import diagnostics
 from .backends.base import DONE, Backend, Work
 from .backends.mpi import MPIBackend
+from .board import MismatchError, ProgressBoard, encode
 
 DEFAULT_TIMEOUT = timedelta(minutes=5)
 _MPI_ENV = ("PMI_SIZE", "PMI_RANK", "PMIX_RANK", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")
@@ -80,17 +83,19 @@ class ProcessGroup:
         self.timeout = timeout
         self.backend_name = backend_name
         self._seq = 0
+        self._op = ""  # the collective this rank is in (for reports while it waits)
+        self._broken: str | None = None  # why this group can no longer be used
+        self._unstarted: deque = deque()  # (work, start, fingerprint) awaiting the neighbour
         self.debug = _debug_from_env()
+        self.checks = os.environ.get("EMBER_COLLECTIVE_CHECKS", "1") != "0"
         if comm is None:
             self._rank, self._size = 0, 1
             self.mpi = LocalBackend()
             self.board = None
         else:
-            from . import faults
-
             self._rank, self._size = comm.Get_rank(), comm.Get_size()
             self.mpi = MPIBackend(comm)
-            self.board = faults.ProgressBoard(comm) if self._size > 1 else None
+            self.board = ProgressBoard(comm, self.ranks) if self._size > 1 else None
         self.nccl = None
         if nccl_device is not None and comm is not None:  # pragma: no cover - needs a GPU
             from .backends.nccl import NCCLBackend
@@ -126,32 +131,94 @@ class ProcessGroup:
         faults._report(self.comm, tail)
         faults.abort_on_stall(self.comm, op, seq, waited, laggards)
 
+    def _waiting(self, waited: float) -> None:
+        """Called while this rank waits (for its neighbour's fingerprint or for a
+        collective): raise a mismatch another rank found; abort past the timeout."""
+        try:
+            self.board.raise_if_mismatch(waited)
+        except MismatchError as err:
+            self._broken = str(err)
+            raise
+        if waited > self.timeout:
+            self._on_stall(self._op, self._seq, waited)
+
     def run(self, op: str, start, outputs=None, finish=None, async_op=False, fingerprint=None):
         """Start one collective: ``start()`` returns its requests. The shared path of
-        every collective: debug check (``fingerprint()`` gives the fields all ranks must
-        agree on), sequence number, progress board, Work."""
-        self._seq += 1
+        every collective: sequence number, fingerprint check with the ring neighbour on
+        the progress board (``fingerprint()`` gives the fields all ranks must agree on;
+        None for point-to-point, which has no place in the group's sequence), debug
+        check, flight recorder, Work.
+
+        The collective starts once the neighbour's fingerprint agrees: an ``async_op``
+        whose neighbour is not there yet returns at once, and starts (in order) when a
+        later call or a wait finds the neighbour there."""
+        if self._broken is not None:
+            raise MismatchError(f"{op}: this process group is unusable: {self._broken}")
+        collective = fingerprint is not None
+        if collective:
+            self._seq += 1
         seq = self._seq
-        stall = entry = None
+        stall = entry = rec = None
         if self._size > 1:
-            if self.board is not None:
-                self.board.enter(seq)
-            wanted = fingerprint is not None and (diagnostics.recorder.size or self.debug)
-            fields = fingerprint() if wanted else None
+            fields = fingerprint() if collective else None
             entry = diagnostics.recorder.record(op, seq, self.ranks, fields)
-            if self.debug and fields is not None:
+            if collective and self.board is not None:
+                self._op = op
+                if self.checks and not self.debug:  # DETAIL compares all ranks instead
+                    rec = encode(op, fields)
+                    self.board.publish(seq, rec)
+                else:
+                    self.board.enter(seq)
+            if self.debug and collective:
                 check_fingerprints(self, op, fields)
-            stall = (self.timeout, self._on_stall)
-        reqs = start()
-        reqs = reqs if isinstance(reqs, list) else [reqs]
-        work = Work(reqs, outputs, finish, stall, op, seq, entry)
+            stall = (self.timeout, self._on_stall, self._waiting if self.board else None)
+        work = Work([], outputs, finish, stall, op, seq, entry)
+        if rec is None:
+            work._requests = _as_list(start())
+        elif self._unstarted or not self._compare(seq, rec):
+            self._unstarted.append((work, start, rec))
+            work._group = self  # its polls start it (and those before it) in order
+            if not async_op:
+                self._start_through(work, block=True)
+        else:
+            work._requests = _as_list(start())
         if async_op:
             return work
         work.wait()
         return None
 
+    def _compare(self, seq: int, rec: tuple) -> bool:
+        try:
+            return self.board.compare(seq, rec)
+        except MismatchError as err:
+            self._broken = str(err)
+            raise
+
+    def _start_through(self, work: Work, block: bool = False) -> bool:
+        """Start the waiting collectives in order, up to `work`, as far as their
+        neighbours agree (all of them when `block`); True once `work` has started."""
+        begun = None
+        while self._unstarted:
+            head, start, rec = self._unstarted[0]
+            if not self._compare(head.seq, rec):
+                if not block:
+                    return False
+                begun = begun or time.perf_counter()
+                self._waiting(time.perf_counter() - begun)
+                continue
+            self._unstarted.popleft()
+            head._requests = _as_list(start())
+            head._group = None
+            if head is work:
+                return True
+        return True
+
     def __repr__(self) -> str:
         return f"<ProcessGroup {self.backend_name} rank {self._rank}/{self._size} {self.ranks}>"
+
+
+def _as_list(reqs) -> list:
+    return reqs if isinstance(reqs, list) else [reqs]
 
 
 class _NonMember:
@@ -222,7 +289,7 @@ def _call(op: str, fields: tuple) -> str:
 def _exchange_bytes(pg: ProcessGroup, op: str, mine: bytes) -> list[bytes]:
     """Every rank's ``mine``, through the same polled, timed path as collectives (a
     rank that never arrives aborts the job instead of hanging the check)."""
-    stall = (pg.timeout, pg._on_stall)
+    stall = (pg.timeout, pg._on_stall, None)
     name = f"debug check before {op}"
     lengths = np.zeros(pg.size(), np.int64)
     req = pg.mpi.all_gather(lengths, np.array([len(mine)], np.int64))
