@@ -161,7 +161,7 @@ class ProgressBoard:
         >>> board.laggards(seq)       # after waiting too long: [1]
     """
 
-    def __init__(self, comm, ranks: list[int] | None = None):
+    def __init__(self, comm, ranks: list[int] | None = None, close_at_exit: bool = True):
         from mpi4py import MPI
 
         self.comm = comm
@@ -181,7 +181,8 @@ class ProgressBoard:
                 self._views[r] = view
         self._right_view = self._views.get(self._right)
         self._last_scan = 0.0
-        atexit.register(self.close)  # a window left to MPI_Finalize leaks UCX remote keys
+        if close_at_exit:  # a window left to MPI_Finalize leaks UCX remote keys
+            atexit.register(self.close)
         comm.Barrier()  # every part initialised before anyone reads one
 
     def _shared(self, r: int):
@@ -314,6 +315,11 @@ class ProgressBoard:
         return [
             None if raw is None else max(rec[11] for rec in _REC.iter_unpack(raw)) for raw in rings
         ]
+
+    def entered(self, r: int) -> int | None:
+        """The last collective rank `r` entered (None when its part cannot be read)."""
+        raw = self._read(r, _RING_AT, RING * _REC.size)
+        return None if raw is None else max(rec[11] for rec in _REC.iter_unpack(raw))
 
     def laggards(self, seq: int) -> list[int]:
         """Ranks that have not yet entered collective `seq` (or did not answer)."""

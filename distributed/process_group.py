@@ -8,7 +8,7 @@ neither MPI nor mpi4py, where every collective completes locally with the right 
 
 from __future__ import annotations
 
-import ast
+import atexit
 import os
 import sys
 import time
@@ -17,10 +17,11 @@ from datetime import timedelta
 
 import numpy as np
 
-from . import diagnostics
+from . import diagnostics, lifecycle
 from .backends.base import DONE, Backend, Work
 from .backends.mpi import MPIBackend
-from .board import MismatchError, ProgressBoard, encode
+from .board import DESTROYED, EXITED, MismatchError, ProgressBoard, encode
+from .detail import check_fingerprints
 
 DEFAULT_TIMEOUT = timedelta(minutes=5)
 _MPI_ENV = ("PMI_SIZE", "PMI_RANK", "PMIX_RANK", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")
@@ -95,7 +96,7 @@ class ProcessGroup:
         else:
             self._rank, self._size = comm.Get_rank(), comm.Get_size()
             self.mpi = MPIBackend(comm)
-            self.board = ProgressBoard(comm, self.ranks) if self._size > 1 else None
+            self.board = ProgressBoard(comm, self.ranks, False) if self._size > 1 else None
         self.nccl = None
         if nccl_device is not None and comm is not None:  # pragma: no cover - needs a GPU
             from .backends.nccl import NCCLBackend
@@ -265,60 +266,6 @@ def set_debug_level(level: str) -> None:
 _subgroups: list[ProcessGroup] = []
 
 
-def check_fingerprints(pg: ProcessGroup, op: str, fingerprint: dict) -> None:
-    """All-gather (op, fields) and raise on every rank if any rank differs."""
-    fields = tuple(
-        sorted((k, str(v) if isinstance(v, np.dtype) else v) for k, v in fingerprint.items())
-    )
-    mine = repr((op, fields)).encode()
-    everyone = [ast.literal_eval(b.decode()) for b in _exchange_bytes(pg, op, mine)]
-    problem = describe_mismatch(everyone, pg.ranks)
-    if problem is not None:
-        other = next(r for r, call in enumerate(everyone) if call != everyone[0])
-        sides = "; ".join(f"rank {pg.ranks[r]} called {_call(*everyone[r])}" for r in (0, other))
-        raise RuntimeError(
-            f"Detected mismatch between collectives on ranks (collective #{pg._seq}, "
-            f"{op} on this rank {pg.ranks[pg._rank]}): {problem} ({sides})"
-        )
-
-
-def _call(op: str, fields: tuple) -> str:
-    return f"{op}({', '.join(f'{k}={v}' for k, v in fields)})"
-
-
-def _exchange_bytes(pg: ProcessGroup, op: str, mine: bytes) -> list[bytes]:
-    """Every rank's ``mine``, through the same polled, timed path as collectives (a
-    rank that never arrives aborts the job instead of hanging the check)."""
-    stall = (pg.timeout, pg._on_stall, None)
-    name = f"debug check before {op}"
-    lengths = np.zeros(pg.size(), np.int64)
-    req = pg.mpi.all_gather(lengths, np.array([len(mine)], np.int64))
-    Work([req], None, stall=stall, op=name, seq=pg._seq).wait()
-    width = int(lengths.max())
-    padded = np.zeros(width, np.uint8)
-    padded[: len(mine)] = np.frombuffer(mine, np.uint8)
-    gathered = np.zeros((pg.size(), width), np.uint8)
-    Work([pg.mpi.all_gather(gathered, padded)], None, stall=stall, op=name, seq=pg._seq).wait()
-    return [gathered[r, : lengths[r]].tobytes() for r in range(pg.size())]
-
-
-def describe_mismatch(everyone: list, ranks: list[int]) -> str | None:
-    """How the first rank whose (op, fields) differs from the first rank's differs."""
-    ref = everyone[0]
-    for r, other in enumerate(everyone):
-        if other == ref:
-            continue
-        if ref[0] != other[0]:
-            return f"rank {ranks[0]} called {ref[0]} but rank {ranks[r]} called {other[0]}"
-        fa, fb = dict(ref[1]), dict(other[1])
-        fields = [k for k in dict.fromkeys([*fa, *fb]) if fa.get(k) != fb.get(k)]
-        return "; ".join(
-            f"{k}: rank {ranks[0]} has {fa.get(k)} but rank {ranks[r]} has {fb.get(k)}"
-            for k in fields
-        )
-    return None
-
-
 # -- joining the job -----------------------------------------------------------------------
 
 
@@ -429,6 +376,9 @@ def init_process_group(
     _world = ProcessGroup(comm, range(size), seconds, resolved, nccl_device)
     group.WORLD = _world
     if size > 1:
+        lifecycle.record_exit_codes()
+        atexit.register(_at_exit)
+        lifecycle.tell_watcher(lifecycle.LIVE)
         from ..core import amp
         from .amp import sync_found_inf
 
@@ -581,26 +531,44 @@ group_cls = group  # `group` is also a parameter name in torch's signatures
 
 
 def destroy_process_group(group: ProcessGroup | None = None) -> None:
-    """Free ``group`` (default: all groups, after which init may be called again)."""
-    global _world
+    """Free ``group`` (default: all groups, after which init may be called again). Like
+    every rank's exit, this waits for the other ranks to leave too, and aborts the job
+    when one of them waits in a collective this rank will never join."""
     if group is None:
-        for pg in _subgroups:
-            _free(pg)
-        _subgroups.clear()
-        if _world is not None:
-            _free(_world)
-        _world = None
-        group_cls.WORLD = None
-        diagnostics.rank_table_clear()
-        from ..core import amp
-
-        amp.sync_found_inf = None
+        _leave_all(DESTROYED, "destroyed its process group")
         return
     if group is NON_GROUP_MEMBER:
         return
     if group in _subgroups:
+        lifecycle.leave(group, DESTROYED, "destroyed its process group")
         _subgroups.remove(group)
         _free(group)
+
+
+def _leave_all(status: int, what: str) -> None:
+    global _world
+    for pg in (*_subgroups, _world):
+        if pg is not None:
+            lifecycle.leave(pg, status, what)
+    for pg in _subgroups:
+        _free(pg)
+    _subgroups.clear()
+    if _world is not None:
+        _free(_world)
+        lifecycle.tell_watcher(lifecycle.DONE)
+    _world = None
+    group_cls.WORLD = None
+    diagnostics.rank_table_clear()
+    from ..core import amp
+
+    amp.sync_found_inf = None
+
+
+def _at_exit() -> None:
+    """At the interpreter's exit with the process group still live: leave it cleanly."""
+    atexit.unregister(_at_exit)
+    if _world is not None:
+        _leave_all(EXITED, lifecycle.exit_message())
 
 
 def _free(pg: ProcessGroup) -> None:
