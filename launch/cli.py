@@ -7,6 +7,7 @@ Usage::
     ember-launch --hostfile hosts -m pkg.train   # a module, hosts from a file
     ember-launch -n 2 --dry-run train.py         # print the mpiexec command line only
     ember-launch -n 8 --restarts 3 train.py      # relaunch the job after a failure, 3 times
+    ember-launch -H a:2,b:2 --iface eth1 train.py  # keep the job's traffic on eth1
 
 Each rank runs ``python launch/_rank.py train.py ...``: a standard-library bootstrap that
 binds the rank to one GPU by its local rank (``CUDA_VISIBLE_DEVICES``), divides the host's
@@ -75,6 +76,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="the MPI flavour, instead of asking `mpiexec --version`",
     )
     p.add_argument("--mpi-args", default="", help="extra arguments for mpiexec, one string")
+    p.add_argument(
+        "--iface",
+        metavar="IFNAME",
+        help="the network interface between hosts (like NCCL_SOCKET_IFNAME): Hydra's -iface "
+        "and UCX_NET_DEVICES / FI_TCP_IFACE for MPICH; btl/oob_tcp_if_include for Open MPI",
+    )
     p.add_argument(
         "--tag-output", action="store_true", help="prefix each output line with its rank"
     )
@@ -267,11 +274,29 @@ def build_command(args: argparse.Namespace, flavour: str, environ=None) -> list[
             cmd += ["--map-by", "slot"]  # fill each host's slots in order
     if args.tag_output:
         cmd += ["-prepend-rank"] if flavour == HYDRA else ["--tag-output"]
+    cmd += iface_args(flavour, args.iface, env)
     for name, value in forwarded_env(args.env, env):
         cmd += ["-genv", name, value] if flavour == HYDRA else ["-x", f"{name}={value}"]
     cmd += shlex.split(args.mpi_args)
     cmd += [sys.executable, BOOTSTRAP, *args.program]
     return cmd
+
+
+def iface_args(flavour: str, iface: str | None, environ=None) -> list[str]:
+    """mpiexec arguments that keep the job's traffic on network interface `iface`: the
+    launcher's own connections and the ranks' (UCX, libfabric's tcp provider, Open MPI's
+    TCP transports), except where the user already set the variable."""
+    if not iface:
+        return []
+    env = os.environ if environ is None else environ
+    if flavour == HYDRA:
+        out = ["-iface", iface]
+        for var in ("UCX_NET_DEVICES", "FI_TCP_IFACE"):
+            if var not in env:
+                out += ["-genv", var, iface]
+        return out
+    out = ["--mca", "btl_tcp_if_include", iface, "--mca", "oob_tcp_if_include", iface]
+    return out + ([] if "UCX_NET_DEVICES" in env else ["-x", f"UCX_NET_DEVICES={iface}"])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -297,7 +322,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _preflight_passes(args: argparse.Namespace, flavour: str, remote: list[str]) -> bool:
-    failures = preflight.check_hosts(remote, flavour, args.mpiexec, args.mpi_args)
+    mpi_args = shlex.join([*iface_args(flavour, args.iface), *shlex.split(args.mpi_args)])
+    failures = preflight.check_hosts(remote, flavour, args.mpiexec, mpi_args)
     for line in failures:
         print(line, file=sys.stderr)
     if failures:
