@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 
 import pytest
 
+import ember
+
 # Namespaces share the machine's memory, real hosts do not: keep UCX (MPICH's network
 # module) off its shared-memory transports between "hosts", as between real machines.
 JOB_ENV = {"UCX_TLS": "tcp,self", "EMBER_SELF_CHECK": "1"}
@@ -40,6 +42,11 @@ case "$host" in
 {cases}
   *) echo "ssh: Could not resolve hostname $host: Name or service not known" >&2; exit 255;;
 esac
+if [ -n "$other" ]; then  # this host has another ember: its own file over ember's
+  exec ip netns exec "$ns" unshare --uts --mount --propagation private \\
+    sh -c 'mount --bind "$2" "$3" && hostname "$0" && exec sh -c "$1"' \\
+    "$host" "$*" "$other" "{ember_init}"
+fi
 exec ip netns exec "$ns" unshare --uts sh -c 'hostname "$0"; exec sh -c "$1"' "$host" "$*"
 """
 
@@ -98,24 +105,10 @@ class Cluster:
     def netem(self, host: str, spec: str) -> None:
         """``tc qdisc ... netem SPEC`` on `host`'s link (e.g. "delay 20ms loss 1%")."""
         ns = self.namespaces[host]
-        subprocess.run(
-            [
-                "ip",
-                "netns",
-                "exec",
-                ns,
-                "tc",
-                "qdisc",
-                "replace",
-                "dev",
-                self.iface,
-                "root",
-                "netem",
-                *spec.split(),
-            ],
-            check=True,
-            capture_output=True,
-        )
+        tc = ["ip", "netns", "exec", ns, "tc", "qdisc", "replace", "dev", self.iface, "root"]
+        done = subprocess.run([*tc, "netem", *spec.split()], capture_output=True, text=True)
+        if done.returncode != 0:
+            pytest.skip(f"tc netem is not available here: {done.stderr.strip()}")
 
 
 def _unavailable() -> str | None:
@@ -159,9 +152,10 @@ def _build(tmp_path, names: list[str]) -> tuple[Cluster, str]:
             _ip("-n", ns, "link", "set", bridge, "up")
             _ip("-n", ns, "link", "set", "lo", "up")
             cluster.hosts[host] = f"10.213.{third}.{i}"
-            cases.append(f"  {host}) ns={ns};;")
+            cases.append(f'  {host}) ns={ns}; other="$EMBER_TEST_OTHER_INIT_{name}";;')
         ssh = tmp_path / "ssh"
-        ssh.write_text(SSH_STAND_IN.format(cases="\n".join(cases)))
+        text = SSH_STAND_IN.format(cases="\n".join(cases), ember_init=ember.__file__)
+        ssh.write_text(text)
         ssh.chmod(0o755)
         cluster.ssh = str(ssh)
     except BaseException:

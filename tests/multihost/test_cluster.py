@@ -3,6 +3,8 @@ collectives, DDP equivalence, interface choice, pre-flight and faults."""
 
 import json
 import pathlib
+import re
+import time
 
 import pytest
 
@@ -27,3 +29,58 @@ def test_ddp_on_two_hosts_equals_one_process_on_the_full_batch(cluster):
     assert out["sum"] == 10.0 and out["broadcast"] == 7.0
     assert out["gathered"] == [0.0, 1.0, 2.0, 3.0]
     assert out["object"] == {"from": 1}
+
+
+def test_preflight_refuses_an_unreachable_host_in_seconds(cluster):
+    a = list(cluster.hosts)[0]
+    start = time.monotonic()
+    run = cluster.launch("-H", f"{a}:1,nohost-{cluster.tag}:1", DDP, 1, timeout=60)
+    assert time.monotonic() - start < 30  # the pre-flight's own limit is 20 s
+    assert run.returncode == 2
+    assert (
+        f"ember-launch: pre-flight: host nohost-{cluster.tag}: no answer (ssh: Could not "
+        f"resolve hostname nohost-{cluster.tag}"
+    ) in run.stderr
+    assert f"host {a}:" not in run.stderr
+    assert "the job was not started" in run.stderr
+
+
+def test_preflight_refuses_a_host_with_another_ember(cluster, tmp_path):
+    a, b = list(cluster.hosts)[:2]
+    other = tmp_path / "other_init.py"  # what hostB's ember/__init__.py holds
+    other.write_text('__version__ = "0.0.1"\n')
+    env = {"EMBER_TEST_OTHER_INIT_hostB": str(other)}
+    run = cluster.launch("-H", f"{a}:1,{b}:1", DDP, 1, env=env)
+    assert run.returncode == 2
+    assert re.search(rf"pre-flight: host {b}: ember 0\.0\.1 \(this host: \S+\)", run.stderr)
+    assert f"host {a}:" not in run.stderr
+
+
+def test_training_over_a_slow_lossy_link_is_still_right(cluster):
+    a, b = list(cluster.hosts)[:2]
+    cluster.netem(b, "delay 20ms loss 1%")
+    out = result_of(cluster.launch("-H", f"{a}:2,{b}:2", DDP, 4))
+    assert out["diff"] < 1e-10 and out["sum"] == 10.0
+
+
+def test_a_host_that_dies_takes_the_job_down(cluster, tmp_path):
+    a, b = list(cluster.hosts)[:2]
+    (tmp_path / "ckpt").mkdir()
+    job = cluster.popen("-H", f"{a}:2,{b}:2", DDP, 200, 0.1, tmp_path / "ckpt")
+    try:
+        for line in job.stdout:
+            if line.startswith("step 3 "):
+                break
+        cluster.kill_host(b)
+        killed = time.monotonic()
+        job.wait(timeout=60)
+        assert time.monotonic() - killed < 15
+    finally:
+        job.kill()
+    assert job.returncode != 0
+    assert cluster.pids(a) == [] and cluster.pids(b) == []  # no rank left running
+    import ember.nn as nn
+    from ember.distributed.checkpoint import latest_checkpoint, load_checkpoint
+
+    model = nn.Sequential(nn.Linear(8, 16), nn.Tanh(), nn.Linear(16, 1)).double()
+    assert load_checkpoint(latest_checkpoint(tmp_path / "ckpt"), model=model)["step"] >= 3
