@@ -281,7 +281,8 @@ class ProgressBoard:
         """(group rank a, its fingerprint, rank b, b's fingerprint) of a mismatch some rank
         has published, or None. Reads every rank's status: call it only while waiting."""
         for r in range(self.size):
-            head = self.header(r)
+            raw = self._read(r, 0, _HEAD.size, timeout=0.2)  # skip ranks that do not answer
+            head = None if raw is None else _HEAD.unpack(raw)
             if head is not None and head[0] == MISMATCH:
                 raw = self._read(r, _MINE_AT, 2 * _REC.size)
                 if raw is not None:
@@ -308,18 +309,31 @@ class ProgressBoard:
             )
 
     # -- progress (stall reports) -----------------------------------------------------------
-    def progress(self, timeout: float = 5.0) -> list[int | None]:
+    def progress(self, timeout: float = 5.0, answers: dict | None = None) -> list[int | None]:
         """Every rank's last-entered collective; None for a rank whose part could not be
-        read within `timeout` seconds."""
-        rings = [self._read(r, _RING_AT, RING * _REC.size, timeout) for r in range(self.size)]
-        return [
-            None if raw is None else max(rec[11] for rec in _REC.iter_unpack(raw)) for raw in rings
-        ]
+        read within `timeout` seconds. `answers` (rank -> collective) fills in as ranks
+        answer, for a watchdog when a read hangs in MPI (a host's link down)."""
+        answers = {} if answers is None else answers
+        nbytes = RING * _REC.size
+        remote = {}
+        for r in range(self.size):
+            if r in self._views:
+                answers[r] = _last_seq(bytes(self._views[r][_RING_AT : _RING_AT + nbytes]))
+            else:
+                buf = bytearray(nbytes)
+                remote[r] = (buf, self._win.Rget(buf, r, (_RING_AT, nbytes, self._byte())))
+        deadline = time.monotonic() + timeout
+        while remote and time.monotonic() < deadline:
+            for r, (buf, req) in list(remote.items()):
+                if req.Test():
+                    answers[r] = _last_seq(bytes(buf))
+                    del remote[r]
+        return [answers.get(r) for r in range(self.size)]
 
     def entered(self, r: int) -> int | None:
         """The last collective rank `r` entered (None when its part cannot be read)."""
         raw = self._read(r, _RING_AT, RING * _REC.size)
-        return None if raw is None else max(rec[11] for rec in _REC.iter_unpack(raw))
+        return None if raw is None else _last_seq(raw)
 
     def laggards(self, seq: int) -> list[int]:
         """Ranks that have not yet entered collective `seq` (or did not answer)."""
@@ -343,3 +357,7 @@ class ProgressBoard:
             self._win.Unlock_all()
             self._win.Free()
             self._win = None
+
+
+def _last_seq(ring: bytes) -> int:
+    return max(rec[11] for rec in _REC.iter_unpack(ring))

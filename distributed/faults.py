@@ -13,6 +13,7 @@ r"""Fault handling for MPI jobs: one failing rank takes the whole job down, loud
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import socket
 import sys
@@ -53,12 +54,23 @@ def _report(comm, text: str) -> None:
     sys.stderr.flush()
 
 
+ABORT_GRACE_S = 3.0  # how long MPI_Abort may take before this rank just exits
+
+
 def _abort(comm, code: int = 1) -> NoReturn:
     # Hydra drops a rank's last stderr lines if the abort overtakes them; give the
     # report a moment to reach the launcher first.
     sys.stderr.flush()
     time.sleep(0.2)
-    comm.Abort(code)
+    # MPI_Abort hangs when the launcher is unreachable (a link down): exit regardless,
+    # so no rank is left running; ember-launch's bootstrap reports the exit.
+    timer = threading.Timer(ABORT_GRACE_S, os._exit, (code,))
+    timer.daemon = True
+    timer.start()
+    try:
+        comm.Abort(code)
+    finally:
+        timer.cancel()
     raise SystemExit(code)  # only reached when Abort returns (a lone process, a test double)
 
 

@@ -78,9 +78,49 @@ def test_a_host_that_dies_takes_the_job_down(cluster, tmp_path):
     finally:
         job.kill()
     assert job.returncode != 0
-    assert cluster.pids(a) == [] and cluster.pids(b) == []  # no rank left running
+    assert ranks_running(cluster, a) == ranks_running(cluster, b) == []
     import ember.nn as nn
     from ember.distributed.checkpoint import latest_checkpoint, load_checkpoint
 
     model = nn.Sequential(nn.Linear(8, 16), nn.Tanh(), nn.Linear(16, 1)).double()
     assert load_checkpoint(latest_checkpoint(tmp_path / "ckpt"), model=model)["step"] >= 3
+
+
+def ranks_running(cluster, host) -> list[int]:
+    """The pids of `host`'s processes that run the training script (ranks, watchers)."""
+    found = []
+    for pid in cluster.pids(host):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                command = f.read()
+        except OSError:  # already gone
+            continue
+        if b"ddp_hosts.py" in command and b"hydra_pmi_proxy" not in command:
+            found.append(pid)
+    return found
+
+
+def test_a_link_down_mid_all_reduce_ends_the_job_naming_the_host(cluster, tmp_path):
+    a, b = list(cluster.hosts)[:2]
+    timeout = 5.0
+    (tmp_path / "ckpt").mkdir()
+    job = cluster.popen("-H", f"{a}:2,{b}:2", DDP, 200, 0.1, tmp_path / "ckpt", timeout)
+    try:
+        for line in job.stdout:
+            if line.startswith("step 3 "):
+                break
+        cluster.link(b, up=False)
+        down = time.monotonic()
+        _, err = job.communicate(timeout=60)
+        assert time.monotonic() - down < timeout + 5
+        while ranks_running(cluster, b) and time.monotonic() - down < timeout + 5:
+            time.sleep(0.2)
+        assert ranks_running(cluster, a) == ranks_running(cluster, b) == []
+    finally:
+        job.kill()
+    assert job.returncode != 0
+    assert re.search(
+        rf"ranks \[2, 3\] on host\(s\) {b} did not answer within 2 s: host unreachable or down",
+        err,
+    ), err[-3000:]
+    assert re.search(r"collective #\d+ all_reduce has waited 5\.\d s; ranks \[2, 3\] never", err)
