@@ -22,7 +22,9 @@ and SIGTERM to it.
 
 ``--restarts K`` relaunches the whole job after a failure, up to K times; each attempt sees
 ``EMBER_RESTART_COUNT`` (0, 1, ...) and resumes from its latest checkpoint (see
-launch/supervise.py), and a summary at the end shows why each failed attempt failed.
+launch/supervise.py), and a summary at the end shows why each failed attempt failed. With
+``--min-hosts M`` each restart first asks every host again and leaves out those that do
+not answer, restarting with a smaller world as long as M hosts remain.
 With any remote host in -H/--hostfile, a pre-flight first checks that every remote host
 answers and runs the same Python and ember versions (launch/preflight.py; ``--no-preflight``
 skips it).
@@ -95,6 +97,15 @@ def build_parser() -> argparse.ArgumentParser:
         f"attempt gets {RESTART_VAR}=0, 1, ... and should resume from its latest checkpoint",
     )
     p.add_argument(
+        "--min-hosts",
+        type=int,
+        default=None,
+        metavar="M",
+        help="with --restarts and -H/--hostfile: before each restart ask every host again "
+        "(the pre-flight) and restart on those that answer, with a smaller world, as long as "
+        "at least M do",
+    )
+    p.add_argument(
         "--no-preflight",
         action="store_true",
         help="skip the check that remote hosts answer and run the same Python and ember",
@@ -126,6 +137,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"--nproc-per-node must be at least 1, got {args.nproc_per_node}")
     if args.restarts < 0:
         parser.error(f"--restarts must be at least 0, got {args.restarts}")
+    if args.min_hosts is not None and (args.min_hosts < 1 or not (args.hosts or args.hostfile)):
+        parser.error("--min-hosts needs -H/--hostfile and must be at least 1")
     return args
 
 
@@ -315,15 +328,57 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if remote and not args.no_preflight and not _preflight_passes(args, flavour, remote):
             return 2
-        return supervise(lambda env: build_command(args, flavour, env), environ, args.restarts)
+        return supervise(lambda env: _attempt(args, flavour, env), environ, args.restarts)
     except OSError as err:  # mpiexec vanished or is not executable
         print(f"ember-launch: error: {err}", file=sys.stderr)
         return 2
+    except _TooFewHosts as err:
+        print(f"ember-launch: error: {err}", file=sys.stderr)
+        return 1
+
+
+class _TooFewHosts(RuntimeError):
+    pass
+
+
+def _attempt(args: argparse.Namespace, flavour: str, env: dict) -> list[str]:
+    """The command line of one attempt; a restart with --min-hosts first drops the hosts
+    that no longer answer (the world shrinks with them)."""
+    if args.min_hosts is not None and env.get(RESTART_VAR, "0") != "0":
+        hosts = job_hosts(args)
+        names = [h for h, _ in hosts if not _is_local(h)]
+        replies = preflight.probe_hosts(
+            names, flavour, args.mpiexec, _preflight_args(args, flavour)
+        )
+        expected = preflight.local_versions()
+        lost = {h: preflight.problems(h, replies.get(h, "no reply"), expected) for h in names}
+        lost = {h: why for h, why in lost.items() if why is not None}
+        kept = [(h, slots) for h, slots in hosts if h not in lost]
+        for why in lost.values():
+            print(why, file=sys.stderr)
+        if len(kept) < args.min_hosts:
+            raise _TooFewHosts(
+                f"only {len(kept)} of {len(hosts)} hosts answer, fewer than --min-hosts "
+                f"{args.min_hosts}; not restarting"
+            )
+        if lost:
+            print(
+                f"ember-launch: restarting without {', '.join(lost)} on "
+                f"{', '.join(h for h, _ in kept)}",
+                file=sys.stderr,
+                flush=True,
+            )
+        args.hosts = ",".join(h if slots is None else f"{h}:{slots}" for h, slots in kept)
+        args.hostfile = None
+    return build_command(args, flavour, env)
+
+
+def _preflight_args(args: argparse.Namespace, flavour: str) -> str:
+    return shlex.join([*iface_args(flavour, args.iface), *shlex.split(args.mpi_args)])
 
 
 def _preflight_passes(args: argparse.Namespace, flavour: str, remote: list[str]) -> bool:
-    mpi_args = shlex.join([*iface_args(flavour, args.iface), *shlex.split(args.mpi_args)])
-    failures = preflight.check_hosts(remote, flavour, args.mpiexec, mpi_args)
+    failures = preflight.check_hosts(remote, flavour, args.mpiexec, _preflight_args(args, flavour))
     for line in failures:
         print(line, file=sys.stderr)
     if failures:

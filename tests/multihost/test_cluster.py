@@ -124,3 +124,28 @@ def test_a_link_down_mid_all_reduce_ends_the_job_naming_the_host(cluster, tmp_pa
         err,
     ), err[-3000:]
     assert re.search(r"collective #\d+ all_reduce has waited 5\.\d s; ranks \[2, 3\] never", err)
+
+
+def test_elastic_restart_on_the_surviving_host_keeps_the_result(cluster, tmp_path):
+    a, b = list(cluster.hosts)[:2]
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir()
+    job = cluster.popen(
+        "--restarts", 1, "--min-hosts", 1, "-H", f"{a}:2,{b}:2", DDP, 12, 0.2, ckpt, 5
+    )
+    try:
+        for line in job.stdout:
+            if line.startswith("step 4 "):
+                break
+        cluster.kill_host(b)  # the machine dies and stays off the network
+        cluster.link(b, up=False)
+        out, err = job.communicate(timeout=150)
+    finally:
+        job.kill()
+    assert job.returncode == 0, err[-3000:]
+    assert f"ember-launch: restarting without {b} on {a}" in err
+    result = json.loads(next(x for x in out.splitlines() if x.startswith("RESULT "))[7:])
+    assert result["world"] == 2 and result["hosts"] == [a, a]
+    # the global batch is kept (each of 2 ranks takes 16 of the 32 samples), so the
+    # resumed run equals one uninterrupted process on the full batch
+    assert result["diff"] < 1e-10
