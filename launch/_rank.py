@@ -123,7 +123,8 @@ def watch(command: list[str], rank: int, world_size: int) -> int:
         pass
     if os.WIFSIGNALED(status):
         signum = os.WTERMSIG(status)
-        signal.signal(signum, signal.SIG_DFL)
+        if signum not in (signal.SIGKILL, signal.SIGSTOP):  # those have no handler
+            signal.signal(signum, signal.SIG_DFL)
         os.kill(os.getpid(), signum)  # end the way the rank ended, for mpiexec's report
         return 128 + signum
     code = os.WEXITSTATUS(status)
