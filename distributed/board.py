@@ -276,6 +276,8 @@ class ProgressBoard:
                 on_wait(waited)
             if waited > 2.0:
                 time.sleep(1e-3)
+            elif waited > 1e-4:
+                os.sched_yield()
 
     def first_mismatch(self) -> tuple | None:
         """(group rank a, its fingerprint, rank b, b's fingerprint) of a mismatch some rank

@@ -244,7 +244,12 @@ class ProcessGroup:
                 if not block:
                     return False
                 begun = begun or time.perf_counter()
-                self._waiting(time.perf_counter() - begun)
+                waited = time.perf_counter() - begun
+                self._waiting(waited)
+                if waited > 2.0:
+                    time.sleep(1e-3)
+                elif waited > 1e-4:
+                    os.sched_yield()  # let a neighbour sharing this core run
                 continue
             self._unstarted.popleft()
             head._requests = _as_list(start())
