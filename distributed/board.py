@@ -4,7 +4,7 @@ without their help (an MPI window, ``MPI_Win_allocate``, held open for passive a
 Each rank's part of the window holds
 
 - a header: its status (running, found a mismatch, exited, destroyed its group), the exit
-  code and collective number that go with it, and the last collective it entered;
+  code (or the neighbour of a mismatch) and the collective number that go with it, its pid;
 - a ring of the fingerprints of its last :data:`RING` collectives: (sequence number, op,
   reduce op, dtype, src/dst, shape). Before a collective starts, each rank publishes its
   fingerprint and compares it with its ring neighbour's (rank r with rank r + 1): a
@@ -15,7 +15,7 @@ Each rank's part of the window holds
 A neighbour on the same host is read through shared memory (``MPI_Win_shared_query``), a
 plain load costing nanoseconds; a neighbour on another host with ``MPI_Rget``. Ranks
 that wait scan the board now and then, so a mismatch found by one pair of ranks makes
-every rank raise, and a rank that left early is noticed (see :mod:`.lifecycle`).
+every rank raise; a rank that leaves reads who still waits for it (see :mod:`.lifecycle`).
 """
 
 from __future__ import annotations
@@ -157,7 +157,7 @@ class ProgressBoard:
     Example::
 
         >>> board = ProgressBoard(comm)
-        >>> board.enter(seq)          # before each collective (or board.check(seq, rec))
+        >>> board.publish(seq, rec)   # before each collective; then board.compare(seq, rec)
         >>> board.laggards(seq)       # after waiting too long: [1]
     """
 
@@ -227,9 +227,6 @@ class ProgressBoard:
         _STATUS.pack_into(self._mine, 0, status, code, seq)
         self._win.Sync()
 
-    def status(self) -> int:
-        return _STATUS.unpack_from(self._mine, 0)[0]
-
     # -- the neighbour check ----------------------------------------------------------------
     def publish(self, seq: int, rec: tuple) -> None:
         """Publish this rank's fingerprint `rec` of collective `seq`."""
@@ -262,22 +259,6 @@ class ProgressBoard:
         raise MismatchError(
             mismatch_message(seq, self.rank, self.ranks, self.rank, mine, self._right, theirs)
         )
-
-    def check(self, seq: int, rec: tuple, on_wait=None) -> None:
-        r"""Publish `rec` and wait until the neighbour's fingerprint agrees (see
-        :meth:`compare`); ``on_wait(waited)`` runs while the neighbour is late."""
-        self.publish(seq, rec)
-        start = None
-        while not self.compare(seq, rec):
-            if start is None:
-                start = time.perf_counter()
-            waited = time.perf_counter() - start
-            if on_wait is not None:
-                on_wait(waited)
-            if waited > 2.0:
-                time.sleep(1e-3)
-            elif waited > 1e-4:
-                os.sched_yield()
 
     def first_mismatch(self) -> tuple | None:
         """(group rank a, its fingerprint, rank b, b's fingerprint) of a mismatch some rank
