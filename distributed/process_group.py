@@ -92,6 +92,7 @@ class ProcessGroup:
         self._op = ""  # the collective this rank is in (for reports while it waits)
         self._broken: str | None = None  # why this group can no longer be used
         self._unstarted: deque = deque()  # (work, start, fingerprint) awaiting the neighbour
+        self.pid = os.getpid()
         self.debug = _debug_from_env()
         self.checks = os.environ.get("EMBER_COLLECTIVE_CHECKS", "1") != "0"
         if comm is None:
@@ -611,7 +612,7 @@ def _leave_all(status: int, what: str) -> None:
 def _at_exit() -> None:
     """At the interpreter's exit with the process group still live: leave it cleanly."""
     atexit.unregister(_at_exit)
-    if _world is not None:
+    if _world is not None and os.getpid() == _world.pid:  # not in a forked child
         _leave_all(EXITED, lifecycle.exit_message())
 
 
