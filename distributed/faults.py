@@ -123,6 +123,56 @@ def install(comm) -> None:
             signal.signal(sig, on_signal)
 
 
+STALL_PROBE_S = 2.0  # how long a stalled rank asks the others how far they got
+_stall_lock = threading.Lock()
+
+
+def report_stall(pg, op: str, seq: int, waited: float) -> None:
+    r"""Report the ranks of process group `pg` that never joined collective `seq` (and the
+    hosts that do not answer at all), then abort the job. Reading a rank on an unreachable
+    host can hang inside MPI: a watchdog then reports what is known so far, and, as the
+    last resort, SIGALRM ends this rank, so none is left running where the launcher
+    cannot reach it."""
+    answers: dict = {}
+    reported: list = []  # the watchdog and the waiting thread report once
+    if pg.board is None:
+        return _stall_report(pg, op, seq, waited, answers, None, reported)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGALRM, signal.SIG_DFL)
+        signal.alarm(int(STALL_PROBE_S) + 2)
+    watchdog = threading.Timer(
+        STALL_PROBE_S, _stall_report, (pg, op, seq, waited, answers, STALL_PROBE_S, reported)
+    )
+    watchdog.daemon = True
+    watchdog.start()
+    pg.board.progress(STALL_PROBE_S, answers)
+    watchdog.cancel()
+    _stall_report(pg, op, seq, waited, answers, STALL_PROBE_S, reported)
+
+
+def _stall_report(pg, op, seq, waited, answers: dict, probe, reported: list) -> None:
+    from . import diagnostics
+
+    with _stall_lock:
+        if reported:
+            return
+        reported.append(seq)
+        silent = [pg.ranks[r] for r in range(pg.size()) if probe and r not in answers]
+        late = [pg.ranks[r] for r, s in sorted(answers.items()) if s is not None and s < seq]
+        tail = diagnostics.recorder.report()
+        laggards = sorted(late + silent)
+        if laggards:
+            tail += f"\nranks {laggards} never joined collective #{seq} ({op})"
+        if silent:
+            hosts = sorted({diagnostics.host_of(r) for r in silent})
+            tail += (
+                f"\nranks {silent} on host(s) {', '.join(hosts)} did not answer within "
+                f"{probe:g} s: host unreachable or down"
+            )
+        _report(pg.comm, tail)
+        abort_on_stall(pg.comm, op, seq, waited, laggards)
+
+
 def abort_on_stall(comm, op: str, seq: int, waited: float, laggards: list[int]) -> NoReturn:
     r"""Report a collective that waited too long, naming the ranks that never joined it, and
     abort the job.

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import atexit
 import os
-import signal
 import sys
-import threading
 import time
 from collections import deque
 from datetime import timedelta
@@ -26,9 +24,6 @@ from .board import DESTROYED, EXITED, MismatchError, ProgressBoard, encode
 from .detail import check_fingerprints
 
 DEFAULT_TIMEOUT = timedelta(minutes=5)
-STALL_PROBE_S = 2.0  # how long a stalled rank asks the others how far they got
-_stall_lock = threading.Lock()
-_stall_reported: list = []
 _MPI_ENV = ("PMI_SIZE", "PMI_RANK", "PMIX_RANK", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")
 _BACKENDS = ("auto", "mpi", "nccl", "gloo")
 
@@ -129,48 +124,9 @@ class ProcessGroup:
         return self.mpi
 
     def _on_stall(self, op: str, seq: int, waited: float):
-        """Report the ranks that never joined collective `seq` (and the hosts that do not
-        answer at all) and abort the job. Reading a rank on an unreachable host can hang
-        inside MPI: a watchdog then reports what is known so far."""
-
-        answers: dict = {}
-        if self.board is None:
-            return self._stall_report(op, seq, waited, answers, None)
-        if threading.current_thread() is threading.main_thread():
-            # the last resort when MPI itself hangs (a host's link down): the kernel ends
-            # this rank, so none is left running where the launcher cannot reach
-            signal.signal(signal.SIGALRM, signal.SIG_DFL)
-            signal.alarm(int(STALL_PROBE_S) + 2)
-        watchdog = threading.Timer(
-            STALL_PROBE_S, self._stall_report, (op, seq, waited, answers, STALL_PROBE_S)
-        )
-        watchdog.daemon = True
-        watchdog.start()
-        self.board.progress(STALL_PROBE_S, answers)
-        watchdog.cancel()
-        self._stall_report(op, seq, waited, answers, STALL_PROBE_S)
-
-    def _stall_report(self, op: str, seq: int, waited: float, answers: dict, probe):
         from . import faults
 
-        with _stall_lock:  # the watchdog and the waiting thread report once
-            if _stall_reported:
-                return
-            _stall_reported.append(seq)
-            silent = [self.ranks[r] for r in range(self._size) if probe and r not in answers]
-            late = [self.ranks[r] for r, s in sorted(answers.items()) if s is not None and s < seq]
-            tail = diagnostics.recorder.report()
-            laggards = sorted(late + silent)
-            if laggards:
-                tail += f"\nranks {laggards} never joined collective #{seq} ({op})"
-            if silent:
-                hosts = sorted({diagnostics.host_of(r) for r in silent})
-                tail += (
-                    f"\nranks {silent} on host(s) {', '.join(hosts)} did not answer within "
-                    f"{probe:g} s: host unreachable or down"
-                )
-            faults._report(self.comm, tail)
-            faults.abort_on_stall(self.comm, op, seq, waited, laggards)
+        faults.report_stall(self, op, seq, waited)
 
     def _waiting(self, waited: float) -> None:
         """Called while this rank waits (for its neighbour's fingerprint or for a
