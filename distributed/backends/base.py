@@ -108,6 +108,9 @@ class Backend:
 _SPIN_S = 2.0
 _YIELD_AFTER_S = 1e-3
 _MAX_SLEEP_S = 1e-2
+# A wait this long starts looking at the other ranks (the progress board); before that the
+# loop only tests, as MPI advances transfers only inside such calls.
+_LOOK_AROUND_S = 0.05
 
 
 class Work:
@@ -185,8 +188,8 @@ class Work:
                 )
             if group_timeout is not None and waited > group_timeout:
                 on_stall(self.op, self.seq, waited)
-            if on_wait is not None and waited > _YIELD_AFTER_S:
-                on_wait(waited)  # a mismatch or an early exit elsewhere ends this wait
+            if on_wait is not None and waited > _LOOK_AROUND_S:
+                on_wait(waited)  # a mismatch found elsewhere ends this wait
             if waited > _SPIN_S:
                 sleep = min(_MAX_SLEEP_S, max(2 * sleep, 1e-4))
                 time.sleep(sleep)
