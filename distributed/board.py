@@ -146,6 +146,14 @@ def mismatch_message(seq: int, here: int, ranks: list[int], a: int, rec_a, b: in
     )
 
 
+class PeerLost(RuntimeError):
+    """Another rank's part of the board cannot be read any more: its process is gone."""
+
+    def __init__(self, rank: int, why: str):
+        super().__init__(f"rank {rank}: {why}")
+        self.rank, self.why = rank, why
+
+
 class MismatchError(RuntimeError):
     """Ranks of one group called different collectives (or with different arguments)."""
 
@@ -200,12 +208,17 @@ class ProgressBoard:
         view = self._views.get(r)
         if view is not None:
             return bytes(view[offset : offset + nbytes])
+        from mpi4py import MPI
+
         buf = bytearray(nbytes)
-        req = self._win.Rget(buf, r, (offset, nbytes, self._byte()))
-        deadline = time.monotonic() + timeout
-        while not req.Test():
-            if time.monotonic() > deadline:
-                return None
+        try:
+            req = self._win.Rget(buf, r, (offset, nbytes, self._byte()))
+            deadline = time.monotonic() + timeout
+            while not req.Test():
+                if time.monotonic() > deadline:
+                    return None
+        except MPI.Exception as err:  # its process is gone (its host died)
+            raise PeerLost(r, str(err).strip().splitlines()[-1].strip()) from None
         return bytes(buf)
 
     @staticmethod

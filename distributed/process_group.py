@@ -20,7 +20,7 @@ import numpy as np
 from . import diagnostics, lifecycle
 from .backends.base import DONE, Backend, Work
 from .backends.mpi import MPIBackend
-from .board import DESTROYED, EXITED, MismatchError, ProgressBoard, encode
+from .board import DESTROYED, EXITED, MismatchError, PeerLost, ProgressBoard, encode
 from .detail import check_fingerprints
 
 DEFAULT_TIMEOUT = timedelta(minutes=5)
@@ -136,6 +136,16 @@ class ProcessGroup:
         except MismatchError as err:
             self._broken = str(err)
             raise
+        except PeerLost as lost:
+            from . import faults
+
+            rank = self.ranks[lost.rank]
+            faults._report(
+                self.comm,
+                f"lost rank {rank} on host {diagnostics.host_of(rank)} while waiting in "
+                f"collective #{self._seq} ({self._op}): {lost.why}; aborting the job",
+            )
+            faults._abort(self.comm, 1)
         if waited > self.timeout:
             self._on_stall(self._op, self._seq, waited)
 
