@@ -26,13 +26,28 @@ _exit_code = [0]
 _real_exit = sys.exit
 
 
+def _take_watcher_fd() -> int | None:
+    """The pipe to the watcher, taken out of the environment so this rank's own children
+    (which do not have that descriptor) never write to whatever has its number there."""
+    fd = os.environ.pop(EXIT_FD_VAR, None)
+    try:
+        fd = int(fd) if fd else None
+        if fd is not None:
+            os.set_inheritable(fd, False)
+    except (OSError, ValueError):  # no such pipe here (the variable came from elsewhere)
+        return None
+    return fd
+
+
+_watcher_fd = _take_watcher_fd()
+
+
 def tell_watcher(message: bytes) -> None:
     """Send `message` to ember-launch's per-rank watcher, if there is one."""
-    fd = os.environ.get(EXIT_FD_VAR)
-    if fd:
+    if _watcher_fd is not None:
         try:
-            os.write(int(fd), message)
-        except (OSError, ValueError):  # no watcher (a plain mpiexec inherited the variable)
+            os.write(_watcher_fd, message)
+        except OSError:  # the watcher is gone
             pass
 
 
