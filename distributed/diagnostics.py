@@ -198,6 +198,11 @@ def format_rank_table(table: list[dict]) -> str:
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows)
 
 
+def host_of(rank: int) -> str:
+    """The host of global `rank` from the rank table ("?" without one)."""
+    return _table[rank]["host"] if rank < len(_table) else "?"
+
+
 def rank_table_clear() -> None:
     _table.clear()
 

@@ -3,9 +3,8 @@ r"""Fault handling for MPI jobs: one failing rank takes the whole job down, loud
 - :func:`install` makes an uncaught exception (in any thread), SIGTERM or SIGINT on one rank
   print ``[rank R/N host]``-prefixed details to stderr and ``MPI_Abort`` the job, instead of
   leaving the other ranks blocked forever in their next collective.
-- :class:`ProgressBoard` lets a rank stuck in a collective read, without the others'
-  participation, which collective each rank last entered, so :func:`abort_on_stall` can name
-  the ranks that never joined.
+- :func:`abort_on_stall` names the ranks that never joined a collective (which the progress
+  board, :mod:`.board`, tells without the others' participation).
 - :func:`rank_prefix` and :class:`RankFilter` / :func:`rank_log_handler` for rank-aware output.
 
 ``comm`` is an mpi4py communicator (anything with ``Get_rank``, ``Get_size`` and ``Abort``).
@@ -13,8 +12,8 @@ r"""Fault handling for MPI jobs: one failing rank takes the whole job down, loud
 
 from __future__ import annotations
 
-import atexit
 import logging
+import os
 import signal
 import socket
 import sys
@@ -55,12 +54,23 @@ def _report(comm, text: str) -> None:
     sys.stderr.flush()
 
 
+ABORT_GRACE_S = 3.0  # how long MPI_Abort may take before this rank just exits
+
+
 def _abort(comm, code: int = 1) -> NoReturn:
     # Hydra drops a rank's last stderr lines if the abort overtakes them; give the
     # report a moment to reach the launcher first.
     sys.stderr.flush()
     time.sleep(0.2)
-    comm.Abort(code)
+    # MPI_Abort hangs when the launcher is unreachable (a link down): exit regardless,
+    # so no rank is left running; ember-launch's bootstrap reports the exit.
+    timer = threading.Timer(ABORT_GRACE_S, os._exit, (code,))
+    timer.daemon = True
+    timer.start()
+    try:
+        comm.Abort(code)
+    finally:
+        timer.cancel()
     raise SystemExit(code)  # only reached when Abort returns (a lone process, a test double)
 
 
@@ -113,66 +123,54 @@ def install(comm) -> None:
             signal.signal(sig, on_signal)
 
 
-class ProgressBoard:
-    r"""Each rank's last-entered collective, readable by any rank without the others' help.
+STALL_PROBE_S = 2.0  # how long a stalled rank asks the others how far they got
+_stall_lock = threading.Lock()
 
-    Backed by an MPI window (one int64 per rank, ``MPI_Win_allocate``) held open for
-    passive-target access: :meth:`enter` stores into this rank's own slot, :meth:`laggards`
-    reads the others' slots with ``MPI_Rget``. Creating the board is collective.
 
-    Example::
+def report_stall(pg, op: str, seq: int, waited: float) -> None:
+    r"""Report the ranks of process group `pg` that never joined collective `seq` (and the
+    hosts that do not answer at all), then abort the job. Reading a rank on an unreachable
+    host can hang inside MPI: a watchdog then reports what is known so far, and, as the
+    last resort, SIGALRM ends this rank, so none is left running where the launcher
+    cannot reach it."""
+    answers: dict = {}
+    reported: list = []  # the watchdog and the waiting thread report once
+    if pg.board is None:
+        return _stall_report(pg, op, seq, waited, answers, None, reported)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGALRM, signal.SIG_DFL)
+        signal.alarm(int(STALL_PROBE_S) + 2)
+    watchdog = threading.Timer(
+        STALL_PROBE_S, _stall_report, (pg, op, seq, waited, answers, STALL_PROBE_S, reported)
+    )
+    watchdog.daemon = True
+    watchdog.start()
+    pg.board.progress(STALL_PROBE_S, answers)
+    watchdog.cancel()
+    _stall_report(pg, op, seq, waited, answers, STALL_PROBE_S, reported)
 
-        >>> board = ProgressBoard(comm)
-        >>> board.enter(seq)          # before each collective
-        >>> board.laggards(seq)       # after waiting too long: [1]
-    """
 
-    def __init__(self, comm):
-        from mpi4py import MPI
+def _stall_report(pg, op, seq, waited, answers: dict, probe, reported: list) -> None:
+    from . import diagnostics
 
-        self.comm = comm
-        self.rank = comm.Get_rank()
-        self.size = comm.Get_size()
-        self._win = MPI.Win.Allocate(8, 8, comm=comm)
-        self._slot = memoryview(self._win.tomemory()).cast("B").cast("q")
-        self._slot[0] = -1
-        self._win.Lock_all()
-        atexit.register(self.close)  # a window left to MPI_Finalize leaks UCX remote keys
-        comm.Barrier()  # every slot initialised before anyone reads one
-
-    def enter(self, seq: int) -> None:
-        """Publish that this rank has entered collective number `seq`."""
-        self._slot[0] = seq
-        self._win.Sync()
-
-    def progress(self, timeout: float = 5.0) -> list[int | None]:
-        """Every rank's last-entered collective; None for a rank whose slot could not be read
-        within `timeout` seconds."""
-        buffers = [bytearray(8) for _ in range(self.size)]
-        requests = [self._win.Rget(buffers[r], r) for r in range(self.size)]
-        done = [False] * self.size
-        deadline = time.monotonic() + timeout
-        while not all(done) and time.monotonic() < deadline:
-            for r, req in enumerate(requests):
-                if not done[r]:
-                    done[r] = req.Test()
-        return [
-            int.from_bytes(buf, sys.byteorder, signed=True) if ok else None
-            for buf, ok in zip(buffers, done)
-        ]
-
-    def laggards(self, seq: int) -> list[int]:
-        """Ranks that have not yet entered collective `seq` (or did not answer)."""
-        return [r for r, s in enumerate(self.progress()) if s is None or s < seq]
-
-    def close(self) -> None:
-        """Free the window (collective; also done at exit); the board is unusable afterwards."""
-        if self._win is not None:
-            atexit.unregister(self.close)
-            self._win.Unlock_all()
-            self._slot.release()
-            self._win.Free()
-            self._win = None
+    with _stall_lock:
+        if reported:
+            return
+        reported.append(seq)
+        silent = [pg.ranks[r] for r in range(pg.size()) if probe and r not in answers]
+        late = [pg.ranks[r] for r, s in sorted(answers.items()) if s is not None and s < seq]
+        tail = diagnostics.recorder.report()
+        laggards = sorted(late + silent)
+        if laggards:
+            tail += f"\nranks {laggards} never joined collective #{seq} ({op})"
+        if silent:
+            hosts = sorted({diagnostics.host_of(r) for r in silent})
+            tail += (
+                f"\nranks {silent} on host(s) {', '.join(hosts)} did not answer within "
+                f"{probe:g} s: host unreachable or down"
+            )
+        _report(pg.comm, tail)
+        abort_on_stall(pg.comm, op, seq, waited, laggards)
 
 
 def abort_on_stall(comm, op: str, seq: int, waited: float, laggards: list[int]) -> NoReturn:

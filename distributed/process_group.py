@@ -8,16 +8,20 @@ neither MPI nor mpi4py, where every collective completes locally with the right 
 
 from __future__ import annotations
 
-import ast
+import atexit
 import os
 import sys
+import time
+from collections import deque
 from datetime import timedelta
 
 import numpy as np
 
-from . import diagnostics
+from . import diagnostics, lifecycle
 from .backends.base import DONE, Backend, Work
 from .backends.mpi import MPIBackend
+from .board import DESTROYED, EXITED, MismatchError, PeerLost, ProgressBoard, encode
+from .detail import check_fingerprints
 
 DEFAULT_TIMEOUT = timedelta(minutes=5)
 _MPI_ENV = ("PMI_SIZE", "PMI_RANK", "PMIX_RANK", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")
@@ -80,17 +84,20 @@ class ProcessGroup:
         self.timeout = timeout
         self.backend_name = backend_name
         self._seq = 0
+        self._op = ""  # the collective this rank is in (for reports while it waits)
+        self._broken: str | None = None  # why this group can no longer be used
+        self._unstarted: deque = deque()  # (work, start, fingerprint) awaiting the neighbour
+        self.pid = os.getpid()
         self.debug = _debug_from_env()
+        self.checks = os.environ.get("EMBER_COLLECTIVE_CHECKS", "1") != "0"
         if comm is None:
             self._rank, self._size = 0, 1
             self.mpi = LocalBackend()
             self.board = None
         else:
-            from . import faults
-
             self._rank, self._size = comm.Get_rank(), comm.Get_size()
             self.mpi = MPIBackend(comm)
-            self.board = faults.ProgressBoard(comm) if self._size > 1 else None
+            self.board = ProgressBoard(comm, self.ranks, False) if self._size > 1 else None
         self.nccl = None
         if nccl_device is not None and comm is not None:  # pragma: no cover - needs a GPU
             from .backends.nccl import NCCLBackend
@@ -119,39 +126,111 @@ class ProcessGroup:
     def _on_stall(self, op: str, seq: int, waited: float):
         from . import faults
 
-        laggards = [self.ranks[r] for r in self.board.laggards(seq)] if self.board else []
-        tail = diagnostics.recorder.report()
-        if laggards:
-            tail += f"\nranks {laggards} never joined collective #{seq} ({op})"
-        faults._report(self.comm, tail)
-        faults.abort_on_stall(self.comm, op, seq, waited, laggards)
+        faults.report_stall(self, op, seq, waited)
+
+    def _waiting(self, waited: float) -> None:
+        """Called while this rank waits (for its neighbour's fingerprint or for a
+        collective): raise a mismatch another rank found; abort past the timeout."""
+        try:
+            self.board.raise_if_mismatch(waited)
+        except MismatchError as err:
+            self._broken = str(err)
+            raise
+        except PeerLost as lost:
+            from . import faults
+
+            rank = self.ranks[lost.rank]
+            faults._report(
+                self.comm,
+                f"lost rank {rank} on host {diagnostics.host_of(rank)} while waiting in "
+                f"collective #{self._seq} ({self._op}): {lost.why}; aborting the job",
+            )
+            faults._abort(self.comm, 1)
+        if waited > self.timeout:
+            self._on_stall(self._op, self._seq, waited)
 
     def run(self, op: str, start, outputs=None, finish=None, async_op=False, fingerprint=None):
         """Start one collective: ``start()`` returns its requests. The shared path of
-        every collective: debug check (``fingerprint()`` gives the fields all ranks must
-        agree on), sequence number, progress board, Work."""
-        self._seq += 1
+        every collective: sequence number, fingerprint check with the ring neighbour on
+        the progress board (``fingerprint()`` gives the fields all ranks must agree on;
+        None for point-to-point, which has no place in the group's sequence), debug
+        check, flight recorder, Work.
+
+        The collective starts once the neighbour's fingerprint agrees: an ``async_op``
+        whose neighbour is not there yet returns at once, and starts (in order) when a
+        later call or a wait finds the neighbour there."""
+        if self._broken is not None:
+            raise MismatchError(f"{op}: this process group is unusable: {self._broken}")
+        collective = fingerprint is not None
+        if collective:
+            self._seq += 1
         seq = self._seq
-        stall = entry = None
+        stall = entry = rec = None
         if self._size > 1:
-            if self.board is not None:
-                self.board.enter(seq)
-            wanted = fingerprint is not None and (diagnostics.recorder.size or self.debug)
-            fields = fingerprint() if wanted else None
+            fields = fingerprint() if collective else None
             entry = diagnostics.recorder.record(op, seq, self.ranks, fields)
-            if self.debug and fields is not None:
+            if collective and self.board is not None:
+                self._op = op
+                if self.checks and not self.debug:  # DETAIL compares all ranks instead
+                    rec = encode(op, fields)
+                    self.board.publish(seq, rec)
+                else:
+                    self.board.enter(seq)
+            if self.debug and collective:
                 check_fingerprints(self, op, fields)
-            stall = (self.timeout, self._on_stall)
-        reqs = start()
-        reqs = reqs if isinstance(reqs, list) else [reqs]
-        work = Work(reqs, outputs, finish, stall, op, seq, entry)
+            stall = (self.timeout, self._on_stall, self._waiting if self.board else None)
+        work = Work([], outputs, finish, stall, op, seq, entry)
+        if rec is None:
+            work._requests = _as_list(start())
+        elif self._unstarted or not self._compare(seq, rec):
+            self._unstarted.append((work, start, rec))
+            work._group = self  # its polls start it (and those before it) in order
+            if not async_op:
+                self._start_through(work, block=True)
+        else:
+            work._requests = _as_list(start())
         if async_op:
             return work
         work.wait()
         return None
 
+    def _compare(self, seq: int, rec: tuple) -> bool:
+        try:
+            return self.board.compare(seq, rec)
+        except MismatchError as err:
+            self._broken = str(err)
+            raise
+
+    def _start_through(self, work: Work, block: bool = False) -> bool:
+        """Start the waiting collectives in order, up to `work`, as far as their
+        neighbours agree (all of them when `block`); True once `work` has started."""
+        begun = None
+        while self._unstarted:
+            head, start, rec = self._unstarted[0]
+            if not self._compare(head.seq, rec):
+                if not block:
+                    return False
+                begun = begun or time.perf_counter()
+                waited = time.perf_counter() - begun
+                self._waiting(waited)
+                if waited > 2.0:
+                    time.sleep(1e-3)
+                elif waited > 1e-4:
+                    os.sched_yield()  # let a neighbour sharing this core run
+                continue
+            self._unstarted.popleft()
+            head._requests = _as_list(start())
+            head._group = None
+            if head is work:
+                return True
+        return True
+
     def __repr__(self) -> str:
         return f"<ProcessGroup {self.backend_name} rank {self._rank}/{self._size} {self.ranks}>"
+
+
+def _as_list(reqs) -> list:
+    return reqs if isinstance(reqs, list) else [reqs]
 
 
 class _NonMember:
@@ -196,60 +275,6 @@ def set_debug_level(level: str) -> None:
 
 
 _subgroups: list[ProcessGroup] = []
-
-
-def check_fingerprints(pg: ProcessGroup, op: str, fingerprint: dict) -> None:
-    """All-gather (op, fields) and raise on every rank if any rank differs."""
-    fields = tuple(
-        sorted((k, str(v) if isinstance(v, np.dtype) else v) for k, v in fingerprint.items())
-    )
-    mine = repr((op, fields)).encode()
-    everyone = [ast.literal_eval(b.decode()) for b in _exchange_bytes(pg, op, mine)]
-    problem = describe_mismatch(everyone, pg.ranks)
-    if problem is not None:
-        other = next(r for r, call in enumerate(everyone) if call != everyone[0])
-        sides = "; ".join(f"rank {pg.ranks[r]} called {_call(*everyone[r])}" for r in (0, other))
-        raise RuntimeError(
-            f"Detected mismatch between collectives on ranks (collective #{pg._seq}, "
-            f"{op} on this rank {pg.ranks[pg._rank]}): {problem} ({sides})"
-        )
-
-
-def _call(op: str, fields: tuple) -> str:
-    return f"{op}({', '.join(f'{k}={v}' for k, v in fields)})"
-
-
-def _exchange_bytes(pg: ProcessGroup, op: str, mine: bytes) -> list[bytes]:
-    """Every rank's ``mine``, through the same polled, timed path as collectives (a
-    rank that never arrives aborts the job instead of hanging the check)."""
-    stall = (pg.timeout, pg._on_stall)
-    name = f"debug check before {op}"
-    lengths = np.zeros(pg.size(), np.int64)
-    req = pg.mpi.all_gather(lengths, np.array([len(mine)], np.int64))
-    Work([req], None, stall=stall, op=name, seq=pg._seq).wait()
-    width = int(lengths.max())
-    padded = np.zeros(width, np.uint8)
-    padded[: len(mine)] = np.frombuffer(mine, np.uint8)
-    gathered = np.zeros((pg.size(), width), np.uint8)
-    Work([pg.mpi.all_gather(gathered, padded)], None, stall=stall, op=name, seq=pg._seq).wait()
-    return [gathered[r, : lengths[r]].tobytes() for r in range(pg.size())]
-
-
-def describe_mismatch(everyone: list, ranks: list[int]) -> str | None:
-    """How the first rank whose (op, fields) differs from the first rank's differs."""
-    ref = everyone[0]
-    for r, other in enumerate(everyone):
-        if other == ref:
-            continue
-        if ref[0] != other[0]:
-            return f"rank {ranks[0]} called {ref[0]} but rank {ranks[r]} called {other[0]}"
-        fa, fb = dict(ref[1]), dict(other[1])
-        fields = [k for k in dict.fromkeys([*fa, *fb]) if fa.get(k) != fb.get(k)]
-        return "; ".join(
-            f"{k}: rank {ranks[0]} has {fa.get(k)} but rank {ranks[r]} has {fb.get(k)}"
-            for k in fields
-        )
-    return None
 
 
 # -- joining the job -----------------------------------------------------------------------
@@ -362,6 +387,9 @@ def init_process_group(
     _world = ProcessGroup(comm, range(size), seconds, resolved, nccl_device)
     group.WORLD = _world
     if size > 1:
+        lifecycle.record_exit_codes()
+        atexit.register(_at_exit)
+        lifecycle.tell_watcher(lifecycle.LIVE)
         from ..core import amp
         from .amp import sync_found_inf
 
@@ -515,26 +543,44 @@ group_cls = group  # `group` is also a parameter name in torch's signatures
 
 
 def destroy_process_group(group: ProcessGroup | None = None) -> None:
-    """Free ``group`` (default: all groups, after which init may be called again)."""
-    global _world
+    """Free ``group`` (default: all groups, after which init may be called again). Like
+    every rank's exit, this waits for the other ranks to leave too, and aborts the job
+    when one of them waits in a collective this rank will never join."""
     if group is None:
-        for pg in _subgroups:
-            _free(pg)
-        _subgroups.clear()
-        if _world is not None:
-            _free(_world)
-        _world = None
-        group_cls.WORLD = None
-        diagnostics.rank_table_clear()
-        from ..core import amp
-
-        amp.sync_found_inf = None
+        _leave_all(DESTROYED, "destroyed its process group")
         return
     if group is NON_GROUP_MEMBER:
         return
     if group in _subgroups:
+        lifecycle.leave(group, DESTROYED, "destroyed its process group")
         _subgroups.remove(group)
         _free(group)
+
+
+def _leave_all(status: int, what: str) -> None:
+    global _world
+    for pg in (*_subgroups, _world):
+        if pg is not None:
+            lifecycle.leave(pg, status, what)
+    for pg in _subgroups:
+        _free(pg)
+    _subgroups.clear()
+    if _world is not None:
+        _free(_world)
+        lifecycle.tell_watcher(lifecycle.DONE)
+    _world = None
+    group_cls.WORLD = None
+    diagnostics.rank_table_clear()
+    from ..core import amp
+
+    amp.sync_found_inf = None
+
+
+def _at_exit() -> None:
+    """At the interpreter's exit with the process group still live: leave it cleanly."""
+    atexit.unregister(_at_exit)
+    if _world is not None and os.getpid() == _world.pid:  # not in a forked child
+        _leave_all(EXITED, lifecycle.exit_message())
 
 
 def _free(pg: ProcessGroup) -> None:

@@ -14,17 +14,25 @@ It reads the rank's place on its host from the MPI launcher's environment, then
 - makes output unbuffered (``PYTHONUNBUFFERED=1`` unless set), so nothing printed before an
   MPI abort is lost;
 
-and execs ``python script args...`` in the same process (same pid, same MPI connection),
-so the job sees a plain Python process exactly as under ``mpirun python script``.
+and runs ``python script args...`` as its child, which sees a plain Python process exactly
+as under ``mpirun python script`` (the MPI connection is inherited). The bootstrap stays
+as the rank's watcher: it forwards SIGTERM/SIGINT, ends with the child's status, and fails
+the job when the child ends while its process group is live without having left it (an
+``os._exit`` or a crash outside Python: ember.distributed tells the watcher through the
+pipe ``EMBER_EXIT_FD`` when the group starts and when the rank leaves it cleanly), which
+mpiexec would otherwise report as a success.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import os
+import signal
+import socket
 import sys
 
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+EXIT_FD_VAR = "EMBER_EXIT_FD"  # ember.distributed.lifecycle writes b"live\n" / b"done\n"
 
 
 def _load_env_module():
@@ -94,7 +102,58 @@ def main(argv: list[str]) -> None:
         rank_environment(os.environ, info.local_rank, info.local_world_size, _cores())
     )
     os.environ.update(env.torchrun_environment(info, os.environ))
-    os.execv(sys.executable, [sys.executable, *argv])
+    sys.exit(watch([sys.executable, *argv], info.rank, info.world_size))
+
+
+def watch(command: list[str], rank: int, world_size: int) -> int:
+    """Run `command` as a child; its exit status, or 1 with a report when it ended with
+    status 0 while its process group was live (it never said it left cleanly)."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the rank
+        os.close(read_end)
+        os.set_inheritable(write_end, True)
+        os.environ[EXIT_FD_VAR] = str(write_end)
+        _die_with_parent()
+        os.execv(command[0], command)
+    os.close(write_end)
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, lambda signum, frame: os.kill(pid, signum))
+    _, status = os.waitpid(pid, 0)
+    os.set_blocking(read_end, False)
+    heard = b""
+    try:
+        while chunk := os.read(read_end, 4096):
+            heard += chunk
+    except BlockingIOError:  # the rank's own children still hold the pipe open
+        pass
+    if os.WIFSIGNALED(status):
+        signum = os.WTERMSIG(status)
+        if signum not in (signal.SIGKILL, signal.SIGSTOP):  # those have no handler
+            signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)  # end the way the rank ended, for mpiexec's report
+        return 128 + signum
+    code = os.WEXITSTATUS(status)
+    if code == 0 and heard.endswith(b"live\n"):
+        print(
+            f"[rank {rank}/{world_size} {socket.gethostname()}] rank {rank} ended (exit code 0) "
+            "while its process group was live, without leaving it (os._exit, or a crash "
+            "outside Python); failing the job",
+            file=sys.stderr,
+            flush=True,
+        )
+        return 1
+    return code
+
+
+def _die_with_parent() -> None:
+    """Have the kernel kill this process when the watcher dies (mpiexec kills watchers)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux
+        pass
 
 
 if __name__ == "__main__":

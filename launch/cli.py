@@ -7,6 +7,7 @@ Usage::
     ember-launch --hostfile hosts -m pkg.train   # a module, hosts from a file
     ember-launch -n 2 --dry-run train.py         # print the mpiexec command line only
     ember-launch -n 8 --restarts 3 train.py      # relaunch the job after a failure, 3 times
+    ember-launch -H a:2,b:2 --iface eth1 train.py  # keep the job's traffic on eth1
 
 Each rank runs ``python launch/_rank.py train.py ...``: a standard-library bootstrap that
 binds the rank to one GPU by its local rank (``CUDA_VISIBLE_DEVICES``), divides the host's
@@ -21,7 +22,9 @@ and SIGTERM to it.
 
 ``--restarts K`` relaunches the whole job after a failure, up to K times; each attempt sees
 ``EMBER_RESTART_COUNT`` (0, 1, ...) and resumes from its latest checkpoint (see
-launch/supervise.py), and a summary at the end shows why each failed attempt failed.
+launch/supervise.py), and a summary at the end shows why each failed attempt failed. With
+``--min-hosts M`` each restart first asks every host again and leaves out those that do
+not answer, restarting with a smaller world as long as M hosts remain.
 With any remote host in -H/--hostfile, a pre-flight first checks that every remote host
 answers and runs the same Python and ember versions (launch/preflight.py; ``--no-preflight``
 skips it).
@@ -100,6 +103,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--mpi-args", default="", help="extra arguments for mpiexec, one string")
     p.add_argument(
+        "--iface",
+        metavar="IFNAME",
+        help="the network interface between hosts (like NCCL_SOCKET_IFNAME): Hydra's -iface "
+        "and UCX_NET_DEVICES / FI_TCP_IFACE for MPICH; btl/oob_tcp_if_include for Open MPI",
+    )
+    p.add_argument(
         "--tag-output", action="store_true", help="prefix each output line with its rank"
     )
     p.add_argument("--dry-run", action="store_true", help="print the mpiexec command and exit")
@@ -110,6 +119,15 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="K",
         help="relaunch the whole job after a failure, up to K times (default 0); each "
         f"attempt gets {RESTART_VAR}=0, 1, ... and should resume from its latest checkpoint",
+    )
+    p.add_argument(
+        "--min-hosts",
+        type=int,
+        default=None,
+        metavar="M",
+        help="with --restarts and -H/--hostfile: before each restart ask every host again "
+        "(the pre-flight) and restart on those that answer, with a smaller world, as long as "
+        "at least M do",
     )
     p.add_argument(
         "--no-preflight",
@@ -143,6 +161,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"--nproc-per-node must be at least 1, got {args.nproc_per_node}")
     if args.restarts < 0:
         parser.error(f"--restarts must be at least 0, got {args.restarts}")
+    if args.min_hosts is not None and (args.min_hosts < 1 or not (args.hosts or args.hostfile)):
+        parser.error("--min-hosts needs -H/--hostfile and must be at least 1")
     return args
 
 
@@ -292,6 +312,7 @@ def build_command(args: argparse.Namespace, flavour: str, environ=None) -> list[
             cmd += ["--map-by", "slot"]  # fill each host's slots in order
     if args.tag_output:
         cmd += ["-prepend-rank"] if flavour == HYDRA else ["--tag-output"]
+    cmd += iface_args(flavour, args.iface, env)
     for name, value in forwarded_env(args.env, env) + torchrun_pairs(args, hosts, counts, env):
         cmd += ["-genv", name, value] if flavour == HYDRA else ["-x", f"{name}={value}"]
     cmd += shlex.split(args.mpi_args)
@@ -311,6 +332,23 @@ def torchrun_pairs(args, hosts, counts: list[int], environ) -> list[tuple[str, s
     ]
 
 
+def iface_args(flavour: str, iface: str | None, environ=None) -> list[str]:
+    """mpiexec arguments that keep the job's traffic on network interface `iface`: the
+    launcher's own connections and the ranks' (UCX, libfabric's tcp provider, Open MPI's
+    TCP transports), except where the user already set the variable."""
+    if not iface:
+        return []
+    env = os.environ if environ is None else environ
+    if flavour == HYDRA:
+        out = ["-iface", iface]
+        for var in ("UCX_NET_DEVICES", "FI_TCP_IFACE"):
+            if var not in env:
+                out += ["-genv", var, iface]
+        return out
+    out = ["--mca", "btl_tcp_if_include", iface, "--mca", "oob_tcp_if_include", iface]
+    return out + ([] if "UCX_NET_DEVICES" in env else ["-x", f"UCX_NET_DEVICES={iface}"])
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     environ = dict(os.environ)
@@ -327,14 +365,57 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if remote and not args.no_preflight and not _preflight_passes(args, flavour, remote):
             return 2
-        return supervise(lambda env: build_command(args, flavour, env), environ, args.restarts)
+        return supervise(lambda env: _attempt(args, flavour, env), environ, args.restarts)
     except OSError as err:  # mpiexec vanished or is not executable
         print(f"ember-launch: error: {err}", file=sys.stderr)
         return 2
+    except _TooFewHosts as err:
+        print(f"ember-launch: error: {err}", file=sys.stderr)
+        return 1
+
+
+class _TooFewHosts(RuntimeError):
+    pass
+
+
+def _attempt(args: argparse.Namespace, flavour: str, env: dict) -> list[str]:
+    """The command line of one attempt; a restart with --min-hosts first drops the hosts
+    that no longer answer (the world shrinks with them)."""
+    if args.min_hosts is not None and env.get(RESTART_VAR, "0") != "0":
+        hosts = job_hosts(args)
+        names = [h for h, _ in hosts if not _is_local(h)]
+        replies = preflight.probe_hosts(
+            names, flavour, args.mpiexec, _preflight_args(args, flavour)
+        )
+        expected = preflight.local_versions()
+        lost = {h: preflight.problems(h, replies.get(h, "no reply"), expected) for h in names}
+        lost = {h: why for h, why in lost.items() if why is not None}
+        kept = [(h, slots) for h, slots in hosts if h not in lost]
+        for why in lost.values():
+            print(why, file=sys.stderr)
+        if len(kept) < args.min_hosts:
+            raise _TooFewHosts(
+                f"only {len(kept)} of {len(hosts)} hosts answer, fewer than --min-hosts "
+                f"{args.min_hosts}; not restarting"
+            )
+        if lost:
+            print(
+                f"ember-launch: restarting without {', '.join(lost)} on "
+                f"{', '.join(h for h, _ in kept)}",
+                file=sys.stderr,
+                flush=True,
+            )
+        args.hosts = ",".join(h if slots is None else f"{h}:{slots}" for h, slots in kept)
+        args.hostfile = None
+    return build_command(args, flavour, env)
+
+
+def _preflight_args(args: argparse.Namespace, flavour: str) -> str:
+    return shlex.join([*iface_args(flavour, args.iface), *shlex.split(args.mpi_args)])
 
 
 def _preflight_passes(args: argparse.Namespace, flavour: str, remote: list[str]) -> bool:
-    failures = preflight.check_hosts(remote, flavour, args.mpiexec, args.mpi_args)
+    failures = preflight.check_hosts(remote, flavour, args.mpiexec, _preflight_args(args, flavour))
     for line in failures:
         print(line, file=sys.stderr)
     if failures:

@@ -108,6 +108,9 @@ class Backend:
 _SPIN_S = 2.0
 _YIELD_AFTER_S = 1e-3
 _MAX_SLEEP_S = 1e-2
+# A wait this long starts looking at the other ranks (the progress board); before that the
+# loop only tests, as MPI advances transfers only inside such calls.
+_LOOK_AROUND_S = 0.05
 
 
 class Work:
@@ -125,18 +128,32 @@ class Work:
         >>> work.wait()
     """
 
-    __slots__ = ("_requests", "_finish", "_outputs", "_done", "_stall", "op", "seq", "_entry")
+    __slots__ = (
+        "_requests",
+        "_finish",
+        "_outputs",
+        "_done",
+        "_stall",
+        "op",
+        "seq",
+        "_entry",
+        "_group",
+    )
 
     def __init__(self, requests, outputs, finish=None, stall=None, op="", seq=0, entry=None):
         self._requests = list(requests)
         self._outputs = outputs
         self._finish = finish
-        self._stall = stall  # (timeout_s, callback(waited)) from the process group
+        # (timeout_s, on_stall(op, seq, waited)[, on_wait(waited)]) from the process group
+        self._stall = stall
         self._done = False
         self.op, self.seq = op, seq
         self._entry = entry  # the flight recorder's entry: its end time is set when done
+        self._group = None  # the process group that has yet to start it
 
     def _poll(self) -> bool:
+        if self._group is not None and not self._group._start_through(self):
+            return False
         reqs = self._requests
         while reqs:
             if not reqs[0].test():
@@ -158,7 +175,9 @@ class Work:
             return True
         if hasattr(timeout, "total_seconds"):
             timeout = timeout.total_seconds()
-        group_timeout, on_stall = self._stall if self._stall is not None else (None, None)
+        stall = self._stall or (None, None)
+        group_timeout, on_stall = stall[:2]
+        on_wait = stall[2] if len(stall) > 2 else None
         start = time.perf_counter()
         sleep = 0.0
         while not self._poll():
@@ -169,6 +188,8 @@ class Work:
                 )
             if group_timeout is not None and waited > group_timeout:
                 on_stall(self.op, self.seq, waited)
+            if on_wait is not None and waited > _LOOK_AROUND_S:
+                on_wait(waited)  # a mismatch found elsewhere ends this wait
             if waited > _SPIN_S:
                 sleep = min(_MAX_SLEEP_S, max(2 * sleep, 1e-4))
                 time.sleep(sleep)

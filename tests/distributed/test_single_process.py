@@ -25,7 +25,8 @@ from ember.distributed import comm_hooks
 from ember.distributed.backends.base import Request, Work
 from ember.distributed.backends.nccl import dtype_code, op_code
 from ember.distributed.bucketing import compute_bucket_assignment_by_size
-from ember.distributed.process_group import ProcessGroup, describe_mismatch
+from ember.distributed.detail import describe_mismatch
+from ember.distributed.process_group import ProcessGroup
 from ember.nn.parallel import DistributedDataParallel as DDP
 
 ReduceOp = dist.ReduceOp

@@ -264,3 +264,45 @@ def test_usage_errors(argv, message, capsys):
         cli.parse_args(argv)
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_iface_hydra_and_openmpi():
+    assert cli.iface_args("hydra", "eth1", {}) == [
+        "-iface",
+        "eth1",
+        "-genv",
+        "UCX_NET_DEVICES",
+        "eth1",
+        "-genv",
+        "FI_TCP_IFACE",
+        "eth1",
+    ]
+    # a variable the user set wins
+    assert cli.iface_args("hydra", "eth1", {"UCX_NET_DEVICES": "mlx5_0:1"}) == [
+        "-iface",
+        "eth1",
+        "-genv",
+        "FI_TCP_IFACE",
+        "eth1",
+    ]
+    assert cli.iface_args("openmpi", "eth1", {}) == [
+        "--mca",
+        "btl_tcp_if_include",
+        "eth1",
+        "--mca",
+        "oob_tcp_if_include",
+        "eth1",
+        "-x",
+        "UCX_NET_DEVICES=eth1",
+    ]
+    assert cli.iface_args("hydra", None, {}) == []
+    args = cli.parse_args(["-H", "a:2,b:2", "--iface", "ib0", "train.py"])
+    cmd = cli.build_command(args, "hydra", {})
+    assert cmd[cmd.index("-iface") + 1] == "ib0"
+
+
+def test_min_hosts_needs_hosts(capsys):
+    with pytest.raises(SystemExit):
+        cli.parse_args(["--restarts", "1", "--min-hosts", "1", "train.py"])
+    assert "--min-hosts needs -H/--hostfile" in capsys.readouterr().err
+    assert cli.parse_args(["-H", "a,b", "--min-hosts", "1", "x.py"]).min_hosts == 1

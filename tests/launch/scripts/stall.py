@@ -1,5 +1,5 @@
 """Rank `stall.py RANK` stops before collective #3 (sleeps); the others wait for it with a
-timeout, ask the ProgressBoard who is missing and abort via faults.abort_on_stall."""
+timeout, ask the progress board who is missing and abort via faults.abort_on_stall."""
 
 import sys
 import time
@@ -8,11 +8,12 @@ import numpy as np
 from mpi4py import MPI
 
 from ember.distributed import faults
+from ember.distributed.board import ProgressBoard
 
 stalled = int(sys.argv[1])
 comm = MPI.COMM_WORLD
 faults.install(comm)
-board = faults.ProgressBoard(comm)
+board = ProgressBoard(comm)
 for seq in range(1, 6):
     if comm.Get_rank() == stalled and seq == 3:
         time.sleep(120)
