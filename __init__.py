@@ -214,6 +214,7 @@ def _load() -> None:
         return
     _state["loading"] = True
     try:
+        _importlib.import_module("ember.core.allocator").tune()
         names = globals()
         for name, path in _SUBMODULES.items():
             names[name] = _importlib.import_module(path)

@@ -83,7 +83,7 @@ def test_assigning_data_swaps_storage_and_keeps_identity(lib):
     layer.weight.data = lib.zeros(5, 3)
     assert layer.weight is weight and tuple(layer.weight.shape) == (5, 3)
     assert isinstance(layer.weight, (ember.nn if lib is ember else torch.nn).Parameter)
-    assert layer.weight.requires_grad and float(layer.weight.sum()) == 0.0
+    assert layer.weight.requires_grad and float(layer.weight.detach().sum()) == 0.0
     with pytest.raises(TypeError):
         layer.weight.data = np.zeros((5, 3))
 
@@ -248,3 +248,13 @@ def test_unseeded_runs_differ_and_manual_seed_repeats():
     code = "import ember; ember.manual_seed(3); print(ember.rand(4).tolist(), ember.initial_seed())"
     seeded = {_run(code).stdout for _ in range(2)}
     assert len(seeded) == 1 and seeded.pop().strip().endswith(" 3")
+
+
+def test_malloc_tuning_is_applied_once_and_can_be_turned_off():
+    from ember.core import allocator
+
+    if allocator.platform.libc_ver()[0] != "glibc":
+        pytest.skip("glibc's malloc only")
+    assert allocator.tune({}) is True
+    assert allocator.tune({"EMBER_MALLOC_TUNING": "0"}) is False
+    assert allocator.tune({"MALLOC_MMAP_THRESHOLD_": "65536"}) is False
