@@ -8,6 +8,8 @@ import time
 
 import pytest
 
+from ember.distributed import faults
+
 SCRIPTS = pathlib.Path(__file__).parent / "scripts"
 DDP = str(SCRIPTS / "ddp_hosts.py")
 pytestmark = pytest.mark.multihost
@@ -109,7 +111,11 @@ def test_a_link_down_mid_all_reduce_ends_the_job_naming_the_host(cluster, tmp_pa
         down = time.monotonic()
         _, err = job.communicate(timeout=60)
         assert time.monotonic() - down < timeout + 5
-        while ranks_running(cluster, b) and time.monotonic() - down < timeout + 5:
+        # the cut-off host's ranks cannot hear the launcher: they end themselves when their
+        # own stall report gives up (the timeout, the 2 s probe, then a 3 s bounded abort or
+        # the SIGALRM backstop), which can land just after the job is already down
+        backstop = timeout + faults.STALL_PROBE_S + 3 + 5
+        while ranks_running(cluster, b) and time.monotonic() - down < backstop:
             time.sleep(0.2)
         assert ranks_running(cluster, a) == ranks_running(cluster, b) == []
     finally:
