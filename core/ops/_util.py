@@ -27,7 +27,7 @@ def array_matmul(a, b, out=None):
 
 def sum_to(grad, shape):
     """Undo broadcasting: sum ``grad`` down to ``shape``."""
-    if grad.shape == tuple(shape):
+    if grad.shape == shape or grad.shape == tuple(shape):
         return grad
     lead = grad.ndim - len(shape)
     axes = tuple(range(lead)) + tuple(

@@ -64,7 +64,7 @@ class Add(Function):
 
     @staticmethod
     def forward(ctx, a, b, alpha=1):
-        ctx.shapes = (np.shape(a), np.shape(b))
+        ctx.shapes = (a.shape, getattr(b, "shape", ()))
         ctx.alpha = alpha
         return a + b if alpha == 1 else a + alpha * b
 
@@ -83,7 +83,7 @@ class Sub(Function):
 
     @staticmethod
     def forward(ctx, a, b, alpha=1):
-        ctx.shapes = (np.shape(a), np.shape(b))
+        ctx.shapes = (a.shape, getattr(b, "shape", ()))
         ctx.alpha = alpha
         return a - b if alpha == 1 else a - alpha * b
 
@@ -99,6 +99,12 @@ class Sub(Function):
         return ga, gb
 
 
+def _shape(x) -> tuple:
+    """The shape of an array or tensor operand; () for a Python number (cheaper than
+    np.shape on the per-op path)."""
+    return getattr(x, "shape", ())
+
+
 class Mul(Function):
     differentiable_backward = True
 
@@ -110,8 +116,8 @@ class Mul(Function):
     @staticmethod
     def backward(ctx, grad):
         a, b = ctx.saved_tensors
-        ga = sum_to(grad * b, np.shape(a)) if ctx.needs_input_grad[0] else None
-        gb = sum_to(grad * a, np.shape(b)) if ctx.needs_input_grad[1] else None
+        ga = sum_to(grad * b, _shape(a)) if ctx.needs_input_grad[0] else None
+        gb = sum_to(grad * a, _shape(b)) if ctx.needs_input_grad[1] else None
         return ga, gb
 
 
@@ -126,8 +132,8 @@ class Div(Function):
     @staticmethod
     def backward(ctx, grad):
         a, b = ctx.saved_tensors
-        ga = sum_to(grad / b, np.shape(a)) if ctx.needs_input_grad[0] else None
-        gb = sum_to(-grad * a / (b * b), np.shape(b)) if ctx.needs_input_grad[1] else None
+        ga = sum_to(grad / b, _shape(a)) if ctx.needs_input_grad[0] else None
+        gb = sum_to(-grad * a / (b * b), _shape(b)) if ctx.needs_input_grad[1] else None
         return ga, gb
 
 
@@ -205,7 +211,7 @@ def _minmax_backward(ctx, grad, a, b, a_wins):
 
 
 def _broadcast_error(a, b) -> RuntimeError:
-    sa, sb = np.shape(getattr(a, "data", a)), np.shape(getattr(b, "data", b))
+    sa, sb = tuple(np.shape(a)), tuple(np.shape(b))
     for i in range(1, min(len(sa), len(sb)) + 1):
         if sa[-i] != sb[-i] and 1 not in (sa[-i], sb[-i]):
             return RuntimeError(
@@ -227,14 +233,18 @@ def _apply_binary(cls, a, b, **params):
 def add(input, other, *, alpha=1):
     a, b = _operands("add", input, other)
     if not isinstance(a, Tensor):
-        return Add.apply(b, a, alpha=1) if alpha == 1 else Add.apply(b * alpha, a)
+        return Add.apply(b, a) if alpha == 1 else Add.apply(b * alpha, a)
+    if alpha == 1:  # no keyword dict on the common path
+        return _apply_binary(Add, a, b)
     return _apply_binary(Add, a, b, alpha=alpha)
 
 
 def sub(input, other, *, alpha=1):
     a, b = _operands("sub", input, other)
     if not isinstance(a, Tensor):
-        return Sub.apply(as_tensor_like(a, b), b, alpha=alpha)
+        a = as_tensor_like(a, b)
+    if alpha == 1:  # no keyword dict on the common path
+        return _apply_binary(Sub, a, b)
     return _apply_binary(Sub, a, b, alpha=alpha)
 
 
