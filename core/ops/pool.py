@@ -253,25 +253,30 @@ def _avg_pool_grad(grad, x_shape, x4_shape, win, divisor):
     return win.crop(gx).reshape(x_shape)
 
 
-def _avg_divisor(win, count_include_pad, divisor_override):
-    """Scalar or (Ho, Wo) divisor, as PyTorch computes it (windows clipped to the
-    padded input; without ``count_include_pad`` to the input itself)."""
-    if divisor_override:
-        return divisor_override
+def window_counts(sizes, kernel, stride, padding, out, count_include_pad) -> list:
+    """Per axis, how many elements each pooling window covers, as PyTorch counts them:
+    windows clipped to the padded input; without ``count_include_pad`` to the input itself."""
     counts = []
-    for size, k, s, p, o in zip(win.hw, win.kernel, win.stride, win.padding, win.out):
+    for size, k, s, p, o in zip(sizes, kernel, stride, padding, out):
         start = np.arange(o) * s - p
         end = np.minimum(start + k, size + p)
         if not count_include_pad:
             start, end = np.maximum(start, 0), np.minimum(end, size)
         counts.append(end - start)
-    div = counts[0][:, None] * counts[1][None, :]
+    return counts
+
+
+def _avg_divisor(win, count_include_pad, divisor_override):
+    """Scalar or (Ho, Wo) divisor, as PyTorch computes it (see ``window_counts``)."""
+    if divisor_override:
+        return divisor_override
+    rows, cols = window_counts(
+        win.hw, win.kernel, win.stride, win.padding, win.out, count_include_pad
+    )
+    div = rows[:, None] * cols[None, :]
     if np.all(div == div.flat[0]):
         return int(div.flat[0])
     return div.astype(np.float64)
-
-
-# -- adaptive average pooling --------------------------------------------------------------------
 
 
 # -- adaptive max pooling -----------------------------------------------------------------------

@@ -19,7 +19,7 @@ from ._util import xp_of
 from .conv_nd import ConvNd, ConvParams
 from .interpolate import AxisMaps, _adaptive_matrix
 from .plane_index import PlaneGather, PlaneScatter
-from .pool import _adaptive_index, _adaptive_size, _pool_out, _tuple
+from .pool import _adaptive_index, _adaptive_size, _pool_out, _tuple, window_counts
 
 
 def _batched(op, input, spatial):
@@ -120,17 +120,6 @@ def max_pool3d(
     return (out, index_t) if return_indices else out
 
 
-def _window_counts(geo, count_include_pad):
-    counts = []
-    for size, k, s, p, o in zip(geo.sizes, geo.kernel, geo.stride, geo.padding, geo.out):
-        start = np.arange(o) * s - p
-        end = np.minimum(start + k, size + p)
-        if not count_include_pad:
-            start, end = np.maximum(start, 0), np.minimum(end, size)
-        counts.append(end - start)
-    return math.prod(np.ix_(*counts))
-
-
 def avg_pool3d(
     input,
     kernel_size,
@@ -175,7 +164,13 @@ def avg_pool3d(
     if divisor_override:
         out = summed / divisor_override
     else:
-        counts = _window_counts(geo, count_include_pad)
+        counts = math.prod(
+            np.ix_(
+                *window_counts(
+                    geo.sizes, geo.kernel, geo.stride, geo.padding, geo.out, count_include_pad
+                )
+            )
+        )
         out = summed / Tensor._make(
             xp_of(x._array).asarray(counts, dtype=x._array.dtype), False, None, 0
         )
