@@ -80,11 +80,28 @@ def silu_backward(x, grad):
 # Storage type T (half, bfloat16, float, double); arithmetic in A = ember_acc<T>::type
 # (float for the 16-bit types and float, double for double).
 
-_ROW_SOURCE = r"""
+# Storage types and their loads/stores in the arithmetic type; multi_tensor.py's kernels
+# start from it too.
+STORAGE_TYPES = r"""
 #include <cuda_fp16.h>
 #include <cuda_bf16.h>
 template <typename T> struct ember_acc { typedef float type; };
 template <> struct ember_acc<double> { typedef double type; };
+template <typename T> __device__ inline typename ember_acc<T>::type ember_ld(const T& v) {
+    return static_cast<typename ember_acc<T>::type>(v);
+}
+template <typename T, typename A> __device__ inline T ember_st(A v) { return T(v); }
+template <> __device__ inline __half ember_st<__half, float>(float v) {
+    return __float2half_rn(v);
+}
+template <> __device__ inline __nv_bfloat16 ember_st<__nv_bfloat16, float>(float v) {
+    return __float2bfloat16_rn(v);
+}
+"""
+
+_ROW_SOURCE = (
+    STORAGE_TYPES
+    + r"""
 
 __device__ inline float ember_neg_inf(float) { return -__int_as_float(0x7f800000); }
 __device__ inline double ember_neg_inf(double) {
@@ -96,16 +113,6 @@ __device__ inline float ember_log(float v) { return logf(v); }
 __device__ inline double ember_log(double v) { return log(v); }
 __device__ inline float ember_rsqrt(float v) { return rsqrtf(v); }
 __device__ inline double ember_rsqrt(double v) { return rsqrt(v); }
-template <typename T> __device__ inline typename ember_acc<T>::type ember_ld(const T& v) {
-    return static_cast<typename ember_acc<T>::type>(v);
-}
-template <typename T, typename A> __device__ inline T ember_st(A v) { return T(v); }
-template <> __device__ inline __half ember_st<__half, float>(float v) {
-    return __float2half_rn(v);
-}
-template <> __device__ inline __nv_bfloat16 ember_st<__nv_bfloat16, float>(float v) {
-    return __float2bfloat16_rn(v);
-}
 
 // Reduce v over the block (blockDim.x a multiple of 32, at most 1024): warp shuffles,
 // then one warp over the per-warp results. Every thread gets the result.
@@ -275,6 +282,7 @@ __global__ void ember_xent_bwd(const T* x, const long long* target,
     }
 }
 """
+)
 
 _C_TYPES = {
     "float16": "__half",

@@ -15,22 +15,11 @@ import functools
 import numpy as np
 
 from .backend import _cupy
+from .kernels import STORAGE_TYPES
 
-_SOURCE = r"""
-#include <cuda_fp16.h>
-#include <cuda_bf16.h>
-template <typename T> struct ember_acc { typedef float type; };
-template <> struct ember_acc<double> { typedef double type; };
-template <typename T> __device__ inline typename ember_acc<T>::type ember_ld(const T& v) {
-    return static_cast<typename ember_acc<T>::type>(v);
-}
-template <typename T, typename A> __device__ inline T ember_st(A v) { return T(v); }
-template <> __device__ inline __half ember_st<__half, float>(float v) {
-    return __float2half_rn(v);
-}
-template <> __device__ inline __nv_bfloat16 ember_st<__nv_bfloat16, float>(float v) {
-    return __float2bfloat16_rn(v);
-}
+_SOURCE = (
+    STORAGE_TYPES
+    + r"""
 
 // (tensor, offset within it) of flat index i; starts has ntensors + 1 entries.
 __device__ inline void ember_locate(const long long* starts, int ntensors, long long i,
@@ -138,6 +127,7 @@ __global__ void ember_pack(const long long* arrays, const long long* starts, int
     }
 }
 """
+)
 
 _C_TYPES = {
     "float16": "__half",
