@@ -149,23 +149,25 @@ class _AliasFinder:
     import under ``ember.`` but ``ember.launch`` loads the public surface first, so the
     cross-package attributes (``ember.nn.parallel``) are always there."""
 
-    ALIASES = {  # longest first: a path takes the first alias it starts with
-        "ember.utils.data.distributed": "ember.distributed.sampler",
-        "ember.nn.parallel": "ember.distributed.parallel",
-        "ember.multiprocessing": "ember.core.multiprocessing",
-        "ember.models": "ember.core.models",
-        "ember.accelerator": "ember.core.accelerator",
-        "ember.cuda.amp": "ember.core.cuda_amp",
-        "ember.linalg": "ember.core.linalg",
-        "ember.autograd": "ember.core.autograd_api",
-        "ember.backends": "ember.core.backends",
-        "ember.onnx": "ember.core.onnx",
-        "ember.optim": "ember.core.optim",
-        "ember.utils": "ember.core.utils",
-        "ember.cuda": "ember.core.cuda",
-        "ember.amp": "ember.core.amp",
-        "ember.nn": "ember.core.nn",
-    }
+    # every submodule's torch-style path, and the deeper paths torch has; longest first,
+    # since a path takes the first alias it starts with
+    ALIASES = dict(
+        sorted(
+            {
+                **{
+                    **{
+                        f"ember.{name}": real
+                        for name, real in (_SUBMODULES | _LEAF_SUBMODULES).items()
+                        if real != f"ember.{name}"  # ember.distributed is a real package
+                    },
+                },
+                "ember.utils.data.distributed": "ember.distributed.sampler",
+                "ember.nn.parallel": "ember.distributed.parallel",
+                "ember.cuda.amp": "ember.core.cuda_amp",
+            }.items(),
+            key=lambda item: -len(item[0]),
+        )
+    )
 
     def find_spec(self, name, path=None, target=None):
         if not name.startswith("ember.") or name.startswith("ember.launch"):

@@ -76,7 +76,9 @@ def test_user_class_needs_the_allowlist_and_the_error_says_how(tmp_path):
 
 
 def test_add_safe_globals_and_torch_module_paths(tmp_path):
-    ember.serialization.add_safe_globals([Net, ember.nn.modules.dropout.Dropout])
+    from ember.serialization import add_safe_globals  # torch.serialization's import path
+
+    add_safe_globals([Net, ember.nn.modules.dropout.Dropout])
     assert ember.nn.modules.linear.Linear is nn.Linear
     import ember.nn.modules.batchnorm as batchnorm
 
