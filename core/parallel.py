@@ -1,0 +1,90 @@
+"""ember's CPU threads: large NumPy work split into row chunks that run side by side.
+
+NumPy releases the GIL inside its loops over large arrays, so chunks of one computation,
+each a few plain NumPy calls on a slice, run truly in parallel on a small thread pool.
+This keeps every kernel written once in NumPy (its single-chunk run is the reference
+path), needs no compiler and no compile time, and shares one thread count with the BLAS
+(``ember.set_num_threads``), so GEMMs and elementwise work never oversubscribe the cores.
+
+Measured on a 2-core machine (2026-12-06): handing chunks to the pool and collecting them
+costs ~50 µs, so work is split only when each chunk gets at least ``MIN_CHUNK_ELEMENTS``
+elements (~100 µs of elementwise work); below that, the caller's thread runs it alone.
+Exact GELU on 2M float32 elements: 6.0 ms on one thread, 3.7 ms on two.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+from .threads import get_num_threads
+
+MIN_CHUNK_ELEMENTS = 1 << 16
+
+_lock = threading.Lock()
+_pool: ThreadPoolExecutor | None = None
+_pool_size = 0
+
+
+def _workers(count: int) -> ThreadPoolExecutor:
+    global _pool, _pool_size
+    with _lock:
+        if _pool is None or _pool_size != count:
+            if _pool is not None:
+                _pool.shutdown(wait=False)
+            _pool = ThreadPoolExecutor(max_workers=count, thread_name_prefix="ember-cpu")
+            _pool_size = count
+        return _pool
+
+
+def _forget_pool_after_fork() -> None:
+    # A forked child (DataLoader workers, multiprocessing) inherits no threads: start afresh.
+    global _pool, _pool_size
+    _pool, _pool_size = None, 0
+
+
+os.register_at_fork(after_in_child=_forget_pool_after_fork)
+
+
+def chunk_bounds(rows: int, row_elements: int, threads: int | None = None) -> list[tuple[int, int]]:
+    """Split ``range(rows)`` into at most ``threads`` contiguous ``(start, stop)`` pieces,
+    each holding at least ``MIN_CHUNK_ELEMENTS`` elements (one piece when the work is small)."""
+    threads = get_num_threads() if threads is None else threads
+    by_size = (rows * max(row_elements, 1)) // MIN_CHUNK_ELEMENTS
+    count = max(1, min(threads, rows, by_size))
+    step, extra = divmod(rows, count)
+    bounds, start = [], 0
+    for i in range(count):
+        stop = start + step + (i < extra)
+        bounds.append((start, stop))
+        start = stop
+    return bounds
+
+
+def parallel_for(body: Callable[[int, int], object], rows: int, row_elements: int = 1) -> None:
+    """Run ``body(start, stop)`` over ``range(rows)`` in row chunks on ember's CPU threads.
+
+    ``body`` must write only its own rows of preallocated outputs. The calling thread runs
+    the first chunk itself; the first exception raised by any chunk is re-raised here after
+    every chunk has finished, so no chunk is still writing when the caller continues.
+    """
+    bounds = chunk_bounds(rows, row_elements)
+    if len(bounds) == 1:
+        body(0, rows)
+        return
+    pool = _workers(len(bounds) - 1)
+    futures = [pool.submit(body, start, stop) for start, stop in bounds[1:]]
+    error = None
+    try:
+        body(*bounds[0])
+    except BaseException as exc:  # wait for the others before raising: they write our outputs
+        error = exc
+    for future in futures:
+        try:
+            future.result()
+        except BaseException as exc:
+            error = error or exc
+    if error is not None:
+        raise error
