@@ -67,15 +67,19 @@ _EXPORTS = {
     "ember.core.ops.activation": """
         relu
     """,
+    "ember.core.ops.arithmetic": """
+        abs add div floor_divide fmod maximum minimum mul neg pow remainder sub
+    """,
     "ember.core.ops.bitwise": """
         bitwise_and bitwise_left_shift bitwise_not bitwise_or bitwise_right_shift
         bitwise_xor
     """,
+    "ember.core.ops.comparison": """
+        allclose eq equal ge gt isclose isfinite isinf isnan le logical_and logical_not
+        logical_or logical_xor lt ne
+    """,
     "ember.core.ops.elementwise": """
-        abs add allclose ceil clamp clone cos div eq equal exp expm1 floor floor_divide
-        fmod ge gt isclose isfinite isinf isnan le log log1p logical_and logical_not
-        logical_or logical_xor lt masked_fill maximum minimum mul ne neg pow reciprocal
-        remainder round rsqrt sigmoid sin sqrt sub tanh trunc where
+        clamp clone masked_fill where
     """,
     "ember.core.ops.indexing": """
         argwhere index_put masked_scatter masked_select nonzero select take
@@ -110,8 +114,9 @@ _EXPORTS = {
     """,
     "ember.core.ops.unary_math": """
         acos acosh arccos arccosh arcsin arcsinh arctan arctan2 arctanh asin asinh atan
-        atan2 atanh copysign cosh erf erfc erfinv exp2 lerp log10 log2 logaddexp
-        logaddexp2 sign sinh tan
+        atan2 atanh ceil copysign cos cosh erf erfc erfinv exp exp2 expm1 floor lerp log
+        log10 log1p log2 logaddexp logaddexp2 reciprocal round rsqrt sigmoid sign sin
+        sinh sqrt tan tanh trunc
     """,
     "ember.core.random": """
         Generator get_rng_state initial_seed manual_seed seed set_rng_state

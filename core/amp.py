@@ -1,10 +1,14 @@
 """Mixed precision: ``autocast`` and ``GradScaler`` (``ember.amp``), PyTorch's semantics.
 
-Inside ``autocast`` each op's public wrapper calls ``cast_for(op_name, *tensors)``, which
+Inside ``autocast`` each op's public form calls ``cast_for(op_name, *tensors)``, which
 casts its floating inputs by the op's entry in PyTorch's autocast op lists for the
 tensors' device: GEMM-shaped ops (matmul, linear, conv, attention) to the low-precision
 dtype, precision-sensitive ones (softmax, losses, norms, exp/log/pow, reductions on CUDA)
-to float32. Outside any region the ops pay one truthiness test of ``_state``.
+to float32, and the "promote" ops (cat, stack, dot, atan2, ...) to the widest floating
+dtype among their inputs. An op declares its entry (``autocast`` on its Function, see
+``ops/declare.py``), which lands in the table through ``declare_policy``; the lists below
+hold the ops not declared that way yet. Outside any region the ops pay one truthiness
+test of ``_state``.
 """
 
 from __future__ import annotations
@@ -19,23 +23,20 @@ from .autograd import no_grad
 from .backend import array_module_for, device_context, device_of, get_array_module
 from .tensor import Tensor
 
-# PyTorch's autocast op lists (aten/src/ATen/autocast_mode.cpp), for the ops ember wires.
+# PyTorch's autocast op lists (aten/src/ATen/autocast_mode.cpp), for the ember ops that do
+# not declare their policy on their Function yet.
 _LOWER_BOTH = (
-    "matmul mm bmm addmm baddbmm linear einsum scaled_dot_product_attention "
-    "conv1d conv2d conv_transpose1d conv_transpose2d"
+    "scaled_dot_product_attention conv1d conv2d conv_transpose1d conv_transpose2d"
 ).split()
 _FP32_BOTH = (
-    "cross_entropy nll_loss mse_loss l1_loss smooth_l1_loss huber_loss kl_div prod "
+    "cross_entropy nll_loss mse_loss l1_loss smooth_l1_loss huber_loss kl_div "
     "binary_cross_entropy_with_logits cosine_embedding_loss"
 ).split()
-_FP32_CUDA = (
-    "softmax log_softmax cumsum cumprod layer_norm group_norm rms_norm sum norm logsumexp "
-    "exp expm1 log log1p pow reciprocal rsqrt softplus"
-).split()
-_LOWER, _FP32, _BANNED = "lower", "float32", "banned"
+_FP32_CUDA = ("softmax log_softmax cumsum cumprod layer_norm group_norm rms_norm softplus").split()
+_LOWER, _FP32, _PROMOTE, _BANNED = "lower", "float32", "promote", "banned"
 _POLICY = {
     "cuda": {
-        **dict.fromkeys(_LOWER_BOTH + ["mv"], _LOWER),
+        **dict.fromkeys(_LOWER_BOTH, _LOWER),
         **dict.fromkeys(_FP32_BOTH + _FP32_CUDA, _FP32),
         "binary_cross_entropy": _BANNED,
     },
@@ -44,6 +45,18 @@ _POLICY = {
         **dict.fromkeys(_FP32_BOTH + ["binary_cross_entropy"], _FP32),
     },
 }
+_DECLARED = {"lower": _LOWER, "fp32": _FP32, "promote": _PROMOTE}
+
+
+def declare_policy(device_type: str, op: str, policy: str) -> None:
+    """Put ``op`` on the autocast list ``policy`` (``"lower"``, ``"fp32"`` or
+    ``"promote"``) of ``device_type``: an op's declared ``autocast`` (ops/declare.py)."""
+    if policy not in _DECLARED:
+        raise ValueError(
+            f"autocast policy of {op} must be one of {sorted(_DECLARED)}, got {policy!r}"
+        )
+    _POLICY[device_type][op] = _DECLARED[policy]
+
 
 _state: list = []  # one entry per open autocast region: the ops' cheap "any region?" test
 _dtype_for: dict = {"cuda": None, "cpu": None}  # the active low dtype per device type
@@ -133,15 +146,33 @@ def cast_for(op: str, *tensors):
             "combine the two with binary_cross_entropy_with_logits or BCEWithLogitsLoss, "
             "which are safe to autocast."
         )
-    target = low.np if policy is _LOWER else np.dtype(np.float32)
+    if policy is _PROMOTE:
+        target = _widest_floating(tensors)
+        if target is None:
+            return tensors
+    else:
+        target = low.np if policy is _LOWER else np.dtype(np.float32)
     out = []
     for t in tensors:
         if isinstance(t, Tensor):
             kind = t._array.dtype
-            if kind != target and kind != np.float64 and t.is_floating_point():
+            if (
+                kind != target
+                and (kind != np.float64 or policy is _PROMOTE)
+                and t.is_floating_point()
+            ):
                 t = t.to(dtypes.from_numpy(target))
         out.append(t)
     return tuple(out)
+
+
+def _widest_floating(tensors):
+    """The promoted dtype of the floating tensors among ``tensors`` (None if none)."""
+    widest = None
+    for t in tensors:
+        if isinstance(t, Tensor) and t.is_floating_point():
+            widest = t.dtype if widest is None else dtypes.promote_types(widest, t.dtype)
+    return None if widest is None else widest.np
 
 
 # Set by ember.distributed when a process group with several ranks exists, so that

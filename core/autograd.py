@@ -146,6 +146,10 @@ class Function:
     # Set on ops whose backward is written so that it also runs on Tensors
     # (operators and dispatching helpers only), which makes create_graph work.
     differentiable_backward = False
+    # The op's autocast list and operand promotion, applied by its public form: see
+    # ops/declare.py, which also tells how to declare an op.
+    autocast = None
+    promotes = None
     # Set on ops whose output may alias their input's memory (views).
     is_view = False
     # Instance attributes once set; the class defaults save two stores per op.

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from .. import creation
 from ..ops import activation as act_basic
-from ..ops import elementwise as ew
 from ..ops import nn_activation as act
 from ..ops import nn_composite as composite
+from ..ops import unary_math
 from ..ops.scan import log_softmax, softmax
 from ..tensor import Tensor
 from .module import Module
@@ -94,11 +94,11 @@ class _Stateless(Module):
 class Sigmoid(_Stateless):
     r"""``1 / (1 + exp(-x))``."""
 
-    _fn = staticmethod(ew.sigmoid)
+    _fn = staticmethod(unary_math.sigmoid)
 
 
 class Tanh(_Stateless):
-    _fn = staticmethod(ew.tanh)
+    _fn = staticmethod(unary_math.tanh)
 
 
 class LogSigmoid(_Stateless):

@@ -4,7 +4,6 @@ from ..ops.activation import gelu, softplus
 from ..ops.attention import scaled_dot_product_attention
 from ..ops.conv import conv1d, conv2d, conv_transpose1d, conv_transpose2d
 from ..ops.conv3d import conv3d, conv_transpose3d
-from ..ops.elementwise import sigmoid, tanh
 from ..ops.indexing import one_hot
 from ..ops.interpolate import interpolate, upsample, upsample_bilinear, upsample_nearest
 from ..ops.linalg import linear
@@ -77,5 +76,6 @@ from ..ops.pool3d import (
     max_unpool3d,
 )
 from ..ops.scan import log_softmax, softmax
+from ..ops.unary_math import sigmoid, tanh
 from .attention import multi_head_attention_forward
 from .linear import bilinear

@@ -7,7 +7,17 @@ import math
 
 import numpy as np
 
-from ..ops import activation, elementwise, linalg, nn_activation, reduce, scan, unary_math
+from ..ops import (
+    activation,
+    arithmetic,
+    cast,
+    elementwise,
+    linalg,
+    nn_activation,
+    reduce,
+    scan,
+    unary_math,
+)
 from .graph import OnnxExporterError, register_op
 
 
@@ -19,16 +29,16 @@ def _unary(onnx_op):
 
 
 for _cls, _op in [
-    (elementwise.Neg, "Neg"),
-    (elementwise.Exp, "Exp"),
-    (elementwise.Log, "Log"),
-    (elementwise.Sqrt, "Sqrt"),
-    (elementwise.Abs, "Abs"),
-    (elementwise.Reciprocal, "Reciprocal"),
-    (elementwise.Sin, "Sin"),
-    (elementwise.Cos, "Cos"),
-    (elementwise.Tanh, "Tanh"),
-    (elementwise.Sigmoid, "Sigmoid"),
+    (arithmetic.Neg, "Neg"),
+    (unary_math.Exp, "Exp"),
+    (unary_math.Log, "Log"),
+    (unary_math.Sqrt, "Sqrt"),
+    (arithmetic.Abs, "Abs"),
+    (unary_math.Reciprocal, "Reciprocal"),
+    (unary_math.Sin, "Sin"),
+    (unary_math.Cos, "Cos"),
+    (unary_math.Tanh, "Tanh"),
+    (unary_math.Sigmoid, "Sigmoid"),
     (elementwise.Clone, "Identity"),
     (activation.Relu, "Relu"),
     (nn_activation.Softsign, "Softsign"),
@@ -69,11 +79,11 @@ def _binary(onnx_op):
 
 
 for _cls, _op in [
-    (elementwise.Mul, "Mul"),
-    (elementwise.Div, "Div"),
-    (elementwise.Maximum, "Max"),
-    (elementwise.Minimum, "Min"),
-    (elementwise.Pow, "Pow"),
+    (arithmetic.Mul, "Mul"),
+    (arithmetic.Div, "Div"),
+    (arithmetic.Maximum, "Max"),
+    (arithmetic.Minimum, "Min"),
+    (arithmetic.Pow, "Pow"),
 ]:
     register_op(_cls)(_binary(_op))
 
@@ -85,29 +95,29 @@ def _scaled_b(g, n):
     return b
 
 
-@register_op(elementwise.Add)
+@register_op(arithmetic.Add)
 def _add(g, n):
     return g.op("Add", g.arg(n["a"], n["b"]), _scaled_b(g, n))
 
 
-@register_op(elementwise.Sub)
+@register_op(arithmetic.Sub)
 def _sub(g, n):
     return g.op("Sub", g.arg(n["a"], n["b"]), _scaled_b(g, n))
 
 
-@register_op(elementwise.Expm1)
+@register_op(unary_math.Expm1)
 def _expm1(g, n):
     x = n["x"]
     return g.op("Sub", g.op("Exp", g.name(x)), g.scalar(1, x.dtype))
 
 
-@register_op(elementwise.Log1p)
+@register_op(unary_math.Log1p)
 def _log1p(g, n):
     x = n["x"]
     return g.op("Log", g.op("Add", g.name(x), g.scalar(1, x.dtype)))
 
 
-@register_op(elementwise.Rsqrt)
+@register_op(unary_math.Rsqrt)
 def _rsqrt(g, n):
     return g.op("Reciprocal", g.op("Sqrt", g.name(n["x"])))
 
@@ -127,7 +137,7 @@ def _where(g, n):
     return g.op("Where", g.name(n["cond"]), g.arg(a, like), g.arg(b, like))
 
 
-@register_op(elementwise.ToCopy)
+@register_op(cast.ToCopy)
 def _to_copy(g, n):
     if n["dtype"] is None:
         return g.op("Identity", g.name(n["x"]))

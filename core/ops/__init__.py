@@ -1,9 +1,12 @@
-"""Ops grouped by family; importing this package attaches every Tensor method."""
+"""Ops grouped by concept; importing this package attaches every Tensor method. How to
+declare an op (its policies, functional form and Tensor methods): ``declare.py``."""
 
 from . import (
     activation,
+    arithmetic,
     attention,
     bitwise,
+    comparison,
     conv,
     conv3d,
     conv_nd,

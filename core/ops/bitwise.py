@@ -6,8 +6,9 @@ from __future__ import annotations
 
 from ..autograd import traceable
 from ..tensor import Tensor
-from ._util import attach, xp_of
-from .elementwise import _inplace, _operands
+from ._util import xp_of
+from .cast import operands
+from .declare import declared
 
 
 def _check_integral(name, *values):
@@ -20,12 +21,12 @@ def _check_integral(name, *values):
             )
 
 
-def _bitwise(name, ufunc):
+def _bitwise(name, ufunc, operator):
     def fn(input, other) -> Tensor:
         if not isinstance(input, Tensor) and not isinstance(other, Tensor):
             raise TypeError(f"{name}(): expected at least one Tensor argument")
         _check_integral(name, input, other)
-        a, b = _operands(name, input, other)
+        a, b = operands(name, input, other)
         xa = a._array if isinstance(a, Tensor) else a
         xb = b._array if isinstance(b, Tensor) else b
         like = a if isinstance(a, Tensor) else b
@@ -35,54 +36,21 @@ def _bitwise(name, ufunc):
 
     fn.__name__ = name
     fn.__doc__ = f"Elementwise ``{ufunc}`` of integer or bool tensors (or a tensor and a number)."
-    return traceable(fn)
+    return declared(None, inplace=True, operator=operator, reflected=True, inplace_operator=True)(
+        traceable(fn)
+    )
 
 
-bitwise_and = _bitwise("bitwise_and", "bitwise_and")
-bitwise_or = _bitwise("bitwise_or", "bitwise_or")
-bitwise_xor = _bitwise("bitwise_xor", "bitwise_xor")
-bitwise_left_shift = _bitwise("bitwise_left_shift", "left_shift")
-bitwise_right_shift = _bitwise("bitwise_right_shift", "right_shift")
+bitwise_and = _bitwise("bitwise_and", "bitwise_and", "and")
+bitwise_or = _bitwise("bitwise_or", "bitwise_or", "or")
+bitwise_xor = _bitwise("bitwise_xor", "bitwise_xor", "xor")
+bitwise_left_shift = _bitwise("bitwise_left_shift", "left_shift", "lshift")
+bitwise_right_shift = _bitwise("bitwise_right_shift", "right_shift", "rshift")
 
 
+@declared(None, inplace=True, operator="invert")
 @traceable
 def bitwise_not(input: Tensor) -> Tensor:
     r"""Elementwise bitwise NOT (logical NOT for bool tensors)."""
     _check_integral("bitwise_not", input)
     return Tensor._make(xp_of(input._array).invert(input._array), False, None, 0)
-
-
-def _reflected(fn):
-    return lambda self, other: fn(other, self)
-
-
-attach(
-    bitwise_and=bitwise_and,
-    bitwise_or=bitwise_or,
-    bitwise_xor=bitwise_xor,
-    bitwise_not=bitwise_not,
-    bitwise_left_shift=bitwise_left_shift,
-    bitwise_right_shift=bitwise_right_shift,
-    bitwise_and_=_inplace(bitwise_and),
-    bitwise_or_=_inplace(bitwise_or),
-    bitwise_xor_=_inplace(bitwise_xor),
-    bitwise_not_=_inplace(bitwise_not),
-    bitwise_left_shift_=_inplace(bitwise_left_shift),
-    bitwise_right_shift_=_inplace(bitwise_right_shift),
-    __and__=bitwise_and,
-    __or__=bitwise_or,
-    __xor__=bitwise_xor,
-    __lshift__=bitwise_left_shift,
-    __rshift__=bitwise_right_shift,
-    __rand__=_reflected(bitwise_and),
-    __ror__=_reflected(bitwise_or),
-    __rxor__=_reflected(bitwise_xor),
-    __rlshift__=_reflected(bitwise_left_shift),
-    __rrshift__=_reflected(bitwise_right_shift),
-    __invert__=bitwise_not,
-    __iand__=_inplace(bitwise_and),
-    __ior__=_inplace(bitwise_or),
-    __ixor__=_inplace(bitwise_xor),
-    __ilshift__=_inplace(bitwise_left_shift),
-    __irshift__=_inplace(bitwise_right_shift),
-)

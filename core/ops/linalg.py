@@ -13,11 +13,10 @@ import string
 import ml_dtypes
 import numpy as np
 
-from ..amp import _state as _autocast
-from ..amp import cast_for
 from ..autograd import Function
 from ..tensor import Tensor
-from ._util import array_matmul, attach, check_same_device, xp_of
+from ._util import array_matmul, check_same_device, xp_of
+from .declare import declared
 from .reduce import Sum
 
 _BFLOAT16 = np.dtype(ml_dtypes.bfloat16)
@@ -53,7 +52,7 @@ def _mT(x):
 
 
 class MatMul(Function):
-    differentiable_backward = True
+    autocast, differentiable_backward = "lower", True
 
     @staticmethod
     def forward(ctx, a, b):
@@ -126,6 +125,7 @@ def _dims(shape):
     return "x".join(str(s) for s in shape)
 
 
+@declared(MatMul, operator="matmul", reflected=True)
 def matmul(input: Tensor, other: Tensor) -> Tensor:
     r"""Matrix product with NumPy/PyTorch semantics: 1-D operands are vectors, batch
     dimensions broadcast.
@@ -135,8 +135,6 @@ def matmul(input: Tensor, other: Tensor) -> Tensor:
         >>> ember.matmul(ember.ones(5, 2, 3), ember.ones(3, 4)).shape
         ember.Size([5, 2, 4])
     """
-    if _autocast:
-        input, other = cast_for("matmul", input, other)
     if isinstance(input, Tensor) and isinstance(other, Tensor):
         a, b = input._array, other._array
         if (
@@ -180,10 +178,9 @@ def matmul(input: Tensor, other: Tensor) -> Tensor:
     return MatMul.apply(input, other)
 
 
+@declared(MatMul, name="mm")
 def mm(input: Tensor, mat2: Tensor) -> Tensor:
     r"""Product of two 2-D matrices (no broadcasting)."""
-    if _autocast:
-        input, mat2 = cast_for("mm", input, mat2)
     _check_matmul("mm", input, mat2)
     if input.ndim != 2:
         raise RuntimeError(f"self must be a matrix, got {input.ndim}-D tensor")
@@ -197,10 +194,9 @@ def mm(input: Tensor, mat2: Tensor) -> Tensor:
     return MatMul.apply(input, mat2)
 
 
+@declared(MatMul, name="bmm")
 def bmm(input: Tensor, mat2: Tensor) -> Tensor:
     r"""Batched product of (b, n, m) and (b, m, p) tensors."""
-    if _autocast:
-        input, mat2 = cast_for("bmm", input, mat2)
     _check_matmul("bmm", input, mat2)
     if input.ndim != 3:
         raise RuntimeError("batch1 must be a 3D tensor")
@@ -215,10 +211,9 @@ def bmm(input: Tensor, mat2: Tensor) -> Tensor:
     return MatMul.apply(input, mat2)
 
 
+@declared(MatMul, name="mv", autocast="cuda:lower")
 def mv(input: Tensor, vec: Tensor) -> Tensor:
     r"""Matrix-vector product."""
-    if _autocast:
-        input, vec = cast_for("mv", input, vec)
     _check_matmul("mv", input, vec)
     if input.ndim != 2 or vec.ndim != 1:
         raise RuntimeError(
@@ -232,6 +227,7 @@ def mv(input: Tensor, vec: Tensor) -> Tensor:
     return MatMul.apply(input, vec)
 
 
+@declared(MatMul, name="dot", autocast="cuda:promote")
 def dot(input: Tensor, other: Tensor) -> Tensor:
     r"""Inner product of two 1-D tensors."""
     _check_matmul("dot", input, other)
@@ -240,6 +236,7 @@ def dot(input: Tensor, other: Tensor) -> Tensor:
     return matmul(input, other)
 
 
+@declared(None)
 def inner(input: Tensor, other: Tensor) -> Tensor:
     r"""Inner product over the last dimension of each operand."""
     if input.ndim == 0 or other.ndim == 0:
@@ -269,6 +266,7 @@ def _matmul_any(a, b):
     return MatMul.apply(a, b) if isinstance(a, Tensor) else array_matmul(a, b)
 
 
+@declared(Outer, aliases=("ger",))
 def outer(input: Tensor, vec2: Tensor) -> Tensor:
     r"""Outer product of two 1-D tensors."""
     _check_matmul("outer", input, vec2)
@@ -277,18 +275,16 @@ def outer(input: Tensor, vec2: Tensor) -> Tensor:
     return Outer.apply(input, vec2)
 
 
+@declared(MatMul, name="addmm")
 def addmm(input, mat1: Tensor, mat2: Tensor, *, beta=1, alpha=1) -> Tensor:
     r"""``beta * input + alpha * (mat1 @ mat2)``."""
-    if _autocast:
-        input, mat1, mat2 = cast_for("addmm", input, mat1, mat2)
     prod = mm(mat1, mat2)
     return _scaled_sum(input, prod, beta, alpha)
 
 
+@declared(MatMul, name="baddbmm")
 def baddbmm(input, batch1: Tensor, batch2: Tensor, *, beta=1, alpha=1) -> Tensor:
     r"""``beta * input + alpha * (batch1 @ batch2)`` for batches of matrices."""
-    if _autocast:
-        input, batch1, batch2 = cast_for("baddbmm", input, batch1, batch2)
     prod = bmm(batch1, batch2)
     return _scaled_sum(input, prod, beta, alpha)
 
@@ -352,7 +348,7 @@ def _einsum_arrays(xp, equation, arrays):
 
 
 class Einsum(Function):
-    differentiable_backward = True
+    autocast, differentiable_backward = "lower", True
 
     @staticmethod
     def forward(ctx, *operands, subs, out):
@@ -420,6 +416,7 @@ def _letter_sizes(sub, shape):
     return dict(zip(letters, dims))
 
 
+@declared(Einsum, method=False)
 def einsum(equation: str, *operands) -> Tensor:
     r"""Einstein summation over ``operands`` (list form ``einsum(eq, [a, b])`` too).
 
@@ -431,8 +428,6 @@ def einsum(equation: str, *operands) -> Tensor:
         operands = tuple(operands[0])
     if not operands:
         raise ValueError("einsum(): must provide at least one operand")
-    if _autocast:
-        operands = cast_for("einsum", *operands)
     for o in operands:
         if not isinstance(o, Tensor):
             raise TypeError(f"einsum(): expected Tensor operands, got {type(o).__name__}")
@@ -450,6 +445,7 @@ def einsum(equation: str, *operands) -> Tensor:
         raise RuntimeError(f"einsum(): {err} (equation {equation!r}, shapes {shapes})") from None
 
 
+@declared(Einsum, name="tensordot", autocast="cuda:promote")
 def tensordot(a: Tensor, b: Tensor, dims=2) -> Tensor:
     r"""Contract the last ``dims`` dims of ``a`` with the first of ``b``, or the dim lists
     ``dims = (dims_a, dims_b)``."""
@@ -481,6 +477,7 @@ def tensordot(a: Tensor, b: Tensor, dims=2) -> Tensor:
     return einsum(f"{''.join(sa)},{''.join(sb)}->{''.join(out)}", a, b)
 
 
+@declared(None)
 def trace(input: Tensor) -> Tensor:
     r"""Sum of the main diagonal of a 2-D tensor."""
     if input.ndim != 2:
@@ -497,7 +494,7 @@ def trace(input: Tensor) -> Tensor:
 class Linear(Function):
     """``input @ weight.T + bias`` as one GEMM over the flattened leading dims."""
 
-    differentiable_backward = True
+    autocast, differentiable_backward = "lower", True
 
     @staticmethod
     def forward(ctx, x, weight, bias=None):
@@ -527,6 +524,7 @@ class Linear(Function):
         return _keep_dtype(gx, x), _keep_dtype(gw, weight), gb
 
 
+@declared(Linear, method=False)
 def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     r"""``input @ weight.T + bias``: input (*, in), weight (out, in), bias (out,).
 
@@ -535,8 +533,6 @@ def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
         >>> F.linear(ember.ones(4, 3), ember.ones(2, 3)).shape
         ember.Size([4, 2])
     """
-    if _autocast:
-        input, weight, bias = cast_for("linear", input, weight, bias)
     _check_matmul("linear", input, weight)
     if weight.ndim != 2 and weight.ndim != 1:
         raise RuntimeError(f"linear(): weight must be 1-D or 2-D, got {weight.ndim}-D")
@@ -565,21 +561,3 @@ def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
         if bias._array.shape != (weight._array.shape[0],):
             return Linear.apply(input, weight, None) + bias
     return Linear.apply(input, weight, bias)
-
-
-attach(
-    matmul=matmul,
-    __matmul__=matmul,
-    __rmatmul__=lambda self, other: matmul(other, self),
-    mm=mm,
-    bmm=bmm,
-    mv=mv,
-    dot=dot,
-    inner=inner,
-    outer=outer,
-    ger=outer,
-    addmm=addmm,
-    tensordot=tensordot,
-    trace=trace,
-    baddbmm=baddbmm,
-)

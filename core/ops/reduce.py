@@ -10,13 +10,16 @@ from collections import namedtuple
 import numpy as np
 
 from .. import dtypes
-from ..amp import _state as _autocast
-from ..amp import cast_for
 from ..autograd import Function, traceable
 from ..tensor import Tensor
-from ._util import attach, call, numpy_names, wrap_dim, wrap_dims, xp_of
-from .elementwise import abs as _abs
-from .elementwise import isnan, logical_not, maximum, minimum, sqrt, to_copy, where
+from ._util import call, wrap_dim, wrap_dims, xp_of
+from .arithmetic import abs as _abs
+from .arithmetic import maximum, minimum
+from .cast import float_input
+from .comparison import isnan, logical_not
+from .declare import declared
+from .elementwise import where
+from .unary_math import sqrt
 
 max_result = namedtuple("max", ["values", "indices"])
 min_result = namedtuple("min", ["values", "indices"])
@@ -98,7 +101,7 @@ def _put_along(xp, shape, dtype, indices, values, axis):
 
 
 class Sum(Function):
-    differentiable_backward = True
+    autocast, differentiable_backward = "cuda:fp32", True
 
     @staticmethod
     def forward(ctx, x, dim=None, keepdim=False, dtype=None):
@@ -145,6 +148,7 @@ class Mean(Function):
         return _expand(grad / ctx.n if ctx.n else grad * math.nan, ctx.shape, ctx.dim, ctx.keepdim)
 
 
+@declared(Sum, axis_aliases=True)
 def sum(input: Tensor, dim=None, keepdim: bool = False, *, dtype=None) -> Tensor:
     r"""Sum of the elements over ``dim`` (all of them by default).
 
@@ -155,8 +159,6 @@ def sum(input: Tensor, dim=None, keepdim: bool = False, *, dtype=None) -> Tensor
         >>> ember.ones(2, 3).sum(dim=1)
         tensor([3., 3.])
     """
-    if _autocast and dtype is None:
-        (input,) = cast_for("sum", input)
     dim = wrap_dims(dim, input._array.ndim)
     if dtype is not None:
         dtype = dtypes.to_dtype(dtype).np
@@ -165,6 +167,7 @@ def sum(input: Tensor, dim=None, keepdim: bool = False, *, dtype=None) -> Tensor
     return Sum.apply(input, dim=dim, keepdim=keepdim, dtype=dtype)
 
 
+@declared(Mean, axis_aliases=True)
 def mean(input: Tensor, dim=None, keepdim: bool = False, *, dtype=None) -> Tensor:
     r"""Mean over ``dim`` (all elements by default); floating-point inputs only."""
     input = _floating("mean", input, dtype)
@@ -175,6 +178,8 @@ def mean(input: Tensor, dim=None, keepdim: bool = False, *, dtype=None) -> Tenso
 
 
 class Prod(Function):
+    autocast = "fp32"
+
     @staticmethod
     def forward(ctx, x, dim=None, keepdim=False, dtype=None):
         ctx.shape, ctx.dim, ctx.keepdim = x.shape, dim, keepdim
@@ -196,10 +201,9 @@ class Prod(Function):
         return _expand(grad, ctx.shape, ctx.dim, ctx.keepdim) * others
 
 
+@declared(Prod, axis_aliases=True)
 def prod(input: Tensor, dim=None, keepdim: bool = False, *, dtype=None) -> Tensor:
     r"""Product of the elements (over one ``dim`` if given)."""
-    if _autocast and dtype is None:
-        (input,) = cast_for("prod", input)
     dims = None if dim is None else (wrap_dim(dim, input._array.ndim),)
     if dtype is not None:
         dtype = dtypes.to_dtype(dtype).np
@@ -249,6 +253,7 @@ def _var_args(name, input, dim, unbiased, keepdim, correction):
     return input, dims, keepdim, correction
 
 
+@declared(Var, axis_aliases=True)
 def var(
     input: Tensor, dim=None, unbiased=None, keepdim: bool = False, *, correction=None
 ) -> Tensor:
@@ -257,6 +262,7 @@ def var(
     return Var.apply(x, dim=dims, keepdim=keepdim, correction=correction)
 
 
+@declared(Var, axis_aliases=True)
 def std(
     input: Tensor, dim=None, unbiased=None, keepdim: bool = False, *, correction=None
 ) -> Tensor:
@@ -265,6 +271,7 @@ def std(
     return sqrt(Var.apply(x, dim=dims, keepdim=keepdim, correction=correction))
 
 
+@declared(Var, method=False, axis_aliases=True)
 def var_mean(input: Tensor, dim=None, unbiased=None, keepdim: bool = False, *, correction=None):
     r"""``(var, mean)`` over ``dim``."""
     x, dims, keepdim, correction = _var_args("var_mean", input, dim, unbiased, keepdim, correction)
@@ -272,6 +279,7 @@ def var_mean(input: Tensor, dim=None, unbiased=None, keepdim: bool = False, *, c
     return v, Mean.apply(x, dim=dims, keepdim=keepdim)
 
 
+@declared(Var, method=False, axis_aliases=True)
 def std_mean(input: Tensor, dim=None, unbiased=None, keepdim: bool = False, *, correction=None):
     r"""``(std, mean)`` over ``dim``."""
     x, dims, keepdim, correction = _var_args("std_mean", input, dim, unbiased, keepdim, correction)
@@ -343,17 +351,20 @@ def _minmax(name, largest, input, dim, keepdim, other):
     return (max_result if largest else min_result)(values, indices)
 
 
+@declared(None, axis_aliases=True)
 def max(input: Tensor, dim=None, keepdim: bool = False, *, other=None):
     r"""The largest element; with ``dim``, a namedtuple ``(values, indices)`` along it;
     with a tensor second argument, the elementwise ``maximum``."""
     return _minmax("max", True, input, dim, keepdim, other)
 
 
+@declared(None, axis_aliases=True)
 def min(input: Tensor, dim=None, keepdim: bool = False, *, other=None):
     r"""The smallest element; with ``dim``, ``(values, indices)``; with a tensor, ``minimum``."""
     return _minmax("min", False, input, dim, keepdim, other)
 
 
+@declared(MaxDim, axis_aliases=True)
 def median(input: Tensor, dim=None, keepdim: bool = False):
     r"""The median (the lower middle value for an even count); with ``dim``, a namedtuple
     ``(values, indices)`` along it."""
@@ -366,6 +377,7 @@ def median(input: Tensor, dim=None, keepdim: bool = False):
     return median_result(values, indices)
 
 
+@declared(None, axis_aliases=True)
 def nansum(input: Tensor, dim=None, keepdim: bool = False, *, dtype=None) -> Tensor:
     r"""``sum`` treating NaN as zero."""
     if input.is_floating_point():
@@ -373,6 +385,7 @@ def nansum(input: Tensor, dim=None, keepdim: bool = False, *, dtype=None) -> Ten
     return sum(input, dim, keepdim, dtype=dtype)
 
 
+@declared(None, axis_aliases=True)
 def nanmean(input: Tensor, dim=None, keepdim: bool = False, *, dtype=None) -> Tensor:
     r"""``mean`` over the non-NaN elements."""
     input = _floating("nanmean", input, dtype)
@@ -380,6 +393,7 @@ def nanmean(input: Tensor, dim=None, keepdim: bool = False, *, dtype=None) -> Te
     return nansum(input, dim, keepdim) / count
 
 
+@declared(Amax, axis_aliases=True)
 def amax(input: Tensor, dim=(), keepdim: bool = False) -> Tensor:
     r"""Maximum over ``dim`` (all dims by default); ties share the gradient evenly."""
     dims = wrap_dims(dim, input._array.ndim)
@@ -387,6 +401,7 @@ def amax(input: Tensor, dim=(), keepdim: bool = False) -> Tensor:
     return Amax.apply(input, dim=dims, keepdim=keepdim, largest=True)
 
 
+@declared(Amax, axis_aliases=True)
 def amin(input: Tensor, dim=(), keepdim: bool = False) -> Tensor:
     r"""Minimum over ``dim`` (all dims by default); ties share the gradient evenly."""
     dims = wrap_dims(dim, input._array.ndim)
@@ -409,12 +424,14 @@ def _arg(name, largest, input, dim, keepdim):
     return Tensor._make(idx.astype(np.int64, copy=False), False, None, 0)
 
 
+@declared(None, axis_aliases=True)
 @traceable
 def argmax(input: Tensor, dim=None, keepdim: bool = False) -> Tensor:
     r"""Index of the largest element (of the flattened input when ``dim`` is None)."""
     return _arg("argmax", True, input, dim, keepdim)
 
 
+@declared(None, axis_aliases=True)
 @traceable
 def argmin(input: Tensor, dim=None, keepdim: bool = False) -> Tensor:
     r"""Index of the smallest element (of the flattened input when ``dim`` is None)."""
@@ -425,7 +442,7 @@ def argmin(input: Tensor, dim=None, keepdim: bool = False) -> Tensor:
 
 
 class LogSumExp(Function):
-    differentiable_backward = True
+    autocast, promotes, differentiable_backward = "cuda:fp32", "float", True
 
     @staticmethod
     def forward(ctx, x, dim, keepdim=False):
@@ -452,12 +469,10 @@ class LogSumExp(Function):
         return _expand(grad, ctx.shape, ctx.dim, ctx.keepdim) * weights
 
 
+@declared(LogSumExp, axis_aliases=True)
 def logsumexp(input: Tensor, dim, keepdim: bool = False) -> Tensor:
     r"""``log(sum(exp(input), dim))``, computed stably."""
-    if _autocast:
-        (input,) = cast_for("logsumexp", input)
-    if not input.is_floating_point():
-        input = to_copy(input, None, dtypes.get_default_dtype())
+    input = float_input(input)
     dims = wrap_dims(dim, input._array.ndim)
     return LogSumExp.apply(
         input, dims if dims is not None else tuple(range(input.ndim)), keepdim=keepdim
@@ -467,7 +482,7 @@ def logsumexp(input: Tensor, dim, keepdim: bool = False) -> Tensor:
 class Norm(Function):
     """The vector p-norm (finite p != 0) over ``dim``."""
 
-    differentiable_backward = True
+    autocast, differentiable_backward = "cuda:fp32", True
 
     @staticmethod
     def forward(ctx, x, p, dim=None, keepdim=False):
@@ -521,6 +536,7 @@ def _norm(name, input, p, dim, keepdim):
     return Norm.apply(input, p, dim=dims, keepdim=keepdim)
 
 
+@declared(Norm, axis_aliases=True)
 def norm(input: Tensor, p="fro", dim=None, keepdim: bool = False, dtype=None) -> Tensor:
     r"""Vector norm of ``input`` over ``dim`` (all elements by default).
 
@@ -532,8 +548,6 @@ def norm(input: Tensor, p="fro", dim=None, keepdim: bool = False, dtype=None) ->
         >>> ember.norm(ember.tensor([3.0, 4.0]))
         tensor(5.)
     """
-    if _autocast and dtype is None:
-        (input,) = cast_for("norm", input)
     if dtype is not None:
         input = input.to(dtype)
     if p == "fro" or p is None:
@@ -550,55 +564,24 @@ def _logical_reduce(name, input, dim, keepdim):
     return Tensor._make(xp_of(input._array).asarray(out), False, None, 0)
 
 
+@declared(None, axis_aliases=True)
 @traceable
 def all(input: Tensor, dim=None, keepdim: bool = False) -> Tensor:
     r"""True where every element (over ``dim``) is non-zero."""
     return _logical_reduce("all", input, dim, keepdim)
 
 
+@declared(None, axis_aliases=True)
 @traceable
 def any(input: Tensor, dim=None, keepdim: bool = False) -> Tensor:
     r"""True where some element (over ``dim``) is non-zero."""
     return _logical_reduce("any", input, dim, keepdim)
 
 
+@declared(None, axis_aliases=True)
 @traceable
 def count_nonzero(input: Tensor, dim=None) -> Tensor:
     r"""Number of non-zero elements (over ``dim``), as int64."""
     dims = wrap_dims(dim, input._array.ndim)
     out = (input._array != 0).sum(axis=dims, dtype=np.int64)
     return Tensor._make(xp_of(input._array).asarray(out), False, None, 0)
-
-
-# PyTorch's NumPy-style keyword aliases: axis= for dim=, keepdims= for keepdim=
-sum, mean, prod, var, std, var_mean, std_mean = map(
-    numpy_names, (sum, mean, prod, var, std, var_mean, std_mean)
-)
-max, min, median, nansum, nanmean, amax, amin = map(
-    numpy_names, (max, min, median, nansum, nanmean, amax, amin)
-)
-argmax, argmin, logsumexp, norm, all, any, count_nonzero = map(
-    numpy_names, (argmax, argmin, logsumexp, norm, all, any, count_nonzero)
-)
-
-attach(
-    sum=sum,
-    mean=mean,
-    prod=prod,
-    var=var,
-    std=std,
-    max=max,
-    min=min,
-    median=median,
-    nansum=nansum,
-    nanmean=nanmean,
-    amax=amax,
-    amin=amin,
-    argmax=argmax,
-    argmin=argmin,
-    logsumexp=logsumexp,
-    norm=norm,
-    all=all,
-    any=any,
-    count_nonzero=count_nonzero,
-)

@@ -1,9 +1,11 @@
-"""More elementwise math: trigonometric and hyperbolic functions and their inverses,
-``erf``/``erfc``/``erfinv``, ``exp2``, ``sign``, and the binary ``atan2``, ``logaddexp``,
-``logaddexp2``, ``copysign`` and ``lerp``.
+"""Elementwise math of one tensor: exp and log (with expm1, log1p, exp2, log2, log10),
+sqrt/rsqrt/reciprocal, trigonometric and hyperbolic functions and their inverses,
+sigmoid, ``erf``/``erfc``/``erfinv``, ``sign`` and the rounding ops; and the binary
+``atan2``, ``logaddexp``, ``logaddexp2``, ``copysign`` and ``lerp``.
 
-Every backward is written with operators and ``call`` so that it also runs on Tensors:
-all of these support double backward (``create_graph=True``).
+Integer inputs compute in the default float dtype (``promotes = "float"``). Every
+backward is written with operators and ``call`` so that it also runs on Tensors: all of
+these support double backward (``create_graph=True``).
 """
 
 from __future__ import annotations
@@ -13,11 +15,210 @@ import math
 import numpy as np
 
 from .. import dtypes
-from ..autograd import Function
+from ..autograd import Function, traceable
 from ..tensor import Tensor
 from . import special
-from ._util import attach, call, sum_to, xp_of
-from .elementwise import _apply_binary, _inplace, _operands, _unary, as_tensor_like, to_copy
+from ._util import call, sum_to, xp_of
+from .declare import binary, declared, unary
+
+# -- exp, log, powers, trigonometry ---------------------------------------------------------
+
+
+class Exp(Function):
+    autocast, promotes, differentiable_backward = "cuda:fp32", "float", True
+
+    @staticmethod
+    def forward(ctx, x):
+        y = xp_of(x).exp(x)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):
+        (y,) = ctx.saved_tensors
+        return grad * y
+
+
+class Expm1(Function):
+    autocast, promotes, differentiable_backward = "cuda:fp32", "float", True
+
+    @staticmethod
+    def forward(ctx, x):
+        y = xp_of(x).expm1(x)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):
+        (y,) = ctx.saved_tensors
+        return grad * (y + 1)
+
+
+class Log(Function):
+    autocast, promotes, differentiable_backward = "cuda:fp32", "float", True
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return xp_of(x).log(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return grad / x
+
+
+class Log1p(Function):
+    autocast, promotes, differentiable_backward = "cuda:fp32", "float", True
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return xp_of(x).log1p(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return grad / (x + 1)
+
+
+class Sqrt(Function):
+    promotes, differentiable_backward = "float", True
+
+    @staticmethod
+    def forward(ctx, x):
+        y = xp_of(x).sqrt(x)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):
+        (y,) = ctx.saved_tensors
+        return grad / (y * 2)
+
+
+class Rsqrt(Function):
+    autocast, promotes, differentiable_backward = "cuda:fp32", "float", True
+
+    @staticmethod
+    def forward(ctx, x):
+        y = 1 / xp_of(x).sqrt(x)
+        ctx.save_for_backward(y)
+        return y.astype(x.dtype, copy=False)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (y,) = ctx.saved_tensors
+        return grad * y * y * y * -0.5
+
+
+class Reciprocal(Function):
+    autocast, promotes, differentiable_backward = "cuda:fp32", "float", True
+
+    @staticmethod
+    def forward(ctx, x):
+        y = (1 / x).astype(x.dtype, copy=False)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):
+        (y,) = ctx.saved_tensors
+        return -grad * y * y
+
+
+class Sin(Function):
+    promotes, differentiable_backward = "float", True
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return xp_of(x).sin(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return grad * call("cos", x)
+
+
+class Cos(Function):
+    promotes, differentiable_backward = "float", True
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return xp_of(x).cos(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return -grad * call("sin", x)
+
+
+class Tanh(Function):
+    promotes, differentiable_backward = "float", True
+
+    @staticmethod
+    def forward(ctx, x):
+        y = xp_of(x).tanh(x)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):
+        (y,) = ctx.saved_tensors
+        return grad * (1 - y * y)
+
+
+class Sigmoid(Function):
+    promotes, differentiable_backward = "float", True
+
+    @staticmethod
+    def forward(ctx, x):
+        y = _sigmoid(x)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):
+        (y,) = ctx.saved_tensors
+        return grad * y * (1 - y)
+
+
+def _sigmoid(x):
+    xp = xp_of(x)
+    # exp of a non-positive number never overflows
+    e = xp.exp(-xp.abs(x))
+    return xp.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
+
+
+exp = unary(Exp, "exp", inplace=True)
+expm1 = unary(Expm1, "expm1", inplace=True)
+log = unary(Log, "log", inplace=True)
+log1p = unary(Log1p, "log1p", inplace=True)
+sqrt = unary(Sqrt, "sqrt", inplace=True)
+rsqrt = unary(Rsqrt, "rsqrt", inplace=True)
+reciprocal = unary(Reciprocal, "reciprocal", inplace=True)
+sin = unary(Sin, "sin", inplace=True)
+cos = unary(Cos, "cos", inplace=True)
+tanh = unary(Tanh, "tanh", inplace=True)
+sigmoid = unary(Sigmoid, "sigmoid", inplace=True)
+
+
+def _rounding(name):
+    def fn(input: Tensor) -> Tensor:
+        return Tensor._make(getattr(xp_of(input._array), name)(input._array), False, None, 0)
+
+    fn.__name__ = name
+    fn.__doc__ = f"Elementwise ``{name}`` (its gradient is zero, so none is recorded)."
+    return declared(None)(traceable(fn))
+
+
+floor = _rounding("floor")
+ceil = _rounding("ceil")
+trunc = _rounding("trunc")
+round = _rounding("round")
+
 
 _LN2 = math.log(2)
 _TWO_OVER_SQRT_PI = 2 / math.sqrt(math.pi)
@@ -27,7 +228,7 @@ _SQRT_PI_OVER_TWO = math.sqrt(math.pi) / 2
 
 
 class Tan(Function):
-    differentiable_backward = True
+    promotes, differentiable_backward = "float", True
 
     @staticmethod
     def forward(ctx, x):
@@ -57,6 +258,7 @@ def _input_op(name, compute, derivative):
         name,
         (Function,),
         {
+            "promotes": "float",
             "differentiable_backward": True,
             "forward": staticmethod(forward),
             "backward": staticmethod(backward),
@@ -77,7 +279,7 @@ Erfc = _input_op("Erfc", special.erfc, lambda x: call("exp", -(x * x)) * -_TWO_O
 
 
 class Erfinv(Function):
-    differentiable_backward = True
+    promotes, differentiable_backward = "float", True
 
     @staticmethod
     def forward(ctx, x):
@@ -92,7 +294,7 @@ class Erfinv(Function):
 
 
 class Exp2(Function):
-    differentiable_backward = True
+    promotes, differentiable_backward = "float", True
 
     @staticmethod
     def forward(ctx, x):
@@ -120,23 +322,24 @@ class Sign(Function):
         return grad * 0
 
 
-tan = _unary(Tan)
-asin = _unary(Asin)
-acos = _unary(Acos)
-atan = _unary(Atan)
-sinh = _unary(Sinh)
-cosh = _unary(Cosh)
-asinh = _unary(Asinh)
-acosh = _unary(Acosh)
-atanh = _unary(Atanh)
-erf = _unary(Erf)
-erfc = _unary(Erfc)
-erfinv = _unary(Erfinv)
-exp2 = _unary(Exp2)
+tan = unary(Tan, "tan", inplace=True)
+asin = unary(Asin, "asin", aliases=("arcsin",), inplace=True)
+acos = unary(Acos, "acos", aliases=("arccos",), inplace=True)
+atan = unary(Atan, "atan", aliases=("arctan",), inplace=True)
+sinh = unary(Sinh, "sinh", inplace=True)
+cosh = unary(Cosh, "cosh", inplace=True)
+asinh = unary(Asinh, "asinh", aliases=("arcsinh",), inplace=True)
+acosh = unary(Acosh, "acosh", aliases=("arccosh",), inplace=True)
+atanh = unary(Atanh, "atanh", aliases=("arctanh",), inplace=True)
+erf = unary(Erf, "erf", inplace=True)
+erfc = unary(Erfc, "erfc", inplace=True)
+erfinv = unary(Erfinv, "erfinv", inplace=True)
+exp2 = unary(Exp2, "exp2", inplace=True)
 arcsin, arccos, arctan = asin, acos, atan
 arcsinh, arccosh, arctanh = asinh, acosh, atanh
 
 
+@declared(Sign, inplace=True)
 def sign(input: Tensor) -> Tensor:
     r"""-1, 0 or 1 by the sign of each element (bool stays bool). Its gradient is zero."""
     if input.dtype == dtypes.bool_:
@@ -144,11 +347,13 @@ def sign(input: Tensor) -> Tensor:
     return Sign.apply(input)
 
 
+@declared(None, inplace=True)
 def log2(input: Tensor) -> Tensor:
     r"""Base-2 logarithm, elementwise."""
     return call("log", input) / _LN2
 
 
+@declared(None, inplace=True)
 def log10(input: Tensor) -> Tensor:
     r"""Base-10 logarithm, elementwise."""
     return call("log", input) / math.log(10)
@@ -158,7 +363,9 @@ def log10(input: Tensor) -> Tensor:
 
 
 class Atan2(Function):
-    differentiable_backward = True
+    r"""Elementwise arctangent of ``input / other`` in the quadrant of (other, input)."""
+
+    autocast, promotes, differentiable_backward = "cuda:promote", "float", True
 
     @staticmethod
     def forward(ctx, a, b):
@@ -174,7 +381,7 @@ class Atan2(Function):
         return ga, gb
 
 
-def _log_add_op(name, np_name, power):
+def _log_add_op(name, np_name, power, doc):
     """``log(e^a + e^b)`` (``power`` is exp) or ``log2(2^a + 2^b)`` (exp2): the gradient
     of each input is ``power(input - out)``, the share its term has in the sum."""
 
@@ -193,6 +400,8 @@ def _log_add_op(name, np_name, power):
         name,
         (Function,),
         {
+            "__doc__": doc,
+            "promotes": "float",
             "differentiable_backward": True,
             "forward": staticmethod(forward),
             "backward": staticmethod(backward),
@@ -200,12 +409,18 @@ def _log_add_op(name, np_name, power):
     )
 
 
-LogAddExp = _log_add_op("LogAddExp", "logaddexp", "exp")
-LogAddExp2 = _log_add_op("LogAddExp2", "logaddexp2", "exp2")
+LogAddExp = _log_add_op(
+    "LogAddExp", "logaddexp", "exp", r"""``log(exp(input) + exp(other))`` without overflow."""
+)
+LogAddExp2 = _log_add_op(
+    "LogAddExp2", "logaddexp2", "exp2", r"""``log2(2**input + 2**other)`` without overflow."""
+)
 
 
 class Copysign(Function):
-    differentiable_backward = True
+    r"""The magnitude of ``input`` with the sign of ``other`` (a Tensor or a number)."""
+
+    promotes, differentiable_backward = "float", True
 
     @staticmethod
     def forward(ctx, a, b):
@@ -227,45 +442,14 @@ class Copysign(Function):
         return ga, gb
 
 
-def _float_operands(op, input, other):
-    """Promoted operands of a binary float op; integer results go to the default dtype."""
-    a, b = _operands(op, input, other)
-    like = a if isinstance(a, Tensor) else b
-    if not like.is_floating_point():
-        dt = dtypes.get_default_dtype()
-        a = to_copy(a, None, dt) if isinstance(a, Tensor) else a
-        b = to_copy(b, None, dt) if isinstance(b, Tensor) else b
-        like = a if isinstance(a, Tensor) else b
-    if not isinstance(a, Tensor):
-        a = as_tensor_like(a, like)
-    if not isinstance(b, Tensor):
-        b = as_tensor_like(b, like)
-    return a, b
-
-
-def atan2(input: Tensor, other: Tensor) -> Tensor:
-    r"""Elementwise arctangent of ``input / other`` in the quadrant of (other, input)."""
-    return _apply_binary(Atan2, *_float_operands("atan2", input, other))
-
-
+atan2 = binary(Atan2, "atan2", aliases=("arctan2",), inplace=True)
 arctan2 = atan2
+logaddexp = binary(LogAddExp, "logaddexp")
+logaddexp2 = binary(LogAddExp2, "logaddexp2")
+copysign = binary(Copysign, "copysign", inplace=True)
 
 
-def logaddexp(input: Tensor, other: Tensor) -> Tensor:
-    r"""``log(exp(input) + exp(other))`` without overflow."""
-    return _apply_binary(LogAddExp, *_float_operands("logaddexp", input, other))
-
-
-def logaddexp2(input: Tensor, other: Tensor) -> Tensor:
-    r"""``log2(2**input + 2**other)`` without overflow."""
-    return _apply_binary(LogAddExp2, *_float_operands("logaddexp2", input, other))
-
-
-def copysign(input: Tensor, other) -> Tensor:
-    r"""The magnitude of ``input`` with the sign of ``other`` (a Tensor or a number)."""
-    return _apply_binary(Copysign, *_float_operands("copysign", input, other))
-
-
+@declared(None, inplace=True)
 def lerp(input: Tensor, end: Tensor, weight) -> Tensor:
     r"""Linear interpolation ``input + weight * (end - input)``; ``weight`` is a number
     or a Tensor (broadcast with the others).
@@ -285,68 +469,3 @@ def lerp(input: Tensor, end: Tensor, weight) -> Tensor:
             f"{weight.dtype if isinstance(weight, Tensor) else type(weight).__name__}"
         )
     return input + weight * (end - input)
-
-
-attach(
-    tan=tan,
-    asin=asin,
-    arcsin=asin,
-    acos=acos,
-    arccos=acos,
-    atan=atan,
-    arctan=atan,
-    sinh=sinh,
-    cosh=cosh,
-    asinh=asinh,
-    arcsinh=asinh,
-    acosh=acosh,
-    arccosh=acosh,
-    atanh=atanh,
-    arctanh=atanh,
-    erf=erf,
-    erfc=erfc,
-    erfinv=erfinv,
-    exp2=exp2,
-    sign=sign,
-    log2=log2,
-    log10=log10,
-    atan2=atan2,
-    arctan2=atan2,
-    logaddexp=logaddexp,
-    logaddexp2=logaddexp2,
-    copysign=copysign,
-    lerp=lerp,
-)
-attach(
-    **{
-        name + "_": _inplace(fn)
-        for name, fn in (
-            ("tan", tan),
-            ("asin", asin),
-            ("arcsin", asin),
-            ("acos", acos),
-            ("arccos", acos),
-            ("atan", atan),
-            ("arctan", atan),
-            ("sinh", sinh),
-            ("cosh", cosh),
-            ("asinh", asinh),
-            ("arcsinh", asinh),
-            ("acosh", acosh),
-            ("arccosh", acosh),
-            ("atanh", atanh),
-            ("arctanh", atanh),
-            ("erf", erf),
-            ("erfc", erfc),
-            ("erfinv", erfinv),
-            ("exp2", exp2),
-            ("sign", sign),
-            ("log2", log2),
-            ("log10", log10),
-            ("atan2", atan2),
-            ("arctan2", atan2),
-            ("copysign", copysign),
-            ("lerp", lerp),
-        )
-    }
-)

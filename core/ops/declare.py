@@ -1,0 +1,244 @@
+r"""How to declare an op: the one way.
+
+An op is a ``Function`` subclass (``core/autograd.py``): ``forward(ctx, *arrays, **params)``
+and ``backward(ctx, *grads)`` side by side, on raw arrays, written once against ``xp``. Three
+class attributes declare the policies the op's public form applies:
+
+``autocast``
+    the op's entry in PyTorch's autocast lists: ``"lower"`` (inputs to the region's
+    float16/bfloat16), ``"fp32"`` (to float32), ``"promote"`` (floating inputs to the
+    widest of their dtypes); a ``"cuda:"`` prefix limits it to CUDA regions. ``None``
+    (default): inputs are left as they are. An op with a ``dtype`` argument is not cast
+    when ``dtype`` is given, as in PyTorch.
+``promotes``
+    how the operands meet: ``None`` (default: as given), ``"common"`` (PyTorch's type
+    promotion to one dtype; Python numbers stay numbers) or ``"float"`` (common, then an
+    integer or bool result goes to the default float dtype, as for ``exp`` or ``div``).
+``differentiable_backward``
+    ``True`` when backward is written with operators and helpers that also run on Tensors
+    (``call``, ``sum_to``, ``Function.apply``), so ``create_graph=True`` records it and the
+    op has a double backward; otherwise double backward raises a clear error.
+
+The functional form (``ember.exp``) and the Tensor methods (``Tensor.exp``, ``Tensor.exp_``,
+``__add__``, ...) come from the declaration, next to the class::
+
+    class Exp(Function):
+        autocast, promotes, differentiable_backward = "cuda:fp32", "float", True
+        forward = ...  # staticmethods on arrays
+        backward = ...
+
+    exp = unary(Exp, "exp", inplace=True)
+
+``unary`` and ``binary`` generate the functional form of a one- or two-operand op from the
+declared ``promotes`` and ``autocast``. An op whose arguments need more (dims, options,
+validation) writes its functional form by hand under ``@declared(Function, ...)``: the
+decorator runs the Function's declared ``autocast`` before the body and attaches the same
+Tensor methods; the body promotes with ``promote`` (the declared ``promotes``) and ends in
+``Function.apply``. Ops computed without a graph node (comparisons, ``argmax``: never
+differentiable) are declared with ``@declared(None, ...)`` over ``@traceable``, which lets
+ONNX export record them.
+
+Tensor methods: ``method`` (True: the function's own name; a name; False: none), ``aliases``
+(more method names), ``inplace`` (also ``name_`` for the name and each alias, computed
+out of place and written back), ``operator="add"`` (``__add__``), with ``reflected``
+(``__radd__``) and ``inplace_operator`` (``__iadd__``). A method whose first argument is
+not the tensor (``Tensor.where``) passes ``method=`` a function taking ``self``.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+
+from .. import amp
+from ..tensor import Tensor
+from ._util import attach, numpy_names
+from .cast import apply_binary, float_input, float_operands, operands, tensor_operands
+
+_amp_state = amp._state  # the list of open autocast regions: truthy inside one
+
+
+def promote(cls, name: str, a, b):
+    """Operands ``a`` and ``b`` of op ``cls`` promoted by its declared ``promotes``."""
+    if cls.promotes == "float":
+        return float_operands(name, a, b)
+    if cls.promotes == "common":
+        return operands(name, a, b)
+    return a, b
+
+
+def unary(cls, name: str, *, method=True, aliases=(), inplace=False, operator=None):
+    r"""The functional form ``name(input)`` of the one-operand op ``cls``."""
+    apply = cls.apply
+    if cls.promotes == "float":
+        if cls.autocast is None:
+
+            def op(input: Tensor) -> Tensor:
+                return apply(float_input(input))
+
+        else:
+
+            def op(input: Tensor) -> Tensor:
+                if _amp_state:
+                    (input,) = amp.cast_for(name, input)
+                return apply(float_input(input))
+
+    elif cls.promotes is None and cls.autocast is None:
+
+        def op(input: Tensor) -> Tensor:
+            return apply(input)
+
+    else:
+        raise ValueError(f"unary(): no generated form for {cls.__name__}'s declaration")
+    op.__doc__ = cls.__doc__
+    if cls.autocast is not None:
+        _register_autocast(cls.autocast, name)
+    return _public(op, name, method, aliases, inplace, operator, False, False)
+
+
+def binary(cls, name: str, **methods):
+    r"""The functional form ``name(input, other)`` of the two-operand op ``cls``: operands
+    promoted by its ``promotes``, then both made Tensors (a Python number takes the other
+    operand's dtype); ``methods`` as for ``declared``."""
+
+    def op(input, other) -> Tensor:
+        a, b = tensor_operands(*promote(cls, name, input, other))
+        return apply_binary(cls, a, b)
+
+    op.__doc__ = cls.__doc__
+    return declared(cls, name=name, **methods)(op)
+
+
+def declared(
+    cls,
+    *,
+    name=None,
+    autocast=None,
+    method=True,
+    aliases=(),
+    inplace=False,
+    operator=None,
+    reflected=False,
+    inplace_operator=False,
+    axis_aliases=False,
+    as_property=False,
+):
+    r"""Decorate a hand-written functional form of op ``cls``: its Function, or None for
+    an op with no Function of its own (a composite of other ops, or one computed without
+    a graph node). ``autocast`` overrides the Function's for a public form with a policy
+    of its own (``mv`` runs ``MatMul`` but is on CUDA's list only). ``axis_aliases``
+    accepts PyTorch's NumPy-style ``axis=``/``keepdims=``; ``as_property`` attaches a
+    Tensor property (``T``) named ``method`` instead of a method."""
+    policy = autocast or (cls.autocast if cls is not None else None)
+
+    def declare(fn):
+        op_name = name or fn.__name__
+        out = fn
+        if policy is not None:
+            _register_autocast(policy, op_name)
+            out = _autocast_prologue(fn, op_name)
+        if axis_aliases:
+            out = numpy_names(out)
+        if as_property:
+            attach(**{method: property(out)})
+            return out
+        return _public(
+            out, op_name, method, aliases, inplace, operator, reflected, inplace_operator
+        )
+
+    return declare
+
+
+# -- the pieces -----------------------------------------------------------------------------
+
+
+def inplace_method(fn):
+    r"""``Tensor.name_``: ``fn`` computed out of place, written back into ``self``."""
+
+    def method(self, *args, **kwargs):
+        return self._inplace_from(fn(self._snapshot(), *args, **kwargs))
+
+    method.__name__ = fn.__name__ + "_"
+    method.__doc__ = f"In-place ``{fn.__name__}``."
+    return method
+
+
+def _public(fn, name, method, aliases, inplace, operator, reflected, inplace_operator):
+    fn.__name__ = fn.__qualname__ = name
+    methods = {}
+    if method is True:
+        methods[name] = fn
+    elif isinstance(method, str):
+        methods[method] = fn
+    elif callable(method):
+        methods[name] = method
+    for alias in aliases:
+        methods[alias] = methods.get(name, fn)
+    if inplace:
+        in_place = inplace_method(fn)
+        for n in list(methods):
+            methods[n + "_"] = in_place
+    if operator is not None:
+        methods[f"__{operator}__"] = fn
+        if reflected:
+            methods[f"__r{operator}__"] = _reflected(fn)
+        if inplace_operator:
+            methods[f"__i{operator}__"] = inplace_method(fn)
+    attach(**methods)
+    return fn
+
+
+def _reflected(fn):
+    def method(self, other):
+        return fn(other, self)
+
+    method.__name__ = "r" + fn.__name__
+    return method
+
+
+def _register_autocast(policy, name):
+    device, _, policy = policy.rpartition(":")
+    for device_type in (device,) if device else ("cuda", "cpu"):
+        amp.declare_policy(device_type, name, policy)
+
+
+def _autocast_prologue(fn, name):
+    """``fn`` preceded by its op's autocast, unless a ``dtype`` argument is given."""
+    params = list(inspect.signature(fn).parameters.values())
+    dtype_at = next(
+        (
+            i
+            for i, p in enumerate(params)
+            if p.name == "dtype" and p.kind == p.POSITIONAL_OR_KEYWORD
+        ),
+        None,
+    )
+
+    @functools.wraps(fn)
+    def op(*args, **kwargs):
+        if _amp_state and kwargs.get("dtype") is None:
+            if dtype_at is None or len(args) <= dtype_at or args[dtype_at] is None:
+                args, kwargs = _cast_arguments(name, args, kwargs)
+        return fn(*args, **kwargs)
+
+    return op
+
+
+def _cast_arguments(name, args, kwargs):
+    """Every Tensor among the arguments (also inside a list or tuple argument), cast by
+    the autocast policy of op ``name`` together (``"promote"`` needs them all)."""
+    values = list(args) + list(kwargs.values())
+    flat = []
+    for v in values:
+        if isinstance(v, list | tuple):
+            flat.extend(v)
+        else:
+            flat.append(v)
+    cast = iter(amp.cast_for(name, *flat))
+    rebuilt = []
+    for v in values:
+        if isinstance(v, list | tuple):
+            rebuilt.append(type(v)(next(cast) for _ in v))
+        else:
+            rebuilt.append(next(cast))
+    return tuple(rebuilt[: len(args)]), dict(zip(kwargs, rebuilt[len(args) :]))
