@@ -11,7 +11,7 @@ from ..autograd import Function, traceable
 from ..tensor import Tensor
 from ._util import as_tensor_like, call, sum_to, xp_of
 from .cast import apply_binary, operands, to_copy
-from .declare import binary, declared, promote, unary
+from .declare import binary, declared, unary
 
 
 class Add(Function):
@@ -171,7 +171,7 @@ def _minmax_backward(ctx, grad, a, b, a_wins):
 
 @declared(Add, operator="add", reflected=True, inplace=True, inplace_operator=True)
 def add(input, other, *, alpha=1):
-    a, b = promote(Add, "add", input, other)
+    a, b = Add.promote("add", input, other)
     if not isinstance(a, Tensor):
         return Add.apply(b, a) if alpha == 1 else Add.apply(b * alpha, a)
     if alpha == 1:  # no keyword dict on the common path
@@ -183,7 +183,7 @@ def add(input, other, *, alpha=1):
     Sub, aliases=("subtract",), operator="sub", reflected=True, inplace=True, inplace_operator=True
 )
 def sub(input, other, *, alpha=1):
-    a, b = promote(Sub, "sub", input, other)
+    a, b = Sub.promote("sub", input, other)
     if not isinstance(a, Tensor):
         a = as_tensor_like(a, b)
     if alpha == 1:  # no keyword dict on the common path
@@ -195,7 +195,7 @@ def sub(input, other, *, alpha=1):
     Mul, aliases=("multiply",), operator="mul", reflected=True, inplace=True, inplace_operator=True
 )
 def mul(input, other):
-    a, b = promote(Mul, "mul", input, other)
+    a, b = Mul.promote("mul", input, other)
     if not isinstance(a, Tensor):
         a, b = b, a
     return apply_binary(Mul, a, b)
@@ -212,7 +212,7 @@ def mul(input, other):
 def div(input, other, *, rounding_mode=None):
     if rounding_mode is not None:
         return _rounded_div(*operands("div", input, other), rounding_mode)
-    a, b = promote(Div, "div", input, other)
+    a, b = Div.promote("div", input, other)
     if not isinstance(a, Tensor):
         a = as_tensor_like(a, b)
     return apply_binary(Div, a, b)
@@ -248,7 +248,7 @@ def pow(input, exponent):
         if not a.is_floating_point() and isinstance(exponent, float):
             a = to_copy(a, None, dtypes.get_default_dtype())
         return Pow.apply(a, exponent)
-    a, b = promote(Pow, "pow", input, exponent)
+    a, b = Pow.promote("pow", input, exponent)
     if not isinstance(a, Tensor):
         a = as_tensor_like(a, b)
     return Pow.apply(a, b)

@@ -58,17 +58,27 @@ from .cast import apply_binary, float_input, float_operands, operands, tensor_op
 _amp_state = amp._state  # the list of open autocast regions: truthy inside one
 
 
-def promote(cls, name: str, a, b):
-    """Operands ``a`` and ``b`` of op ``cls`` promoted by its declared ``promotes``."""
-    if cls.promotes == "float":
-        return float_operands(name, a, b)
-    if cls.promotes == "common":
-        return operands(name, a, b)
+def _as_given(op: str, a, b):
     return a, b
+
+
+_PROMOTIONS = {None: _as_given, "common": operands, "float": float_operands}
+
+
+def _bind_promotion(cls) -> None:
+    """``cls.promote(op_name, a, b)``: the operands promoted by ``cls.promotes``, for a
+    hand-written functional form to call (a class attribute, so no extra call frame)."""
+    if cls.promotes not in _PROMOTIONS:
+        raise ValueError(
+            f"{cls.__name__}.promotes must be one of None, 'common' or 'float', got "
+            f"{cls.promotes!r}"
+        )
+    cls.promote = staticmethod(_PROMOTIONS[cls.promotes])
 
 
 def unary(cls, name: str, *, method=True, aliases=(), inplace=False, operator=None):
     r"""The functional form ``name(input)`` of the one-operand op ``cls``."""
+    _bind_promotion(cls)
     apply = cls.apply
     if cls.promotes == "float":
         if cls.autocast is None:
@@ -100,9 +110,11 @@ def binary(cls, name: str, **methods):
     r"""The functional form ``name(input, other)`` of the two-operand op ``cls``: operands
     promoted by its ``promotes``, then both made Tensors (a Python number takes the other
     operand's dtype); ``methods`` as for ``declared``."""
+    _bind_promotion(cls)
+    promote = cls.promote
 
     def op(input, other) -> Tensor:
-        a, b = tensor_operands(*promote(cls, name, input, other))
+        a, b = tensor_operands(*promote(name, input, other))
         return apply_binary(cls, a, b)
 
     op.__doc__ = cls.__doc__
@@ -130,6 +142,8 @@ def declared(
     accepts PyTorch's NumPy-style ``axis=``/``keepdims=``; ``as_property`` attaches a
     Tensor property (``T``) named ``method`` instead of a method."""
     policy = autocast or (cls.autocast if cls is not None else None)
+    if cls is not None:
+        _bind_promotion(cls)
 
     def declare(fn):
         op_name = name or fn.__name__

@@ -17,7 +17,7 @@ from ..tensor import Tensor
 from ._util import as_tensor_like, check_same_device, sum_to, xp_of
 from .arithmetic import add, maximum, minimum, mul
 from .cast import to_copy  # noqa: F401 (see below)
-from .declare import declared, inplace_method, promote, unary
+from .declare import declared, inplace_method, unary
 from .unary_math import _sigmoid, log  # noqa: F401 (see below)
 
 # The activation and loss files import _inplace, _unary, _sigmoid, to_copy and log from
@@ -104,7 +104,7 @@ def where(condition: Tensor, input=None, other=None) -> Tensor:
         raise RuntimeError(
             f"where expected condition to be a boolean tensor, but got a tensor with dtype {condition.dtype}"
         )
-    a, b = promote(Where, "where", input, other)
+    a, b = Where.promote("where", input, other)
     if not isinstance(a, Tensor):
         a = as_tensor_like(a, b if isinstance(b, Tensor) else condition, dtypes.result_type(a, b))
     if not isinstance(b, Tensor):

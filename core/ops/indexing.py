@@ -16,7 +16,8 @@ import numpy as np
 from .. import autograd, backend
 from ..autograd import Function, traceable
 from ..tensor import Tensor
-from ._util import attach, sum_to, wrap_dim, xp_of
+from ._util import sum_to, wrap_dim, xp_of
+from .declare import declared
 
 # -- keys ---------------------------------------------------------------------------------------
 
@@ -176,6 +177,7 @@ def basic_index(x: Tensor, key: tuple) -> Tensor:
     return Index.apply(x, key=key)
 
 
+@declared(Index, method="__getitem__")
 def getitem(self: Tensor, key) -> Tensor:
     if type(key) is int or (type(key) is slice and (key.step is None or key.step > 0)):
         return Index.apply(self, key=(key,))  # the common cases, without the key walk
@@ -212,6 +214,7 @@ class IndexPut(Function):
         return gx, gv
 
 
+@declared(IndexPut, autocast="cuda:promote", inplace=True)
 def index_put(input: Tensor, indices, values, accumulate: bool = False) -> Tensor:
     r"""Out-of-place ``input[indices] = values`` (``+=`` with ``accumulate``, where repeated
     indices add up); ``indices`` is a tuple of integer or boolean tensors."""
@@ -239,6 +242,7 @@ def index_put(input: Tensor, indices, values, accumulate: bool = False) -> Tenso
         ) from None
 
 
+@declared(AdvancedIndex)
 def take(input: Tensor, index: Tensor) -> Tensor:
     r"""``input`` read as 1-d at the positions in ``index``; the result has index's shape."""
     if not isinstance(index, Tensor) or index._array.dtype.kind not in "iu":
@@ -246,6 +250,7 @@ def take(input: Tensor, index: Tensor) -> Tensor:
     return getitem(input.reshape(-1), index)
 
 
+@declared(Index)
 def select(input: Tensor, dim: int, index: int) -> Tensor:
     r"""The view ``input[..., index, ...]`` at dim ``dim`` (that dim removed)."""
     n = input._array.ndim
@@ -262,6 +267,7 @@ def select(input: Tensor, dim: int, index: int) -> Tensor:
     return Index.apply(input, key=(slice(None),) * d + (index,))
 
 
+@declared(IndexPut, method="__setitem__")
 def setitem(self: Tensor, key, value) -> None:
     key, _ = _normalize_key(self, key)
     if isinstance(value, Tensor):
@@ -390,6 +396,7 @@ def rebase_view(view: Tensor, result: Tensor) -> None:
 # -- masks, nonzero, one_hot --------------------------------------------------------------------
 
 
+@declared(AdvancedIndex)
 @traceable
 def masked_select(input: Tensor, mask: Tensor) -> Tensor:
     r"""The 1-d tensor of ``input``'s elements where ``mask`` (broadcast) is True."""
@@ -411,6 +418,7 @@ def masked_select(input: Tensor, mask: Tensor) -> Tensor:
     return AdvancedIndex.apply(x, key=(m,))
 
 
+@declared(None)
 @traceable
 def nonzero(input: Tensor, *, as_tuple: bool = False):
     r"""Indices of the non-zero elements: an int64 ``(n, ndim)`` tensor, or with
@@ -423,11 +431,13 @@ def nonzero(input: Tensor, *, as_tuple: bool = False):
     return Tensor._make(xp.argwhere(arr).astype(np.int64, copy=False), False, None, 0)
 
 
+@declared(None)
 def argwhere(input: Tensor) -> Tensor:
     r"""``nonzero(input)``."""
     return nonzero(input)
 
 
+@declared(None, method=False)
 @traceable
 def one_hot(tensor: Tensor, num_classes: int = -1) -> Tensor:
     r"""int64 one-hot encoding: a new last dim of size ``num_classes`` (default max+1).
@@ -462,17 +472,6 @@ def one_hot(tensor: Tensor, num_classes: int = -1) -> Tensor:
     return Tensor._make(out.astype(np.int64), False, None, 0)
 
 
-# -- in-place variants ------------------------------------------------------------------------
-
-
-def _inplace(fn):
-    def method(self, *args, **kwargs):
-        return self._inplace_from(fn(self._snapshot(), *args, **kwargs))
-
-    method.__name__ = fn.__name__ + "_"
-    return method
-
-
 def _masked_scatter(input: Tensor, mask: Tensor, source: Tensor) -> Tensor:
     m = (
         mask._array
@@ -490,24 +489,10 @@ def _masked_scatter(input: Tensor, mask: Tensor, source: Tensor) -> Tensor:
     return IndexPut.apply(input, src, key=(m,))
 
 
+@declared(IndexPut, inplace=True)
 def masked_scatter(input: Tensor, mask: Tensor, source: Tensor) -> Tensor:
     r"""A copy of ``input`` whose positions where ``mask`` is True take, in order, the
     leading elements of ``source``."""
     if mask._array.dtype != np.bool_:
         raise RuntimeError(f"masked_scatter_ only supports boolean masks, but got {mask.dtype}")
     return _masked_scatter(input, mask, source)
-
-
-attach(
-    __getitem__=getitem,
-    __setitem__=setitem,
-    masked_select=masked_select,
-    masked_scatter=masked_scatter,
-    masked_scatter_=_inplace(masked_scatter),
-    nonzero=nonzero,
-    argwhere=argwhere,
-    index_put=index_put,
-    index_put_=_inplace(index_put),
-    take=take,
-    select=select,
-)

@@ -8,7 +8,8 @@ import numpy as np
 from .. import dtypes
 from ..autograd import Function
 from ..tensor import Tensor
-from ._util import attach, check_same_device, wrap_dim, xp_of
+from ._util import check_same_device, wrap_dim, xp_of
+from .declare import declared
 from .movement import reshape
 
 # -- split / unbind -------------------------------------------------------------------------------
@@ -54,6 +55,7 @@ class Unbind(Function):
         return xp_of(grads[0]).stack(grads, axis=ctx.dim)
 
 
+@declared(Split)
 def split(tensor: Tensor, split_size_or_sections, dim: int = 0) -> tuple:
     r"""Split into pieces of ``split_size_or_sections`` (int: equal pieces, the last may be
     smaller; list: those sizes) along ``dim``; the pieces are views.
@@ -86,6 +88,7 @@ def split(tensor: Tensor, split_size_or_sections, dim: int = 0) -> tuple:
     return Split.apply(tensor, dim=d, sizes=tuple(sizes))
 
 
+@declared(Split)
 def chunk(input: Tensor, chunks: int, dim: int = 0) -> tuple:
     r"""Split into ``chunks`` near-equal views along ``dim`` (possibly fewer, as PyTorch)."""
     if chunks <= 0:
@@ -96,6 +99,7 @@ def chunk(input: Tensor, chunks: int, dim: int = 0) -> tuple:
     return split(input, max(-(-size // chunks), 1) if size else 0, dim)
 
 
+@declared(Split)
 def tensor_split(input: Tensor, indices_or_sections, dim: int = 0) -> tuple:
     r"""Split into ``n`` pieces whose sizes differ by at most one, or at the given indices."""
     d = wrap_dim(dim, input._array.ndim)
@@ -111,6 +115,7 @@ def tensor_split(input: Tensor, indices_or_sections, dim: int = 0) -> tuple:
     return Split.apply(input, dim=d, sizes=tuple(sizes))
 
 
+@declared(Unbind)
 def unbind(input: Tensor, dim: int = 0) -> tuple:
     r"""The slices along ``dim``, as a tuple of views without that dim."""
     if input._array.ndim == 0:
@@ -185,6 +190,7 @@ def _same_dtype(op: str, tensors) -> list:
     return [t if t.dtype is rt else t.to(rt) for t in tensors]
 
 
+@declared(Cat, autocast="cpu:promote", method=False)
 def cat(tensors, dim: int = 0) -> Tensor:
     r"""Join tensors along an existing dim ``dim`` (dtypes are promoted).
 
@@ -216,6 +222,7 @@ def cat(tensors, dim: int = 0) -> Tensor:
     return Cat.apply(*tensors, dim=d, skip_empty=len(kept) != len(tensors))
 
 
+@declared(Stack, autocast="cpu:promote", method=False)
 def stack(tensors, dim: int = 0) -> Tensor:
     r"""Join equal-shape tensors along a new dim ``dim``."""
     tensors = _same_dtype("stack", list(tensors))
@@ -229,30 +236,27 @@ def stack(tensors, dim: int = 0) -> Tensor:
     return Stack.apply(*tensors, dim=wrap_dim(dim, len(ref) + 1))
 
 
+@declared(None, method=False)
 def hstack(tensors) -> Tensor:
     r"""Join along dim 1 (dim 0 for 1-d tensors)."""
     tensors = [atleast_1d(t) for t in tensors]
     return cat(tensors, 0 if tensors[0]._array.ndim == 1 else 1)
 
 
+@declared(None, method=False)
 def vstack(tensors) -> Tensor:
     r"""Join along dim 0, treating 1-d tensors as rows."""
     return cat([atleast_2d(t) for t in tensors], 0)
 
 
+@declared(None, method=False)
 def atleast_1d(t: Tensor) -> Tensor:
     return reshape(t, (1,)) if t._array.ndim == 0 else t
 
 
+@declared(None, method=False)
 def atleast_2d(t: Tensor) -> Tensor:
     return reshape(t, (1,) * (2 - t._array.ndim) + t._array.shape) if t._array.ndim < 2 else t
 
 
 concat = concatenate = cat
-
-attach(
-    split=split,
-    chunk=chunk,
-    tensor_split=tensor_split,
-    unbind=unbind,
-)

@@ -16,7 +16,8 @@ import numpy as np
 from .. import dtypes
 from ..autograd import Function
 from ..tensor import Tensor
-from ._util import attach, sum_to, wrap_dim, xp_of
+from ._util import sum_to, wrap_dim, xp_of
+from .declare import declared
 
 # -- shape arguments ------------------------------------------------------------------------
 
@@ -103,6 +104,7 @@ class View(Reshape):
         return out
 
 
+@declared(Reshape)
 def reshape(input: Tensor, *shape, **kwargs) -> Tensor:
     r"""Same elements in a new shape (one dim may be -1); a view when possible.
 
@@ -125,6 +127,7 @@ def _alias(x: Tensor) -> Tensor:
     return t
 
 
+@declared(View)
 def view(self: Tensor, *shape) -> Tensor:
     r"""A view with a new shape; raises when the strides make a view impossible.
     ``view(dtype)`` reinterprets the bytes as another dtype of the same size."""
@@ -146,6 +149,7 @@ def _view_dtype(self: Tensor, dt) -> Tensor:
     return t
 
 
+@declared(Reshape)
 def flatten(input: Tensor, start_dim: int = 0, end_dim: int = -1) -> Tensor:
     r"""Merge dims ``start_dim..end_dim`` into one (a 0-d tensor becomes 1-d)."""
     shape = input._array.shape
@@ -162,6 +166,7 @@ def flatten(input: Tensor, start_dim: int = 0, end_dim: int = -1) -> Tensor:
     return Reshape.apply(input, shape=shape[:s] + (merged,) + shape[e + 1 :])
 
 
+@declared(Reshape)
 def unflatten(input: Tensor, dim: int, sizes) -> Tensor:
     r"""Split dim ``dim`` into ``sizes`` (one of which may be -1)."""
     shape = input._array.shape
@@ -179,6 +184,7 @@ def unflatten(input: Tensor, dim: int, sizes) -> Tensor:
     return Reshape.apply(input, shape=shape[:d] + sizes + shape[d + 1 :])
 
 
+@declared(Reshape)
 def squeeze(input: Tensor, dim=None) -> Tensor:
     r"""Remove dims of size 1 (all of them, or those in ``dim``, an int or tuple)."""
     shape = input._array.shape
@@ -193,6 +199,7 @@ def squeeze(input: Tensor, dim=None) -> Tensor:
     return Reshape.apply(input, shape=new)
 
 
+@declared(Reshape)
 def unsqueeze(input: Tensor, dim: int) -> Tensor:
     r"""Insert a dim of size 1 at ``dim`` (in ``[-ndim-1, ndim]``)."""
     shape = input._array.shape
@@ -220,6 +227,7 @@ class Permute(Function):
         return grad.transpose(inverse)
 
 
+@declared(Permute)
 def permute(input: Tensor, *dims, **kwargs) -> Tensor:
     r"""A view with the dims reordered: ``out.shape[i] == input.shape[dims[i]]``."""
     dims = _shape_arg(_keyword("permute", dims, kwargs, "dims"))
@@ -236,6 +244,7 @@ def permute(input: Tensor, *dims, **kwargs) -> Tensor:
     return Permute.apply(input, dims=dims)
 
 
+@declared(Permute, aliases=("swapaxes", "swapdims"))
 def transpose(input: Tensor, dim0: int, dim1: int) -> Tensor:
     r"""A view with dims ``dim0`` and ``dim1`` swapped."""
     n = input._array.ndim
@@ -248,6 +257,7 @@ def transpose(input: Tensor, dim0: int, dim1: int) -> Tensor:
     return Permute.apply(input, dims=tuple(dims))
 
 
+@declared(Permute, aliases=("moveaxis",))
 def movedim(input: Tensor, source, destination) -> Tensor:
     r"""Move dims ``source`` to positions ``destination`` (ints or sequences)."""
     n = input._array.ndim
@@ -268,11 +278,13 @@ def movedim(input: Tensor, source, destination) -> Tensor:
     return Permute.apply(input, dims=tuple(order))
 
 
+@declared(Permute, method="T", as_property=True)
 def _T(self: Tensor) -> Tensor:
     n = self._array.ndim
     return Permute.apply(self, dims=tuple(range(n - 1, -1, -1)))
 
 
+@declared(Permute, method="mT", as_property=True)
 def _mT(self: Tensor) -> Tensor:
     if self._array.ndim < 2:
         raise RuntimeError(
@@ -301,6 +313,7 @@ class Expand(Function):
         return sum_to(grad, ctx.in_shape)
 
 
+@declared(Expand)
 def expand(input: Tensor, *sizes) -> Tensor:
     r"""A view broadcasting size-1 dims to ``sizes`` (-1 keeps a dim's size)."""
     sizes = _shape_arg(sizes)
@@ -335,6 +348,7 @@ def expand(input: Tensor, *sizes) -> Tensor:
     return Expand.apply(input, shape=target)
 
 
+@declared(Expand)
 def broadcast_to(input: Tensor, size) -> Tensor:
     r"""``input.expand(size)``."""
     return expand(input, tuple(size))
@@ -343,6 +357,7 @@ def broadcast_to(input: Tensor, size) -> Tensor:
 # -- narrow --------------------------------------------------------------------------------------
 
 
+@declared(None)
 def narrow(input: Tensor, dim: int, start: int, length: int) -> Tensor:
     r"""A view of ``length`` elements of dim ``dim`` starting at ``start``."""
     from .indexing import basic_index
@@ -410,6 +425,7 @@ def _writable_diagonal(x, offset, dim1, dim2):
     return d
 
 
+@declared(Diagonal)
 def diagonal(input: Tensor, offset: int = 0, dim1: int = 0, dim2: int = 1) -> Tensor:
     r"""A view of the diagonal ``offset`` (above the main one when positive) of the plane
     (``dim1``, ``dim2``); that plane's dims are removed and the diagonal becomes the last.
@@ -450,6 +466,7 @@ class Unfold(Function):
         return out
 
 
+@declared(Unfold)
 def unfold(self: Tensor, dimension: int, size: int, step: int) -> Tensor:
     r"""All windows of ``size`` elements along ``dimension``, ``step`` apart, as a view
     whose new last dim holds each window (``Tensor.unfold``)."""
@@ -467,6 +484,7 @@ def unfold(self: Tensor, dimension: int, size: int, step: int) -> Tensor:
     return Unfold.apply(self, dim=d, size=int(size), step=int(step))
 
 
+@declared(None, method=False)
 def meshgrid(*tensors, indexing: str = "ij") -> tuple:
     r"""Coordinate grids from 1-d tensors (views via expand); ``indexing='xy'`` swaps the
     first two dims, as NumPy's default.
@@ -499,6 +517,7 @@ def meshgrid(*tensors, indexing: str = "ij") -> tuple:
     return tuple(out)
 
 
+@declared(None)
 def contiguous(self: Tensor, memory_format=None) -> Tensor:
     r"""``self`` when already C-contiguous, else a contiguous copy."""
     if self._array.flags.c_contiguous:
@@ -508,6 +527,7 @@ def contiguous(self: Tensor, memory_format=None) -> Tensor:
     return clone(self)
 
 
+@declared(Permute)
 def t(input: Tensor) -> Tensor:
     r"""Transpose a tensor of at most 2 dims (0-d and 1-d tensors come back as they are)."""
     if input._array.ndim > 2:
@@ -520,29 +540,19 @@ def t(input: Tensor) -> Tensor:
 swapaxes = swapdims = transpose
 
 
-attach(
-    view=view,
-    view_as=lambda self, other: view(self, other.shape),
-    reshape=reshape,
-    reshape_as=lambda self, other: reshape(self, other.shape),
-    flatten=flatten,
-    unflatten=unflatten,
-    squeeze=squeeze,
-    unsqueeze=unsqueeze,
-    permute=permute,
-    transpose=transpose,
-    swapaxes=transpose,
-    swapdims=transpose,
-    movedim=movedim,
-    moveaxis=movedim,
-    T=property(_T),
-    mT=property(_mT),
-    t=t,
-    expand=expand,
-    expand_as=lambda self, other: expand(self, other.shape),
-    broadcast_to=broadcast_to,
-    narrow=narrow,
-    contiguous=contiguous,
-    diagonal=diagonal,
-    unfold=unfold,
-)
+@declared(View)
+def view_as(self: Tensor, other: Tensor) -> Tensor:
+    r"""``self.view(other.shape)``."""
+    return view(self, other.shape)
+
+
+@declared(Reshape)
+def reshape_as(self: Tensor, other: Tensor) -> Tensor:
+    r"""``self.reshape(other.shape)``."""
+    return reshape(self, other.shape)
+
+
+@declared(Expand)
+def expand_as(self: Tensor, other: Tensor) -> Tensor:
+    r"""``self.expand(other.shape)``."""
+    return expand(self, other.shape)

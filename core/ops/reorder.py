@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from ..autograd import Function
 from ..tensor import Tensor
-from ._util import attach, wrap_dim, xp_of
+from ._util import wrap_dim, xp_of
+from .declare import declared
 from .movement import _keyword, _shape_arg
 
 # -- repeat -----------------------------------------------------------------
@@ -34,6 +35,7 @@ class Repeat(Function):
         return g.sum(axis=axes).reshape(ctx.in_shape)
 
 
+@declared(Repeat)
 def repeat(self: Tensor, *repeats) -> Tensor:
     r"""Tile the tensor ``repeats[i]`` times along dim i (PyTorch's ``Tensor.repeat``)."""
     repeats = _shape_arg(repeats)
@@ -47,6 +49,7 @@ def repeat(self: Tensor, *repeats) -> Tensor:
     return Repeat.apply(self, repeats=repeats)
 
 
+@declared(Repeat)
 def tile(input: Tensor, dims) -> Tensor:
     r"""Repeat the tensor ``dims[i]`` times along dim i; missing leading dims count as 1."""
     dims = _shape_arg((dims,))
@@ -78,6 +81,7 @@ class RepeatInterleave(Function):
         return out
 
 
+@declared(RepeatInterleave)
 def repeat_interleave(
     input: Tensor, repeats, dim: int | None = None, *, output_size=None
 ) -> Tensor:
@@ -118,6 +122,7 @@ def repeat_interleave(
     return RepeatInterleave.apply(input, repeats=repeats, dim=d)
 
 
+@declared(None)
 def diag(input: Tensor, diagonal: int = 0) -> Tensor:
     r"""A square matrix with the 1-d ``input`` on diagonal ``diagonal``, or a copy of the
     ``diagonal``-th diagonal of a 2-d ``input``."""
@@ -155,6 +160,7 @@ class Flip(Function):
         return xp_of(grad).flip(grad, axis=ctx.dims)
 
 
+@declared(Flip)
 def flip(input: Tensor, *dims, **kwargs) -> Tensor:
     r"""Reverse the order of elements along ``dims`` (a copy, as in PyTorch)."""
     dims = _shape_arg(_keyword("flip", dims, kwargs, "dims"))
@@ -181,6 +187,7 @@ class Roll(Function):
         return xp_of(grad).roll(grad, back, axis=ctx.dims)
 
 
+@declared(Roll)
 def roll(input: Tensor, shifts, dims=None) -> Tensor:
     r"""Rotate elements along ``dims`` by ``shifts`` (the flattened tensor when dims is None)."""
     if dims is None:
@@ -218,6 +225,7 @@ class Tril(Function):
         return xp.triu(grad, ctx.diagonal) if ctx.upper else xp.tril(grad, ctx.diagonal)
 
 
+@declared(Tril)
 def tril(input: Tensor, diagonal: int = 0) -> Tensor:
     r"""Zero the elements above the ``diagonal``-th diagonal of the last two dims."""
     if input._array.ndim < 2:
@@ -227,6 +235,7 @@ def tril(input: Tensor, diagonal: int = 0) -> Tensor:
     return Tril.apply(input, diagonal=int(diagonal), upper=False)
 
 
+@declared(Tril)
 def triu(input: Tensor, diagonal: int = 0) -> Tensor:
     r"""Zero the elements below the ``diagonal``-th diagonal of the last two dims."""
     if input._array.ndim < 2:
@@ -236,15 +245,13 @@ def triu(input: Tensor, diagonal: int = 0) -> Tensor:
     return Tril.apply(input, diagonal=int(diagonal), upper=True)
 
 
-attach(
-    repeat=repeat,
-    tile=tile,
-    repeat_interleave=repeat_interleave,
-    diag=diag,
-    flip=flip,
-    fliplr=lambda self: flip(self, 1),
-    flipud=lambda self: flip(self, 0),
-    roll=roll,
-    tril=tril,
-    triu=triu,
-)
+@declared(Flip)
+def fliplr(input: Tensor) -> Tensor:
+    r"""Reverse the order of the columns (dim 1)."""
+    return flip(input, 1)
+
+
+@declared(Flip)
+def flipud(input: Tensor) -> Tensor:
+    r"""Reverse the order of the rows (dim 0)."""
+    return flip(input, 0)

@@ -9,7 +9,8 @@ import numpy as np
 from ..autograd import Function
 from ..tensor import Tensor
 from ._util import attach, wrap_dim, xp_of
-from .indexing import _inplace, _place
+from .declare import inplace_method as _inplace
+from .indexing import _place
 
 # -- gather / scatter -------------------------------------------------------------------------
 

@@ -10,7 +10,7 @@ import numpy as np
 from ..autograd import Function
 from ..tensor import Tensor
 from ._util import attach, wrap_dim, xp_of
-from .indexing import _inplace
+from .declare import inplace_method as _inplace
 from .scatter import _along, _check_gather_shapes, _check_index
 
 _REDUCTIONS = ("sum", "prod", "mean", "amax", "amin")
