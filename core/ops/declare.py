@@ -1,48 +1,60 @@
 r"""How to declare an op: the one way.
 
 An op is a ``Function`` subclass (``core/autograd.py``): ``forward(ctx, *arrays, **params)``
-and ``backward(ctx, *grads)`` side by side, on raw arrays, written once against ``xp``. Three
-class attributes declare the policies the op's public form applies:
+and ``backward(ctx, *grads)`` side by side, on raw arrays, written once against ``xp``.
+Three class attributes declare the policies its public form applies:
 
 ``autocast``
-    the op's entry in PyTorch's autocast lists: ``"lower"`` (inputs to the region's
-    float16/bfloat16), ``"fp32"`` (to float32), ``"promote"`` (floating inputs to the
-    widest of their dtypes); a ``"cuda:"`` prefix limits it to CUDA regions. ``None``
-    (default): inputs are left as they are. An op with a ``dtype`` argument is not cast
-    when ``dtype`` is given, as in PyTorch.
+    its entry in PyTorch's autocast lists: ``"lower"`` (floating inputs to the region's
+    float16/bfloat16), ``"fp32"`` (to float32) or ``"promote"`` (to the widest floating
+    dtype among them); ``"cuda:"`` or ``"cpu:"`` in front limits it to regions of that
+    device type. ``None`` (default): inputs stay as they are. An op with a ``dtype``
+    argument is not cast when ``dtype`` is given, as in PyTorch. The declaration puts the
+    entry in ``amp._POLICY``, which ``amp.cast_for`` reads.
 ``promotes``
     how the operands meet: ``None`` (default: as given), ``"common"`` (PyTorch's type
     promotion to one dtype; Python numbers stay numbers) or ``"float"`` (common, then an
     integer or bool result goes to the default float dtype, as for ``exp`` or ``div``).
+    The declaration binds ``cls.promote(op_name, a, b)``, which does it.
 ``differentiable_backward``
     ``True`` when backward is written with operators and helpers that also run on Tensors
     (``call``, ``sum_to``, ``Function.apply``), so ``create_graph=True`` records it and the
     op has a double backward; otherwise double backward raises a clear error.
 
 The functional form (``ember.exp``) and the Tensor methods (``Tensor.exp``, ``Tensor.exp_``,
-``__add__``, ...) come from the declaration, next to the class::
+``__add__``, ...) come from the declaration, written next to the class::
 
     class Exp(Function):
         autocast, promotes, differentiable_backward = "cuda:fp32", "float", True
-        forward = ...  # staticmethods on arrays
-        backward = ...
+        # forward(ctx, x) and backward(ctx, grad): staticmethods on arrays
 
-    exp = unary(Exp, "exp", inplace=True)
+    exp = unary(Exp, "exp", inplace=True)  # ember.exp, Tensor.exp, Tensor.exp_
 
-``unary`` and ``binary`` generate the functional form of a one- or two-operand op from the
-declared ``promotes`` and ``autocast``. An op whose arguments need more (dims, options,
-validation) writes its functional form by hand under ``@declared(Function, ...)``: the
-decorator runs the Function's declared ``autocast`` before the body and attaches the same
-Tensor methods; the body promotes with ``promote`` (the declared ``promotes``) and ends in
-``Function.apply``. Ops computed without a graph node (comparisons, ``argmax``: never
-differentiable) are declared with ``@declared(None, ...)`` over ``@traceable``, which lets
-ONNX export record them.
+- ``unary(cls, name, ...)`` and ``binary(cls, name, ...)`` generate the functional form of
+  a one- or two-operand op from its declaration.
+- An op whose arguments need more (dims, options, validation) writes its functional form
+  by hand under ``@declared(cls, ...)``: the decorator runs the declared ``autocast``
+  before the body and attaches the Tensor methods; the body promotes with
+  ``cls.promote(...)`` and ends in ``cls.apply(...)``. ``declared(cls, name=..., autocast=...)``
+  gives another public form of the same Function a name and policy of its own (``mm``,
+  ``mv`` and ``addmm`` all run ``MatMul``).
+- An op with no Function of its own (a composite of other ops, or one computed without a
+  graph node, such as a comparison: wrap that one in ``@traceable`` too, so ONNX export
+  records it) is declared with ``@declared(None, ...)``.
 
-Tensor methods: ``method`` (True: the function's own name; a name; False: none), ``aliases``
-(more method names), ``inplace`` (also ``name_`` for the name and each alias, computed
-out of place and written back), ``operator="add"`` (``__add__``), with ``reflected``
-(``__radd__``) and ``inplace_operator`` (``__iadd__``). A method whose first argument is
-not the tensor (``Tensor.where``) passes ``method=`` a function taking ``self``.
+Tensor methods: ``method`` (True: the function's own name; a name; False: none; or a
+function taking ``self`` when the tensor is not the first argument, as ``Tensor.where``),
+``aliases`` (more method names), ``inplace`` (also ``name_`` for the name and each alias:
+computed out of place, written back), ``operator="add"`` (``__add__``) with ``reflected``
+(``__radd__``) and ``inplace_operator`` (``__iadd__``); ``as_property`` for ``Tensor.T``.
+
+The files that still call ``amp.cast_for`` in their wrappers and ``attach`` their methods
+(activation, nn_activation, scan, norm, nn, nn_losses, nn_composite, attention, conv,
+conv_nd, pool, pool3d, scatter, scatter_reduce, interpolate, pad) move by: setting
+``autocast``/``promotes`` on the Function, replacing ``if _autocast: cast_for(...)`` and
+the ``attach(...)`` call by ``unary``/``binary``/``@declared`` next to the op, and deleting
+the op's name from the lists at the top of ``core/amp.py``. ``elementwise.py`` keeps
+``_unary``, ``_inplace``, ``_sigmoid``, ``to_copy`` and ``log`` for them until then.
 """
 
 from __future__ import annotations
@@ -80,18 +92,22 @@ def unary(cls, name: str, *, method=True, aliases=(), inplace=False, operator=No
     r"""The functional form ``name(input)`` of the one-operand op ``cls``."""
     _bind_promotion(cls)
     apply = cls.apply
-    if cls.promotes == "float":
+    if cls.promotes == "float":  # is_floating_point inline: this runs once per op
         if cls.autocast is None:
 
             def op(input: Tensor) -> Tensor:
-                return apply(float_input(input))
+                if not input.is_floating_point():
+                    input = float_input(input)
+                return apply(input)
 
         else:
 
             def op(input: Tensor) -> Tensor:
                 if _amp_state:
                     (input,) = amp.cast_for(name, input)
-                return apply(float_input(input))
+                if not input.is_floating_point():
+                    input = float_input(input)
+                return apply(input)
 
     elif cls.promotes is None and cls.autocast is None:
 
