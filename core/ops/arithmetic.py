@@ -169,8 +169,14 @@ def _minmax_backward(ctx, grad, a, b, a_wins):
     return ga, gb
 
 
+# add, sub, mul, div and pow are written by hand: they take options (alpha,
+# rounding_mode) and keep a Python-number operand a number, which the per-op cost of
+# ``x * 0.5`` needs (``binary`` would make it a tensor).
+
+
 @declared(Add, operator="add", reflected=True, inplace=True, inplace_operator=True)
 def add(input, other, *, alpha=1):
+    r"""``input + alpha * other``, broadcast and promoted."""
     a, b = Add.promote("add", input, other)
     if not isinstance(a, Tensor):
         return Add.apply(b, a) if alpha == 1 else Add.apply(b * alpha, a)
@@ -183,6 +189,7 @@ def add(input, other, *, alpha=1):
     Sub, aliases=("subtract",), operator="sub", reflected=True, inplace=True, inplace_operator=True
 )
 def sub(input, other, *, alpha=1):
+    r"""``input - alpha * other``, broadcast and promoted."""
     a, b = Sub.promote("sub", input, other)
     if not isinstance(a, Tensor):
         a = as_tensor_like(a, b)
@@ -195,6 +202,7 @@ def sub(input, other, *, alpha=1):
     Mul, aliases=("multiply",), operator="mul", reflected=True, inplace=True, inplace_operator=True
 )
 def mul(input, other):
+    r"""``input * other``, broadcast and promoted."""
     a, b = Mul.promote("mul", input, other)
     if not isinstance(a, Tensor):
         a, b = b, a
@@ -210,6 +218,8 @@ def mul(input, other):
     inplace_operator=True,
 )
 def div(input, other, *, rounding_mode=None):
+    r"""``input / other`` (integers divide in the default float dtype); with
+    ``rounding_mode`` ``"trunc"`` or ``"floor"``, the rounded quotient in the promoted dtype."""
     if rounding_mode is not None:
         return _rounded_div(*operands("div", input, other), rounding_mode)
     a, b = Div.promote("div", input, other)
@@ -239,6 +249,8 @@ def _rounded_div(a, b, mode):
 
 @declared(Pow, operator="pow", reflected=True, inplace=True)
 def pow(input, exponent):
+    r"""``input ** exponent``, broadcast and promoted (an integer tensor to a float
+    number's power gives the default float dtype)."""
     if (
         isinstance(input, Tensor)
         and isinstance(exponent, int | float)
@@ -314,6 +326,7 @@ def fmod(input, other):
 
 @declared(None, operator="floordiv", reflected=True)
 def floor_divide(input, other):
+    r"""``div(input, other, rounding_mode="floor")``."""
     return div(input, other, rounding_mode="floor")
 
 

@@ -27,7 +27,11 @@ _inplace = inplace_method
 
 
 def _unary(cls):
-    """``unary(cls, name)`` without Tensor methods, named after the class."""
+    """activation.py's float op of one tensor (``silu``): ``unary`` named after the
+    class, no Tensor method, integer inputs in the default float dtype, as the op's
+    declaration will say once that file moves to it."""
+    if cls.promotes is None:
+        cls.promotes = "float"
     return unary(cls, cls.__name__.lower(), method=False)
 
 

@@ -189,3 +189,27 @@ def test_declaration_rejects_unknown_policies():
         declare.unary(Bad, "_test_bad", method=False)
     with pytest.raises(ValueError, match="autocast policy of _test_bad"):
         declare.declared(None, name="_test_bad", autocast="fp16", method=False)(lambda x: x)
+
+
+def test_declared_autocast_respects_a_given_dtype():
+    """PyTorch's rule for ops with a ``dtype`` argument, keyword or positional: a given
+    dtype wins over the autocast list."""
+    seen = []
+
+    def reduce_like(input, dim=None, dtype=None):
+        seen.append(input.dtype)
+        return input
+
+    op = declare.declared(None, name="_test_dtype", autocast="cpu:fp32", method=False)(reduce_like)
+    before = dict(amp._POLICY["cpu"])
+    try:
+        x = ember.ones(2, dtype=ember.bfloat16)
+        with ember.autocast("cpu"):
+            op(x)
+            op(x, 0, ember.float64)
+            op(x, dtype=ember.float64)
+            op(x, 0, None)
+        assert seen == [ember.float32, ember.bfloat16, ember.bfloat16, ember.float32]
+    finally:
+        amp._POLICY["cpu"].clear()
+        amp._POLICY["cpu"].update(before)
