@@ -255,20 +255,25 @@ def _autocast_prologue(fn, name):
 
 
 def _cast_arguments(name, args, kwargs):
-    """Every Tensor among the arguments (also inside a list or tuple argument), cast by
-    the autocast policy of op ``name`` together (``"promote"`` needs them all)."""
+    """Every Tensor among the arguments (also inside a list or tuple of them, as
+    ``cat``'s), cast by the autocast policy of op ``name`` together (``"promote"`` needs
+    them all)."""
     values = list(args) + list(kwargs.values())
     flat = []
     for v in values:
-        if isinstance(v, list | tuple):
+        if _holds_tensors(v):
             flat.extend(v)
         else:
             flat.append(v)
     cast = iter(amp.cast_for(name, *flat))
     rebuilt = []
     for v in values:
-        if isinstance(v, list | tuple):
+        if _holds_tensors(v):
             rebuilt.append(type(v)(next(cast) for _ in v))
         else:
             rebuilt.append(next(cast))
     return tuple(rebuilt[: len(args)]), dict(zip(kwargs, rebuilt[len(args) :]))
+
+
+def _holds_tensors(value) -> bool:
+    return type(value) in (list, tuple) and any(isinstance(v, Tensor) for v in value)

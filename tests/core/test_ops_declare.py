@@ -200,8 +200,8 @@ def test_declared_autocast_respects_a_given_dtype():
         seen.append(input.dtype)
         return input
 
-    op = declare.declared(None, name="_test_dtype", autocast="cpu:fp32", method=False)(reduce_like)
     before = dict(amp._POLICY["cpu"])
+    op = declare.declared(None, name="_test_dtype", autocast="cpu:fp32", method=False)(reduce_like)
     try:
         x = ember.ones(2, dtype=ember.bfloat16)
         with ember.autocast("cpu"):
