@@ -48,13 +48,13 @@ function taking ``self`` when the tensor is not the first argument, as ``Tensor.
 computed out of place, written back), ``operator="add"`` (``__add__``) with ``reflected``
 (``__radd__``) and ``inplace_operator`` (``__iadd__``); ``as_property`` for ``Tensor.T``.
 
-The files that still call ``amp.cast_for`` in their wrappers and ``attach`` their methods
+The files that still call ``amp.cast_for`` in their wrappers or ``attach`` their methods
 (activation, nn_activation, scan, norm, nn, nn_losses, nn_composite, attention, conv,
-conv_nd, pool, pool3d, scatter, scatter_reduce, interpolate, pad) move by: setting
-``autocast``/``promotes`` on the Function, replacing ``if _autocast: cast_for(...)`` and
-the ``attach(...)`` call by ``unary``/``binary``/``@declared`` next to the op, and deleting
-the op's name from the lists at the top of ``core/amp.py``. ``elementwise.py`` keeps
-``_unary``, ``_inplace``, ``_sigmoid``, ``to_copy`` and ``log`` for them until then.
+pool) move by: setting ``autocast``/``promotes`` on each Function, replacing
+``if _autocast: cast_for(...)`` and the ``attach(...)`` call by ``unary``/``binary``/
+``@declared`` next to the op, and deleting the op's name from the lists at the top of
+``core/amp.py``. ``elementwise.py`` keeps ``_unary``, ``_inplace``, ``_sigmoid``,
+``to_copy`` and ``log`` for them until then.
 """
 
 from __future__ import annotations

@@ -8,8 +8,8 @@ import numpy as np
 
 from ..autograd import Function
 from ..tensor import Tensor
-from ._util import attach, wrap_dim, xp_of
-from .declare import inplace_method as _inplace
+from ._util import wrap_dim, xp_of
+from .declare import declared
 from .indexing import _place
 
 # -- gather / scatter -------------------------------------------------------------------------
@@ -85,6 +85,7 @@ class Gather(Function):
         return _place(grad, ctx.shape, ctx.key, True), None
 
 
+@declared(Gather)
 def gather(input: Tensor, dim: int, index: Tensor, *, sparse_grad: bool = False) -> Tensor:
     r"""``out[i][j][k] = input[i][index[i][j][k]][k]`` for ``dim == 1`` (and likewise).
 
@@ -141,6 +142,7 @@ class Scatter(Function):
         return gx, None, gsrc
 
 
+@declared(Scatter, inplace=True)
 def scatter(input: Tensor, dim: int, index: Tensor, src=None, value=None, *, reduce=None) -> Tensor:
     r"""Out-of-place ``scatter_``: write ``src`` (a tensor) or ``value`` (a scalar) into a
     copy of ``input`` at ``index`` along ``dim``; ``reduce`` is None, 'add' or 'multiply'."""
@@ -173,12 +175,14 @@ def _scatter(op, input, dim, index, src, reduce):
     return Scatter.apply(input, index, src, dim=d, reduce=reduce)
 
 
+@declared(Scatter, autocast="cuda:promote", inplace=True)
 def scatter_add(input: Tensor, dim: int, index: Tensor, src: Tensor) -> Tensor:
     r"""Out-of-place ``scatter_add_``: sum ``src`` into a copy of ``input`` at ``index``
     along ``dim`` (repeated indices accumulate)."""
     return _scatter("scatter_add", input, dim, index, src, "add")
 
 
+@declared(Gather)
 def take_along_dim(input: Tensor, indices: Tensor, dim: int | None = None) -> Tensor:
     r"""Pick values along ``dim`` at ``indices`` (broadcast against ``input`` elsewhere);
     with ``dim=None`` both are flattened."""
@@ -236,6 +240,7 @@ class IndexSelect(Function):
         return _place(grad, ctx.shape, ctx.key, True)
 
 
+@declared(IndexSelect)
 def index_select(input: Tensor, dim: int, index: Tensor) -> Tensor:
     r"""The entries of ``input`` at positions ``index`` (a vector) along ``dim``."""
     _, _, key = _vector_index("index_select", input, dim, index)
@@ -289,16 +294,19 @@ def _index_update(op, input, dim, index, source, mode, alpha=1):
     return IndexUpdate.apply(input, source, key=key, mode=mode, alpha=alpha)
 
 
+@declared(IndexUpdate, inplace=True)
 def index_add(input: Tensor, dim: int, index: Tensor, source: Tensor, *, alpha=1) -> Tensor:
     r"""A copy of ``input`` with ``alpha * source`` summed in at ``index`` along ``dim``."""
     return _index_update("index_add", input, dim, index, source, "add", alpha)
 
 
+@declared(IndexUpdate, autocast="cpu:promote", inplace=True)
 def index_copy(input: Tensor, dim: int, index: Tensor, source: Tensor) -> Tensor:
     r"""A copy of ``input`` with slices ``index`` along ``dim`` replaced by ``source``."""
     return _index_update("index_copy", input, dim, index, source, "copy")
 
 
+@declared(IndexUpdate, inplace=True)
 def index_fill(input: Tensor, dim: int, index: Tensor, value) -> Tensor:
     r"""A copy of ``input`` with slices ``index`` along ``dim`` set to ``value``."""
     if not isinstance(value, Tensor):
@@ -311,20 +319,3 @@ def index_fill(input: Tensor, dim: int, index: Tensor, value) -> Tensor:
             f"{value._array.ndim} dimension(s)."
         )
     return _index_update("index_fill", input, dim, index, value.to(input.dtype), "fill")
-
-
-attach(
-    gather=lambda self, dim, index, *, sparse_grad=False: gather(self, dim, index),
-    scatter=scatter,
-    scatter_=_inplace(scatter),
-    scatter_add=scatter_add,
-    scatter_add_=_inplace(scatter_add),
-    take_along_dim=take_along_dim,
-    index_select=index_select,
-    index_add=index_add,
-    index_add_=_inplace(index_add),
-    index_copy=index_copy,
-    index_copy_=_inplace(index_copy),
-    index_fill=index_fill,
-    index_fill_=_inplace(index_fill),
-)

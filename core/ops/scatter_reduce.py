@@ -9,8 +9,8 @@ import numpy as np
 
 from ..autograd import Function
 from ..tensor import Tensor
-from ._util import attach, wrap_dim, xp_of
-from .declare import inplace_method as _inplace
+from ._util import wrap_dim, xp_of
+from .declare import declared
 from .scatter import _along, _check_gather_shapes, _check_index
 
 _REDUCTIONS = ("sum", "prod", "mean", "amax", "amin")
@@ -106,6 +106,7 @@ def _prod_grads(xp, grad, x, part, out, key, include_self):
     return g_self, g_part.astype(grad.dtype, copy=False)
 
 
+@declared(ScatterReduce, inplace=True)
 def scatter_reduce(
     input: Tensor, dim: int, index: Tensor, src: Tensor, reduce: str, *, include_self: bool = True
 ) -> Tensor:
@@ -143,6 +144,3 @@ def scatter_reduce(
             f"and {src.dtype})"
         )
     return ScatterReduce.apply(input, index, src, dim=d, reduce=reduce, include_self=include_self)
-
-
-attach(scatter_reduce=scatter_reduce, scatter_reduce_=_inplace(scatter_reduce))

@@ -28,6 +28,8 @@ DECLARED_FILES = [
     "movement",
     "reduce",
     "reorder",
+    "scatter",
+    "scatter_reduce",
     "unary_math",
 ]
 
@@ -78,7 +80,8 @@ def test_autocast_policies_come_from_the_declarations():
     assert cuda["mv"] == "lower" and "mv" not in cpu
     assert cuda["prod"] == cpu["prod"] == "float32"
     assert cuda["dot"] == cuda["atan2"] == cuda["index_put"] == "promote"
-    assert cpu["cat"] == cpu["stack"] == "promote" and "cat" not in cuda
+    assert cpu["cat"] == cpu["stack"] == cpu["index_copy"] == "promote" and "cat" not in cuda
+    assert cuda["scatter_add"] == "promote" and "scatter_add" not in cpu
 
 
 @pytest.mark.parametrize(
