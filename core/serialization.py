@@ -49,7 +49,7 @@ from .allowlist import (  # noqa: F401  (torch.serialization's names)
     get_safe_globals,
     safe_globals,
 )
-from .tensor import Tensor
+from .tensor import Tensor, wrap_array
 
 _TO_ST = {
     np.dtype(np.bool_): "BOOL",
@@ -328,7 +328,7 @@ def _place(array: np.ndarray, saved_location: str, requires_grad: bool, map_loca
     dtypes.from_numpy(array.dtype)
     target = saved_location
     if callable(map_location) and not isinstance(map_location, str | backend.device):
-        result = map_location(Tensor._make(array, False, None, 0), saved_location)
+        result = map_location(wrap_array(array), saved_location)
         if isinstance(result, Tensor):
             return result.requires_grad_(True) if requires_grad else result
         if result is not None:
@@ -347,7 +347,7 @@ def _place(array: np.ndarray, saved_location: str, requires_grad: bool, map_loca
                 "you are running on a CPU-only machine, use ember.load(..., map_location='cpu')."
             )
         array = backend.move_array(array, backend.normalize_device(dev))
-    t = Tensor._make(array, False, None, 0)
+    t = wrap_array(array)
     if requires_grad:
         t.requires_grad_(True)
     return t

@@ -88,7 +88,7 @@ class Tensor:
     def size(self, dim: int | None = None):
         if dim is None:
             return Size(self._array.shape)
-        return self._array.shape[_wrap_dim(dim, self._array.ndim)]
+        return self._array.shape[wrap_dim(dim, self._array.ndim)]
 
     @property
     def dtype(self) -> dtypes.dtype:
@@ -329,23 +329,11 @@ class Tensor:
             gradient: d(out)/d(self); may be omitted for a single-element tensor.
             retain_graph: keep saved values for another backward (default: create_graph).
             create_graph: record the backward pass so it can itself be differentiated.
+            inputs: the tensors whose ``.grad`` to accumulate into (default: every leaf).
         """
-        if not self.requires_grad:
-            raise RuntimeError(
-                "element 0 of tensors does not require grad and does not have a grad_fn"
-            )
-        grad = _initial_grad(self, gradient, create_graph)
-        retain = create_graph if retain_graph is None else retain_graph
-        if inputs is not None:
-            inputs = [inputs] if isinstance(inputs, Tensor) else list(inputs)
-            grads = autograd.run_backward(
-                [self], [grad], retain, create_graph, inputs=inputs, accumulate=False
-            )
-            for t, g in zip(inputs, grads):
-                if g is not None:
-                    t.grad = g if t.grad is None else t.grad + g
-            return
-        autograd.run_backward([self], [grad], retain, create_graph)
+        autograd.backward(
+            self, None if gradient is None else [gradient], retain_graph, create_graph, inputs
+        )
 
     def detach(self) -> Tensor:
         t = Tensor._make(self._array, False, None, 0)
@@ -499,7 +487,17 @@ class _RemovableHandle:
             self.container.remove(self.item)
 
 
-def _wrap_dim(dim: int, ndim: int) -> int:
+def wrap_array(array) -> Tensor:
+    """A plain tensor backed by ``array`` (a NumPy or CuPy array, memory shared, not
+    copied): no grad, no history. For the layers above the ops (``nn``, ``distributed``,
+    ``optim``, serialization) that compute on raw arrays and hand back tensors; it does not
+    check the dtype, so ``array`` must already have one of ember's."""
+    return Tensor._make(array, False, None, 0)
+
+
+def wrap_dim(dim: int, ndim: int) -> int:
+    """``dim`` as an index in ``[0, ndim)`` (negative counts from the end; a 0-d tensor
+    takes -1 and 0), or IndexError with PyTorch's message."""
     n = max(ndim, 1)
     if not -n <= dim < n:
         raise IndexError(

@@ -6,7 +6,7 @@ import itertools
 
 from .. import autograd
 from ..autograd import Function
-from ..tensor import Tensor
+from ..tensor import Tensor, wrap_array
 
 
 class RemovableHandle:
@@ -182,4 +182,4 @@ class _HookMixin:
 
 
 def _hook_tensor(g):
-    return g if isinstance(g, Tensor) else Tensor._make(g, False, None, 0)
+    return g if isinstance(g, Tensor) else wrap_array(g)

@@ -9,7 +9,7 @@ from collections import OrderedDict, namedtuple
 import numpy as np
 
 from .. import autograd, backend, dtypes
-from ..tensor import Tensor
+from ..tensor import Tensor, wrap_array
 from .hooks import RemovableHandle, _HookMixin
 from .parameter import Buffer, Parameter
 
@@ -492,7 +492,7 @@ class Module(_HookMixin):
                 )
                 continue
             if param.ndim == 0 and value.shape == (1,):
-                value = Tensor._make(value._array.reshape(()), False, None, 0)
+                value = wrap_array(value._array.reshape(()))
             if value.shape != param.shape:
                 error_msgs.append(
                     f"size mismatch for {key}: copying a param with shape {value.shape} from "
@@ -619,9 +619,7 @@ def _as_tensor(value):
     if isinstance(value, Tensor):
         return value
     if isinstance(value, np.ndarray | np.generic) or hasattr(value, "__cuda_array_interface__"):
-        return Tensor._make(
-            value if not isinstance(value, np.generic) else np.asarray(value), False, None, 0
-        )
+        return wrap_array(value if not isinstance(value, np.generic) else np.asarray(value))
     if hasattr(value, "__array__"):  # a tensor of another library, e.g. torch on CPU
-        return Tensor._make(np.asarray(value), False, None, 0)
+        return wrap_array(np.asarray(value))
     return None

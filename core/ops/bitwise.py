@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from ..autograd import traceable
 from ..tensor import Tensor
-from ._util import attach, xp_of
-from .elementwise import _inplace, _operands
+from ._util import attach, inplace, xp_of
+from .elementwise import _operands
 
 
 def _check_integral(name, *values):
@@ -63,12 +63,12 @@ attach(
     bitwise_not=bitwise_not,
     bitwise_left_shift=bitwise_left_shift,
     bitwise_right_shift=bitwise_right_shift,
-    bitwise_and_=_inplace(bitwise_and),
-    bitwise_or_=_inplace(bitwise_or),
-    bitwise_xor_=_inplace(bitwise_xor),
-    bitwise_not_=_inplace(bitwise_not),
-    bitwise_left_shift_=_inplace(bitwise_left_shift),
-    bitwise_right_shift_=_inplace(bitwise_right_shift),
+    bitwise_and_=inplace(bitwise_and),
+    bitwise_or_=inplace(bitwise_or),
+    bitwise_xor_=inplace(bitwise_xor),
+    bitwise_not_=inplace(bitwise_not),
+    bitwise_left_shift_=inplace(bitwise_left_shift),
+    bitwise_right_shift_=inplace(bitwise_right_shift),
     __and__=bitwise_and,
     __or__=bitwise_or,
     __xor__=bitwise_xor,
@@ -80,9 +80,9 @@ attach(
     __rlshift__=_reflected(bitwise_left_shift),
     __rrshift__=_reflected(bitwise_right_shift),
     __invert__=bitwise_not,
-    __iand__=_inplace(bitwise_and),
-    __ior__=_inplace(bitwise_or),
-    __ixor__=_inplace(bitwise_xor),
-    __ilshift__=_inplace(bitwise_left_shift),
-    __irshift__=_inplace(bitwise_right_shift),
+    __iand__=inplace(bitwise_and),
+    __ior__=inplace(bitwise_or),
+    __ixor__=inplace(bitwise_xor),
+    __ilshift__=inplace(bitwise_left_shift),
+    __irshift__=inplace(bitwise_right_shift),
 )

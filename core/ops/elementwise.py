@@ -10,7 +10,7 @@ from ..amp import _state as _autocast
 from ..amp import cast_for
 from ..autograd import Function, traceable
 from ..tensor import Tensor
-from ._util import as_tensor_like, attach, call, check_same_device, sum_to, xp_of
+from ._util import as_tensor_like, attach, call, check_same_device, inplace, sum_to, xp_of
 
 # -- promotion ------------------------------------------------------------------------------
 
@@ -800,14 +800,6 @@ def isclose(input, other, rtol=1e-05, atol=1e-08, equal_nan=False) -> Tensor:
 # -- in-place variants ------------------------------------------------------------------------
 
 
-def _inplace(fn):
-    def method(self, *args, **kwargs):
-        return self._inplace_from(fn(self._snapshot(), *args, **kwargs))
-
-    method.__name__ = fn.__name__ + "_"
-    return method
-
-
 def zero_(self: Tensor) -> Tensor:
     self._check_inplace()
     self._array[...] = 0
@@ -946,23 +938,23 @@ attach(
     zero_=zero_,
     fill_=fill_,
     copy_=copy_,
-    add_=_inplace(add),
-    sub_=_inplace(sub),
-    mul_=_inplace(mul),
-    div_=_inplace(div),
-    pow_=_inplace(pow),
-    clamp_=_inplace(clamp),
-    clip_=_inplace(clamp),
-    masked_fill_=_inplace(masked_fill),
-    exp_=_inplace(exp),
-    log_=_inplace(log),
-    sqrt_=_inplace(sqrt),
-    neg_=_inplace(neg),
-    abs_=_inplace(abs),
-    sigmoid_=_inplace(sigmoid),
-    tanh_=_inplace(tanh),
-    __iadd__=_inplace(add),
-    __isub__=_inplace(sub),
-    __imul__=_inplace(mul),
-    __itruediv__=_inplace(div),
+    add_=inplace(add),
+    sub_=inplace(sub),
+    mul_=inplace(mul),
+    div_=inplace(div),
+    pow_=inplace(pow),
+    clamp_=inplace(clamp),
+    clip_=inplace(clamp),
+    masked_fill_=inplace(masked_fill),
+    exp_=inplace(exp),
+    log_=inplace(log),
+    sqrt_=inplace(sqrt),
+    neg_=inplace(neg),
+    abs_=inplace(abs),
+    sigmoid_=inplace(sigmoid),
+    tanh_=inplace(tanh),
+    __iadd__=inplace(add),
+    __isub__=inplace(sub),
+    __imul__=inplace(mul),
+    __itruediv__=inplace(div),
 )

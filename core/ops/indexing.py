@@ -16,7 +16,7 @@ import numpy as np
 from .. import autograd, backend
 from ..autograd import Function, traceable
 from ..tensor import Tensor
-from ._util import attach, sum_to, wrap_dim, xp_of
+from ._util import attach, inplace, sum_to, wrap_dim, xp_of
 
 # -- keys ---------------------------------------------------------------------------------------
 
@@ -465,14 +465,6 @@ def one_hot(tensor: Tensor, num_classes: int = -1) -> Tensor:
 # -- in-place variants ------------------------------------------------------------------------
 
 
-def _inplace(fn):
-    def method(self, *args, **kwargs):
-        return self._inplace_from(fn(self._snapshot(), *args, **kwargs))
-
-    method.__name__ = fn.__name__ + "_"
-    return method
-
-
 def _masked_scatter(input: Tensor, mask: Tensor, source: Tensor) -> Tensor:
     m = (
         mask._array
@@ -503,11 +495,11 @@ attach(
     __setitem__=setitem,
     masked_select=masked_select,
     masked_scatter=masked_scatter,
-    masked_scatter_=_inplace(masked_scatter),
+    masked_scatter_=inplace(masked_scatter),
     nonzero=nonzero,
     argwhere=argwhere,
     index_put=index_put,
-    index_put_=_inplace(index_put),
+    index_put_=inplace(index_put),
     take=take,
     select=select,
 )

@@ -8,8 +8,8 @@ import numpy as np
 
 from ..autograd import Function
 from ..tensor import Tensor
-from ._util import attach, wrap_dim, xp_of
-from .indexing import _inplace, _place
+from ._util import attach, inplace, wrap_dim, xp_of
+from .indexing import _place
 
 # -- gather / scatter -------------------------------------------------------------------------
 
@@ -315,15 +315,15 @@ def index_fill(input: Tensor, dim: int, index: Tensor, value) -> Tensor:
 attach(
     gather=lambda self, dim, index, *, sparse_grad=False: gather(self, dim, index),
     scatter=scatter,
-    scatter_=_inplace(scatter),
+    scatter_=inplace(scatter),
     scatter_add=scatter_add,
-    scatter_add_=_inplace(scatter_add),
+    scatter_add_=inplace(scatter_add),
     take_along_dim=take_along_dim,
     index_select=index_select,
     index_add=index_add,
-    index_add_=_inplace(index_add),
+    index_add_=inplace(index_add),
     index_copy=index_copy,
-    index_copy_=_inplace(index_copy),
+    index_copy_=inplace(index_copy),
     index_fill=index_fill,
-    index_fill_=_inplace(index_fill),
+    index_fill_=inplace(index_fill),
 )

@@ -9,8 +9,7 @@ import numpy as np
 
 from ..autograd import Function
 from ..tensor import Tensor
-from ._util import attach, wrap_dim, xp_of
-from .indexing import _inplace
+from ._util import attach, inplace, wrap_dim, xp_of
 from .scatter import _along, _check_gather_shapes, _check_index
 
 _REDUCTIONS = ("sum", "prod", "mean", "amax", "amin")
@@ -145,4 +144,4 @@ def scatter_reduce(
     return ScatterReduce.apply(input, index, src, dim=d, reduce=reduce, include_self=include_self)
 
 
-attach(scatter_reduce=scatter_reduce, scatter_reduce_=_inplace(scatter_reduce))
+attach(scatter_reduce=scatter_reduce, scatter_reduce_=inplace(scatter_reduce))

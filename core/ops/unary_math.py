@@ -16,8 +16,8 @@ from .. import dtypes
 from ..autograd import Function
 from ..tensor import Tensor
 from . import special
-from ._util import attach, call, sum_to, xp_of
-from .elementwise import _apply_binary, _inplace, _operands, _unary, as_tensor_like, to_copy
+from ._util import attach, call, inplace, sum_to, xp_of
+from .elementwise import _apply_binary, _operands, _unary, as_tensor_like, to_copy
 
 _LN2 = math.log(2)
 _TWO_OVER_SQRT_PI = 2 / math.sqrt(math.pi)
@@ -319,7 +319,7 @@ attach(
 )
 attach(
     **{
-        name + "_": _inplace(fn)
+        name + "_": inplace(fn)
         for name, fn in (
             ("tan", tan),
             ("asin", asin),

@@ -19,7 +19,7 @@ import numpy as np
 
 from .. import backend
 from ..autograd import enable_grad, no_grad
-from ..tensor import Tensor
+from ..tensor import Tensor, wrap_array
 
 Params = Iterable[Tensor] | Iterable[dict[str, Any]] | Iterable[tuple[str, Tensor]]
 
@@ -97,7 +97,7 @@ def _hooked_step(step):
 
 def step_tensor(value: float = 0.0) -> Tensor:
     """The per-parameter step count: a float32 scalar tensor on the CPU, as in PyTorch."""
-    return Tensor._make(np.array(value, dtype=np.float32), False, None, 0)
+    return wrap_array(np.array(value, dtype=np.float32))
 
 
 def increment_step(state: dict) -> float:
@@ -115,7 +115,7 @@ def zeros_state(p: Tensor, fill: float = 0.0) -> Tensor:
     xp = backend.get_array_module(p._array)
     with backend.device_context(p.device):
         data = xp.full(p._array.shape, fill, dtype=p._array.dtype)
-    return Tensor._make(data, False, None, 0)
+    return wrap_array(data)
 
 
 def as_float(value) -> float:
@@ -411,7 +411,7 @@ def _cast(param: Tensor, value, index, key=None, check_shape=True):
     if isinstance(value, Tensor):
         data = value._array
         if key == "step":
-            return Tensor._make(np.array(backend.move_array(data, backend.CPU)), False, None, 0)
+            return wrap_array(np.array(backend.move_array(data, backend.CPU)))
         if check_shape and data.ndim and tuple(data.shape) != tuple(param.shape):
             raise ValueError(
                 f"loaded state {key!r} of parameter {index} has shape {tuple(data.shape)}, "
@@ -421,7 +421,7 @@ def _cast(param: Tensor, value, index, key=None, check_shape=True):
         dtype = param._array.dtype if param.is_floating_point() else data.dtype
         with backend.device_context(dev):
             data = backend.move_array(data, dev).astype(dtype, copy=True)
-        return Tensor._make(data, False, None, 0)
+        return wrap_array(data)
     if isinstance(value, dict):
         return {k: _cast(param, v, index, k, check_shape) for k, v in value.items()}
     if isinstance(value, list | tuple):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .. import multi_tensor
 from ..backend import get_array_module
-from ..tensor import Tensor
+from ..tensor import wrap_array
 from .optimizer import Optimizer, Params, as_float, check_hyper, check_implementation_flags
 
 
@@ -85,7 +85,7 @@ class SGD(Optimizer):
                     buf = state.get("momentum_buffer")
                     if buf is None:
                         buf = g.copy()
-                        state["momentum_buffer"] = Tensor._make(buf, False, None, 0)
+                        state["momentum_buffer"] = wrap_array(buf)
                     else:
                         buf = buf._array
                         buf *= momentum
@@ -122,7 +122,7 @@ class SGD(Optimizer):
             xp = get_array_module(arrays[0])
             for p, a in zip(params, arrays):
                 with a.device:
-                    buf = Tensor._make(xp.empty_like(a), False, None, 0)
+                    buf = wrap_array(xp.empty_like(a))
                 self.state[p]["momentum_buffer"] = buf
         buf_arrays = [self.state[p]["momentum_buffer"]._array for p in params] if momentum else []
         if buf_arrays and not new_bufs and not multi_tensor.fits(arrays + buf_arrays):
