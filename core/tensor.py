@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import autograd, backend, dtypes
+from .utils.hooks import add_hook
 
 
 class Tensor:
@@ -389,10 +390,9 @@ class Tensor:
             raise RuntimeError("cannot register a hook on a tensor that doesn't require gradient")
         if self.grad_fn is None:
             if self._grad_hooks is None:
-                self._grad_hooks = []
-            return _RemovableHandle(self._grad_hooks, hook)
-        self.grad_fn._add_pre_hook(self._output_nr, hook)
-        return _RemovableHandle(self.grad_fn._pre_hooks[self._output_nr], hook, added=True)
+                self._grad_hooks = {}
+            return add_hook(self._grad_hooks, hook)
+        return self.grad_fn._add_pre_hook(self._output_nr, hook)
 
     def register_post_accumulate_grad_hook(self, hook):
         r"""Call ``hook(tensor)`` after a leaf's ``.grad`` has been accumulated."""
@@ -401,8 +401,8 @@ class Tensor:
                 "post accumulate grad hooks cannot be registered on non-leaf tensors"
             )
         if self._post_acc_hooks is None:
-            self._post_acc_hooks = []
-        return _RemovableHandle(self._post_acc_hooks, hook)
+            self._post_acc_hooks = {}
+        return add_hook(self._post_acc_hooks, hook)
 
     def _accumulator(self):
         acc = self._acc
@@ -474,17 +474,6 @@ class Size(tuple):
 
     def __repr__(self) -> str:
         return f"ember.Size({list(self)})"
-
-
-class _RemovableHandle:
-    def __init__(self, container, item, added=False):
-        self.container, self.item = container, item
-        if not added:
-            container.append(item)
-
-    def remove(self) -> None:
-        if self.item in self.container:
-            self.container.remove(self.item)
 
 
 def wrap_array(array) -> Tensor:

@@ -20,6 +20,7 @@ import numpy as np
 from .. import backend
 from ..autograd import enable_grad, no_grad
 from ..tensor import Tensor, wrap_array
+from ..utils.hooks import RemovableHandle, add_hook
 
 Params = Iterable[Tensor] | Iterable[dict[str, Any]] | Iterable[tuple[str, Tensor]]
 
@@ -40,33 +41,20 @@ def check_implementation_flags(foreach=None, fused=None, capturable=False, diffe
         raise NotImplementedError("differentiable=True (autograd through step()) is not supported")
 
 
-class _HookHandle:
-    """Returned by ``register_step_*_hook``; ``remove()`` unregisters the hook."""
-
-    _next_id = itertools.count()
-
-    def __init__(self, hooks: OrderedDict, hook: Callable):
-        self.hooks, self.id = hooks, next(self._next_id)
-        hooks[self.id] = hook
-
-    def remove(self) -> None:
-        self.hooks.pop(self.id, None)
-
-
 _global_step_pre_hooks: OrderedDict = OrderedDict()
 _global_step_post_hooks: OrderedDict = OrderedDict()
 
 
-def register_optimizer_step_pre_hook(hook: Callable) -> _HookHandle:
+def register_optimizer_step_pre_hook(hook: Callable) -> RemovableHandle:
     r"""Register ``hook(optimizer, args, kwargs)`` to run before every optimizer's ``step``
     (before the optimizer's own pre-hooks). Returns a handle with ``remove()``."""
-    return _HookHandle(_global_step_pre_hooks, hook)
+    return add_hook(_global_step_pre_hooks, hook)
 
 
-def register_optimizer_step_post_hook(hook: Callable) -> _HookHandle:
+def register_optimizer_step_post_hook(hook: Callable) -> RemovableHandle:
     r"""Register ``hook(optimizer, args, kwargs)`` to run after every optimizer's ``step``.
     Returns a handle with ``remove()``."""
-    return _HookHandle(_global_step_post_hooks, hook)
+    return add_hook(_global_step_post_hooks, hook)
 
 
 def _hooked_step(step):
@@ -280,33 +268,33 @@ class Optimizer:
         with enable_grad():
             return closure()
 
-    def register_step_pre_hook(self, hook: Callable) -> _HookHandle:
+    def register_step_pre_hook(self, hook: Callable) -> RemovableHandle:
         r"""``hook(optimizer, args, kwargs)`` runs before each ``step``; it may return
         ``(new_args, new_kwargs)``. Returns a handle with ``remove()``."""
-        return _HookHandle(self._step_pre_hooks, hook)
+        return add_hook(self._step_pre_hooks, hook)
 
-    def register_step_post_hook(self, hook: Callable) -> _HookHandle:
+    def register_step_post_hook(self, hook: Callable) -> RemovableHandle:
         r"""``hook(optimizer, args, kwargs)`` runs after each ``step``. Returns a handle
         with ``remove()``."""
-        return _HookHandle(self._step_post_hooks, hook)
+        return add_hook(self._step_post_hooks, hook)
 
-    def register_state_dict_pre_hook(self, hook: Callable) -> _HookHandle:
+    def register_state_dict_pre_hook(self, hook: Callable) -> RemovableHandle:
         r"""``hook(optimizer)`` runs before :meth:`state_dict` builds its result."""
-        return _HookHandle(self._state_dict_pre_hooks, hook)
+        return add_hook(self._state_dict_pre_hooks, hook)
 
-    def register_state_dict_post_hook(self, hook: Callable) -> _HookHandle:
+    def register_state_dict_post_hook(self, hook: Callable) -> RemovableHandle:
         r"""``hook(optimizer, state_dict)`` runs on :meth:`state_dict`'s result and may
         return a replacement."""
-        return _HookHandle(self._state_dict_post_hooks, hook)
+        return add_hook(self._state_dict_post_hooks, hook)
 
-    def register_load_state_dict_pre_hook(self, hook: Callable) -> _HookHandle:
+    def register_load_state_dict_pre_hook(self, hook: Callable) -> RemovableHandle:
         r"""``hook(optimizer, state_dict)`` runs before :meth:`load_state_dict` on a shallow
         copy of the state dict and may return a replacement."""
-        return _HookHandle(self._load_state_dict_pre_hooks, hook)
+        return add_hook(self._load_state_dict_pre_hooks, hook)
 
-    def register_load_state_dict_post_hook(self, hook: Callable) -> _HookHandle:
+    def register_load_state_dict_post_hook(self, hook: Callable) -> RemovableHandle:
         r"""``hook(optimizer)`` runs after :meth:`load_state_dict`."""
-        return _HookHandle(self._load_state_dict_post_hooks, hook)
+        return add_hook(self._load_state_dict_post_hooks, hook)
 
     def _buffer(self, like, slot: int = 0):
         """A reusable scratch array shaped and typed like ``like`` (one flat allocation per
