@@ -258,8 +258,37 @@ class Optimizer:
 
     def step(self, closure: Callable[[], Any] | None = None):
         r"""Perform a single optimization step; ``closure`` re-evaluates the model and
-        returns the loss."""
-        raise NotImplementedError
+        returns the loss, which ``step`` returns.
+
+        Every parameter that has a gradient is updated in place: a subclass gives the
+        update of one parameter in :meth:`_update` (and its first state in
+        :meth:`_init_state`), or of a whole group in :meth:`_update_group`.
+        """
+        loss = self._eval_closure(closure)
+        for group in self.param_groups:
+            params = [p for p in group["params"] if p.grad is not None]
+            if params:
+                self._update_group(group, params)
+        return loss
+
+    def _update_group(self, group: dict[str, Any], params: list[Tensor]) -> None:
+        """Update ``params``, the parameters of ``group`` that have a gradient: each one's
+        state is created on its first step, then :meth:`_update` runs on raw arrays."""
+        for p in params:
+            state = self.state[p]
+            if not state:
+                self._init_state(p, state, group)
+            self._update(p._array, p.grad._array, state, group)
+            p._bump_version()
+
+    def _init_state(self, p: Tensor, state: dict, group: dict[str, Any]) -> None:
+        """Fill ``state``, parameter ``p``'s empty state, before its first update."""
+
+    def _update(self, param, grad, state: dict, group: dict[str, Any]) -> None:
+        """Update the array ``param`` in place from ``grad`` with ``group``'s options."""
+        raise NotImplementedError(
+            f"{type(self).__name__} must define step() (or _update() for one parameter)"
+        )
 
     @staticmethod
     def _eval_closure(closure):
