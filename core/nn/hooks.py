@@ -5,7 +5,7 @@ from __future__ import annotations
 from .. import autograd
 from ..autograd import Function
 from ..tensor import Tensor, wrap_array
-from ..utils.hooks import RemovableHandle, add_hook
+from ..utils.hooks import RemovableHandle, add_hook, pre_hook_result
 
 
 class _BackwardHookIdentity(Function):
@@ -101,13 +101,7 @@ class _HookMixin:
         for hook_id, hook in list(self._forward_pre_hooks.items()):
             if hook_id in self._forward_pre_hooks_with_kwargs:
                 result = hook(self, args, kwargs)
-                if result is not None:
-                    if not (isinstance(result, tuple) and len(result) == 2):
-                        raise RuntimeError(
-                            "forward pre-hook must return None or a tuple of "
-                            f"(new_args, new_kwargs), but got {result}."
-                        )
-                    args, kwargs = result
+                args, kwargs = pre_hook_result(result, args, kwargs, "forward pre-hook")
             else:
                 result = hook(self, args)
                 if result is not None:

@@ -20,7 +20,7 @@ import numpy as np
 from .. import backend
 from ..autograd import enable_grad, no_grad
 from ..tensor import Tensor, wrap_array
-from ..utils.hooks import RemovableHandle, add_hook
+from ..utils.hooks import RemovableHandle, add_hook, pre_hook_result
 
 Params = Iterable[Tensor] | Iterable[dict[str, Any]] | Iterable[tuple[str, Tensor]]
 
@@ -65,13 +65,7 @@ def _hooked_step(step):
         pre_hooks = (*_global_step_pre_hooks.values(), *self._step_pre_hooks.values())
         for hook in pre_hooks:
             result = hook(self, args, kwargs)
-            if result is not None:
-                if not (isinstance(result, tuple) and len(result) == 2):
-                    raise RuntimeError(
-                        "an optimizer step pre-hook must return None or a tuple of "
-                        f"(new_args, new_kwargs), but got {result!r}"
-                    )
-                args, kwargs = result
+            args, kwargs = pre_hook_result(result, args, kwargs, "an optimizer step pre-hook")
         with no_grad():
             out = step(self, *args, **kwargs)
         self._opt_called = True

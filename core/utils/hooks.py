@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable
+from typing import Any
 
 
 class RemovableHandle:
@@ -52,3 +53,16 @@ def add_hook(
     if prepend:
         hooks_dict.move_to_end(handle.id, last=False)
     return handle
+
+
+def pre_hook_result(result: Any, args: tuple, kwargs: dict, hook_kind: str) -> tuple:
+    """``(args, kwargs)`` after a pre-hook that sees both returned ``result``: unchanged
+    for None, replaced by a ``(new_args, new_kwargs)`` pair; anything else is an error
+    naming the ``hook_kind``."""
+    if result is None:
+        return args, kwargs
+    if not (isinstance(result, tuple) and len(result) == 2):
+        raise RuntimeError(
+            f"{hook_kind} must return None or a tuple of (new_args, new_kwargs), but got {result!r}"
+        )
+    return result
