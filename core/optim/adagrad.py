@@ -76,11 +76,9 @@ class Adagrad(Optimizer):
         lr = as_float(group["lr"])
         lr_decay = group["lr_decay"]
         eps = group["eps"]
-        weight_decay = group["weight_decay"]
-        maximize = group["maximize"]
         xp = get_array_module(param)
         step = increment_step(state)
-        g = self._decayed_grad(param, grad, weight_decay, maximize)
+        g = self._regularized_grad(param, grad, group, lr)
         clr = lr / (1 + (step - 1) * lr_decay)
         tmp = self._buffer(param)
         state_sum = state["sum"]._array
@@ -133,17 +131,14 @@ class Adadelta(Optimizer):
         }
         super().__init__(params, defaults)
 
-    def _init_state(self, p, state, group) -> None:
-        state["step"] = step_tensor()
-        state["square_avg"] = zeros_state(p)
-        state["acc_delta"] = zeros_state(p)
+    _state_buffers = ("square_avg", "acc_delta")
 
     def _update(self, param, grad, state, group) -> None:
         lr = as_float(group["lr"])
         rho, eps = group["rho"], group["eps"]
         xp = get_array_module(param)
         increment_step(state)
-        g = self._decayed_grad(param, grad, group["weight_decay"], group["maximize"])
+        g = self._regularized_grad(param, grad, group, lr)
         square_avg, acc_delta = state["square_avg"]._array, state["acc_delta"]._array
         tmp = self._buffer(param)
         square_avg *= rho

@@ -13,7 +13,6 @@ from .optimizer import (
     check_hyper,
     check_implementation_flags,
     increment_step,
-    step_tensor,
     zeros_state,
 )
 
@@ -87,10 +86,10 @@ class Adam(Optimizer):
         }
         super().__init__(params, defaults)
 
+    _state_buffers = ("exp_avg", "exp_avg_sq")
+
     def _init_state(self, p, state, group) -> None:
-        state["step"] = step_tensor()
-        state["exp_avg"] = zeros_state(p)
-        state["exp_avg_sq"] = zeros_state(p)
+        super()._init_state(p, state, group)
         if group["amsgrad"]:
             state["max_exp_avg_sq"] = zeros_state(p)
 
@@ -123,9 +122,7 @@ class Adam(Optimizer):
             )
             return
 
-        if weight_decay != 0 and decoupled:
-            param *= 1 - lr * weight_decay
-        g = self._decayed_grad(param, grad, 0 if decoupled else weight_decay, maximize)
+        g = self._regularized_grad(param, grad, group, lr)
 
         tmp = self._buffer(param)
         update_moments(xp, g, exp_avg, exp_avg_sq, beta1, beta2, tmp)

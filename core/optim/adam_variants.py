@@ -56,10 +56,7 @@ class Adamax(Optimizer):
         }
         super().__init__(params, defaults)
 
-    def _init_state(self, p, state, group) -> None:
-        state["step"] = step_tensor()
-        state["exp_avg"] = zeros_state(p)
-        state["exp_inf"] = zeros_state(p)
+    _state_buffers = ("exp_avg", "exp_inf")
 
     def _update(self, param, grad, state, group) -> None:
         lr = as_float(group["lr"])
@@ -67,7 +64,7 @@ class Adamax(Optimizer):
         eps = group["eps"]
         xp = get_array_module(param)
         step = increment_step(state)
-        g = self._decayed_grad(param, grad, group["weight_decay"], group["maximize"])
+        g = self._regularized_grad(param, grad, group, lr)
         exp_avg, exp_inf = state["exp_avg"]._array, state["exp_inf"]._array
         tmp = self._buffer(param)
         exp_avg += xp.multiply(xp.subtract(g, exp_avg, out=tmp), 1 - beta1, out=tmp)
@@ -124,7 +121,7 @@ class NAdam(Optimizer):
         }
         super().__init__(params, defaults)
 
-    def _init_state(self, p, state, group) -> None:
+    def _init_state(self, p, state, group) -> None:  # PyTorch's order of the entries
         state["step"] = step_tensor()
         state["mu_product"] = step_tensor(1.0)
         state["exp_avg"] = zeros_state(p)
@@ -133,15 +130,11 @@ class NAdam(Optimizer):
     def _update(self, param, grad, state, group) -> None:
         lr = as_float(group["lr"])
         beta1, beta2 = group["betas"]
-        eps, weight_decay = group["eps"], group["weight_decay"]
+        eps = group["eps"]
         momentum_decay = group["momentum_decay"]
-        decoupled = group["decoupled_weight_decay"]
         xp = get_array_module(param)
         step = increment_step(state)
-        if weight_decay != 0 and decoupled:
-            param *= 1 - lr * weight_decay
-        decay = 0 if decoupled else weight_decay
-        g = self._decayed_grad(param, grad, decay, group["maximize"])
+        g = self._regularized_grad(param, grad, group, lr)
         mu = beta1 * (1.0 - 0.5 * 0.96 ** (step * momentum_decay))
         mu_next = beta1 * (1.0 - 0.5 * 0.96 ** ((step + 1) * momentum_decay))
         mu_product_t = state["mu_product"]
@@ -203,23 +196,16 @@ class RAdam(Optimizer):
         }
         super().__init__(params, defaults)
 
-    def _init_state(self, p, state, group) -> None:
-        state["step"] = step_tensor()
-        state["exp_avg"] = zeros_state(p)
-        state["exp_avg_sq"] = zeros_state(p)
+    _state_buffers = ("exp_avg", "exp_avg_sq")
 
     def _update(self, param, grad, state, group) -> None:
         lr = as_float(group["lr"])
         beta1, beta2 = group["betas"]
-        eps, weight_decay = group["eps"], group["weight_decay"]
-        decoupled = group["decoupled_weight_decay"]
+        eps = group["eps"]
         rho_inf = 2 / (1 - beta2) - 1
         xp = get_array_module(param)
         step = increment_step(state)
-        if weight_decay != 0 and decoupled:
-            param *= 1 - lr * weight_decay
-        decay = 0 if decoupled else weight_decay
-        g = self._decayed_grad(param, grad, decay, group["maximize"])
+        g = self._regularized_grad(param, grad, group, lr)
         exp_avg, exp_avg_sq = state["exp_avg"]._array, state["exp_avg_sq"]._array
         tmp = self._buffer(param)
         update_moments(xp, g, exp_avg, exp_avg_sq, beta1, beta2, tmp)

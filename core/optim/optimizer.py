@@ -120,6 +120,7 @@ class Optimizer:
     """
 
     _state_shaped_like_params = True  # load_state_dict checks state tensor shapes
+    _state_buffers: tuple[str, ...] = ()  # per-parameter state that starts as zeros
 
     def __init__(self, params, defaults: dict[str, Any]) -> None:
         self.defaults = defaults
@@ -276,7 +277,11 @@ class Optimizer:
             p._bump_version()
 
     def _init_state(self, p: Tensor, state: dict, group: dict[str, Any]) -> None:
-        """Fill ``state``, parameter ``p``'s empty state, before its first update."""
+        """Fill ``state``, parameter ``p``'s empty state, before its first update: the
+        step count, then each of ``_state_buffers`` as zeros shaped like ``p``."""
+        state["step"] = step_tensor()
+        for name in self._state_buffers:
+            state[name] = zeros_state(p)
 
     def _update(self, param, grad, state: dict, group: dict[str, Any]) -> None:
         """Update the array ``param`` in place from ``grad`` with ``group``'s options."""
@@ -343,6 +348,17 @@ class Optimizer:
         if maximize:
             return xp.negative(grad, out=self._buffer(param, 1))
         return grad
+
+    def _regularized_grad(self, param, grad, group: dict[str, Any], lr: float):
+        """The gradient a step follows under ``group``'s ``weight_decay`` and ``maximize``:
+        with ``decoupled_weight_decay`` (AdamW) ``param`` is first scaled in place by
+        ``1 - lr * weight_decay``; otherwise the decay is L2, added to the gradient."""
+        weight_decay = group["weight_decay"]
+        if group.get("decoupled_weight_decay", False):
+            if weight_decay != 0:
+                param *= 1 - lr * weight_decay
+            weight_decay = 0
+        return self._decayed_grad(param, grad, weight_decay, group["maximize"])
 
     # -- state dict ----------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

@@ -9,7 +9,6 @@ from .optimizer import (
     as_float,
     check_hyper,
     increment_step,
-    step_tensor,
     zeros_state,
 )
 
@@ -65,9 +64,10 @@ class RMSprop(Optimizer):
         }
         super().__init__(params, defaults)
 
+    _state_buffers = ("square_avg",)
+
     def _init_state(self, p, state, group) -> None:
-        state["step"] = step_tensor()
-        state["square_avg"] = zeros_state(p)
+        super()._init_state(p, state, group)
         if group["momentum"] > 0:
             state["momentum_buffer"] = zeros_state(p)
         if group["centered"]:
@@ -77,13 +77,11 @@ class RMSprop(Optimizer):
         lr = as_float(group["lr"])
         alpha = group["alpha"]
         eps = group["eps"]
-        weight_decay = group["weight_decay"]
         momentum = group["momentum"]
         centered = group["centered"]
-        maximize = group["maximize"]
         xp = get_array_module(param)
         increment_step(state)
-        g = self._decayed_grad(param, grad, weight_decay, maximize)
+        g = self._regularized_grad(param, grad, group, lr)
 
         tmp = self._buffer(param)
         square_avg = state["square_avg"]._array
