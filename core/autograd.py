@@ -21,6 +21,8 @@ import weakref
 import ml_dtypes
 import numpy as np
 
+from .utils.hooks import RemovableHandle, add_hook
+
 _BFLOAT16 = np.dtype(ml_dtypes.bfloat16)
 _grad_enabled = True
 _create_graph = False  # True while a backward pass records a graph of its own
@@ -318,9 +320,9 @@ class Function:
         return f"<{type(self).__name__} object>"
 
     # -- hooks on this node's outputs (tensor.register_hook on non-leaves) -----------
-    def _add_pre_hook(self, output_nr, hook):
+    def _add_pre_hook(self, output_nr, hook) -> RemovableHandle:
         hooks = self.__dict__.setdefault("_pre_hooks", {})
-        hooks.setdefault(output_nr, []).append(hook)
+        return add_hook(hooks.setdefault(output_nr, {}), hook)
 
 
 def _share_version(view, args):
@@ -482,7 +484,7 @@ def _call_backward(node, grads_in, create_graph):
         for nr, fns in hooks.items():
             if grads_in[nr] is None:
                 continue
-            for fn in fns:
+            for fn in tuple(fns.values()):
                 result = fn(_to_tensor(grads_in[nr]))
                 if result is not None:
                     grads_in[nr] = result if create_graph else _as_array(result)
@@ -527,7 +529,7 @@ def _accumulate(acc, g, stolen, create_graph):
     var = acc.variable()
     if var is None:
         return
-    for fn in var._grad_hooks or ():
+    for fn in tuple(var._grad_hooks.values()) if var._grad_hooks else ():
         result = fn(_to_tensor(g))
         if result is not None:
             g = result if create_graph else _as_array(result)
@@ -548,7 +550,7 @@ def _accumulate(acc, g, stolen, create_graph):
             var.grad = var.grad + Tensor._make(g, False, None, 0)
         else:
             var.grad._array += g
-    for fn in var._post_acc_hooks or ():
+    for fn in tuple(var._post_acc_hooks.values()) if var._post_acc_hooks else ():
         fn(var)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import autograd, backend, dtypes
+from .utils.hooks import add_hook
 
 
 class Tensor:
@@ -88,7 +89,7 @@ class Tensor:
     def size(self, dim: int | None = None):
         if dim is None:
             return Size(self._array.shape)
-        return self._array.shape[_wrap_dim(dim, self._array.ndim)]
+        return self._array.shape[wrap_dim(dim, self._array.ndim)]
 
     @property
     def dtype(self) -> dtypes.dtype:
@@ -329,23 +330,11 @@ class Tensor:
             gradient: d(out)/d(self); may be omitted for a single-element tensor.
             retain_graph: keep saved values for another backward (default: create_graph).
             create_graph: record the backward pass so it can itself be differentiated.
+            inputs: the tensors whose ``.grad`` to accumulate into (default: every leaf).
         """
-        if not self.requires_grad:
-            raise RuntimeError(
-                "element 0 of tensors does not require grad and does not have a grad_fn"
-            )
-        grad = _initial_grad(self, gradient, create_graph)
-        retain = create_graph if retain_graph is None else retain_graph
-        if inputs is not None:
-            inputs = [inputs] if isinstance(inputs, Tensor) else list(inputs)
-            grads = autograd.run_backward(
-                [self], [grad], retain, create_graph, inputs=inputs, accumulate=False
-            )
-            for t, g in zip(inputs, grads):
-                if g is not None:
-                    t.grad = g if t.grad is None else t.grad + g
-            return
-        autograd.run_backward([self], [grad], retain, create_graph)
+        autograd.backward(
+            self, None if gradient is None else [gradient], retain_graph, create_graph, inputs
+        )
 
     def detach(self) -> Tensor:
         t = Tensor._make(self._array, False, None, 0)
@@ -401,10 +390,9 @@ class Tensor:
             raise RuntimeError("cannot register a hook on a tensor that doesn't require gradient")
         if self.grad_fn is None:
             if self._grad_hooks is None:
-                self._grad_hooks = []
-            return _RemovableHandle(self._grad_hooks, hook)
-        self.grad_fn._add_pre_hook(self._output_nr, hook)
-        return _RemovableHandle(self.grad_fn._pre_hooks[self._output_nr], hook, added=True)
+                self._grad_hooks = {}
+            return add_hook(self._grad_hooks, hook)
+        return self.grad_fn._add_pre_hook(self._output_nr, hook)
 
     def register_post_accumulate_grad_hook(self, hook):
         r"""Call ``hook(tensor)`` after a leaf's ``.grad`` has been accumulated."""
@@ -413,8 +401,8 @@ class Tensor:
                 "post accumulate grad hooks cannot be registered on non-leaf tensors"
             )
         if self._post_acc_hooks is None:
-            self._post_acc_hooks = []
-        return _RemovableHandle(self._post_acc_hooks, hook)
+            self._post_acc_hooks = {}
+        return add_hook(self._post_acc_hooks, hook)
 
     def _accumulator(self):
         acc = self._acc
@@ -488,18 +476,17 @@ class Size(tuple):
         return f"ember.Size({list(self)})"
 
 
-class _RemovableHandle:
-    def __init__(self, container, item, added=False):
-        self.container, self.item = container, item
-        if not added:
-            container.append(item)
-
-    def remove(self) -> None:
-        if self.item in self.container:
-            self.container.remove(self.item)
+def wrap_array(array) -> Tensor:
+    """A plain tensor backed by ``array`` (a NumPy or CuPy array, memory shared, not
+    copied): no grad, no history. For the layers above the ops (``nn``, ``distributed``,
+    ``optim``, serialization) that compute on raw arrays and hand back tensors; it does not
+    check the dtype, so ``array`` must already have one of ember's."""
+    return Tensor._make(array, False, None, 0)
 
 
-def _wrap_dim(dim: int, ndim: int) -> int:
+def wrap_dim(dim: int, ndim: int) -> int:
+    """``dim`` as an index in ``[0, ndim)`` (negative counts from the end; a 0-d tensor
+    takes -1 and 0), or IndexError with PyTorch's message."""
     n = max(ndim, 1)
     if not -n <= dim < n:
         raise IndexError(

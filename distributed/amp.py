@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..core.tensor import Tensor
+from ..core.tensor import wrap_array
 from .backends.base import ReduceOp
 from .collectives import all_reduce
 
@@ -20,6 +20,6 @@ def sync_found_inf(found: bool) -> bool:
         >>> sync_found_inf(dist.get_rank() == 1)  # True on every rank
         True
     """
-    flag = Tensor._make(np.array([1 if found else 0], dtype=np.int32), False, None, 0)
+    flag = wrap_array(np.array([1 if found else 0], dtype=np.int32))
     all_reduce(flag, ReduceOp.MAX)
     return bool(flag._array[0])

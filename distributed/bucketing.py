@@ -10,7 +10,7 @@ first all-reduce starts early in backward; later ones fill up to ``bucket_cap_mb
 from __future__ import annotations
 
 from ..core.backend import device_context, device_of, get_array_module
-from ..core.tensor import Tensor
+from ..core.tensor import Tensor, wrap_array
 
 FIRST_BUCKET_BYTES = 1024 * 1024
 
@@ -60,7 +60,7 @@ class Bucket:
         total = sum(p._array.size for p in self.params)
         with device_context(device_of(first)):
             self.buffer = xp.zeros(total, first.dtype)
-        self.tensor = Tensor._make(self.buffer, False, None, 0)
+        self.tensor = wrap_array(self.buffer)
         self.views = []
         offset = 0
         for p in self.params:

@@ -14,8 +14,9 @@ import pickle
 import numpy as np
 
 from ..core.backend import get_array_module
-from ..core.tensor import Tensor
+from ..core.tensor import Tensor, wrap_array
 from .backends.base import ReduceOp
+from .detail import gather_bytes
 from .process_group import ProcessGroup, resolve
 
 
@@ -449,15 +450,13 @@ def recv(tensor: Tensor, src: int, group=None, tag: int = 0) -> int:
 
 
 def _gather_bytes(pg: ProcessGroup, payload: bytes) -> list[bytes]:
-    size = Tensor._make(np.array([len(payload)], np.int64), False, None, 0)
-    sizes = [Tensor._make(np.zeros(1, np.int64), False, None, 0) for _ in range(pg.size())]
-    all_gather(sizes, size, group=pg)
-    longest = max(int(s._array[0]) for s in sizes)
-    mine = np.zeros(longest, np.uint8)
-    mine[: len(payload)] = np.frombuffer(payload, np.uint8)
-    out = [Tensor._make(np.empty(longest, np.uint8), False, None, 0) for _ in range(pg.size())]
-    all_gather(out, Tensor._make(mine, False, None, 0), group=pg)
-    return [o._array[: int(s._array[0])].tobytes() for o, s in zip(out, sizes)]
+    """Every rank's ``payload``, through this module's all-gather (checked and recorded
+    like any collective)."""
+
+    def gather(out, array):
+        all_gather_into_tensor(wrap_array(out), wrap_array(array), group=pg)
+
+    return gather_bytes(payload, pg.size(), gather)
 
 
 def all_gather_object(object_list: list, obj, group=None) -> None:
@@ -494,12 +493,12 @@ def broadcast_object_list(object_list: list, src: int = 0, group=None, device=No
         return
     is_src = pg.rank() == pg.group_rank(src)
     payload = pickle.dumps(list(object_list)) if is_src else b""
-    size = Tensor._make(np.array([len(payload)], np.int64), False, None, 0)
+    size = wrap_array(np.array([len(payload)], np.int64))
     broadcast(size, src, group=pg)
     data = np.zeros(int(size._array[0]), np.uint8)
     if is_src:
         data[:] = np.frombuffer(payload, np.uint8)
-    broadcast(Tensor._make(data, False, None, 0), src, group=pg)
+    broadcast(wrap_array(data), src, group=pg)
     if not is_src:
         received = pickle.loads(data.tobytes())
         if len(received) != len(object_list):

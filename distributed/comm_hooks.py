@@ -19,7 +19,7 @@ Example::
 from __future__ import annotations
 
 from ..core.dtypes import bfloat16, float16
-from ..core.tensor import Tensor
+from ..core.tensor import Tensor, wrap_array
 from .backends.base import Future, ReduceOp
 from .collectives import all_reduce
 from .process_group import resolve
@@ -41,7 +41,7 @@ class GradBucket:
         return self._bucket.tensor
 
     def gradients(self) -> list[Tensor]:
-        return [Tensor._make(v, False, None, 0) for v in self._bucket.views]
+        return [wrap_array(v) for v in self._bucket.views]
 
     def parameters(self) -> list[Tensor]:
         return list(self._bucket.params)
@@ -66,7 +66,7 @@ def _compress_hook(dtype, process_group, bucket: GradBucket) -> Future:
     pg = resolve(process_group)
     buf = bucket.buffer()
     # divide in the bucket's precision, then round once (no 16-bit division on the device)
-    compressed = Tensor._make((buf._array / pg.size()).astype(dtype.np), False, None, 0)
+    compressed = wrap_array((buf._array / pg.size()).astype(dtype.np))
     work = all_reduce(compressed, ReduceOp.SUM, group=pg, async_op=True)
 
     def decompress(fut):

@@ -11,7 +11,7 @@ import numpy as np
 from ..core import autograd, multi_tensor
 from ..core.backend import get_array_module
 from ..core.nn.module import Module
-from ..core.tensor import Tensor
+from ..core.tensor import Tensor, wrap_array
 from .bucketing import FIRST_BUCKET_BYTES, build_buckets
 from .collectives import all_gather_into_tensor, all_gather_object, all_reduce, broadcast
 from .comm_hooks import GradBucket
@@ -195,13 +195,13 @@ class DistributedDataParallel(Module):
                 with arrays[0].device:
                     flat = xp.empty(sum(a.size for a in arrays), arrays[0].dtype)
                 multi_tensor.pack(arrays, flat)
-                broadcast(Tensor._make(flat, False, None, 0), src, group=pg)
+                broadcast(wrap_array(flat), src, group=pg)
                 multi_tensor.unpack(flat, arrays)
                 for t in group:
                     t._bump_version()
                 continue
             flat = xp.concatenate([t._array.reshape(-1) for t in group])
-            broadcast(Tensor._make(flat, False, None, 0), src, group=pg)
+            broadcast(wrap_array(flat), src, group=pg)
             offset = 0
             for t in group:
                 n = t._array.size
@@ -237,7 +237,7 @@ class DistributedDataParallel(Module):
             for i, p in enumerate(self._params):
                 if old_grads[i] is not None:
                     self._view_of[i][...] = old_grads[i]._array
-                    p.grad = Tensor._make(self._view_of[i], False, None, 0)
+                    p.grad = wrap_array(self._view_of[i])
 
     # -- forward --------------------------------------------------------------------------
     def forward(self, *inputs, **kwargs):
@@ -306,7 +306,7 @@ class DistributedDataParallel(Module):
         if grad is not view:
             self._copy_in(view, grad)
             if self.gradient_as_bucket_view:
-                param.grad = Tensor._make(view, False, None, 0)
+                param.grad = wrap_array(view)
         elif self._comm_hook is None and self.process_group.size() > 1:
             view *= 1.0 / self.process_group.size()
         self._mark_ready(i)
@@ -365,7 +365,7 @@ class DistributedDataParallel(Module):
             self._raise_missing((~self._ready)[None, :], 0)
         globally_used = None
         if self.find_unused_parameters:
-            used = Tensor._make(self._local_used.copy(), False, None, 0)
+            used = wrap_array(self._local_used.copy())
             all_reduce(used, group=self.process_group)
             globally_used = used._array
         for b in self._buckets:
@@ -383,9 +383,9 @@ class DistributedDataParallel(Module):
                 p = self._params[i]
                 if self.gradient_as_bucket_view:
                     if p.grad is None or p.grad._array is not view:
-                        p.grad = Tensor._make(view, False, None, 0)
+                        p.grad = wrap_array(view)
                 elif p.grad is None:
-                    p.grad = Tensor._make(view.copy(), False, None, 0)
+                    p.grad = wrap_array(view.copy())
                 else:
                     p.grad._array[...] = view
                     p.grad._bump_version()
@@ -404,7 +404,7 @@ class DistributedDataParallel(Module):
             return
         missing = np.zeros((pg.size(), len(self._params)), np.int32)
         missing[pg.rank()] = missing_here
-        flags = Tensor._make(missing, False, None, 0)
+        flags = wrap_array(missing)
         all_reduce(flags, group=pg)
         if flags._array.any():
             self._raise_missing(flags._array, pg.rank())
@@ -423,8 +423,8 @@ class DistributedDataParallel(Module):
         pg = self.process_group
         if pg.size() == 1:
             return
-        mine = Tensor._make(parameter_hashes(self._params), False, None, 0)
-        gathered = Tensor._make(np.empty((pg.size(),) + mine.shape), False, None, 0)
+        mine = wrap_array(parameter_hashes(self._params))
+        gathered = wrap_array(np.empty((pg.size(),) + mine.shape))
         all_gather_into_tensor(gathered, mine, group=pg)
         problem = replicas_differ(gathered._array, self._param_names, pg.ranks)
         if problem is not None:
@@ -442,7 +442,7 @@ class DistributedDataParallel(Module):
         seen = set(self._arrival)
         order = self._arrival + [i for i in range(len(self._params)) if i not in seen]
         self._arrival = []
-        agreed = Tensor._make(np.asarray(order, np.int64), False, None, 0)
+        agreed = wrap_array(np.asarray(order, np.int64))
         broadcast(agreed, self.process_group.ranks[0], group=self.process_group)
         self._build(agreed._array.tolist())
 
@@ -517,7 +517,7 @@ class DistributedDataParallel(Module):
             self._launch(b)
         if self.find_unused_parameters:
             all_reduce(
-                Tensor._make(np.zeros(len(self._params), np.int32), False, None, 0),
+                wrap_array(np.zeros(len(self._params), np.int32)),
                 group=self.process_group,
             )
         for b in self._buckets:
@@ -557,7 +557,7 @@ class _Join:
 
     def step(self, ddp, active: int, sync: int) -> int:
         pg = ddp.process_group
-        flags = Tensor._make(np.array([active, sync], np.int64), False, None, 0)
+        flags = wrap_array(np.array([active, sync], np.int64))
         all_reduce(flags, group=pg)
         self.active, syncing = int(flags._array[0]), int(flags._array[1])
         self.iterations += active
@@ -583,7 +583,7 @@ class _Join:
                 )
             if syncing:
                 ddp._shadow_iteration()
-        counts = Tensor._make(np.zeros(pg.size(), np.int64), False, None, 0)
+        counts = wrap_array(np.zeros(pg.size(), np.int64))
         counts._array[pg.rank()] = self.iterations
         all_reduce(counts, group=pg)
         longest = int(np.flatnonzero(counts._array == counts._array.max())[-1])

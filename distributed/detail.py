@@ -35,18 +35,29 @@ def _call(op: str, fields: tuple) -> str:
 
 def _exchange_bytes(pg, op: str, mine: bytes) -> list[bytes]:
     """Every rank's ``mine``, through the same polled, timed path as collectives (a
-    rank that never arrives aborts the job instead of hanging the check)."""
+    rank that never arrives aborts the job instead of hanging the check), but on the
+    backend directly: the check must not check itself."""
     stall = (pg.timeout, pg._on_stall, None)
     name = f"debug check before {op}"
-    lengths = np.zeros(pg.size(), np.int64)
-    req = pg.mpi.all_gather(lengths, np.array([len(mine)], np.int64))
-    Work([req], None, stall=stall, op=name, seq=pg._seq).wait()
+
+    def all_gather(out, array):
+        Work([pg.mpi.all_gather(out, array)], None, stall=stall, op=name, seq=pg._seq).wait()
+
+    return gather_bytes(mine, pg.size(), all_gather)
+
+
+def gather_bytes(payload: bytes, size: int, all_gather) -> list[bytes]:
+    """Every one of ``size`` ranks' ``payload``: an all-gather of the lengths, then of the
+    payloads zero-padded to the longest. ``all_gather(out, array)`` gathers ``array`` from
+    every rank into ``out`` (``size`` times as many elements, rank-major) and waits."""
+    lengths = np.zeros(size, np.int64)
+    all_gather(lengths, np.array([len(payload)], np.int64))
     width = int(lengths.max())
     padded = np.zeros(width, np.uint8)
-    padded[: len(mine)] = np.frombuffer(mine, np.uint8)
-    gathered = np.zeros((pg.size(), width), np.uint8)
-    Work([pg.mpi.all_gather(gathered, padded)], None, stall=stall, op=name, seq=pg._seq).wait()
-    return [gathered[r, : lengths[r]].tobytes() for r in range(pg.size())]
+    padded[: len(payload)] = np.frombuffer(payload, np.uint8)
+    gathered = np.zeros((size, width), np.uint8)
+    all_gather(gathered, padded)
+    return [gathered[r, : lengths[r]].tobytes() for r in range(size)]
 
 
 def describe_mismatch(everyone: list, ranks: list[int]) -> str | None:

@@ -17,6 +17,7 @@ from datetime import timedelta
 
 import numpy as np
 
+from ..launch import env as launch_env
 from . import diagnostics, lifecycle
 from .backends.base import DONE, Backend, Work
 from .backends.mpi import MPIBackend
@@ -24,7 +25,6 @@ from .board import DESTROYED, EXITED, MismatchError, PeerLost, ProgressBoard, en
 from .detail import check_fingerprints
 
 DEFAULT_TIMEOUT = timedelta(minutes=5)
-_MPI_ENV = ("PMI_SIZE", "PMI_RANK", "PMIX_RANK", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")
 _BACKENDS = ("auto", "mpi", "nccl", "gloo")
 
 
@@ -282,12 +282,8 @@ _subgroups: list[ProcessGroup] = []
 
 def _launched_by_mpi() -> int | None:
     """World size an MPI launcher announced in the environment, or None."""
-    for name in _MPI_ENV:
-        if name in os.environ:
-            size = os.environ.get("PMI_SIZE") or os.environ.get("OMPI_COMM_WORLD_SIZE")
-            size = size or os.environ.get("MV2_COMM_WORLD_SIZE") or os.environ.get("PMIX_SIZE")
-            return int(size) if size else 0
-    return None
+    info = launch_env.detect()
+    return info.world_size if info.under_mpi else None
 
 
 def _world_comm():

@@ -15,7 +15,7 @@ from ..core.autograd import Function
 from ..core.nn.module import Module
 from ..core.nn.normalization import _BatchNorm
 from ..core.ops._util import check_same_device, xp_of
-from ..core.tensor import Tensor
+from ..core.tensor import Tensor, wrap_array
 from .backends.base import ReduceOp
 from .collectives import all_reduce
 from .process_group import get_world_size, is_initialized
@@ -23,7 +23,7 @@ from .process_group import get_world_size, is_initialized
 
 def _all_reduce_array(array, group) -> None:
     """Sum ``array`` in place across ``group``."""
-    all_reduce(Tensor._make(array, False, None, 0), ReduceOp.SUM, group)
+    all_reduce(wrap_array(array), ReduceOp.SUM, group)
 
 
 class SyncBatchNormFunction(Function):

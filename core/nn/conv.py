@@ -21,21 +21,25 @@ def _ntuple(value, n):
 
 
 class _ConvNd(Module):
+    """The convolution layers' common state, parameters and initialisation, with
+    ``ConvNd``'s signature. Subclasses set ``_dims`` and ``forward``; the transposed
+    layers set ``_transposed`` (weight laid out (C_in, C_out / groups, k...)) and their
+    ``output_padding``."""
+
     _dims = 2
+    _transposed = False
 
     def __init__(
         self,
-        in_channels,
-        out_channels,
+        in_channels: int,
+        out_channels: int,
         kernel_size,
-        stride,
-        padding,
-        dilation,
-        transposed,
-        output_padding,
-        groups,
-        bias,
-        padding_mode,
+        stride=1,
+        padding=0,
+        dilation=1,
+        groups: int = 1,
+        bias: bool = True,
+        padding_mode: str = "zeros",
         device=None,
         dtype=None,
     ):
@@ -56,8 +60,8 @@ class _ConvNd(Module):
         self.kernel_size = _ntuple(kernel_size, n)
         self.stride = _ntuple(stride, n)
         self.dilation = _ntuple(dilation, n)
-        self.transposed = transposed
-        self.output_padding = _ntuple(output_padding, n)
+        self.transposed = transposed = self._transposed
+        self.output_padding = (0,) * n
         self.groups, self.padding_mode = groups, padding_mode
         if isinstance(padding, str):
             if padding not in ("same", "valid"):
@@ -132,41 +136,7 @@ class _ConvNd(Module):
         )
 
 
-class _Conv(_ConvNd):
-    """A (non-transposed) convolution layer; subclasses set ``_dims`` and ``forward``."""
-
-    def __init__(
-        self,
-        in_channels: int,
-        out_channels: int,
-        kernel_size,
-        stride=1,
-        padding=0,
-        dilation=1,
-        groups: int = 1,
-        bias: bool = True,
-        padding_mode: str = "zeros",
-        device=None,
-        dtype=None,
-    ):
-        super().__init__(
-            in_channels,
-            out_channels,
-            kernel_size,
-            stride,
-            padding,
-            dilation,
-            False,
-            0,
-            groups,
-            bias,
-            padding_mode,
-            device,
-            dtype,
-        )
-
-
-class Conv1d(_Conv):
+class Conv1d(_ConvNd):
     r"""1-d convolution over (N, C_in, L): weight (C_out, C_in / groups, k), bias (C_out).
 
     Initialised like PyTorch (``kaiming_uniform_(a=sqrt(5))``, bias U(±1/sqrt(fan_in))).
@@ -183,7 +153,7 @@ class Conv1d(_Conv):
         return self._conv_forward(input, conv1d)
 
 
-class Conv2d(_Conv):
+class Conv2d(_ConvNd):
     r"""2-d convolution over (N, C_in, H, W): weight (C_out, C_in / groups, kH, kW).
 
     Args:
@@ -202,7 +172,7 @@ class Conv2d(_Conv):
         return self._conv_forward(input, conv2d)
 
 
-class Conv3d(_Conv):
+class Conv3d(_ConvNd):
     r"""3-d convolution over (N, C_in, D, H, W): weight (C_out, C_in / groups, kD, kH, kW).
 
     Example::
@@ -218,6 +188,8 @@ class Conv3d(_Conv):
 
 
 class _ConvTransposeNd(_ConvNd):
+    _transposed = True
+
     def __init__(
         self,
         in_channels: int,
@@ -244,14 +216,13 @@ class _ConvTransposeNd(_ConvNd):
             stride,
             padding,
             dilation,
-            True,
-            output_padding,
             groups,
             bias,
             padding_mode,
             device,
             dtype,
         )
+        self.output_padding = _ntuple(output_padding, self._dims)
 
     def _output_padding(self, input, output_size):
         if output_size is None:

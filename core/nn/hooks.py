@@ -1,32 +1,11 @@
-"""Hooks for ``Module``: removable handles, forward (pre-)hooks and full backward hooks."""
+"""Hooks for ``Module``: forward (pre-)hooks and full backward hooks."""
 
 from __future__ import annotations
 
-import itertools
-
 from .. import autograd
 from ..autograd import Function
-from ..tensor import Tensor
-
-
-class RemovableHandle:
-    r"""Returned by ``register_*_hook``; ``remove()`` unregisters the hook."""
-
-    _next_id = itertools.count()
-
-    def __init__(self, *hook_dicts):
-        self.hook_dicts = hook_dicts
-        self.id = next(RemovableHandle._next_id)
-
-    def remove(self) -> None:
-        for d in self.hook_dicts:
-            d.pop(self.id, None)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.remove()
+from ..tensor import Tensor, wrap_array
+from ..utils.hooks import RemovableHandle, add_hook, pre_hook_result
 
 
 class _BackwardHookIdentity(Function):
@@ -122,13 +101,7 @@ class _HookMixin:
         for hook_id, hook in list(self._forward_pre_hooks.items()):
             if hook_id in self._forward_pre_hooks_with_kwargs:
                 result = hook(self, args, kwargs)
-                if result is not None:
-                    if not (isinstance(result, tuple) and len(result) == 2):
-                        raise RuntimeError(
-                            "forward pre-hook must return None or a tuple of "
-                            f"(new_args, new_kwargs), but got {result}."
-                        )
-                    args, kwargs = result
+                args, kwargs = pre_hook_result(result, args, kwargs, "forward pre-hook")
             else:
                 result = hook(self, args)
                 if result is not None:
@@ -149,37 +122,47 @@ class _HookMixin:
             output = state.wrap_outputs(output)
         return output
 
-    def register_forward_pre_hook(self, hook, *, prepend: bool = False, with_kwargs: bool = False):
+    def register_forward_pre_hook(
+        self, hook, *, prepend: bool = False, with_kwargs: bool = False
+    ) -> RemovableHandle:
         r"""``hook(module, args)`` (or ``hook(module, args, kwargs)`` with ``with_kwargs``)
         runs before ``forward``; a non-None result replaces the inputs."""
-        handle = RemovableHandle(self._forward_pre_hooks, self._forward_pre_hooks_with_kwargs)
-        self._forward_pre_hooks[handle.id] = hook
+        handle = add_hook(
+            self._forward_pre_hooks,
+            hook,
+            prepend=prepend,
+            extra_dict=self._forward_pre_hooks_with_kwargs,
+        )
         if with_kwargs:
             self._forward_pre_hooks_with_kwargs[handle.id] = True
-        if prepend:
-            self._forward_pre_hooks.move_to_end(handle.id, last=False)
         return handle
 
-    def register_forward_hook(self, hook, *, prepend: bool = False, with_kwargs: bool = False):
+    def register_forward_hook(
+        self, hook, *, prepend: bool = False, with_kwargs: bool = False
+    ) -> RemovableHandle:
         r"""``hook(module, args, output)`` (or ``hook(module, args, kwargs, output)``)
         runs after ``forward``; a non-None result replaces the output."""
-        handle = RemovableHandle(self._forward_hooks, self._forward_hooks_with_kwargs)
-        self._forward_hooks[handle.id] = hook
+        handle = add_hook(
+            self._forward_hooks, hook, prepend=prepend, extra_dict=self._forward_hooks_with_kwargs
+        )
         if with_kwargs:
             self._forward_hooks_with_kwargs[handle.id] = True
-        if prepend:
-            self._forward_hooks.move_to_end(handle.id, last=False)
         return handle
 
-    def register_full_backward_hook(self, hook, prepend: bool = False):
+    def register_full_backward_hook(self, hook, prepend: bool = False) -> RemovableHandle:
         r"""``hook(module, grad_input, grad_output)`` runs when the gradients w.r.t. the
         module's tensor inputs are computed; a non-None result replaces ``grad_input``."""
-        handle = RemovableHandle(self._backward_hooks)
-        self._backward_hooks[handle.id] = hook
-        if prepend:
-            self._backward_hooks.move_to_end(handle.id, last=False)
-        return handle
+        return add_hook(self._backward_hooks, hook, prepend=prepend)
+
+    def register_state_dict_post_hook(self, hook) -> RemovableHandle:
+        r"""``hook(module, state_dict, prefix, local_metadata)`` runs after ``state_dict``
+        has filled in this module's entries."""
+        return add_hook(self._state_dict_hooks, hook)
+
+    def register_load_state_dict_post_hook(self, hook) -> RemovableHandle:
+        r"""``hook(module, incompatible_keys)`` runs after ``load_state_dict``."""
+        return add_hook(self._load_state_dict_post_hooks, hook)
 
 
 def _hook_tensor(g):
-    return g if isinstance(g, Tensor) else Tensor._make(g, False, None, 0)
+    return g if isinstance(g, Tensor) else wrap_array(g)

@@ -7,7 +7,7 @@ import copy
 import numpy as np
 
 from .. import dtypes
-from ..tensor import Tensor
+from ..tensor import Tensor, wrap_array
 
 
 def _source_array(data):
@@ -47,7 +47,7 @@ class Parameter(Tensor):
     def __deepcopy__(self, memo):
         if id(self) in memo:
             return memo[id(self)]
-        result = type(self)(Tensor._make(self._array.copy(), False, None, 0), self.requires_grad)
+        result = type(self)(wrap_array(self._array.copy()), self.requires_grad)
         if self.grad is not None:
             result.grad = copy.deepcopy(self.grad, memo)
         memo[id(self)] = result
@@ -58,7 +58,7 @@ class Parameter(Tensor):
 
 
 def _rebuild_parameter(data, requires_grad, grad):
-    p = Parameter(Tensor._make(data, False, None, 0), requires_grad)
+    p = Parameter(wrap_array(data), requires_grad)
     if grad is not None:
         p.grad = grad
     return p
@@ -90,9 +90,7 @@ class Buffer(Tensor):
     def __deepcopy__(self, memo):
         if id(self) in memo:
             return memo[id(self)]
-        result = Buffer(
-            Tensor._make(self._array.copy(), False, None, 0), persistent=self.persistent
-        )
+        result = Buffer(wrap_array(self._array.copy()), persistent=self.persistent)
         result.requires_grad = self.requires_grad
         memo[id(self)] = result
         return result
@@ -102,6 +100,6 @@ class Buffer(Tensor):
 
 
 def _rebuild_buffer(data, requires_grad, persistent):
-    b = Buffer(Tensor._make(data, False, None, 0), persistent=persistent)
+    b = Buffer(wrap_array(data), persistent=persistent)
     b.requires_grad = requires_grad
     return b

@@ -11,7 +11,7 @@ import numpy as np
 
 from ..autograd import no_grad
 from ..backend import get_array_module
-from ..tensor import Tensor
+from ..tensor import Tensor, wrap_array
 from . import ops_math, ops_nn, ops_rnn, ops_scatter, ops_shape  # noqa: F401  (they register the translations)
 from .graph import (
     Graph,
@@ -216,7 +216,7 @@ def _alt_args(args, input_names, axes):
             n = arr.shape[d]
             size = n + 1 if n < 3 else n - 1
             arr = xp.take(arr, xp.arange(size) % max(n, 1), axis=d)
-        return Tensor._make(arr, False, None, 0)
+        return wrap_array(arr)
 
     return resize(tuple(args))
 

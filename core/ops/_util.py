@@ -8,7 +8,7 @@ import functools
 import numpy as np
 
 from ..backend import get_array_module
-from ..tensor import Tensor
+from ..tensor import Tensor, wrap_dim
 
 
 def xp_of(array):
@@ -47,15 +47,6 @@ def call(name, x, *args):
     return getattr(xp_of(x), name)(x, *args)
 
 
-def wrap_dim(dim: int, ndim: int) -> int:
-    n = max(ndim, 1)
-    if not -n <= dim < n:
-        raise IndexError(
-            f"Dimension out of range (expected to be in range of [{-n}, {n - 1}], but got {dim})"
-        )
-    return dim % n
-
-
 def wrap_dims(dim, ndim: int):
     """Normalise ``dim`` (None, int, or sequence) to a sorted tuple of axes, or None."""
     if dim is None:
@@ -66,6 +57,18 @@ def wrap_dims(dim, ndim: int):
     if len(set(dims)) != len(dims):
         raise RuntimeError(f"dim {tuple(dim)} appears multiple times in the list of dims")
     return dims or None
+
+
+def inplace(fn):
+    """The in-place Tensor method ``fn_`` of the out-of-place op ``fn``: computes ``fn`` on a
+    snapshot of the tensor and writes the result back (autograd records it in place)."""
+
+    def method(self, *args, **kwargs):
+        return self._inplace_from(fn(self._snapshot(), *args, **kwargs))
+
+    method.__name__ = fn.__name__ + "_"
+    method.__doc__ = f"In-place ``{fn.__name__}``."
+    return method
 
 
 def attach(**methods):

@@ -14,8 +14,8 @@ from ..amp import cast_for
 from ..autograd import Function
 from ..tensor import Tensor
 from . import special
-from ._util import attach, xp_of
-from .elementwise import _inplace, _sigmoid, _unary
+from ._util import attach, inplace, xp_of
+from .elementwise import _sigmoid, _unary
 
 
 class Relu(Function):
@@ -252,4 +252,4 @@ def softplus(input: Tensor, beta: float = 1.0, threshold: float = 20.0) -> Tenso
     return Softplus.apply(input, beta=beta, threshold=threshold)
 
 
-attach(relu=relu, relu_=_inplace(relu))
+attach(relu=relu, relu_=inplace(relu))

@@ -53,7 +53,7 @@ The files that still call ``amp.cast_for`` in their wrappers or ``attach`` their
 pool) move by: setting ``autocast``/``promotes`` on each Function, replacing
 ``if _autocast: cast_for(...)`` and the ``attach(...)`` call by ``unary``/``binary``/
 ``@declared`` next to the op, and deleting the op's name from the lists at the top of
-``core/amp.py``. ``elementwise.py`` keeps ``_unary``, ``_inplace``, ``_sigmoid``,
+``core/amp.py``. ``elementwise.py`` keeps ``_unary``, ``_sigmoid``,
 ``to_copy`` and ``log`` for them until then.
 """
 
@@ -65,6 +65,7 @@ import inspect
 from .. import amp
 from ..tensor import Tensor
 from ._util import attach, numpy_names
+from ._util import inplace as inplace_method  # `inplace` is the methods' flag here
 from .cast import apply_binary, float_input, float_operands, operands, tensor_operands
 
 _amp_state = amp._state  # the list of open autocast regions: truthy inside one
@@ -180,17 +181,6 @@ def declared(
 
 
 # -- the pieces -----------------------------------------------------------------------------
-
-
-def inplace_method(fn):
-    r"""``Tensor.name_``: ``fn`` computed out of place, written back into ``self``."""
-
-    def method(self, *args, **kwargs):
-        return self._inplace_from(fn(self._snapshot(), *args, **kwargs))
-
-    method.__name__ = fn.__name__ + "_"
-    method.__doc__ = f"In-place ``{fn.__name__}``."
-    return method
 
 
 def _public(fn, name, method, aliases, inplace, operator, reflected, inplace_operator):

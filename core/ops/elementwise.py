@@ -17,13 +17,12 @@ from ..tensor import Tensor
 from ._util import as_tensor_like, check_same_device, sum_to, xp_of
 from .arithmetic import add, maximum, minimum, mul
 from .cast import to_copy  # noqa: F401 (see below)
-from .declare import declared, inplace_method, unary
+from .declare import declared, unary
 from .unary_math import _sigmoid, log  # noqa: F401 (see below)
 
-# The activation and loss files import _inplace, _unary, _sigmoid, to_copy and log from
+# The activation and loss files import _unary, _sigmoid, to_copy and log from
 # here; they take them from declare.py, cast.py and unary_math.py when they move to the
 # declaration.
-_inplace = inplace_method
 
 
 def _unary(cls):

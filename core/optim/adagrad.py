@@ -66,43 +66,28 @@ class Adagrad(Optimizer):
         # their group sets another; groups added later start from their own.
         for group in self.param_groups:
             for p in group["params"]:
-                self._init_state(p, initial_accumulator_value)
+                self._init_state(p, self.state[p], self.defaults)
 
-    def _init_state(self, p, initial_value: float) -> dict:
-        state = self.state[p]
+    def _init_state(self, p, state, group) -> None:
         state["step"] = step_tensor()
-        state["sum"] = zeros_state(p, initial_value)
-        return state
+        state["sum"] = zeros_state(p, group["initial_accumulator_value"])
 
-    def step(self, closure=None):
-        r"""Perform a single optimization step; ``closure`` re-evaluates the loss."""
-        loss = self._eval_closure(closure)
-        for group in self.param_groups:
-            lr = as_float(group["lr"])
-            lr_decay = group["lr_decay"]
-            eps = group["eps"]
-            weight_decay = group["weight_decay"]
-            maximize = group["maximize"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                param = p._array
-                xp = get_array_module(param)
-                grad = p.grad._array
-                state = self.state[p] or self._init_state(p, group["initial_accumulator_value"])
-                step = increment_step(state)
-                g = self._decayed_grad(param, grad, weight_decay, maximize)
-                clr = lr / (1 + (step - 1) * lr_decay)
-                tmp = self._buffer(param)
-                state_sum = state["sum"]._array
-                state_sum += xp.multiply(g, g, out=tmp)
-                std = xp.sqrt(state_sum, out=tmp)
-                std += eps
-                update = xp.divide(g, std, out=tmp)
-                update *= clr
-                param -= update
-                p._bump_version()
-        return loss
+    def _update(self, param, grad, state, group) -> None:
+        lr = as_float(group["lr"])
+        lr_decay = group["lr_decay"]
+        eps = group["eps"]
+        xp = get_array_module(param)
+        step = increment_step(state)
+        g = self._regularized_grad(param, grad, group, lr)
+        clr = lr / (1 + (step - 1) * lr_decay)
+        tmp = self._buffer(param)
+        state_sum = state["sum"]._array
+        state_sum += xp.multiply(g, g, out=tmp)
+        std = xp.sqrt(state_sum, out=tmp)
+        std += eps
+        update = xp.divide(g, std, out=tmp)
+        update *= clr
+        param -= update
 
 
 class Adadelta(Optimizer):
@@ -146,38 +131,24 @@ class Adadelta(Optimizer):
         }
         super().__init__(params, defaults)
 
-    def step(self, closure=None):
-        r"""Perform a single optimization step; ``closure`` re-evaluates the loss."""
-        loss = self._eval_closure(closure)
-        for group in self.param_groups:
-            lr = as_float(group["lr"])
-            rho, eps = group["rho"], group["eps"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                param = p._array
-                xp = get_array_module(param)
-                state = self.state[p]
-                if not state:
-                    state["step"] = step_tensor()
-                    state["square_avg"] = zeros_state(p)
-                    state["acc_delta"] = zeros_state(p)
-                increment_step(state)
-                g = self._decayed_grad(
-                    param, p.grad._array, group["weight_decay"], group["maximize"]
-                )
-                square_avg, acc_delta = state["square_avg"]._array, state["acc_delta"]._array
-                tmp = self._buffer(param)
-                square_avg *= rho
-                square_avg += xp.multiply(xp.multiply(g, g, out=tmp), 1 - rho, out=tmp)
-                std = xp.sqrt(xp.add(square_avg, eps, out=tmp), out=tmp)
-                delta = xp.add(acc_delta, eps, out=self._buffer(param, 2))
-                delta = xp.sqrt(delta, out=delta)
-                delta /= std
-                delta *= g
-                acc_delta *= rho
-                acc_delta += xp.multiply(xp.multiply(delta, delta, out=tmp), 1 - rho, out=tmp)
-                delta *= lr
-                param -= delta
-                p._bump_version()
-        return loss
+    _state_buffers = ("square_avg", "acc_delta")
+
+    def _update(self, param, grad, state, group) -> None:
+        lr = as_float(group["lr"])
+        rho, eps = group["rho"], group["eps"]
+        xp = get_array_module(param)
+        increment_step(state)
+        g = self._regularized_grad(param, grad, group, lr)
+        square_avg, acc_delta = state["square_avg"]._array, state["acc_delta"]._array
+        tmp = self._buffer(param)
+        square_avg *= rho
+        square_avg += xp.multiply(xp.multiply(g, g, out=tmp), 1 - rho, out=tmp)
+        std = xp.sqrt(xp.add(square_avg, eps, out=tmp), out=tmp)
+        delta = xp.add(acc_delta, eps, out=self._buffer(param, 2))
+        delta = xp.sqrt(delta, out=delta)
+        delta /= std
+        delta *= g
+        acc_delta *= rho
+        acc_delta += xp.multiply(xp.multiply(delta, delta, out=tmp), 1 - rho, out=tmp)
+        delta *= lr
+        param -= delta

@@ -13,7 +13,6 @@ from .optimizer import (
     check_hyper,
     check_implementation_flags,
     increment_step,
-    step_tensor,
     zeros_state,
 )
 
@@ -87,73 +86,60 @@ class Adam(Optimizer):
         }
         super().__init__(params, defaults)
 
-    def step(self, closure=None):
-        r"""Perform a single optimization step; ``closure`` re-evaluates the loss."""
-        loss = self._eval_closure(closure)
-        for group in self.param_groups:
-            lr = as_float(group["lr"])
-            beta1, beta2 = (as_float(b) for b in group["betas"])
-            eps = group["eps"]
-            weight_decay = group["weight_decay"]
-            amsgrad = group["amsgrad"]
-            maximize = group["maximize"]
-            decoupled = group.get("decoupled_weight_decay", False)
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                param = p._array
-                xp = get_array_module(param)
-                grad = p.grad._array
-                state = self.state[p]
-                if not state:
-                    state["step"] = step_tensor()
-                    state["exp_avg"] = zeros_state(p)
-                    state["exp_avg_sq"] = zeros_state(p)
-                    if amsgrad:
-                        state["max_exp_avg_sq"] = zeros_state(p)
-                step = increment_step(state)
-                exp_avg = state["exp_avg"]._array
-                exp_avg_sq = state["exp_avg_sq"]._array
-                if xp is not np and not amsgrad:  # CUDA: one fused kernel per tensor
-                    kernels.adam_step(
-                        param,
-                        grad,
-                        exp_avg,
-                        exp_avg_sq,
-                        lr,
-                        beta1,
-                        beta2,
-                        eps,
-                        weight_decay,
-                        decoupled,
-                        maximize,
-                        step,
-                    )
-                    p._bump_version()
-                    continue
+    _state_buffers = ("exp_avg", "exp_avg_sq")
 
-                if weight_decay != 0 and decoupled:
-                    param *= 1 - lr * weight_decay
-                g = self._decayed_grad(param, grad, 0 if decoupled else weight_decay, maximize)
+    def _init_state(self, p, state, group) -> None:
+        super()._init_state(p, state, group)
+        if group["amsgrad"]:
+            state["max_exp_avg_sq"] = zeros_state(p)
 
-                tmp = self._buffer(param)
-                update_moments(xp, g, exp_avg, exp_avg_sq, beta1, beta2, tmp)
+    def _update(self, param, grad, state, group) -> None:
+        lr = as_float(group["lr"])
+        beta1, beta2 = (as_float(b) for b in group["betas"])
+        eps = group["eps"]
+        weight_decay = group["weight_decay"]
+        amsgrad = group["amsgrad"]
+        maximize = group["maximize"]
+        decoupled = group.get("decoupled_weight_decay", False)
+        xp = get_array_module(param)
+        step = increment_step(state)
+        exp_avg = state["exp_avg"]._array
+        exp_avg_sq = state["exp_avg_sq"]._array
+        if xp is not np and not amsgrad:  # CUDA: one fused kernel per tensor
+            kernels.adam_step(
+                param,
+                grad,
+                exp_avg,
+                exp_avg_sq,
+                lr,
+                beta1,
+                beta2,
+                eps,
+                weight_decay,
+                decoupled,
+                maximize,
+                step,
+            )
+            return
 
-                bias_correction1 = 1 - beta1**step
-                bias_correction2_sqrt = (1 - beta2**step) ** 0.5
-                if amsgrad:
-                    max_sq = state["max_exp_avg_sq"]._array
-                    xp.maximum(max_sq, exp_avg_sq, out=max_sq)
-                    denom = xp.sqrt(max_sq, out=tmp)
-                else:
-                    denom = xp.sqrt(exp_avg_sq, out=tmp)
-                denom /= bias_correction2_sqrt
-                denom += eps
-                update = xp.divide(exp_avg, denom, out=tmp)
-                update *= lr / bias_correction1
-                param -= update
-                p._bump_version()
-        return loss
+        g = self._regularized_grad(param, grad, group, lr)
+
+        tmp = self._buffer(param)
+        update_moments(xp, g, exp_avg, exp_avg_sq, beta1, beta2, tmp)
+
+        bias_correction1 = 1 - beta1**step
+        bias_correction2_sqrt = (1 - beta2**step) ** 0.5
+        if amsgrad:
+            max_sq = state["max_exp_avg_sq"]._array
+            xp.maximum(max_sq, exp_avg_sq, out=max_sq)
+            denom = xp.sqrt(max_sq, out=tmp)
+        else:
+            denom = xp.sqrt(exp_avg_sq, out=tmp)
+        denom /= bias_correction2_sqrt
+        denom += eps
+        update = xp.divide(exp_avg, denom, out=tmp)
+        update *= lr / bias_correction1
+        param -= update
 
 
 class AdamW(Adam):

@@ -56,39 +56,25 @@ class Adamax(Optimizer):
         }
         super().__init__(params, defaults)
 
-    def step(self, closure=None):
-        r"""Perform a single optimization step; ``closure`` re-evaluates the loss."""
-        loss = self._eval_closure(closure)
-        for group in self.param_groups:
-            lr = as_float(group["lr"])
-            beta1, beta2 = group["betas"]
-            eps = group["eps"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                param = p._array
-                xp = get_array_module(param)
-                state = self.state[p]
-                if not state:
-                    state["step"] = step_tensor()
-                    state["exp_avg"] = zeros_state(p)
-                    state["exp_inf"] = zeros_state(p)
-                step = increment_step(state)
-                g = self._decayed_grad(
-                    param, p.grad._array, group["weight_decay"], group["maximize"]
-                )
-                exp_avg, exp_inf = state["exp_avg"]._array, state["exp_inf"]._array
-                tmp = self._buffer(param)
-                exp_avg += xp.multiply(xp.subtract(g, exp_avg, out=tmp), 1 - beta1, out=tmp)
-                exp_inf *= beta2
-                norm = xp.abs(g, out=tmp)
-                norm += eps
-                xp.maximum(exp_inf, norm, out=exp_inf)
-                update = xp.divide(exp_avg, exp_inf, out=tmp)
-                update *= lr / (1 - beta1**step)
-                param -= update
-                p._bump_version()
-        return loss
+    _state_buffers = ("exp_avg", "exp_inf")
+
+    def _update(self, param, grad, state, group) -> None:
+        lr = as_float(group["lr"])
+        beta1, beta2 = group["betas"]
+        eps = group["eps"]
+        xp = get_array_module(param)
+        step = increment_step(state)
+        g = self._regularized_grad(param, grad, group, lr)
+        exp_avg, exp_inf = state["exp_avg"]._array, state["exp_inf"]._array
+        tmp = self._buffer(param)
+        exp_avg += xp.multiply(xp.subtract(g, exp_avg, out=tmp), 1 - beta1, out=tmp)
+        exp_inf *= beta2
+        norm = xp.abs(g, out=tmp)
+        norm += eps
+        xp.maximum(exp_inf, norm, out=exp_inf)
+        update = xp.divide(exp_avg, exp_inf, out=tmp)
+        update *= lr / (1 - beta1**step)
+        param -= update
 
 
 class NAdam(Optimizer):
@@ -135,52 +121,39 @@ class NAdam(Optimizer):
         }
         super().__init__(params, defaults)
 
-    def step(self, closure=None):
-        r"""Perform a single optimization step; ``closure`` re-evaluates the loss."""
-        loss = self._eval_closure(closure)
-        for group in self.param_groups:
-            lr = as_float(group["lr"])
-            beta1, beta2 = group["betas"]
-            eps, weight_decay = group["eps"], group["weight_decay"]
-            momentum_decay = group["momentum_decay"]
-            decoupled = group["decoupled_weight_decay"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                param = p._array
-                xp = get_array_module(param)
-                state = self.state[p]
-                if not state:
-                    state["step"] = step_tensor()
-                    state["mu_product"] = step_tensor(1.0)
-                    state["exp_avg"] = zeros_state(p)
-                    state["exp_avg_sq"] = zeros_state(p)
-                step = increment_step(state)
-                if weight_decay != 0 and decoupled:
-                    param *= 1 - lr * weight_decay
-                decay = 0 if decoupled else weight_decay
-                g = self._decayed_grad(param, p.grad._array, decay, group["maximize"])
-                mu = beta1 * (1.0 - 0.5 * 0.96 ** (step * momentum_decay))
-                mu_next = beta1 * (1.0 - 0.5 * 0.96 ** ((step + 1) * momentum_decay))
-                mu_product_t = state["mu_product"]
-                if not isinstance(mu_product_t, Tensor):
-                    mu_product_t = state["mu_product"] = step_tensor(float(mu_product_t))
-                mu_product_t._array *= mu  # float32, as PyTorch keeps it
-                mu_product = float(mu_product_t._array)
-                exp_avg, exp_avg_sq = state["exp_avg"]._array, state["exp_avg_sq"]._array
-                tmp = self._buffer(param)
-                update_moments(xp, g, exp_avg, exp_avg_sq, beta1, beta2, tmp)
-                denom = xp.divide(exp_avg_sq, 1 - beta2**step, out=tmp)
-                denom = xp.sqrt(denom, out=denom)
-                denom += eps
-                quotient = xp.divide(g, denom, out=self._buffer(param, 2))
-                quotient *= lr * (1.0 - mu) / (1.0 - mu_product)
-                param -= quotient
-                quotient = xp.divide(exp_avg, denom, out=quotient)
-                quotient *= lr * mu_next / (1.0 - mu_product * mu_next)
-                param -= quotient
-                p._bump_version()
-        return loss
+    def _init_state(self, p, state, group) -> None:  # PyTorch's order of the entries
+        state["step"] = step_tensor()
+        state["mu_product"] = step_tensor(1.0)
+        state["exp_avg"] = zeros_state(p)
+        state["exp_avg_sq"] = zeros_state(p)
+
+    def _update(self, param, grad, state, group) -> None:
+        lr = as_float(group["lr"])
+        beta1, beta2 = group["betas"]
+        eps = group["eps"]
+        momentum_decay = group["momentum_decay"]
+        xp = get_array_module(param)
+        step = increment_step(state)
+        g = self._regularized_grad(param, grad, group, lr)
+        mu = beta1 * (1.0 - 0.5 * 0.96 ** (step * momentum_decay))
+        mu_next = beta1 * (1.0 - 0.5 * 0.96 ** ((step + 1) * momentum_decay))
+        mu_product_t = state["mu_product"]
+        if not isinstance(mu_product_t, Tensor):
+            mu_product_t = state["mu_product"] = step_tensor(float(mu_product_t))
+        mu_product_t._array *= mu  # float32, as PyTorch keeps it
+        mu_product = float(mu_product_t._array)
+        exp_avg, exp_avg_sq = state["exp_avg"]._array, state["exp_avg_sq"]._array
+        tmp = self._buffer(param)
+        update_moments(xp, g, exp_avg, exp_avg_sq, beta1, beta2, tmp)
+        denom = xp.divide(exp_avg_sq, 1 - beta2**step, out=tmp)
+        denom = xp.sqrt(denom, out=denom)
+        denom += eps
+        quotient = xp.divide(g, denom, out=self._buffer(param, 2))
+        quotient *= lr * (1.0 - mu) / (1.0 - mu_product)
+        param -= quotient
+        quotient = xp.divide(exp_avg, denom, out=quotient)
+        quotient *= lr * mu_next / (1.0 - mu_product * mu_next)
+        param -= quotient
 
 
 class RAdam(Optimizer):
@@ -223,49 +196,30 @@ class RAdam(Optimizer):
         }
         super().__init__(params, defaults)
 
-    def step(self, closure=None):
-        r"""Perform a single optimization step; ``closure`` re-evaluates the loss."""
-        loss = self._eval_closure(closure)
-        for group in self.param_groups:
-            lr = as_float(group["lr"])
-            beta1, beta2 = group["betas"]
-            eps, weight_decay = group["eps"], group["weight_decay"]
-            decoupled = group["decoupled_weight_decay"]
-            rho_inf = 2 / (1 - beta2) - 1
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                param = p._array
-                xp = get_array_module(param)
-                state = self.state[p]
-                if not state:
-                    state["step"] = step_tensor()
-                    state["exp_avg"] = zeros_state(p)
-                    state["exp_avg_sq"] = zeros_state(p)
-                step = increment_step(state)
-                if weight_decay != 0 and decoupled:
-                    param *= 1 - lr * weight_decay
-                decay = 0 if decoupled else weight_decay
-                g = self._decayed_grad(param, p.grad._array, decay, group["maximize"])
-                exp_avg, exp_avg_sq = state["exp_avg"]._array, state["exp_avg_sq"]._array
-                tmp = self._buffer(param)
-                update_moments(xp, g, exp_avg, exp_avg_sq, beta1, beta2, tmp)
-                bias_correction1 = 1 - beta1**step
-                bias_correction2 = 1 - beta2**step
-                rho_t = rho_inf - 2 * step * beta2**step / bias_correction2
-                if rho_t > 5.0:
-                    rect = math.sqrt(
-                        (rho_t - 4)
-                        * (rho_t - 2)
-                        * rho_inf
-                        / ((rho_inf - 4) * (rho_inf - 2) * rho_t)
-                    )
-                    denom = xp.sqrt(exp_avg_sq, out=tmp)
-                    denom += eps
-                    update = xp.divide(exp_avg, denom, out=tmp)
-                    update *= lr * rect * bias_correction2**0.5 / bias_correction1
-                else:
-                    update = xp.multiply(exp_avg, lr / bias_correction1, out=tmp)
-                param -= update
-                p._bump_version()
-        return loss
+    _state_buffers = ("exp_avg", "exp_avg_sq")
+
+    def _update(self, param, grad, state, group) -> None:
+        lr = as_float(group["lr"])
+        beta1, beta2 = group["betas"]
+        eps = group["eps"]
+        rho_inf = 2 / (1 - beta2) - 1
+        xp = get_array_module(param)
+        step = increment_step(state)
+        g = self._regularized_grad(param, grad, group, lr)
+        exp_avg, exp_avg_sq = state["exp_avg"]._array, state["exp_avg_sq"]._array
+        tmp = self._buffer(param)
+        update_moments(xp, g, exp_avg, exp_avg_sq, beta1, beta2, tmp)
+        bias_correction1 = 1 - beta1**step
+        bias_correction2 = 1 - beta2**step
+        rho_t = rho_inf - 2 * step * beta2**step / bias_correction2
+        if rho_t > 5.0:
+            rect = math.sqrt(
+                (rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t)
+            )
+            denom = xp.sqrt(exp_avg_sq, out=tmp)
+            denom += eps
+            update = xp.divide(exp_avg, denom, out=tmp)
+            update *= lr * rect * bias_correction2**0.5 / bias_correction1
+        else:
+            update = xp.multiply(exp_avg, lr / bias_correction1, out=tmp)
+        param -= update

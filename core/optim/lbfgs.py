@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from ..backend import get_array_module
-from ..tensor import Tensor
+from ..tensor import Tensor, wrap_array
 from .optimizer import Optimizer, Params, as_float, check_hyper
 
 
@@ -109,7 +109,7 @@ def _strong_wolfe(obj_func, x, t, d, f, g, gtd, c1=1e-4, c2=0.9, tolerance_chang
 
 
 def _wrap(array):
-    return Tensor._make(array, False, None, 0)
+    return wrap_array(array)
 
 
 class LBFGS(Optimizer):

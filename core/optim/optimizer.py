@@ -19,7 +19,8 @@ import numpy as np
 
 from .. import backend
 from ..autograd import enable_grad, no_grad
-from ..tensor import Tensor
+from ..tensor import Tensor, wrap_array
+from ..utils.hooks import RemovableHandle, add_hook, pre_hook_result
 
 Params = Iterable[Tensor] | Iterable[dict[str, Any]] | Iterable[tuple[str, Tensor]]
 
@@ -40,33 +41,20 @@ def check_implementation_flags(foreach=None, fused=None, capturable=False, diffe
         raise NotImplementedError("differentiable=True (autograd through step()) is not supported")
 
 
-class _HookHandle:
-    """Returned by ``register_step_*_hook``; ``remove()`` unregisters the hook."""
-
-    _next_id = itertools.count()
-
-    def __init__(self, hooks: OrderedDict, hook: Callable):
-        self.hooks, self.id = hooks, next(self._next_id)
-        hooks[self.id] = hook
-
-    def remove(self) -> None:
-        self.hooks.pop(self.id, None)
-
-
 _global_step_pre_hooks: OrderedDict = OrderedDict()
 _global_step_post_hooks: OrderedDict = OrderedDict()
 
 
-def register_optimizer_step_pre_hook(hook: Callable) -> _HookHandle:
+def register_optimizer_step_pre_hook(hook: Callable) -> RemovableHandle:
     r"""Register ``hook(optimizer, args, kwargs)`` to run before every optimizer's ``step``
     (before the optimizer's own pre-hooks). Returns a handle with ``remove()``."""
-    return _HookHandle(_global_step_pre_hooks, hook)
+    return add_hook(_global_step_pre_hooks, hook)
 
 
-def register_optimizer_step_post_hook(hook: Callable) -> _HookHandle:
+def register_optimizer_step_post_hook(hook: Callable) -> RemovableHandle:
     r"""Register ``hook(optimizer, args, kwargs)`` to run after every optimizer's ``step``.
     Returns a handle with ``remove()``."""
-    return _HookHandle(_global_step_post_hooks, hook)
+    return add_hook(_global_step_post_hooks, hook)
 
 
 def _hooked_step(step):
@@ -77,13 +65,7 @@ def _hooked_step(step):
         pre_hooks = (*_global_step_pre_hooks.values(), *self._step_pre_hooks.values())
         for hook in pre_hooks:
             result = hook(self, args, kwargs)
-            if result is not None:
-                if not (isinstance(result, tuple) and len(result) == 2):
-                    raise RuntimeError(
-                        "an optimizer step pre-hook must return None or a tuple of "
-                        f"(new_args, new_kwargs), but got {result!r}"
-                    )
-                args, kwargs = result
+            args, kwargs = pre_hook_result(result, args, kwargs, "an optimizer step pre-hook")
         with no_grad():
             out = step(self, *args, **kwargs)
         self._opt_called = True
@@ -97,7 +79,7 @@ def _hooked_step(step):
 
 def step_tensor(value: float = 0.0) -> Tensor:
     """The per-parameter step count: a float32 scalar tensor on the CPU, as in PyTorch."""
-    return Tensor._make(np.array(value, dtype=np.float32), False, None, 0)
+    return wrap_array(np.array(value, dtype=np.float32))
 
 
 def increment_step(state: dict) -> float:
@@ -115,7 +97,7 @@ def zeros_state(p: Tensor, fill: float = 0.0) -> Tensor:
     xp = backend.get_array_module(p._array)
     with backend.device_context(p.device):
         data = xp.full(p._array.shape, fill, dtype=p._array.dtype)
-    return Tensor._make(data, False, None, 0)
+    return wrap_array(data)
 
 
 def as_float(value) -> float:
@@ -138,6 +120,7 @@ class Optimizer:
     """
 
     _state_shaped_like_params = True  # load_state_dict checks state tensor shapes
+    _state_buffers: tuple[str, ...] = ()  # per-parameter state that starts as zeros
 
     def __init__(self, params, defaults: dict[str, Any]) -> None:
         self.defaults = defaults
@@ -270,8 +253,41 @@ class Optimizer:
 
     def step(self, closure: Callable[[], Any] | None = None):
         r"""Perform a single optimization step; ``closure`` re-evaluates the model and
-        returns the loss."""
-        raise NotImplementedError
+        returns the loss, which ``step`` returns.
+
+        Every parameter that has a gradient is updated in place: a subclass gives the
+        update of one parameter in :meth:`_update` (and its first state in
+        :meth:`_init_state`), or of a whole group in :meth:`_update_group`.
+        """
+        loss = self._eval_closure(closure)
+        for group in self.param_groups:
+            params = [p for p in group["params"] if p.grad is not None]
+            if params:
+                self._update_group(group, params)
+        return loss
+
+    def _update_group(self, group: dict[str, Any], params: list[Tensor]) -> None:
+        """Update ``params``, the parameters of ``group`` that have a gradient: each one's
+        state is created on its first step, then :meth:`_update` runs on raw arrays."""
+        for p in params:
+            state = self.state[p]
+            if not state:
+                self._init_state(p, state, group)
+            self._update(p._array, p.grad._array, state, group)
+            p._bump_version()
+
+    def _init_state(self, p: Tensor, state: dict, group: dict[str, Any]) -> None:
+        """Fill ``state``, parameter ``p``'s empty state, before its first update: the
+        step count, then each of ``_state_buffers`` as zeros shaped like ``p``."""
+        state["step"] = step_tensor()
+        for name in self._state_buffers:
+            state[name] = zeros_state(p)
+
+    def _update(self, param, grad, state: dict, group: dict[str, Any]) -> None:
+        """Update the array ``param`` in place from ``grad`` with ``group``'s options."""
+        raise NotImplementedError(
+            f"{type(self).__name__} must define step() (or _update() for one parameter)"
+        )
 
     @staticmethod
     def _eval_closure(closure):
@@ -280,33 +296,33 @@ class Optimizer:
         with enable_grad():
             return closure()
 
-    def register_step_pre_hook(self, hook: Callable) -> _HookHandle:
+    def register_step_pre_hook(self, hook: Callable) -> RemovableHandle:
         r"""``hook(optimizer, args, kwargs)`` runs before each ``step``; it may return
         ``(new_args, new_kwargs)``. Returns a handle with ``remove()``."""
-        return _HookHandle(self._step_pre_hooks, hook)
+        return add_hook(self._step_pre_hooks, hook)
 
-    def register_step_post_hook(self, hook: Callable) -> _HookHandle:
+    def register_step_post_hook(self, hook: Callable) -> RemovableHandle:
         r"""``hook(optimizer, args, kwargs)`` runs after each ``step``. Returns a handle
         with ``remove()``."""
-        return _HookHandle(self._step_post_hooks, hook)
+        return add_hook(self._step_post_hooks, hook)
 
-    def register_state_dict_pre_hook(self, hook: Callable) -> _HookHandle:
+    def register_state_dict_pre_hook(self, hook: Callable) -> RemovableHandle:
         r"""``hook(optimizer)`` runs before :meth:`state_dict` builds its result."""
-        return _HookHandle(self._state_dict_pre_hooks, hook)
+        return add_hook(self._state_dict_pre_hooks, hook)
 
-    def register_state_dict_post_hook(self, hook: Callable) -> _HookHandle:
+    def register_state_dict_post_hook(self, hook: Callable) -> RemovableHandle:
         r"""``hook(optimizer, state_dict)`` runs on :meth:`state_dict`'s result and may
         return a replacement."""
-        return _HookHandle(self._state_dict_post_hooks, hook)
+        return add_hook(self._state_dict_post_hooks, hook)
 
-    def register_load_state_dict_pre_hook(self, hook: Callable) -> _HookHandle:
+    def register_load_state_dict_pre_hook(self, hook: Callable) -> RemovableHandle:
         r"""``hook(optimizer, state_dict)`` runs before :meth:`load_state_dict` on a shallow
         copy of the state dict and may return a replacement."""
-        return _HookHandle(self._load_state_dict_pre_hooks, hook)
+        return add_hook(self._load_state_dict_pre_hooks, hook)
 
-    def register_load_state_dict_post_hook(self, hook: Callable) -> _HookHandle:
+    def register_load_state_dict_post_hook(self, hook: Callable) -> RemovableHandle:
         r"""``hook(optimizer)`` runs after :meth:`load_state_dict`."""
-        return _HookHandle(self._load_state_dict_post_hooks, hook)
+        return add_hook(self._load_state_dict_post_hooks, hook)
 
     def _buffer(self, like, slot: int = 0):
         """A reusable scratch array shaped and typed like ``like`` (one flat allocation per
@@ -332,6 +348,17 @@ class Optimizer:
         if maximize:
             return xp.negative(grad, out=self._buffer(param, 1))
         return grad
+
+    def _regularized_grad(self, param, grad, group: dict[str, Any], lr: float):
+        """The gradient a step follows under ``group``'s ``weight_decay`` and ``maximize``:
+        with ``decoupled_weight_decay`` (AdamW) ``param`` is first scaled in place by
+        ``1 - lr * weight_decay``; otherwise the decay is L2, added to the gradient."""
+        weight_decay = group["weight_decay"]
+        if group.get("decoupled_weight_decay", False):
+            if weight_decay != 0:
+                param *= 1 - lr * weight_decay
+            weight_decay = 0
+        return self._decayed_grad(param, grad, weight_decay, group["maximize"])
 
     # -- state dict ----------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -411,7 +438,7 @@ def _cast(param: Tensor, value, index, key=None, check_shape=True):
     if isinstance(value, Tensor):
         data = value._array
         if key == "step":
-            return Tensor._make(np.array(backend.move_array(data, backend.CPU)), False, None, 0)
+            return wrap_array(np.array(backend.move_array(data, backend.CPU)))
         if check_shape and data.ndim and tuple(data.shape) != tuple(param.shape):
             raise ValueError(
                 f"loaded state {key!r} of parameter {index} has shape {tuple(data.shape)}, "
@@ -421,7 +448,7 @@ def _cast(param: Tensor, value, index, key=None, check_shape=True):
         dtype = param._array.dtype if param.is_floating_point() else data.dtype
         with backend.device_context(dev):
             data = backend.move_array(data, dev).astype(dtype, copy=True)
-        return Tensor._make(data, False, None, 0)
+        return wrap_array(data)
     if isinstance(value, dict):
         return {k: _cast(param, v, index, k, check_shape) for k, v in value.items()}
     if isinstance(value, list | tuple):

@@ -9,7 +9,6 @@ from .optimizer import (
     as_float,
     check_hyper,
     increment_step,
-    step_tensor,
     zeros_state,
 )
 
@@ -65,54 +64,43 @@ class RMSprop(Optimizer):
         }
         super().__init__(params, defaults)
 
-    def step(self, closure=None):
-        r"""Perform a single optimization step; ``closure`` re-evaluates the loss."""
-        loss = self._eval_closure(closure)
-        for group in self.param_groups:
-            lr = as_float(group["lr"])
-            alpha = group["alpha"]
-            eps = group["eps"]
-            weight_decay = group["weight_decay"]
-            momentum = group["momentum"]
-            centered = group["centered"]
-            maximize = group["maximize"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                param = p._array
-                xp = get_array_module(param)
-                grad = p.grad._array
-                state = self.state[p]
-                if not state:
-                    state["step"] = step_tensor()
-                    state["square_avg"] = zeros_state(p)
-                    if momentum > 0:
-                        state["momentum_buffer"] = zeros_state(p)
-                    if centered:
-                        state["grad_avg"] = zeros_state(p)
-                increment_step(state)
-                g = self._decayed_grad(param, grad, weight_decay, maximize)
+    _state_buffers = ("square_avg",)
 
-                tmp = self._buffer(param)
-                square_avg = state["square_avg"]._array
-                square_avg *= alpha
-                square_avg += xp.multiply(xp.multiply(g, g, out=tmp), 1 - alpha, out=tmp)
-                if centered:
-                    grad_avg = state["grad_avg"]._array
-                    grad_avg += xp.multiply(xp.subtract(g, grad_avg, out=tmp), 1 - alpha, out=tmp)
-                    avg = xp.multiply(grad_avg, grad_avg, out=tmp)
-                    avg = xp.sqrt(xp.subtract(square_avg, avg, out=tmp), out=tmp)
-                else:
-                    avg = xp.sqrt(square_avg, out=tmp)
-                avg += eps
-                if momentum > 0:
-                    buf = state["momentum_buffer"]._array
-                    buf *= momentum
-                    buf += xp.divide(g, avg, out=tmp)
-                    param -= xp.multiply(buf, lr, out=tmp)
-                else:
-                    update = xp.divide(g, avg, out=tmp)
-                    update *= lr
-                    param -= update
-                p._bump_version()
-        return loss
+    def _init_state(self, p, state, group) -> None:
+        super()._init_state(p, state, group)
+        if group["momentum"] > 0:
+            state["momentum_buffer"] = zeros_state(p)
+        if group["centered"]:
+            state["grad_avg"] = zeros_state(p)
+
+    def _update(self, param, grad, state, group) -> None:
+        lr = as_float(group["lr"])
+        alpha = group["alpha"]
+        eps = group["eps"]
+        momentum = group["momentum"]
+        centered = group["centered"]
+        xp = get_array_module(param)
+        increment_step(state)
+        g = self._regularized_grad(param, grad, group, lr)
+
+        tmp = self._buffer(param)
+        square_avg = state["square_avg"]._array
+        square_avg *= alpha
+        square_avg += xp.multiply(xp.multiply(g, g, out=tmp), 1 - alpha, out=tmp)
+        if centered:
+            grad_avg = state["grad_avg"]._array
+            grad_avg += xp.multiply(xp.subtract(g, grad_avg, out=tmp), 1 - alpha, out=tmp)
+            avg = xp.multiply(grad_avg, grad_avg, out=tmp)
+            avg = xp.sqrt(xp.subtract(square_avg, avg, out=tmp), out=tmp)
+        else:
+            avg = xp.sqrt(square_avg, out=tmp)
+        avg += eps
+        if momentum > 0:
+            buf = state["momentum_buffer"]._array
+            buf *= momentum
+            buf += xp.divide(g, avg, out=tmp)
+            param -= xp.multiply(buf, lr, out=tmp)
+        else:
+            update = xp.divide(g, avg, out=tmp)
+            update *= lr
+            param -= update

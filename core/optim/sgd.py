@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .. import multi_tensor
 from ..backend import get_array_module
-from ..tensor import Tensor
+from ..tensor import wrap_array
 from .optimizer import Optimizer, Params, as_float, check_hyper, check_implementation_flags
 
 
@@ -62,47 +62,41 @@ class SGD(Optimizer):
         }
         super().__init__(params, defaults)
 
-    def step(self, closure=None):
-        r"""Perform a single optimization step; ``closure`` re-evaluates the loss."""
-        loss = self._eval_closure(closure)
-        for group in self.param_groups:
-            lr = as_float(group["lr"])
-            momentum = group["momentum"]
-            dampening = group["dampening"]
-            weight_decay = group["weight_decay"]
-            nesterov = group["nesterov"]
-            maximize = group["maximize"]
-            params = [p for p in group["params"] if p.grad is not None]
-            if self._step_multi_tensor(params, group, lr):
-                continue
-            for p in params:
-                param = p._array
-                xp = get_array_module(param)
-                grad = p.grad._array
-                g = self._decayed_grad(param, grad, weight_decay, maximize)
-                if momentum != 0:
-                    state = self.state[p]
-                    buf = state.get("momentum_buffer")
-                    if buf is None:
-                        buf = g.copy()
-                        state["momentum_buffer"] = Tensor._make(buf, False, None, 0)
-                    else:
-                        buf = buf._array
-                        buf *= momentum
-                        if dampening != 0:
-                            buf += xp.multiply(g, 1 - dampening, out=self._buffer(param))
-                        else:
-                            buf += g
-                    if nesterov:
-                        direction = xp.multiply(buf, momentum, out=self._buffer(param))
-                        direction += g
-                    else:
-                        direction = buf
+    def _update_group(self, group, params) -> None:
+        lr = as_float(group["lr"])
+        if self._step_multi_tensor(params, group, lr):
+            return
+        momentum = group["momentum"]
+        dampening = group["dampening"]
+        weight_decay = group["weight_decay"]
+        nesterov = group["nesterov"]
+        maximize = group["maximize"]
+        for p in params:
+            param = p._array
+            xp = get_array_module(param)
+            g = self._decayed_grad(param, p.grad._array, weight_decay, maximize)
+            if momentum != 0:
+                state = self.state[p]
+                buf = state.get("momentum_buffer")
+                if buf is None:
+                    buf = g.copy()
+                    state["momentum_buffer"] = wrap_array(buf)
                 else:
-                    direction = g
-                param -= xp.multiply(direction, lr, out=self._buffer(param))
-                p._bump_version()
-        return loss
+                    buf = buf._array
+                    buf *= momentum
+                    if dampening != 0:
+                        buf += xp.multiply(g, 1 - dampening, out=self._buffer(param))
+                    else:
+                        buf += g
+                if nesterov:
+                    direction = xp.multiply(buf, momentum, out=self._buffer(param))
+                    direction += g
+                else:
+                    direction = buf
+            else:
+                direction = g
+            param -= xp.multiply(direction, lr, out=self._buffer(param))
+            p._bump_version()
 
     def _step_multi_tensor(self, params, group, lr) -> bool:
         """The whole group's update in one CUDA launch, when its tensors allow (CuPy
@@ -122,7 +116,7 @@ class SGD(Optimizer):
             xp = get_array_module(arrays[0])
             for p, a in zip(params, arrays):
                 with a.device:
-                    buf = Tensor._make(xp.empty_like(a), False, None, 0)
+                    buf = wrap_array(xp.empty_like(a))
                 self.state[p]["momentum_buffer"] = buf
         buf_arrays = [self.state[p]["momentum_buffer"]._array for p in params] if momentum else []
         if buf_arrays and not new_bufs and not multi_tensor.fits(arrays + buf_arrays):

@@ -14,7 +14,7 @@ from typing import Any
 
 from ...core import backend
 from ...core.optim.optimizer import Optimizer
-from ...core.tensor import Tensor
+from ...core.tensor import Tensor, wrap_array
 from ..collectives import all_gather_object, broadcast, gather_object
 from ..process_group import NON_GROUP_MEMBER, resolve
 
@@ -188,7 +188,7 @@ class ZeroRedundancyOptimizer(Optimizer):
             if any(p._array is not view for _, _, views in self._buckets for p, view in views):
                 self._build_buckets()  # some p._array was rebound (e.g. by .to()): re-attach
             for rank, flat, _ in self._buckets:
-                bucket = Tensor._make(flat, False, None, 0)
+                bucket = wrap_array(flat)
                 works.append(broadcast(bucket, src[rank], self.process_group, async_op=True))
         else:
             for group in self.param_groups:

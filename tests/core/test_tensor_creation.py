@@ -101,3 +101,13 @@ def test_repr_like_torch():
 
 def test_cuda_is_optional():
     assert isinstance(ember.cuda.is_available(), bool)
+
+
+def test_wrap_array_shares_memory_without_history():
+    from ember.core.tensor import wrap_array
+
+    a = np.arange(3, dtype=np.float32)
+    t = wrap_array(a)
+    assert t._array is a and not t.requires_grad and t.grad_fn is None and t.is_leaf
+    a[0] = 7
+    assert t.tolist() == [7.0, 1.0, 2.0]

@@ -436,3 +436,46 @@ def test_ddp_without_trainable_parameters_raises(pg):
     frozen = nn.Linear(2, 2).requires_grad_(False)
     with pytest.raises(RuntimeError, match="doesn't have any parameter that requires a gradient"):
         DDP(frozen, process_group=pg)
+
+
+# -- helpers shared by distributed modules -------------------------------------------------
+
+
+def test_gather_bytes_pads_and_trims_every_ranks_payload():
+    from ember.distributed.detail import gather_bytes
+
+    payloads = [b"a", b"", b"longest payload"]
+    calls = []
+
+    def all_gather(out, array):  # three simulated ranks, each with its own payload
+        calls.append(out.shape)
+        if out.ndim == 1:
+            out[:] = [len(p) for p in payloads]
+        else:
+            for r, p in enumerate(payloads):
+                out[r] = 0
+                out[r, : len(p)] = np.frombuffer(p, np.uint8)
+
+    assert gather_bytes(b"a", 3, all_gather) == payloads
+    assert calls == [(3,), (3, len(b"longest payload"))]
+
+
+@pytest.mark.parametrize(
+    "environ, announced",
+    [
+        ({}, None),
+        ({"PMI_RANK": "1", "PMI_SIZE": "4"}, 4),
+        ({"OMPI_COMM_WORLD_RANK": "0", "OMPI_COMM_WORLD_SIZE": "2"}, 2),
+        ({"PMIX_RANK": "0", "SLURM_NTASKS": "3"}, 3),  # srun --mpi=pmix
+        ({"RANK": "0", "WORLD_SIZE": "2"}, None),  # torchrun: no MPI process manager
+    ],
+)
+def test_mpi_launch_detection_is_launch_envs(monkeypatch, environ, announced):
+    from ember.distributed import process_group
+    from ember.launch import env
+
+    for name in [v for source in env._SOURCES for v in source[1:] if v] + ["SLURM_NTASKS"]:
+        monkeypatch.delenv(name, raising=False)
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
+    assert process_group._launched_by_mpi() == announced

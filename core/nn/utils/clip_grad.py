@@ -9,7 +9,7 @@ import numpy as np
 
 from ... import backend, multi_tensor
 from ...autograd import no_grad
-from ...tensor import Tensor
+from ...tensor import Tensor, wrap_array
 
 
 def _grads(parameters) -> list:
@@ -27,7 +27,7 @@ def get_total_norm(
     tensors = [t for t in tensors if t is not None]
     norm_type = float(norm_type)
     if not tensors:
-        return Tensor._make(np.asarray(0.0, dtype=np.float32), False, None, 0)
+        return wrap_array(np.asarray(0.0, dtype=np.float32))
     first = tensors[0]
     xp = backend.get_array_module(first._array)
     arrays = [t._array for t in tensors]
@@ -78,7 +78,7 @@ def _checked_total(total, first, norm_type, error_if_nonfinite, xp) -> Tensor:
             "non-finite, so it cannot be clipped. To disable this error and scale the "
             "gradients by the non-finite norm anyway, set `error_if_nonfinite=False`"
         )
-    return Tensor._make(total, False, None, 0)
+    return wrap_array(total)
 
 
 def clip_grads_with_norm_(parameters, max_norm: float, total_norm: Tensor, foreach=None) -> None:

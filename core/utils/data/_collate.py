@@ -10,7 +10,7 @@ import re
 import numpy as np
 
 from ... import backend, dtypes
-from ...tensor import Tensor
+from ...tensor import Tensor, wrap_array
 
 _STRING_OR_OBJECT = re.compile(r"[SaUO]")
 _ERR = (
@@ -19,7 +19,7 @@ _ERR = (
 
 
 def _wrap(array) -> Tensor:
-    return Tensor._make(array, False, None, 0)
+    return wrap_array(array)
 
 
 def _as_tensor(value) -> Tensor:

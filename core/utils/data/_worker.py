@@ -15,7 +15,7 @@ import numpy as np
 
 from ... import backend
 from ... import random as _random
-from ...tensor import Tensor
+from ...tensor import Tensor, wrap_array
 from ._collate import default_collate
 
 STATUS_CHECK_INTERVAL = 1.0  # seconds between liveness checks while waiting on a queue
@@ -133,7 +133,7 @@ def to_shippable(data):
 def from_shippable(data):
     """Undo :func:`to_shippable` in the main process."""
     if isinstance(data, _Shipped):
-        return Tensor._make(data.array, False, None, 0)
+        return wrap_array(data.array)
     if isinstance(data, list | tuple | dict):
         return _map(data, from_shippable)
     return data

@@ -13,7 +13,7 @@ import numpy as np
 
 from ... import backend
 from ...random import generator_for
-from ...tensor import Tensor
+from ...tensor import Tensor, wrap_array
 
 
 class Dataset:
@@ -91,7 +91,7 @@ class TensorDataset(Dataset):
         out = []
         for t in self.tensors:
             xp = backend.get_array_module(t._array)
-            out.append(Tensor._make(t._array[idx if xp is np else xp.asarray(idx)], False, None, 0))
+            out.append(wrap_array(t._array[idx if xp is np else xp.asarray(idx)]))
         return out
 
 
@@ -108,7 +108,7 @@ def index_array(indices) -> np.ndarray | None:
 def _index(t: Tensor, index):
     if t.requires_grad:
         return t[index]  # keep the graph, as PyTorch does
-    return Tensor._make(t._array[index], False, None, 0)
+    return wrap_array(t._array[index])
 
 
 class StackDataset(Dataset):

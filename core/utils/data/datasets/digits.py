@@ -16,7 +16,7 @@ import importlib.resources
 
 import numpy as np
 
-from ....tensor import Tensor
+from ....tensor import wrap_array
 from ..dataset import Dataset, index_array
 
 NUM_SAMPLES = 1797
@@ -98,14 +98,14 @@ class Digits(Dataset):
         self.transform = transform
         self._images = np.ascontiguousarray(images[idx][:, None])
         self._labels = labels[idx]
-        self.data = Tensor._make(self._images, False, None, 0)
-        self.targets = Tensor._make(self._labels, False, None, 0)
+        self.data = wrap_array(self._images)
+        self.targets = wrap_array(self._labels)
 
     def __len__(self) -> int:
         return self._labels.shape[0]
 
     def __getitem__(self, index: int):
-        image = Tensor._make(self._images[index], False, None, 0)
+        image = wrap_array(self._images[index])
         if self.transform is not None:
             image = self.transform(image)
         return image, int(self._labels[index])
@@ -116,8 +116,8 @@ class Digits(Dataset):
         if idx is None or self.transform is not None:
             return NotImplemented
         return [
-            Tensor._make(self._images[idx], False, None, 0),
-            Tensor._make(self._labels[idx], False, None, 0),
+            wrap_array(self._images[idx]),
+            wrap_array(self._labels[idx]),
         ]
 
     def __repr__(self) -> str:

@@ -8,7 +8,7 @@ import functools
 
 import numpy as np
 
-from ....tensor import Tensor
+from ....tensor import Tensor, wrap_array
 from ..dataset import Dataset, index_array
 
 
@@ -98,7 +98,7 @@ class CharCorpus(Dataset):
         if not 0 <= index < n:
             raise IndexError(f"index {index} is out of range for CharCorpus of length {n}")
         chunk = self.data[index : index + self.block_size + 1]
-        return Tensor._make(chunk[:-1], False, None, 0), Tensor._make(chunk[1:], False, None, 0)
+        return wrap_array(chunk[:-1]), wrap_array(chunk[1:])
 
     def _collated_batch(self, indices):
         """``default_collate([self[i] for i in indices])`` as one strided gather."""
@@ -112,8 +112,8 @@ class CharCorpus(Dataset):
         idx = np.where(idx < 0, idx + n, idx)
         windows = self.data[idx[:, None] + np.arange(self.block_size + 1)]
         return [
-            Tensor._make(np.ascontiguousarray(windows[:, :-1]), False, None, 0),
-            Tensor._make(np.ascontiguousarray(windows[:, 1:]), False, None, 0),
+            wrap_array(np.ascontiguousarray(windows[:, :-1])),
+            wrap_array(np.ascontiguousarray(windows[:, 1:])),
         ]
 
 

@@ -16,7 +16,7 @@ import numbers
 import numpy as np
 
 from ....backend import get_array_module
-from ....tensor import Tensor
+from ....tensor import Tensor, wrap_array
 
 
 class InterpolationMode:
@@ -43,8 +43,8 @@ def _unpack(img):
             raise ValueError(f"an image tensor needs at least 2 dims (H, W), got {img.ndim}")
         arr = img._array
         if img.ndim == 2:
-            return arr[None], lambda a: Tensor._make(a[0], False, None, 0)
-        return arr, lambda a: Tensor._make(a, False, None, 0)
+            return arr[None], lambda a: wrap_array(a[0])
+        return arr, lambda a: wrap_array(a)
     if isinstance(img, np.ndarray):
         if img.ndim == 2:
             return img[None], lambda a: np.ascontiguousarray(a[0])
@@ -91,7 +91,7 @@ def to_tensor(pic) -> Tensor:
     arr = np.ascontiguousarray(arr.transpose(2, 0, 1))
     if arr.dtype == np.uint8:
         arr = arr.astype(np.float32) / np.float32(255)
-    return Tensor._make(arr, False, None, 0)
+    return wrap_array(arr)
 
 
 def normalize(tensor: Tensor, mean, std, inplace: bool = False):
@@ -116,8 +116,8 @@ def normalize(tensor: Tensor, mean, std, inplace: bool = False):
     mean = xp.asarray(mean, dtype=tensor._array.dtype).reshape(-1, 1, 1)
     std = xp.asarray(std, dtype=tensor._array.dtype).reshape(-1, 1, 1)
     _check_std(std)
-    mean = Tensor._make(mean, False, None, 0)
-    std = Tensor._make(std, False, None, 0)
+    mean = wrap_array(mean)
+    std = wrap_array(std)
     if inplace:
         return tensor.sub_(mean).div_(std)
     return (tensor - mean) / std
