@@ -16,7 +16,7 @@ from .launch.env import export_torchrun_environment as _export_torchrun_environm
 # Submodules and where they live; torch-style dotted paths are served by _AliasFinder.
 _SUBMODULES = {
     "amp": "ember.core.amp",
-    "autograd": "ember.core.autograd_api",
+    "autograd": "ember.core.autograd_public",
     "backends": "ember.core.backends",
     "cuda": "ember.core.cuda",
     "distributed": "ember.distributed",

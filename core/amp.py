@@ -16,7 +16,7 @@ import numpy as np
 
 from . import backend, dtypes
 from .autograd import no_grad
-from .backend import array_module_for, device_context, device_of, get_array_module
+from .backend import device_context, device_of, xp_of
 from .tensor import Tensor
 
 # PyTorch's autocast op lists (aten/src/ATen/autocast_mode.cpp), for the ops ember wires.
@@ -251,11 +251,11 @@ class GradScaler:
                 if g.dtype == np.float16:
                     raise ValueError("Attempting to unscale FP16 gradients.")
                 g *= inv
-                finite.setdefault(device_of(g), []).append(get_array_module(g).isfinite(g).all())
+                finite.setdefault(device_of(g), []).append(xp_of(g).isfinite(g).all())
         found = False
         for dev, flags in finite.items():
             with device_context(dev):
-                found = found or not bool(array_module_for(dev).stack(flags).all())
+                found = found or not bool(xp_of(dev).stack(flags).all())
         if sync_found_inf is not None:
             found = sync_found_inf(found)
         state["stage"], state["found_inf"] = _UNSCALED, found

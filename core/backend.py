@@ -152,10 +152,13 @@ def is_cuda_available() -> bool:
     return cuda_unavailable_reason() is None
 
 
-def get_array_module(array):
-    """numpy for host arrays, cupy for device arrays (Chainer's idiom)."""
-    if isinstance(array, np.ndarray | np.generic):
+def xp_of(x):
+    """The array module of ``x``: numpy for host arrays and the CPU device, cupy for device
+    arrays and CUDA devices (Chainer's ``get_array_module``), so an op is written once."""
+    if isinstance(x, np.ndarray | np.generic):
         return np
+    if isinstance(x, device):
+        return np if x.type == "cpu" else _cupy()
     return _cupy()
 
 
@@ -177,10 +180,6 @@ def normalize_device(dev) -> device:
     if d.type == "cuda" and d.index is None:
         d = device("cuda", _cupy().cuda.runtime.getDevice())
     return d
-
-
-def array_module_for(dev: device):
-    return np if dev.type == "cpu" else _cupy()
 
 
 def move_array(array, dev: device):

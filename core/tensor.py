@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import autograd, backend, dtypes
+from . import autograd, autograd_engine, backend, dtypes
+from .backend import xp_of
 
 
 class Tensor:
@@ -334,18 +335,18 @@ class Tensor:
             raise RuntimeError(
                 "element 0 of tensors does not require grad and does not have a grad_fn"
             )
-        grad = _initial_grad(self, gradient, create_graph)
+        grad = autograd_engine.initial_grad(self, gradient, create_graph)
         retain = create_graph if retain_graph is None else retain_graph
         if inputs is not None:
             inputs = [inputs] if isinstance(inputs, Tensor) else list(inputs)
-            grads = autograd.run_backward(
+            grads = autograd_engine.run_backward(
                 [self], [grad], retain, create_graph, inputs=inputs, accumulate=False
             )
             for t, g in zip(inputs, grads):
                 if g is not None:
                     t.grad = g if t.grad is None else t.grad + g
             return
-        autograd.run_backward([self], [grad], retain, create_graph)
+        autograd_engine.run_backward([self], [grad], retain, create_graph)
 
     def detach(self) -> Tensor:
         t = Tensor._make(self._array, False, None, 0)
@@ -447,7 +448,7 @@ class Tensor:
             )
         data = result._array
         if data is not self._array:
-            xp = backend.get_array_module(self._array)
+            xp = xp_of(self._array)
             if data.shape != self._array.shape:
                 raise RuntimeError(
                     f"output with shape {list(self._array.shape)} doesn't match the broadcast "
@@ -508,28 +509,4 @@ def _wrap_dim(dim: int, ndim: int) -> int:
     return dim % n
 
 
-def _initial_grad(t: Tensor, gradient, create_graph):
-    if gradient is None:
-        if t._array.size != 1:
-            raise RuntimeError(
-                f"grad can be implicitly created only for scalar outputs, got shape {list(t.shape)}"
-            )
-        xp = backend.get_array_module(t._array)
-        g = xp.ones(t._array.shape, t._array.dtype)
-        return Tensor._make(g, False, None, 0) if create_graph else g
-    if not isinstance(gradient, Tensor):
-        gradient = Tensor._make(
-            backend.get_array_module(t._array).asarray(gradient, dtype=t._array.dtype),
-            False,
-            None,
-            0,
-        )
-    if gradient.shape != t.shape:
-        raise RuntimeError(
-            f"Mismatch in shape: grad_output has a shape of {list(gradient.shape)} and output "
-            f"has a shape of {list(t.shape)}"
-        )
-    return gradient if create_graph else gradient._array
-
-
-autograd.Tensor = Tensor  # see autograd.Tensor
+autograd.register_tensor_class(Tensor)

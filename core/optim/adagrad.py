@@ -3,7 +3,7 @@ accumulated squared gradients."""
 
 from __future__ import annotations
 
-from ..backend import get_array_module
+from ..backend import xp_of
 from .optimizer import (
     Optimizer,
     Params,
@@ -87,7 +87,7 @@ class Adagrad(Optimizer):
                 if p.grad is None:
                     continue
                 param = p._array
-                xp = get_array_module(param)
+                xp = xp_of(param)
                 grad = p.grad._array
                 state = self.state[p] or self._init_state(p, group["initial_accumulator_value"])
                 step = increment_step(state)
@@ -156,7 +156,7 @@ class Adadelta(Optimizer):
                 if p.grad is None:
                     continue
                 param = p._array
-                xp = get_array_module(param)
+                xp = xp_of(param)
                 state = self.state[p]
                 if not state:
                     state["step"] = step_tensor()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import kernels
-from ..backend import get_array_module
+from ..backend import xp_of
 from .optimizer import (
     Optimizer,
     Params,
@@ -102,7 +102,7 @@ class Adam(Optimizer):
                 if p.grad is None:
                     continue
                 param = p._array
-                xp = get_array_module(param)
+                xp = xp_of(param)
                 grad = p.grad._array
                 state = self.state[p]
                 if not state:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 
-from ..backend import get_array_module
+from ..backend import xp_of
 from ..tensor import Tensor
 from .adam import check_adam_args, update_moments
 from .optimizer import (
@@ -67,7 +67,7 @@ class Adamax(Optimizer):
                 if p.grad is None:
                     continue
                 param = p._array
-                xp = get_array_module(param)
+                xp = xp_of(param)
                 state = self.state[p]
                 if not state:
                     state["step"] = step_tensor()
@@ -148,7 +148,7 @@ class NAdam(Optimizer):
                 if p.grad is None:
                     continue
                 param = p._array
-                xp = get_array_module(param)
+                xp = xp_of(param)
                 state = self.state[p]
                 if not state:
                     state["step"] = step_tensor()
@@ -236,7 +236,7 @@ class RAdam(Optimizer):
                 if p.grad is None:
                     continue
                 param = p._array
-                xp = get_array_module(param)
+                xp = xp_of(param)
                 state = self.state[p]
                 if not state:
                     state["step"] = step_tensor()

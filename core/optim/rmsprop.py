@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..backend import get_array_module
+from ..backend import xp_of
 from .optimizer import (
     Optimizer,
     Params,
@@ -80,7 +80,7 @@ class RMSprop(Optimizer):
                 if p.grad is None:
                     continue
                 param = p._array
-                xp = get_array_module(param)
+                xp = xp_of(param)
                 grad = p.grad._array
                 state = self.state[p]
                 if not state:

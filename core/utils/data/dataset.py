@@ -90,7 +90,7 @@ class TensorDataset(Dataset):
             return NotImplemented
         out = []
         for t in self.tensors:
-            xp = backend.get_array_module(t._array)
+            xp = backend.xp_of(t._array)
             out.append(Tensor._make(t._array[idx if xp is np else xp.asarray(idx)], False, None, 0))
         return out
 
