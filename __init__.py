@@ -178,11 +178,21 @@ class _AliasFinder:
                 return _importlib_util.spec_from_loader(
                     name, self, origin=real + name[len(alias) :]
                 )
+        module = _sys.modules.get(name)
+        if module is not None:
+            # _load() has just imported it. Python would run its code again into a second
+            # module object (one without the submodules bound to the first), unless the
+            # spec it finds on the module is this finder's, which hands the module back.
+            spec = _importlib_util.spec_from_loader(name, self, origin=name)
+            spec.loader_state = module.__spec__
+            module.__spec__ = spec
+            return spec
         return None
 
     def create_module(self, spec):
         module = _importlib.import_module(spec.origin)
-        spec.loader_state = module.__spec__
+        if spec.loader_state is None:
+            spec.loader_state = module.__spec__
         return module
 
     def exec_module(self, module):

@@ -15,13 +15,11 @@ import itertools
 import sys
 import weakref
 
-import ml_dtypes
 import numpy as np
 
 from .backend import xp_of
-from .dtypes import from_numpy
+from .dtypes import from_numpy, is_bfloat16
 
-_BFLOAT16 = np.dtype(ml_dtypes.bfloat16)
 _grad_enabled = True
 _create_graph = False  # True while a backward pass records a graph of its own
 _sequence = itertools.count()
@@ -223,7 +221,7 @@ class Function:
             ctx.n_outputs = 1
             if type(out) is np.ndarray and not cls.is_view and ctx._non_diff is None:
                 # _wrap_output's common case, inline; bfloat16 (ml_dtypes) has kind "V"
-                differentiable = out.dtype.kind in "fc" or out.dtype == _BFLOAT16
+                differentiable = out.dtype.kind in "fc" or is_bfloat16(out.dtype)
                 result = Tensor._make(out, differentiable, ctx if differentiable else None, 0)
             else:
                 result = ctx._wrap_output(out, 0, args)
@@ -235,7 +233,7 @@ class Function:
     def _wrap_output(self, array, index, args):
         if isinstance(array, np.generic):
             array = np.asarray(array)
-        differentiable = (array.dtype.kind in "fc" or array.dtype == _BFLOAT16) and (
+        differentiable = (array.dtype.kind in "fc" or is_bfloat16(array.dtype)) and (
             self._non_diff is None or not any(array is a for a in self._non_diff)
         )
         t = Tensor._make(array, differentiable, self if differentiable else None, index)

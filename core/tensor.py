@@ -125,7 +125,7 @@ class Tensor:
         return int(self._array.nbytes)
 
     def is_floating_point(self) -> bool:
-        return self._array.dtype.kind == "f" or self._array.dtype == dtypes.bfloat16.np
+        return self._array.dtype.kind == "f" or dtypes.is_bfloat16(self._array.dtype)
 
     def is_contiguous(self) -> bool:
         return bool(self._array.flags.c_contiguous)
@@ -161,7 +161,7 @@ class Tensor:
 
     def __repr__(self) -> str:
         arr = backend.move_array(self._array, backend.CPU)
-        if arr.dtype == dtypes.bfloat16.np:
+        if dtypes.is_bfloat16(arr.dtype):
             arr = arr.astype(np.float32)
         body = np.array2string(
             arr, separator=", ", precision=4, prefix="tensor(", threshold=1000, edgeitems=3
