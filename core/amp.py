@@ -144,9 +144,19 @@ def cast_for(op: str, *tensors):
     return tuple(out)
 
 
-# Set by ember.distributed when a process group with several ranks exists, so that
-# every rank agrees on whether a step had inf/nan gradients.
-sync_found_inf = None
+# How the ranks of a job agree on whether a step had inf/nan gradients; registered by
+# ember.distributed (core does not import it), None in a single process.
+_found_inf_sync = None
+
+
+def register_found_inf_sync(fn):
+    """Make ``GradScaler`` pass each step's found-inf flag through ``fn(found) -> bool``
+    (``ember.distributed`` registers one that is True on every rank if it is on any), or
+    stop doing so with None. Returns the function registered before."""
+    global _found_inf_sync
+    previous, _found_inf_sync = _found_inf_sync, fn
+    return previous
+
 
 _READY, _UNSCALED, _STEPPED = 0, 1, 2
 
@@ -256,8 +266,8 @@ class GradScaler:
         for dev, flags in finite.items():
             with device_context(dev):
                 found = found or not bool(xp_of(dev).stack(flags).all())
-        if sync_found_inf is not None:
-            found = sync_found_inf(found)
+        if _found_inf_sync is not None:
+            found = _found_inf_sync(found)
         state["stage"], state["found_inf"] = _UNSCALED, found
 
     def step(self, optimizer, *args, **kwargs):

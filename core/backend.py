@@ -126,6 +126,33 @@ def cuda_unavailable_reason() -> str | None:
 
 
 _cupy_module = None  # set once CUDA proved usable
+_peak_hook = None  # see _install_memory_hook
+
+
+def _install_memory_hook(cupy) -> None:
+    """Start tracking peak pool usage (called once, when CUDA is first used)."""
+    global _peak_hook
+
+    class _PeakMemoryHook(cupy.cuda.MemoryHook):
+        name = "ember_peak_memory"
+
+        def __init__(self, pool):
+            self.pool, self.peak = pool, {}
+
+        def malloc_postprocess(self, device_id, size, mem_size, mem_ptr, pmem_id):
+            used = self.pool.used_bytes()  # the allocating device is the current one
+            if used > self.peak.get(device_id, 0):
+                self.peak[device_id] = used
+
+    hook = _PeakMemoryHook(cupy.get_default_memory_pool())
+    hook.__enter__()  # stays registered for the life of the process
+    _peak_hook = hook
+
+
+def peak_memory_hook():
+    """The CuPy memory hook that records each device's peak pool usage (``ember.cuda``'s
+    ``max_memory_allocated``); None until CUDA is first used."""
+    return _peak_hook
 
 
 def _cupy():
@@ -136,8 +163,6 @@ def _cupy():
         if reason is not None:
             raise RuntimeError(f"CUDA is not available: {reason}")
         cupy = sys.modules["cupy"]
-        from .cuda import _install_memory_hook
-
         _install_memory_hook(cupy)
         _cupy_module = cupy
     return _cupy_module

@@ -156,13 +156,12 @@ def scalar_dtype(value) -> dtype:
 def result_type(*operands) -> dtype:
     """Result dtype of an op over tensors and Python scalars, by PyTorch's rules:
     a zero-dim tensor or scalar only raises the result's category, never its width."""
-    from .tensor import Tensor
-
     dims = zeros = scalars = None
     for x in operands:
-        if isinstance(x, Tensor):
-            d = x.dtype
-            if x._array.ndim:
+        array = getattr(x, "_array", None)  # a Tensor (tensor.py imports this module)
+        if array is not None:
+            d = from_numpy(array.dtype)
+            if array.ndim:
                 dims = d if dims is None else promote_types(dims, d)
             else:
                 zeros = d if zeros is None else promote_types(zeros, d)

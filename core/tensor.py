@@ -10,6 +10,7 @@ import numpy as np
 
 from . import autograd, autograd_engine, backend, dtypes
 from .backend import xp_of
+from .inplace_views import rebase_view
 
 
 class Tensor:
@@ -262,34 +263,6 @@ class Tensor:
             raise TypeError("only integer tensors of a single element can be converted to an index")
         return int(self.item())
 
-    def to(self, *args, **kwargs) -> Tensor:
-        r"""``to(device)``, ``to(dtype)``, ``to(device, dtype)`` or ``to(other)``;
-        returns ``self`` when nothing changes, like PyTorch."""
-        dev = kwargs.pop("device", None)
-        dt = kwargs.pop("dtype", None)
-        kwargs.pop("non_blocking", None)
-        copy = kwargs.pop("copy", False)
-        if kwargs:
-            raise TypeError(f"to() got unexpected arguments {sorted(kwargs)}")
-        for a in args:
-            if isinstance(a, Tensor):
-                dev, dt = a.device, a.dtype
-            elif isinstance(a, dtypes.dtype) or (a in (float, int, bool)):
-                dt = a
-            elif a is not None:
-                dev = a
-        from .ops.elementwise import to_copy
-
-        target_dev = backend.normalize_device(dev) if dev is not None else None
-        target_dt = dtypes.to_dtype(dt) if dt is not None else None
-        if target_dev == self.device:
-            target_dev = None
-        if target_dt is self.dtype:
-            target_dt = None
-        if target_dev is None and target_dt is None:
-            return self.clone() if copy else self
-        return to_copy(self, target_dev, target_dt)
-
     def cpu(self) -> Tensor:
         return self.to("cpu")
 
@@ -436,7 +409,7 @@ class Tensor:
         self._check_inplace()
         if autograd._tracer is not None:
             autograd._tracer.rebind(self, result)
-        # a view records the write on its base too (see ops.indexing.rebase_view); a
+        # a view records the write on its base too (see inplace_views.rebase_view); a
         # detached alias of a tensor that requires grad (no grad itself) is left alone
         base = self._base
         rebase = base is not None and result.requires_grad
@@ -458,8 +431,6 @@ class Tensor:
         self._bump_version()
         if result.requires_grad:
             if rebase:
-                from .ops.indexing import rebase_view
-
                 rebase_view(self, result)
                 return self
             self.requires_grad = True

@@ -390,10 +390,6 @@ def init_process_group(
         lifecycle.record_exit_codes()
         atexit.register(_at_exit)
         lifecycle.tell_watcher(lifecycle.LIVE)
-        from ..core import amp
-        from .amp import sync_found_inf
-
-        amp.sync_found_inf = sync_found_inf  # every rank skips the same GradScaler steps
 
 
 def _pick_nccl_device(name: str, device_id):
@@ -571,9 +567,6 @@ def _leave_all(status: int, what: str) -> None:
     _world = None
     group_cls.WORLD = None
     diagnostics.rank_table_clear()
-    from ..core import amp
-
-    amp.sync_found_inf = None
 
 
 def _at_exit() -> None:

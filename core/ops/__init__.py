@@ -7,6 +7,7 @@ from . import (
     conv,
     conv3d,
     conv_nd,
+    conversion,
     elementwise,
     indexing,
     interpolate,
