@@ -17,7 +17,7 @@ from .launch.env import export_torchrun_environment as _export_torchrun_environm
 _SUBMODULES = {
     "amp": "ember.core.amp",
     "autograd": "ember.core.autograd_public",
-    "backends": "ember.core.backends",
+    "backends": "ember.core.cuda_flags",
     "cuda": "ember.core.cuda",
     "distributed": "ember.distributed",
     "linalg": "ember.core.linalg",
@@ -45,9 +45,6 @@ _EXPORTS = {
     "ember.core.backend": """
         device
     """,
-    "ember.core.backends": """
-        get_float32_matmul_precision set_float32_matmul_precision
-    """,
     "ember.core.creation": """
         arange as_tensor bernoulli empty empty_like eye from_dlpack from_numpy full
         full_like linspace multinomial normal ones ones_like rand rand_like randint
@@ -56,6 +53,9 @@ _EXPORTS = {
     "ember.core.dtypes": """
         bfloat16 dtype float16 float32 float64 get_default_dtype int16 int32 int64 int8
         promote_types set_default_dtype uint8
+    """,
+    "ember.core.cuda_flags": """
+        get_float32_matmul_precision set_float32_matmul_precision
     """,
     "ember.core.eager": """
         compile
