@@ -39,13 +39,15 @@ def _exchange_bytes(pg, op: str, mine: bytes) -> list[bytes]:
     stall = (pg.timeout, pg._on_stall, None)
     name = f"debug check before {op}"
     lengths = np.zeros(pg.size(), np.int64)
-    req = pg.mpi.all_gather(lengths, np.array([len(mine)], np.int64))
+    req = pg.host_backend.all_gather(lengths, np.array([len(mine)], np.int64))
     Work([req], None, stall=stall, op=name, seq=pg._seq).wait()
     width = int(lengths.max())
     padded = np.zeros(width, np.uint8)
     padded[: len(mine)] = np.frombuffer(mine, np.uint8)
     gathered = np.zeros((pg.size(), width), np.uint8)
-    Work([pg.mpi.all_gather(gathered, padded)], None, stall=stall, op=name, seq=pg._seq).wait()
+    Work(
+        [pg.host_backend.all_gather(gathered, padded)], None, stall=stall, op=name, seq=pg._seq
+    ).wait()
     return [gathered[r, : lengths[r]].tobytes() for r in range(pg.size())]
 
 
