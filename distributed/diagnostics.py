@@ -15,7 +15,6 @@ import os
 import socket
 import time
 from collections import deque
-from dataclasses import dataclass
 
 logger = logging.getLogger("ember.distributed")
 
@@ -28,17 +27,15 @@ FAKE_DEVICE_ENV = "EMBER_SELF_CHECK_DEVICE"
 # -- flight recorder -----------------------------------------------------------------------
 
 
-@dataclass(eq=False, slots=True)
 class FlightEntry:
     """One recorded collective: ``fields`` the shape/dtype/op/root it was called with (None
     for send/recv), ``start`` and ``end`` wall-clock times (``end`` None while pending)."""
 
-    op: str
-    seq: int
-    ranks: list[int]
-    fields: dict | None
-    start: float
-    end: float | None = None
+    __slots__ = ("op", "seq", "ranks", "fields", "start", "end")
+
+    def __init__(self, op: str, seq: int, ranks: list[int], fields: dict | None, start: float):
+        self.op, self.seq, self.ranks, self.fields = op, seq, ranks, fields
+        self.start, self.end = start, None
 
     def mark_done(self) -> None:
         """Stamp the end time (``Work`` calls it when the collective completes)."""
