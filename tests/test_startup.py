@@ -79,3 +79,35 @@ def test_importing_a_core_module_first_keeps_one_module_object(code):
         "      core.__spec__.name)\n"
     )
     assert out == "True True ember.core"
+
+
+def test_a_first_tensor_op_leaves_nn_optim_data_and_distributed_unloaded():
+    out = _run(
+        "import sys, ember\n"
+        "(ember.tensor([1.0], requires_grad=True).exp() * 2).sum().backward()\n"
+        "print(' '.join(sorted(sys.modules)))\n"
+    )
+    loaded = set(out.split())
+    assert "ember.core.ops.elementwise" in loaded
+    unloaded = ["ember.core.nn", "ember.core.optim", "ember.core.utils", "ember.distributed"]
+    assert [m for m in unloaded if m in loaded] == []
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "import ember.nn as nn",
+        "import ember\nnn = ember.nn",
+        "from ember import nn",
+        "import ember.nn.parallel\nimport ember.nn as nn",
+    ],
+)
+def test_public_submodules_carry_their_cross_package_attributes(code):
+    out = _run(
+        f"{code}\nimport ember, ember.cuda.amp\n"
+        "from ember.utils.data.distributed import DistributedSampler\n"
+        "print(nn.parallel.DistributedDataParallel.__name__, nn.SyncBatchNorm.__name__,\n"
+        "      ember.utils.data.distributed.DistributedSampler is DistributedSampler,\n"
+        "      ember.cuda.amp.GradScaler.__name__, ember.nn is nn)\n"
+    )
+    assert out == "DistributedDataParallel SyncBatchNorm True GradScaler True"
