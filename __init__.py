@@ -3,7 +3,8 @@
 This file only re-exports; the code lives in core/ (tensors, autograd, nn, optim, data),
 distributed/ (process groups, DDP) and launch/ (ember-launch). The public names load on
 first use (PEP 562): ``import ember`` alone, and ``ember-launch``, which needs only the
-standard library, start without NumPy.
+standard library, start without NumPy; a first tensor op loads tensors and ops only, and
+``nn``, ``optim``, ``distributed`` and the other submodules load when first named.
 """
 
 import importlib as _importlib
@@ -13,11 +14,12 @@ import warnings as _warnings
 
 from .launch.env import export_torchrun_environment as _export_torchrun_environment
 
-# Submodules and where they live; torch-style dotted paths are served by _AliasFinder.
+# Submodules and where they live, each imported when first named (``ember.nn`` or
+# ``import ember.nn``); torch-style dotted paths are served by _AliasFinder.
 _SUBMODULES = {
     "amp": "ember.core.amp",
-    "autograd": "ember.core.autograd_api",
-    "backends": "ember.core.backends",
+    "autograd": "ember.core.autograd_public",
+    "backends": "ember.core.cuda_flags",
     "cuda": "ember.core.cuda",
     "distributed": "ember.distributed",
     "linalg": "ember.core.linalg",
@@ -26,7 +28,7 @@ _SUBMODULES = {
     "serialization": "ember.core.serialization",
     "utils": "ember.core.utils",
 }
-# ... and those that nothing else needs, imported when first named
+# ... and those that nothing else needs
 _LEAF_SUBMODULES = {
     "accelerator": "ember.core.accelerator",
     "models": "ember.core.models",
@@ -45,9 +47,6 @@ _EXPORTS = {
     "ember.core.backend": """
         device
     """,
-    "ember.core.backends": """
-        get_float32_matmul_precision set_float32_matmul_precision
-    """,
     "ember.core.creation": """
         arange as_tensor bernoulli empty empty_like eye from_dlpack from_numpy full
         full_like linspace multinomial normal ones ones_like rand rand_like randint
@@ -56,6 +55,9 @@ _EXPORTS = {
     "ember.core.dtypes": """
         bfloat16 dtype float16 float32 float64 get_default_dtype int16 int32 int64 int8
         promote_types set_default_dtype uint8
+    """,
+    "ember.core.cuda_flags": """
+        get_float32_matmul_precision set_float32_matmul_precision
     """,
     "ember.core.eager": """
         compile
@@ -151,8 +153,9 @@ _ALIASES = {  # PyTorch's second names, and a name Python's keywords keep from i
 class _AliasFinder:
     """Serves torch-style paths (``import ember.nn.functional as F``) from the modules
     that implement them under core/ and distributed/, as the same module objects. Any
-    import under ``ember.`` but ``ember.launch`` loads the public surface first, so the
-    cross-package attributes (``ember.nn.parallel``) are always there."""
+    import under ``ember.`` but ``ember.launch`` loads the tensor surface first, and a
+    path under a public submodule loads that submodule with the attributes it takes from
+    other packages (``ember.nn.parallel``)."""
 
     # every submodule's torch-style path, and the deeper paths torch has; longest first,
     # since a path takes the first alias it starts with
@@ -178,16 +181,30 @@ class _AliasFinder:
         if not name.startswith("ember.") or name.startswith("ember.launch"):
             return None
         _load()
+        head = name.split(".")[1]
+        if head in _CROSS_PACKAGE:
+            _submodule(head)
         for alias, real in self.ALIASES.items():
             if name == alias or name.startswith(alias + "."):
                 return _importlib_util.spec_from_loader(
                     name, self, origin=real + name[len(alias) :]
                 )
+        module = _sys.modules.get(name)
+        if module is not None:
+            # _load() has just imported it (or _submodule has). Python would run its code
+            # again into a second
+            # module object (one without the submodules bound to the first), unless the
+            # spec it finds on the module is this finder's, which hands the module back.
+            spec = _importlib_util.spec_from_loader(name, self, origin=name)
+            spec.loader_state = module.__spec__
+            module.__spec__ = spec
+            return spec
         return None
 
     def create_module(self, spec):
         module = _importlib.import_module(spec.origin)
-        spec.loader_state = module.__spec__
+        if spec.loader_state is None:
+            spec.loader_state = module.__spec__
         return module
 
     def exec_module(self, module):
@@ -216,15 +233,15 @@ _state = {"loaded": False, "loading": False}
 
 
 def _load() -> None:
-    """Import the public surface into this module's namespace (once)."""
+    """Import the tensor surface into this module's namespace (once): every op (so Tensor
+    has its methods) and the functions and classes in _EXPORTS. ``nn``, ``optim``,
+    ``distributed`` and the other submodules load when first named (``_submodule``)."""
     if _state["loaded"] or _state["loading"]:
         return
     _state["loading"] = True
     try:
         _importlib.import_module("ember.core.allocator").tune()
         names = globals()
-        for name, path in _SUBMODULES.items():
-            names[name] = _importlib.import_module(path)
         for path, exported in _EXPORTS.items():
             module = _importlib.import_module(path)
             for name in exported.split():
@@ -232,18 +249,40 @@ def _load() -> None:
         for alias, name in _ALIASES.items():
             path, _, attr = name.rpartition(".")
             names[alias] = getattr(_importlib.import_module(path), attr) if path else names[name]
-        # torch-style attribute paths across packages
-        nn, cuda, distributed = names["nn"], names["cuda"], names["distributed"]
-        nn.parallel = distributed.parallel
-        nn.SyncBatchNorm = _importlib.import_module(
-            "ember.distributed.sync_batchnorm"
-        ).SyncBatchNorm
-        names["utils"].data.distributed = distributed.sampler
-        cuda.amp = _importlib.import_module("ember.core.cuda_amp")
-        cuda.__path__ = []  # a package to the import system, so `import ember.cuda.amp` resolves
         _state["loaded"] = True
     finally:
         _state["loading"] = False
+
+
+def _wire_nn(nn) -> None:
+    nn.parallel = _importlib.import_module("ember.distributed.parallel")
+    nn.SyncBatchNorm = _importlib.import_module("ember.distributed.sync_batchnorm").SyncBatchNorm
+
+
+def _wire_utils(utils) -> None:
+    utils.data.distributed = _importlib.import_module("ember.distributed.sampler")
+
+
+def _wire_cuda(cuda) -> None:
+    cuda.amp = _importlib.import_module("ember.core.cuda_amp")
+    cuda.__path__ = []  # a package to the import system, so `import ember.cuda.amp` resolves
+
+
+# torch-style attribute paths across packages, set when the submodule is first named
+_CROSS_PACKAGE = {"nn": _wire_nn, "utils": _wire_utils, "cuda": _wire_cuda}
+
+
+def _submodule(name: str):
+    """The public submodule ``name`` (imported, and its cross-package attributes set, once)."""
+    names = globals()
+    module = names.get(name)
+    if module is None:
+        module = _importlib.import_module((_SUBMODULES | _LEAF_SUBMODULES)[name])
+        names[name] = module  # before wiring, which may import packages that name it
+        wire = _CROSS_PACKAGE.get(name)
+        if wire is not None:
+            wire(module)
+    return module
 
 
 def _version() -> str:
@@ -262,9 +301,8 @@ def __getattr__(name: str):
     if name.startswith("__") and name != "__all__":
         raise AttributeError(f"module 'ember' has no attribute {name!r}")
     _load()
-    if name in _LEAF_SUBMODULES:
-        globals()[name] = module = _importlib.import_module(_LEAF_SUBMODULES[name])
-        return module
+    if name in _SUBMODULES or name in _LEAF_SUBMODULES:
+        return _submodule(name)
     if name == "__all__":
         return sorted(
             set(_LEAF_SUBMODULES)

@@ -20,7 +20,7 @@ import numpy as np
 
 from . import backend, dtypes
 from .autograd import no_grad
-from .backend import array_module_for, device_context, device_of, get_array_module
+from .backend import device_context, device_of, xp_of
 from .tensor import Tensor
 
 # PyTorch's autocast op lists (aten/src/ATen/autocast_mode.cpp), for the ember ops that do
@@ -175,9 +175,19 @@ def _widest_floating(tensors):
     return None if widest is None else widest.np
 
 
-# Set by ember.distributed when a process group with several ranks exists, so that
-# every rank agrees on whether a step had inf/nan gradients.
-sync_found_inf = None
+# How the ranks of a job agree on whether a step had inf/nan gradients; registered by
+# ember.distributed (core does not import it), None in a single process.
+_found_inf_sync = None
+
+
+def register_found_inf_sync(fn):
+    """Make ``GradScaler`` pass each step's found-inf flag through ``fn(found) -> bool``
+    (``ember.distributed`` registers one that is True on every rank if it is on any), or
+    stop doing so with None. Returns the function registered before."""
+    global _found_inf_sync
+    previous, _found_inf_sync = _found_inf_sync, fn
+    return previous
+
 
 _READY, _UNSCALED, _STEPPED = 0, 1, 2
 
@@ -282,13 +292,13 @@ class GradScaler:
                 if g.dtype == np.float16:
                     raise ValueError("Attempting to unscale FP16 gradients.")
                 g *= inv
-                finite.setdefault(device_of(g), []).append(get_array_module(g).isfinite(g).all())
+                finite.setdefault(device_of(g), []).append(xp_of(g).isfinite(g).all())
         found = False
         for dev, flags in finite.items():
             with device_context(dev):
-                found = found or not bool(array_module_for(dev).stack(flags).all())
-        if sync_found_inf is not None:
-            found = sync_found_inf(found)
+                found = found or not bool(xp_of(dev).stack(flags).all())
+        if _found_inf_sync is not None:
+            found = _found_inf_sync(found)
         state["stage"], state["found_inf"] = _UNSCALED, found
 
     def step(self, optimizer, *args, **kwargs):

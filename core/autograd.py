@@ -1,39 +1,59 @@
-"""Reverse-mode autograd: the graph node (``Function``), grad modes and the engine.
+"""Reverse-mode autograd's graph: the op node (``Function``), the leaf node
+(``AccumulateGrad``) and the grad modes.
 
 A ``Function`` instance is both the op's ``ctx`` and its node in the graph. Ops see
 raw arrays: ``forward(ctx, *arrays, **params)`` returns an array (or a tuple of them)
-and ``backward(ctx, *grads)`` returns one gradient per positional input.
-
-Backward is iterative: a first pass counts, for every node reachable from the roots,
-how many edges lead into it; a node runs once all of them have delivered, most
-recently created first, so a leaf's gradient is final (and its post-accumulate hooks
-fire) as early as possible. DistributedDataParallel overlaps communication on that.
+and ``backward(ctx, *grads)`` returns one gradient per positional input. The backward
+pass that walks these nodes is ``core/autograd_engine.py``; the public ``ember.autograd``
+(whose ``Function`` sees Tensors, as in PyTorch) is ``core/autograd_public.py``.
 """
 
 from __future__ import annotations
 
 import functools
-import heapq
 import itertools
 import sys
 import weakref
 
-import ml_dtypes
 import numpy as np
 
+from .backend import xp_of
+from .dtypes import from_numpy, is_bfloat16
 from .utils.hooks import RemovableHandle, add_hook
 
-_BFLOAT16 = np.dtype(ml_dtypes.bfloat16)
 _grad_enabled = True
 _create_graph = False  # True while a backward pass records a graph of its own
 _sequence = itertools.count()
-_final_callbacks = None  # a list while a backward pass runs (see queue_callback)
 # The ONNX exporter's tracer while ``ember.onnx.export`` runs a model, else None: one global
 # check per op. The tracer sets it back to None while it runs the op it records.
 _tracer = None
-# The Tensor class; tensor.py binds it once defined (it imports this module first).
-# A module global instead of an import inside each function keeps Function.apply cheap.
+# The Tensor class, registered by tensor.py through register_tensor_class (tensor.py
+# imports this module, so this one cannot import it). A module global keeps apply cheap.
 Tensor = None
+
+
+def register_tensor_class(cls) -> None:
+    """Make ``cls`` the class that ``Function.apply`` unwraps inputs of and wraps
+    outputs in (called once, by tensor.py)."""
+    global Tensor
+    Tensor = cls
+
+
+def set_tracer(tracer):
+    """Install ``tracer`` (``ember.onnx``'s, or None) to record every op; returns the
+    previous one."""
+    global _tracer
+    previous, _tracer = _tracer, tracer
+    return previous
+
+
+def set_backward_modes(grad_enabled: bool, create_graph: bool) -> tuple[bool, bool]:
+    """Set the grad mode and the create-graph flag for a backward pass (the engine's
+    use); returns the previous pair, to be restored when the pass ends."""
+    global _grad_enabled, _create_graph
+    previous = _grad_enabled, _create_graph
+    _grad_enabled, _create_graph = grad_enabled, create_graph
+    return previous
 
 
 def is_grad_enabled() -> bool:
@@ -206,7 +226,7 @@ class Function:
             ctx.n_outputs = 1
             if type(out) is np.ndarray and not cls.is_view and ctx._non_diff is None:
                 # _wrap_output's common case, inline; bfloat16 (ml_dtypes) has kind "V"
-                differentiable = out.dtype.kind in "fc" or out.dtype == _BFLOAT16
+                differentiable = out.dtype.kind in "fc" or is_bfloat16(out.dtype)
                 result = Tensor._make(out, differentiable, ctx if differentiable else None, 0)
             else:
                 result = ctx._wrap_output(out, 0, args)
@@ -218,7 +238,7 @@ class Function:
     def _wrap_output(self, array, index, args):
         if isinstance(array, np.generic):
             array = np.asarray(array)
-        differentiable = (array.dtype.kind in "fc" or array.dtype == _BFLOAT16) and (
+        differentiable = (array.dtype.kind in "fc" or is_bfloat16(array.dtype)) and (
             self._non_diff is None or not any(array is a for a in self._non_diff)
         )
         t = Tensor._make(array, differentiable, self if differentiable else None, index)
@@ -280,8 +300,6 @@ class Function:
         for j in range(0, len(versions), 3):
             counter, expected = versions[j], versions[j + 1]
             if counter[0] != expected:
-                from .dtypes import from_numpy
-
                 arr = self._saved[versions[j + 2]]
                 raise RuntimeError(
                     "one of the variables needed for gradient computation has been "
@@ -330,7 +348,7 @@ def _share_version(view, args):
     if not isinstance(base, Tensor):
         return
     # np.may_share_memory would try to convert CuPy arrays to host arrays (and fail)
-    xp = np if isinstance(view._array, np.ndarray) else _array_module_of(view._array)
+    xp = xp_of(view._array)
     if xp.may_share_memory(view._array, base._array):
         view._version_counter = base._version_counter
         view._base = base._base if base._base is not None else base
@@ -357,276 +375,3 @@ class AccumulateGrad:
         # as it is complete, before any other ready node, as in PyTorch.
         self.seq = sys.maxsize
         self.next_edges = ()
-
-
-# -- the engine -------------------------------------------------------------------------
-
-
-def _as_array(g):
-    if isinstance(g, Tensor):
-        return g._array
-    if isinstance(g, np.generic):  # NumPy turns 0-d results into scalars
-        return np.asarray(g)
-    return g
-
-
-def _add(a, b):
-    return b if a is None else a + b
-
-
-def run_backward(roots, grads, retain_graph, create_graph, inputs=None, accumulate=True):
-    """Propagate ``grads`` from the ``roots`` (tensors) through the graph.
-
-    With ``inputs`` given (``autograd.grad``), returns their gradients instead of
-    accumulating into ``.grad`` when ``accumulate`` is False.
-    """
-    global _grad_enabled, _create_graph
-    buffers = {}
-    start = []
-    for t, g in zip(roots, grads):
-        node, nr = (t.grad_fn, t._output_nr) if t.grad_fn is not None else (t._accumulator(), 0)
-        buf = buffers.setdefault(node, [None] * node.n_outputs)
-        buf[nr] = _add(buf[nr], g)
-        start.append(node)
-
-    # Capture points for autograd.grad: (node, output_nr) -> position in `inputs`.
-    captures = {}
-    if inputs is not None:
-        for i, t in enumerate(inputs):
-            if not t.requires_grad:
-                raise RuntimeError(f"input {i} of autograd.grad does not require grad")
-            key = (t.grad_fn, t._output_nr) if t.grad_fn is not None else (t._accumulator(), 0)
-            captures.setdefault(key, []).append(i)
-    captured = [None] * (len(inputs) if inputs is not None else 0)
-
-    dependencies = {}
-    stack = list(dict.fromkeys(start))
-    seen = set(stack)
-    while stack:
-        node = stack.pop()
-        for edge in node.next_edges:
-            if edge is None:
-                continue
-            nxt = edge[0]
-            dependencies[nxt] = dependencies.get(nxt, 0) + 1
-            if nxt not in seen:
-                seen.add(nxt)
-                stack.append(nxt)
-
-    ready = [(-n.seq, id(n), n) for n in seen if n not in dependencies]
-    heapq.heapify(ready)
-    # ids of arrays a leaf's .grad may not take over: the caller's and those already taken
-    stolen = {id(_as_array(g)) for g in grads}
-    global _final_callbacks
-    prev_callbacks, _final_callbacks = _final_callbacks, []
-    prev_mode, prev_create = _grad_enabled, _create_graph
-    _grad_enabled, _create_graph = create_graph, create_graph
-    try:
-        while ready:
-            _, _, node = heapq.heappop(ready)
-            grads_in = buffers.pop(node, None)
-            if captures and grads_in is not None:
-                for nr, g in enumerate(grads_in):
-                    for i in captures.get((node, nr), ()):
-                        captured[i] = g
-            if type(node) is AccumulateGrad:
-                if grads_in is not None and grads_in[0] is not None and accumulate:
-                    _accumulate(node, grads_in[0], stolen, create_graph)
-                continue
-            grads_out = None
-            if grads_in is not None and (
-                grads_in[0] is not None or any(g is not None for g in grads_in)
-            ):
-                grads_out = _call_backward(node, grads_in, create_graph)
-                if not retain_graph:
-                    node._release()
-            for edge, g in zip(node.next_edges, grads_out or itertools.repeat(None)):
-                if edge is None:
-                    continue
-                nxt, nr = edge
-                if g is not None:
-                    buf = buffers.get(nxt)
-                    if buf is None:
-                        buf = buffers[nxt] = [None] * nxt.n_outputs
-                    buf[nr] = g if buf[nr] is None else buf[nr] + g
-                left = dependencies[nxt] - 1
-                dependencies[nxt] = left
-                if left == 0:
-                    heapq.heappush(ready, (-nxt.seq, id(nxt), nxt))
-        callbacks = _final_callbacks
-        while callbacks:  # a callback may queue another
-            callbacks.pop(0)()
-    finally:
-        _grad_enabled, _create_graph = prev_mode, prev_create
-        _final_callbacks = prev_callbacks
-    if inputs is not None:
-        return [None if g is None else _to_tensor(g) for g in captured]
-    return None
-
-
-def queue_callback(fn) -> None:
-    """Run ``fn()`` once the backward pass now running has finished (torch's
-    ``Variable._execution_engine.queue_callback``); DistributedDataParallel waits for its
-    all-reduces there."""
-    if _final_callbacks is None:
-        raise RuntimeError("queue_callback can only be called while a backward pass runs")
-    _final_callbacks.append(fn)
-
-
-def _to_tensor(g):
-    return g if isinstance(g, Tensor) else Tensor._make(g, False, None, 0)
-
-
-def _call_backward(node, grads_in, create_graph):
-    hooks = node.__dict__.get("_pre_hooks")
-    if hooks:
-        grads_in = list(grads_in)
-        for nr, fns in hooks.items():
-            if grads_in[nr] is None:
-                continue
-            for fn in tuple(fns.values()):
-                result = fn(_to_tensor(grads_in[nr]))
-                if result is not None:
-                    grads_in[nr] = result if create_graph else _as_array(result)
-    if node._saved is not None:
-        node._check_versions()
-    elif getattr(node, "_released", False):
-        raise RuntimeError(
-            f"Trying to backward through the graph a second time (through "
-            f"{type(node).__name__}), but the saved intermediate results have already "
-            "been freed. Specify retain_graph=True when calling .backward() or "
-            "autograd.grad() the first time."
-        )
-    if node.n_outputs > 1 and any(g is None for g in grads_in):
-        grads_in = list(grads_in)
-        for i, (shape, dt) in enumerate(node._out_meta):
-            if grads_in[i] is None:
-                xp = _array_module_of(next(g for g in grads_in if g is not None))
-                grads_in[i] = xp.zeros(shape, dt)
-                if create_graph:
-                    grads_in[i] = Tensor._make(grads_in[i], False, None, 0)
-    if create_graph:
-        grads_in = [_to_tensor(g) for g in grads_in]
-    result = node.backward(node, *grads_in)
-    if not isinstance(result, tuple):
-        result = (result,)
-    if len(result) < len(node.next_edges):
-        result = result + (None,) * (len(node.next_edges) - len(result))
-    if not create_graph:
-        for g in result:  # unwrap only when some gradient is not a plain ndarray
-            if g is not None and type(g) is not np.ndarray:
-                return tuple(None if g is None else _as_array(g) for g in result)
-    return result
-
-
-def _array_module_of(g):
-    from .backend import get_array_module
-
-    return get_array_module(_as_array(g))
-
-
-def _accumulate(acc, g, stolen, create_graph):
-    var = acc.variable()
-    if var is None:
-        return
-    for fn in tuple(var._grad_hooks.values()) if var._grad_hooks else ():
-        result = fn(_to_tensor(g))
-        if result is not None:
-            g = result if create_graph else _as_array(result)
-    if create_graph:
-        g = _to_tensor(g)
-        var.grad = g if var.grad is None else var.grad + g
-    else:
-        g = _as_array(g)
-        if g.shape != var._array.shape:
-            g = g.reshape(var._array.shape)
-        if var.grad is None:
-            # Take ownership of a fresh array; copy one that may alias another's memory.
-            if g.base is not None or id(g) in stolen or g.dtype != var._array.dtype:
-                g = g.astype(var._array.dtype, copy=True)
-            stolen.add(id(g))
-            var.grad = Tensor._make(g, False, None, 0)
-        elif var.grad.requires_grad:
-            var.grad = var.grad + Tensor._make(g, False, None, 0)
-        else:
-            var.grad._array += g
-    for fn in tuple(var._post_acc_hooks.values()) if var._post_acc_hooks else ():
-        fn(var)
-
-
-# -- public functional API ----------------------------------------------------------------
-
-
-def _as_list(x):
-    if x is None:
-        return None
-    return [x] if isinstance(x, Tensor) else list(x)
-
-
-def _root_grads(outputs, grad_outputs, create_graph):
-    from .tensor import _initial_grad
-
-    grad_outputs = grad_outputs or [None] * len(outputs)
-    if len(grad_outputs) != len(outputs):
-        raise RuntimeError(
-            f"grad requires one grad_output per output: got {len(grad_outputs)} for "
-            f"{len(outputs)} outputs"
-        )
-    return [_initial_grad(o, g, create_graph) for o, g in zip(outputs, grad_outputs)]
-
-
-def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False, inputs=None):
-    r"""Accumulate gradients of ``tensors`` (weighted by ``grad_tensors``) into leaves."""
-    tensors = _as_list(tensors)
-    for i, t in enumerate(tensors):
-        if not t.requires_grad:
-            raise RuntimeError(
-                f"element {i} of tensors does not require grad and does not have a grad_fn"
-            )
-    grads = _root_grads(tensors, _as_list(grad_tensors), create_graph)
-    retain = create_graph if retain_graph is None else retain_graph
-    if inputs is None:
-        run_backward(tensors, grads, retain, create_graph)
-        return
-    inputs = _as_list(inputs)
-    for t, g in zip(inputs, run_backward(tensors, grads, retain, create_graph, inputs, False)):
-        if g is not None:
-            t.grad = g if t.grad is None else t.grad + g
-
-
-def grad(
-    outputs,
-    inputs,
-    grad_outputs=None,
-    retain_graph=None,
-    create_graph=False,
-    allow_unused=None,
-    materialize_grads=False,
-):
-    r"""Gradients of ``outputs`` w.r.t. ``inputs``, returned instead of accumulated.
-
-    Example::
-
-        >>> (gx,) = ember.autograd.grad((x * x).sum(), x, create_graph=True)
-    """
-    outputs, inputs = _as_list(outputs), _as_list(inputs)
-    for i, t in enumerate(outputs):
-        if not t.requires_grad:
-            raise RuntimeError(
-                f"element {i} of tensors does not require grad and does not have a grad_fn"
-            )
-    grads = _root_grads(outputs, _as_list(grad_outputs), create_graph)
-    retain = create_graph if retain_graph is None else retain_graph
-    result = run_backward(outputs, grads, retain, create_graph, inputs, accumulate=False)
-    for i, g in enumerate(result):
-        if g is None:
-            if materialize_grads:
-                from .creation import zeros_like
-
-                result[i] = zeros_like(inputs[i])
-            elif not allow_unused:
-                raise RuntimeError(
-                    f"One of the differentiated Tensors (input {i}) appears to not have been "
-                    "used in the graph. Set allow_unused=True if this is the desired behavior."
-                )
-    return tuple(result)

@@ -126,6 +126,33 @@ def cuda_unavailable_reason() -> str | None:
 
 
 _cupy_module = None  # set once CUDA proved usable
+_peak_hook = None  # see _install_memory_hook
+
+
+def _install_memory_hook(cupy) -> None:
+    """Start tracking peak pool usage (called once, when CUDA is first used)."""
+    global _peak_hook
+
+    class _PeakMemoryHook(cupy.cuda.MemoryHook):
+        name = "ember_peak_memory"
+
+        def __init__(self, pool):
+            self.pool, self.peak = pool, {}
+
+        def malloc_postprocess(self, device_id, size, mem_size, mem_ptr, pmem_id):
+            used = self.pool.used_bytes()  # the allocating device is the current one
+            if used > self.peak.get(device_id, 0):
+                self.peak[device_id] = used
+
+    hook = _PeakMemoryHook(cupy.get_default_memory_pool())
+    hook.__enter__()  # stays registered for the life of the process
+    _peak_hook = hook
+
+
+def peak_memory_hook():
+    """The CuPy memory hook that records each device's peak pool usage (``ember.cuda``'s
+    ``max_memory_allocated``); None until CUDA is first used."""
+    return _peak_hook
 
 
 def _cupy():
@@ -136,8 +163,6 @@ def _cupy():
         if reason is not None:
             raise RuntimeError(f"CUDA is not available: {reason}")
         cupy = sys.modules["cupy"]
-        from .cuda import _install_memory_hook
-
         _install_memory_hook(cupy)
         _cupy_module = cupy
     return _cupy_module
@@ -152,10 +177,13 @@ def is_cuda_available() -> bool:
     return cuda_unavailable_reason() is None
 
 
-def get_array_module(array):
-    """numpy for host arrays, cupy for device arrays (Chainer's idiom)."""
-    if isinstance(array, np.ndarray | np.generic):
+def xp_of(x):
+    """The array module of ``x``: numpy for host arrays and the CPU device, cupy for device
+    arrays and CUDA devices (Chainer's ``get_array_module``), so an op is written once."""
+    if isinstance(x, np.ndarray | np.generic):
         return np
+    if isinstance(x, device):
+        return np if x.type == "cpu" else _cupy()
     return _cupy()
 
 
@@ -177,10 +205,6 @@ def normalize_device(dev) -> device:
     if d.type == "cuda" and d.index is None:
         d = device("cuda", _cupy().cuda.runtime.getDevice())
     return d
-
-
-def array_module_for(dev: device):
-    return np if dev.type == "cpu" else _cupy()
 
 
 def move_array(array, dev: device):

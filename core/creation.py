@@ -47,13 +47,13 @@ def tensor(data, *, dtype=None, device=None, requires_grad: bool = False) -> Ten
         data = data.detach()._array
     elif isinstance(data, list | tuple) and data and _has_tensors(data):
         data = [tensor(d)._array for d in data]
-        xp = backend.get_array_module(data[0])
+        xp = backend.xp_of(data[0])
         data = xp.stack(data)
     dev = backend.normalize_device(device) if device is not None else None
     if dev is None:
         dev = backend.device_of(data) if hasattr(data, "__cuda_array_interface__") else backend.CPU
     dt = dtypes.to_dtype(dtype) if dtype is not None else _infer_from(data)
-    xp = backend.array_module_for(dev)
+    xp = backend.xp_of(dev)
     with backend.device_context(dev):
         arr = xp.array(data, dtype=dt.np, copy=True, order="C")  # contiguous, as torch
     return _new(arr, requires_grad)
@@ -102,7 +102,7 @@ def from_dlpack(ext) -> Tensor:
 def _filled(fill, size, dtype, device, requires_grad):
     dev = backend.normalize_device(device)
     dt = dtypes.to_dtype(dtype) if dtype is not None else dtypes.get_default_dtype()
-    xp = backend.array_module_for(dev)
+    xp = backend.xp_of(dev)
     with backend.device_context(dev):
         arr = fill(xp, _shape(size), dt.np)
     return _new(arr, requires_grad)
@@ -165,7 +165,7 @@ def arange(start, end=None, step=1, *, dtype=None, device=None, requires_grad=Fa
         dtype = dtypes.get_default_dtype() if is_float else dtypes.int64
     dev = backend.normalize_device(device)
     dt = dtypes.to_dtype(dtype)
-    xp = backend.array_module_for(dev)
+    xp = backend.xp_of(dev)
     with backend.device_context(dev):
         arr = xp.arange(start, end, step, dtype=np.float64 if dt.is_floating_point else None)
         arr = arr.astype(dt.np, copy=False)

@@ -62,31 +62,10 @@ def synchronize(device=None) -> None:
 
 
 # -- memory statistics ----------------------------------------------------------------------
-# CuPy keeps no peak of its own: a memory hook, installed on the thread that first uses CUDA,
-# reads the pool's usage after every allocation. Allocations from other threads show in
-# ``memory_allocated`` but raise the peak only when this thread next allocates.
-
-_peak_hook = None
-
-
-def _install_memory_hook(cupy) -> None:
-    """Start tracking peak pool usage (called once, when CUDA is first used)."""
-    global _peak_hook
-
-    class _PeakMemoryHook(cupy.cuda.MemoryHook):
-        name = "ember_peak_memory"
-
-        def __init__(self, pool):
-            self.pool, self.peak = pool, {}
-
-        def malloc_postprocess(self, device_id, size, mem_size, mem_ptr, pmem_id):
-            used = self.pool.used_bytes()  # the allocating device is the current one
-            if used > self.peak.get(device_id, 0):
-                self.peak[device_id] = used
-
-    hook = _PeakMemoryHook(cupy.get_default_memory_pool())
-    hook.__enter__()  # stays registered for the life of the process
-    _peak_hook = hook
+# CuPy keeps no peak of its own: a memory hook (backend.peak_memory_hook), installed on the
+# thread that first uses CUDA, reads the pool's usage after every allocation. Allocations from
+# other threads show in ``memory_allocated`` but raise the peak only when this thread next
+# allocates.
 
 
 def _index(device) -> int:
@@ -117,14 +96,14 @@ def max_memory_allocated(device=None) -> int:
     if backend.cupy_or_none() is None:
         return 0
     now = memory_allocated(device)
-    return max(_peak_hook.peak.get(_index(device), 0), now)
+    return max(backend.peak_memory_hook().peak.get(_index(device), 0), now)
 
 
 def reset_peak_memory_stats(device=None) -> None:
     """Make the peak of ``device`` its current usage."""
     if backend.cupy_or_none() is None:
         return
-    _peak_hook.peak[_index(device)] = memory_allocated(device)
+    backend.peak_memory_hook().peak[_index(device)] = memory_allocated(device)
 
 
 def empty_cache() -> None:

@@ -1,8 +1,12 @@
-"""ember's dtypes and PyTorch's type-promotion rules."""
+"""ember's dtypes and PyTorch's type-promotion rules.
+
+bfloat16's NumPy dtype comes from ``ml_dtypes``, whose import costs more than the rest of
+``import ember``: it is imported when ``bfloat16.np`` is first read (a bfloat16 tensor is
+made, or an array of that dtype is seen), not before.
+"""
 
 from __future__ import annotations
 
-import ml_dtypes
 import numpy as np
 
 
@@ -11,13 +15,20 @@ class dtype:
 
     __slots__ = ("name", "np", "is_floating_point", "is_signed", "itemsize", "_category")
 
-    def __init__(self, name: str, np_dtype, category: int):
+    def __init__(self, name: str, np_dtype, category: int, itemsize: int | None = None):
         self.name = name
-        self.np = np.dtype(np_dtype)
+        if np_dtype is not None:  # None: made on first use (see __getattr__)
+            self.np = np.dtype(np_dtype)
         self.is_floating_point = category == 2
-        self.is_signed = category == 2 or (category == 1 and self.np.kind == "i")
-        self.itemsize = self.np.itemsize
+        self.is_signed = category == 2 or (category == 1 and np.dtype(np_dtype).kind == "i")
+        self.itemsize = self.np.itemsize if itemsize is None else itemsize
         self._category = category  # 0 bool, 1 integer, 2 floating
+
+    def __getattr__(self, attr: str):
+        # called only while a slot is unset: bfloat16's `np` before its first use
+        if attr == "np" and self.name == "bfloat16":
+            return _load_bfloat16()
+        raise AttributeError(f"'ember.dtype' object has no attribute {attr!r}")
 
     def __repr__(self) -> str:
         return f"ember.{self.name}"
@@ -36,12 +47,12 @@ int16 = dtype("int16", np.int16, 1)
 int32 = dtype("int32", np.int32, 1)
 int64 = dtype("int64", np.int64, 1)
 float16 = dtype("float16", np.float16, 2)
-bfloat16 = dtype("bfloat16", ml_dtypes.bfloat16, 2)
+bfloat16 = dtype("bfloat16", None, 2, itemsize=2)
 float32 = dtype("float32", np.float32, 2)
 float64 = dtype("float64", np.float64, 2)
 
 ALL = (bool_, uint8, int8, int16, int32, int64, float16, bfloat16, float32, float64)
-_FROM_NUMPY = {d.np: d for d in ALL}
+_FROM_NUMPY = {d.np: d for d in ALL if d is not bfloat16}  # bfloat16 joins when loaded
 _BY_NAME = {d.name: d for d in ALL}
 _BY_NAME.update(half=float16, float=float32, double=float64, long=int64, int=int32, short=int16)
 
@@ -52,14 +63,41 @@ def _by_name(name: str) -> dtype:
     return _BY_NAME[name]
 
 
+def _load_bfloat16() -> np.dtype:
+    import ml_dtypes
+
+    np_dtype = np.dtype(ml_dtypes.bfloat16)
+    bfloat16.np = np_dtype
+    _FROM_NUMPY[np_dtype] = bfloat16
+    return np_dtype
+
+
+def is_bfloat16(np_dtype: np.dtype) -> bool:
+    """Whether a NumPy dtype is ml_dtypes' bfloat16 (without importing ml_dtypes)."""
+    return np_dtype.kind == "V" and np_dtype.name == "bfloat16"
+
+
 def from_numpy(np_dtype) -> dtype:
     try:
         return _FROM_NUMPY[np_dtype]
     except KeyError:
-        d = _FROM_NUMPY.get(np.dtype(np_dtype))
+        np_dtype = np.dtype(np_dtype)
+        d = _FROM_NUMPY.get(np_dtype)
+        if d is None and is_bfloat16(np_dtype):  # an array made with ml_dtypes directly
+            _load_bfloat16()
+            d = bfloat16
         if d is None:
             raise TypeError(f"ember has no dtype for NumPy dtype {np_dtype}") from None
         return d
+
+
+def finfo_eps(np_dtype: np.dtype) -> float:
+    """Machine epsilon of a floating NumPy dtype, bfloat16 included."""
+    if is_bfloat16(np_dtype):
+        import ml_dtypes
+
+        return float(ml_dtypes.finfo(np_dtype).eps)
+    return float(np.finfo(np_dtype).eps)
 
 
 def to_dtype(value) -> dtype:
@@ -118,13 +156,12 @@ def scalar_dtype(value) -> dtype:
 def result_type(*operands) -> dtype:
     """Result dtype of an op over tensors and Python scalars, by PyTorch's rules:
     a zero-dim tensor or scalar only raises the result's category, never its width."""
-    from .tensor import Tensor
-
     dims = zeros = scalars = None
     for x in operands:
-        if isinstance(x, Tensor):
-            d = x.dtype
-            if x._array.ndim:
+        array = getattr(x, "_array", None)  # a Tensor (tensor.py imports this module)
+        if array is not None:
+            d = from_numpy(array.dtype)
+            if array.ndim:
                 dims = d if dims is None else promote_types(dims, d)
             else:
                 zeros = d if zeros is None else promote_types(zeros, d)

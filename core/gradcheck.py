@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from . import backend
+from .autograd import no_grad
+from .autograd_engine import run_backward
 from .tensor import Tensor
 
 
@@ -64,13 +66,9 @@ def gradcheck(
     ]
 
     def projected(*args):
-        from .autograd import no_grad
-
         with no_grad():
             outs = _flat_outputs(func(*args), positions)
         return sum(float((o._array * v).sum()) for o, v in zip(outs, projections))
-
-    from .autograd import run_backward
 
     analytical = run_backward(
         outputs,

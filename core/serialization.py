@@ -39,7 +39,6 @@ import os
 import struct
 import tempfile
 
-import ml_dtypes
 import numpy as np
 
 from . import allowlist, backend, dtypes
@@ -51,24 +50,35 @@ from .allowlist import (  # noqa: F401  (torch.serialization's names)
 )
 from .tensor import Tensor, wrap_array
 
+# by NumPy dtype name: bfloat16's NumPy dtype exists only once ml_dtypes is imported
+# (dtypes.bfloat16.np does that), which loading ember should not pay for
 _TO_ST = {
-    np.dtype(np.bool_): "BOOL",
-    np.dtype(np.uint8): "U8",
-    np.dtype(np.int8): "I8",
-    np.dtype(np.int16): "I16",
-    np.dtype(np.uint16): "U16",
-    np.dtype(np.int32): "I32",
-    np.dtype(np.uint32): "U32",
-    np.dtype(np.int64): "I64",
-    np.dtype(np.uint64): "U64",
-    np.dtype(np.float16): "F16",
-    np.dtype(ml_dtypes.bfloat16): "BF16",
-    np.dtype(np.float32): "F32",
-    np.dtype(np.float64): "F64",
+    "bool": "BOOL",
+    "uint8": "U8",
+    "int8": "I8",
+    "int16": "I16",
+    "uint16": "U16",
+    "int32": "I32",
+    "uint32": "U32",
+    "int64": "I64",
+    "uint64": "U64",
+    "float16": "F16",
+    "bfloat16": "BF16",
+    "float32": "F32",
+    "float64": "F64",
 }
 _FROM_ST = {v: k for k, v in _TO_ST.items()}
-_BY_NAME = {d.name: d for d in _TO_ST}
-_BF16 = np.dtype(ml_dtypes.bfloat16)
+
+
+def _st_code(np_dtype: np.dtype) -> str | None:
+    """The safetensors dtype code of a native-byte-order NumPy dtype, else None."""
+    return _TO_ST.get(np_dtype.name) if np_dtype.byteorder in "=|" else None
+
+
+def _numpy_dtype(name: str) -> np.dtype:
+    return dtypes.bfloat16.np if name == "bfloat16" else np.dtype(name)
+
+
 _MAX_HEADER = 100_000_000  # the limit the safetensors reference implementation enforces
 _META_KEY = "ember"
 
@@ -184,8 +194,8 @@ class _Encoder:
             else:
                 node = allowlist.encode_module(self, obj, path)
             return {**node, "id": self.shared[id(obj)]}
-        if isinstance(obj, np.generic) and obj.dtype in _TO_ST:
-            value = float(obj) if obj.dtype == _BF16 else obj.item()
+        if isinstance(obj, np.generic) and _st_code(obj.dtype) is not None:
+            value = float(obj) if dtypes.is_bfloat16(obj.dtype) else obj.item()
             return {"S": obj.dtype.name, "v": self.encode(value, path)}
         if obj is None or isinstance(obj, bool | str):
             return obj
@@ -196,7 +206,7 @@ class _Encoder:
         if isinstance(obj, Tensor):
             return self._tensor(obj, path)
         if isinstance(obj, np.ndarray):
-            if obj.dtype not in _TO_ST:
+            if _st_code(obj.dtype) is None:
                 raise TypeError(
                     f"ember.save: cannot save a NumPy array of dtype {obj.dtype} at "
                     f"{_path_str(path)}"
@@ -289,7 +299,7 @@ class _Decoder:
             if "float" in node:
                 return float(node["float"])
             if "S" in node:
-                return _BY_NAME[node["S"]].type(self.decode(node["v"]))
+                return _numpy_dtype(node["S"]).type(self.decode(node["v"]))
             if "dtype" in node:
                 return dtypes.to_dtype(node["dtype"])
             if "device" in node:
@@ -404,10 +414,11 @@ def _write(fh, arrays: dict, metadata: dict | None) -> None:
     header, offset = {}, 0
     for name in order:
         a = arrays[name]
-        if a.dtype not in _TO_ST:
+        code = _st_code(a.dtype)
+        if code is None:
             raise TypeError(f"ember.save: safetensors cannot store dtype {a.dtype} ({name!r})")
         header[name] = {
-            "dtype": _TO_ST[a.dtype],
+            "dtype": code,
             "shape": list(a.shape),
             "data_offsets": [offset, offset + a.nbytes],
         }
@@ -478,7 +489,7 @@ def _read(fh, name: str) -> tuple[dict, dict | None]:
 
 def _check_entry(name, key, info):
     try:
-        dtype = _FROM_ST[info["dtype"]]
+        dtype = _numpy_dtype(_FROM_ST[info["dtype"]])
         shape = tuple(int(s) for s in info["shape"])
         begin, end = (int(o) for o in info["data_offsets"])
     except (KeyError, TypeError, ValueError):

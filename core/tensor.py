@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import autograd, backend, dtypes
+from . import autograd, autograd_engine, backend, dtypes
+from .backend import xp_of
+from .inplace_views import rebase_view
 from .utils.hooks import add_hook
 
 
@@ -125,7 +127,7 @@ class Tensor:
         return int(self._array.nbytes)
 
     def is_floating_point(self) -> bool:
-        return self._array.dtype.kind == "f" or self._array.dtype == dtypes.bfloat16.np
+        return self._array.dtype.kind == "f" or dtypes.is_bfloat16(self._array.dtype)
 
     def is_contiguous(self) -> bool:
         return bool(self._array.flags.c_contiguous)
@@ -161,7 +163,7 @@ class Tensor:
 
     def __repr__(self) -> str:
         arr = backend.move_array(self._array, backend.CPU)
-        if arr.dtype == dtypes.bfloat16.np:
+        if dtypes.is_bfloat16(arr.dtype):
             arr = arr.astype(np.float32)
         body = np.array2string(
             arr, separator=", ", precision=4, prefix="tensor(", threshold=1000, edgeitems=3
@@ -262,34 +264,6 @@ class Tensor:
             raise TypeError("only integer tensors of a single element can be converted to an index")
         return int(self.item())
 
-    def to(self, *args, **kwargs) -> Tensor:
-        r"""``to(device)``, ``to(dtype)``, ``to(device, dtype)`` or ``to(other)``;
-        returns ``self`` when nothing changes, like PyTorch."""
-        dev = kwargs.pop("device", None)
-        dt = kwargs.pop("dtype", None)
-        kwargs.pop("non_blocking", None)
-        copy = kwargs.pop("copy", False)
-        if kwargs:
-            raise TypeError(f"to() got unexpected arguments {sorted(kwargs)}")
-        for a in args:
-            if isinstance(a, Tensor):
-                dev, dt = a.device, a.dtype
-            elif isinstance(a, dtypes.dtype) or (a in (float, int, bool)):
-                dt = a
-            elif a is not None:
-                dev = a
-        from .ops.elementwise import to_copy
-
-        target_dev = backend.normalize_device(dev) if dev is not None else None
-        target_dt = dtypes.to_dtype(dt) if dt is not None else None
-        if target_dev == self.device:
-            target_dev = None
-        if target_dt is self.dtype:
-            target_dt = None
-        if target_dev is None and target_dt is None:
-            return self.clone() if copy else self
-        return to_copy(self, target_dev, target_dt)
-
     def cpu(self) -> Tensor:
         return self.to("cpu")
 
@@ -332,7 +306,7 @@ class Tensor:
             create_graph: record the backward pass so it can itself be differentiated.
             inputs: the tensors whose ``.grad`` to accumulate into (default: every leaf).
         """
-        autograd.backward(
+        autograd_engine.backward(
             self, None if gradient is None else [gradient], retain_graph, create_graph, inputs
         )
 
@@ -423,7 +397,7 @@ class Tensor:
         self._check_inplace()
         if autograd._tracer is not None:
             autograd._tracer.rebind(self, result)
-        # a view records the write on its base too (see ops.indexing.rebase_view); a
+        # a view records the write on its base too (see inplace_views.rebase_view); a
         # detached alias of a tensor that requires grad (no grad itself) is left alone
         base = self._base
         rebase = base is not None and result.requires_grad
@@ -435,7 +409,7 @@ class Tensor:
             )
         data = result._array
         if data is not self._array:
-            xp = backend.get_array_module(self._array)
+            xp = xp_of(self._array)
             if data.shape != self._array.shape:
                 raise RuntimeError(
                     f"output with shape {list(self._array.shape)} doesn't match the broadcast "
@@ -445,8 +419,6 @@ class Tensor:
         self._bump_version()
         if result.requires_grad:
             if rebase:
-                from .ops.indexing import rebase_view
-
                 rebase_view(self, result)
                 return self
             self.requires_grad = True
@@ -495,28 +467,4 @@ def wrap_dim(dim: int, ndim: int) -> int:
     return dim % n
 
 
-def _initial_grad(t: Tensor, gradient, create_graph):
-    if gradient is None:
-        if t._array.size != 1:
-            raise RuntimeError(
-                f"grad can be implicitly created only for scalar outputs, got shape {list(t.shape)}"
-            )
-        xp = backend.get_array_module(t._array)
-        g = xp.ones(t._array.shape, t._array.dtype)
-        return Tensor._make(g, False, None, 0) if create_graph else g
-    if not isinstance(gradient, Tensor):
-        gradient = Tensor._make(
-            backend.get_array_module(t._array).asarray(gradient, dtype=t._array.dtype),
-            False,
-            None,
-            0,
-        )
-    if gradient.shape != t.shape:
-        raise RuntimeError(
-            f"Mismatch in shape: grad_output has a shape of {list(gradient.shape)} and output "
-            f"has a shape of {list(t.shape)}"
-        )
-    return gradient if create_graph else gradient._array
-
-
-autograd.Tensor = Tensor  # see autograd.Tensor
+autograd.register_tensor_class(Tensor)

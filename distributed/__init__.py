@@ -2,7 +2,7 @@
 and NCCL, collectives with async work handles, DistributedDataParallel and
 DistributedSampler, with PyTorch's names."""
 
-from . import comm_hooks, parallel, sampler
+from . import amp, comm_hooks, parallel, sampler  # amp registers GradScaler's rank sync
 from .backends.base import Future, ReduceOp, Work
 from .collectives import (
     all_gather,

@@ -9,7 +9,7 @@ first all-reduce starts early in backward; later ones fill up to ``bucket_cap_mb
 
 from __future__ import annotations
 
-from ..core.backend import device_context, device_of, get_array_module
+from ..core.backend import device_context, device_of, xp_of
 from ..core.tensor import Tensor, wrap_array
 
 FIRST_BUCKET_BYTES = 1024 * 1024
@@ -56,7 +56,7 @@ class Bucket:
         self.indices = indices
         self.params = [params[i] for i in indices]
         first = self.params[0]._array
-        xp = get_array_module(first)
+        xp = xp_of(first)
         total = sum(p._array.size for p in self.params)
         with device_context(device_of(first)):
             self.buffer = xp.zeros(total, first.dtype)

@@ -13,7 +13,7 @@ import pickle
 
 import numpy as np
 
-from ..core.backend import get_array_module
+from ..core.backend import xp_of
 from ..core.tensor import Tensor, wrap_array
 from .backends.base import ReduceOp
 from .detail import gather_bytes
@@ -30,7 +30,7 @@ def _buffer(t: Tensor):
     a = t._array
     if a.flags.c_contiguous:
         return a, None
-    c = get_array_module(a).ascontiguousarray(a)
+    c = xp_of(a).ascontiguousarray(a)
     return c, lambda: a.__setitem__(Ellipsis, c)
 
 
@@ -172,7 +172,7 @@ def all_gather(tensor_list: list, tensor: Tensor, group=None, async_op: bool = F
         return None
     _check_list("all_gather", tensor_list, pg.size(), tensor, "tensor_list")
     buf, _ = _buffer(tensor)
-    out = get_array_module(buf).empty((pg.size(),) + buf.shape, buf.dtype)
+    out = xp_of(buf).empty((pg.size(),) + buf.shape, buf.dtype)
     backend = pg.backend_for(buf)
     for t in tensor_list:
         t._bump_version()
@@ -252,7 +252,7 @@ def reduce_scatter(output: Tensor, input_list: list, op=ReduceOp.SUM, group=None
         return None
     _check_list("reduce_scatter", input_list, pg.size(), output, "input_list")
     op = _reduce_op("reduce_scatter", op, output._array.dtype)
-    xp = get_array_module(output._array)
+    xp = xp_of(output._array)
     stacked = xp.stack([t._array for t in input_list])
     out, back = _buffer(output)
     backend = pg.backend_for(out)
@@ -337,7 +337,7 @@ def all_to_all(output_tensor_list: list, input_tensor_list: list, group=None, as
     dtype = input_tensor_list[0]._array.dtype
     if any(t._array.dtype != dtype for t in (*input_tensor_list, *output_tensor_list)):
         raise TypeError("all_to_all: all tensors must have the same dtype")
-    xp = get_array_module(input_tensor_list[0]._array)
+    xp = xp_of(input_tensor_list[0]._array)
     buf = xp.concatenate([t._array.reshape(-1) for t in input_tensor_list])
     recv = [t.numel() for t in output_tensor_list]
     out = xp.empty(sum(recv), dtype)
@@ -367,7 +367,7 @@ def gather(tensor: Tensor, gather_list=None, dst: int = 0, group=None, async_op=
     out, finish = None, None
     if pg.rank() == root:
         _check_list("gather", gather_list, pg.size(), tensor, "gather_list")
-        out = get_array_module(buf).empty((pg.size(),) + buf.shape, buf.dtype)
+        out = xp_of(buf).empty((pg.size(),) + buf.shape, buf.dtype)
         finish = _scatter_into(gather_list, out)
         for t in gather_list:
             t._bump_version()
@@ -395,7 +395,7 @@ def scatter(tensor: Tensor, scatter_list=None, src: int = 0, group=None, async_o
     stacked = None
     if pg.rank() == root:
         _check_list("scatter", scatter_list, pg.size(), tensor, "scatter_list")
-        stacked = get_array_module(out).stack([t._array for t in scatter_list])
+        stacked = xp_of(out).stack([t._array for t in scatter_list])
     elif scatter_list:
         raise ValueError(f"scatter: scatter_list must be empty on non-source ranks (src={src})")
     backend = pg.backend_for(out)

@@ -8,8 +8,8 @@ import weakref
 
 import numpy as np
 
-from ..core import autograd, multi_tensor
-from ..core.backend import get_array_module
+from ..core import autograd, autograd_engine, multi_tensor
+from ..core.backend import xp_of
 from ..core.nn.module import Module
 from ..core.tensor import Tensor, wrap_array
 from .bucketing import FIRST_BUCKET_BYTES, build_buckets
@@ -189,7 +189,7 @@ class DistributedDataParallel(Module):
         for t in tensors:
             by_kind.setdefault((str(t._array.dtype), str(t.device)), []).append(t)
         for group in by_kind.values():
-            xp = get_array_module(group[0]._array)
+            xp = xp_of(group[0]._array)
             arrays = [t._array for t in group]
             if multi_tensor.fits(arrays):  # one CUDA launch each way
                 with arrays[0].device:
@@ -300,7 +300,7 @@ class DistributedDataParallel(Module):
             return
         if not self._callback_queued:
             self._callback_queued = True
-            autograd.queue_callback(self._finalize)
+            autograd_engine.queue_callback(self._finalize)
         view = self._view_of[i]
         grad = param.grad._array
         if grad is not view:
@@ -316,7 +316,7 @@ class DistributedDataParallel(Module):
         reduces the bucket (one pass over the gradient instead of two)."""
         n = self.process_group.size()
         if self._comm_hook is None and n > 1:
-            get_array_module(view).multiply(grad, 1.0 / n, out=view)
+            xp_of(view).multiply(grad, 1.0 / n, out=view)
         else:
             view[...] = grad
 

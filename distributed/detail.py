@@ -41,7 +41,9 @@ def _exchange_bytes(pg, op: str, mine: bytes) -> list[bytes]:
     name = f"debug check before {op}"
 
     def all_gather(out, array):
-        Work([pg.mpi.all_gather(out, array)], None, stall=stall, op=name, seq=pg._seq).wait()
+        Work(
+            [pg.host_backend.all_gather(out, array)], None, stall=stall, op=name, seq=pg._seq
+        ).wait()
 
     return gather_bytes(mine, pg.size(), all_gather)
 

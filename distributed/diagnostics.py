@@ -27,13 +27,24 @@ FAKE_DEVICE_ENV = "EMBER_SELF_CHECK_DEVICE"
 # -- flight recorder -----------------------------------------------------------------------
 
 
-class FlightRecorder:
-    r"""This process's last ``size`` collectives (a ring; O(1) per collective).
+class FlightEntry:
+    """One recorded collective: ``fields`` the shape/dtype/op/root it was called with (None
+    for send/recv), ``start`` and ``end`` wall-clock times (``end`` None while pending)."""
 
-    Each entry is a list ``[op, seq, group ranks, fields, start, end]``: ``fields`` the
-    shape/dtype/op/root the collective was called with (None for send/recv), ``start``
-    and ``end`` wall-clock times (``end`` None while pending). :meth:`entries` gives
-    them as dicts.
+    __slots__ = ("op", "seq", "ranks", "fields", "start", "end")
+
+    def __init__(self, op: str, seq: int, ranks: list[int], fields: dict | None, start: float):
+        self.op, self.seq, self.ranks, self.fields = op, seq, ranks, fields
+        self.start, self.end = start, None
+
+    def mark_done(self) -> None:
+        """Stamp the end time (``Work`` calls it when the collective completes)."""
+        self.end = time.time()
+
+
+class FlightRecorder:
+    r"""This process's last ``size`` collectives (a ring of :class:`FlightEntry`; O(1) per
+    collective). :meth:`entries` gives them as dicts.
     """
 
     def __init__(self, size: int):
@@ -41,11 +52,13 @@ class FlightRecorder:
         self._ring: deque = deque(maxlen=size)
         self.total = 0
 
-    def record(self, op: str, seq: int, ranks: list[int], fields: dict | None) -> list | None:
+    def record(
+        self, op: str, seq: int, ranks: list[int], fields: dict | None
+    ) -> FlightEntry | None:
         """Note the start of a collective; returns the entry ``Work`` marks done."""
         if self.size == 0:
             return None
-        entry = [op, seq, ranks, fields, time.time(), None]
+        entry = FlightEntry(op, seq, ranks, fields, time.time())
         self._ring.append(entry)
         self.total += 1
         return entry
@@ -53,17 +66,17 @@ class FlightRecorder:
     def entries(self) -> list[dict]:
         return [
             {
-                "op": op,
-                "seq": seq,
-                "group": ranks,
-                "shape": (fields or {}).get("shape"),
-                "dtype": (fields or {}).get("dtype"),
-                "fields": dict(fields or {}),
-                "start": start,
-                "end": end,
-                "state": "pending" if end is None else "completed",
+                "op": e.op,
+                "seq": e.seq,
+                "group": e.ranks,
+                "shape": (e.fields or {}).get("shape"),
+                "dtype": (e.fields or {}).get("dtype"),
+                "fields": dict(e.fields or {}),
+                "start": e.start,
+                "end": e.end,
+                "state": "pending" if e.end is None else "completed",
             }
-            for op, seq, ranks, fields, start, end in self._ring
+            for e in self._ring
         ]
 
     def report(self, now: float | None = None) -> str:
@@ -74,7 +87,8 @@ class FlightRecorder:
         lines = [
             f"flight recorder: last {len(self._ring)} of {self.total} collectives, oldest first:"
         ]
-        for op, seq, ranks, fields, start, end in self._ring:
+        for e in self._ring:
+            op, seq, ranks, fields, start, end = e.op, e.seq, e.ranks, e.fields, e.start, e.end
             clock = time.strftime("%H:%M:%S", time.localtime(start))
             parts = [f"  #{seq} {op}", f"group {ranks}"]
             parts += [f"{k}={v}" for k, v in (fields or {}).items()]

@@ -19,59 +19,14 @@ import numpy as np
 
 from ..launch import env as launch_env
 from . import diagnostics, lifecycle
-from .backends.base import DONE, Backend, Work
+from .backends.base import Backend, Work
+from .backends.local import LocalBackend
 from .backends.mpi import MPIBackend
 from .board import DESTROYED, EXITED, MismatchError, PeerLost, ProgressBoard, encode
 from .detail import check_fingerprints
 
 DEFAULT_TIMEOUT = timedelta(minutes=5)
 _BACKENDS = ("auto", "mpi", "nccl", "gloo")
-
-
-class LocalBackend(Backend):
-    """The world of one process: every collective is a local copy (or nothing)."""
-
-    name = "local"
-
-    def supports(self, array) -> bool:
-        return True
-
-    def all_reduce(self, array, op):
-        return DONE
-
-    def broadcast(self, array, root):
-        return DONE
-
-    def reduce(self, array, op, root):
-        return DONE
-
-    def all_gather(self, out, array):
-        out.reshape(array.shape)[...] = array
-        return DONE
-
-    def reduce_scatter(self, out, array, op):
-        out[...] = array.reshape(out.shape)
-        return DONE
-
-    def all_to_all(self, out, array, send_counts, recv_counts):
-        out.reshape(-1)[...] = array.reshape(-1)
-        return DONE
-
-    def gather(self, out, array, root):
-        out.reshape(array.shape)[...] = array
-        return DONE
-
-    def scatter(self, out, array, root):
-        out[...] = array.reshape(out.shape)
-        return DONE
-
-    def send(self, array, peer, tag):
-        raise RuntimeError("send: a process cannot send to itself (world size is 1)")
-
-    recv = send
-
-    def barrier(self):
-        return DONE
 
 
 class ProcessGroup:
@@ -90,13 +45,14 @@ class ProcessGroup:
         self.pid = os.getpid()
         self.debug = _debug_from_env()
         self.checks = os.environ.get("EMBER_COLLECTIVE_CHECKS", "1") != "0"
+        # the backend for host (NumPy) arrays: MPI, or the local one in a world of one
         if comm is None:
             self._rank, self._size = 0, 1
-            self.mpi = LocalBackend()
+            self.host_backend = LocalBackend()
             self.board = None
         else:
             self._rank, self._size = comm.Get_rank(), comm.Get_size()
-            self.mpi = MPIBackend(comm)
+            self.host_backend = MPIBackend(comm)
             self.board = ProgressBoard(comm, self.ranks, False) if self._size > 1 else None
         self.nccl = None
         if nccl_device is not None and comm is not None:  # pragma: no cover - needs a GPU
@@ -121,7 +77,7 @@ class ProcessGroup:
     def backend_for(self, array) -> Backend:
         if self.nccl is not None and not isinstance(array, np.ndarray):
             return self.nccl
-        return self.mpi
+        return self.host_backend
 
     def _on_stall(self, op: str, seq: int, waited: float):
         from . import faults
@@ -386,10 +342,6 @@ def init_process_group(
         lifecycle.record_exit_codes()
         atexit.register(_at_exit)
         lifecycle.tell_watcher(lifecycle.LIVE)
-        from ..core import amp
-        from .amp import sync_found_inf
-
-        amp.sync_found_inf = sync_found_inf  # every rank skips the same GradScaler steps
 
 
 def _pick_nccl_device(name: str, device_id):
@@ -567,9 +519,6 @@ def _leave_all(status: int, what: str) -> None:
     _world = None
     group_cls.WORLD = None
     diagnostics.rank_table_clear()
-    from ..core import amp
-
-    amp.sync_found_inf = None
 
 
 def _at_exit() -> None:
@@ -596,4 +545,4 @@ def barrier(group: ProcessGroup | None = None, async_op: bool = False, device_id
     pg = resolve(group)
     if pg is None:
         return None
-    return pg.run("barrier", pg.mpi.barrier, async_op=async_op, fingerprint=dict)
+    return pg.run("barrier", pg.host_backend.barrier, async_op=async_op, fingerprint=dict)

@@ -9,7 +9,9 @@ from collections.abc import Iterator
 
 from ..core.creation import randperm
 from ..core.random import Generator
+from ..core.utils.data import _worker
 from ..core.utils.data.sampler import Sampler
+from . import process_group
 from .process_group import get_rank, get_world_size, is_initialized
 
 _MODES = ("pad", "drop", "exact")
@@ -159,3 +161,11 @@ class DistributedSampler(Sampler):
                 f"position {position} is outside this rank's {self.num_samples} samples"
             )
         return position >= self.valid_count()
+
+
+def _rank_if_initialized() -> int | None:
+    return process_group.get_rank() if process_group.is_initialized() else None
+
+
+# DataLoader workers' seeds differ per rank (see core/utils/data/_worker.py)
+_worker.register_rank_source(_rank_if_initialized)

@@ -25,19 +25,22 @@ from __future__ import annotations
 
 import os
 import re
+from collections import namedtuple
 from collections.abc import Mapping
-from dataclasses import dataclass
+
+# a named tuple, not a dataclass: dataclasses (with inspect) would double the start-up
+# cost of `import ember` and of ember-launch, which both read this module first
+_LaunchFields = namedtuple(
+    "LaunchInfo", ["rank", "local_rank", "world_size", "local_world_size", "launcher"]
+)
 
 
-@dataclass(frozen=True)
-class LaunchInfo:
-    """Where this process sits in the job, and which launcher said so."""
+class LaunchInfo(_LaunchFields):
+    """Where this process sits in the job, and which launcher said so: ``rank``,
+    ``local_rank``, ``world_size``, ``local_world_size`` (ints) and ``launcher``
+    ("openmpi", "mvapich", "pmix", "hydra", "slurm", "torchrun" or "none")."""
 
-    rank: int
-    local_rank: int
-    world_size: int
-    local_world_size: int
-    launcher: str  # "openmpi", "mvapich", "pmix", "hydra", "slurm", "torchrun" or "none"
+    __slots__ = ()
 
     @property
     def under_mpi(self) -> bool:

@@ -6,9 +6,9 @@ import math
 
 from .. import creation
 from ..ops.attention import scaled_dot_product_attention
+from ..ops.dropout_embedding_ce import dropout
 from ..ops.join import cat
 from ..ops.linalg import linear
-from ..ops.nn import dropout
 from ..ops.scan import softmax
 from ..tensor import Tensor
 from . import init

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..ops import nn as nn_ops
+from ..ops import dropout_embedding_ce as nn_ops
 from ..ops import nn_composite as composite
 from ..tensor import Tensor
 from .module import Module

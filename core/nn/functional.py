@@ -4,10 +4,18 @@ from ..ops.activation import gelu, softplus
 from ..ops.attention import scaled_dot_product_attention
 from ..ops.conv import conv1d, conv2d, conv_transpose1d, conv_transpose2d
 from ..ops.conv3d import conv3d, conv_transpose3d
+from ..ops.dropout_embedding_ce import (
+    cross_entropy,
+    dropout,
+    dropout1d,
+    dropout2d,
+    dropout3d,
+    embedding,
+    nll_loss,
+)
 from ..ops.indexing import one_hot
 from ..ops.interpolate import interpolate, upsample, upsample_bilinear, upsample_nearest
 from ..ops.linalg import linear
-from ..ops.nn import cross_entropy, dropout, dropout1d, dropout2d, dropout3d, embedding, nll_loss
 from ..ops.nn_activation import (  # relu, leaky_relu, elu, silu: with torch's inplace=
     celu,
     elu,

@@ -102,7 +102,7 @@ def trunc_normal_(
             stacklevel=2,
         )
     rng = generator_for(generator, tensor.device).rng
-    xp = backend.get_array_module(tensor._array)
+    xp = backend.xp_of(tensor._array)
     draw_dt = tensor._array.dtype if tensor._array.dtype.itemsize >= 4 else "float32"
     with backend.device_context(tensor.device):
         values = rng.standard_normal(tensor.shape, dtype=draw_dt) * std + mean
@@ -131,7 +131,7 @@ def eye_(tensor: Tensor) -> Tensor:
     r"""Fill a 2-D tensor with the identity matrix."""
     if tensor.dim() != 2:
         raise ValueError("Only tensors with 2 dimensions are supported")
-    xp = backend.get_array_module(tensor._array)
+    xp = backend.xp_of(tensor._array)
     return _no_grad_fill(tensor, xp.eye(*tensor.shape, dtype=tensor._array.dtype))
 
 
@@ -146,7 +146,7 @@ def dirac_(tensor: Tensor, groups: int = 1) -> Tensor:
         raise ValueError("dim 0 must be divisible by groups")
     out_per_group = sizes[0] // groups
     min_dim = min(out_per_group, sizes[1])
-    xp = backend.get_array_module(tensor._array)
+    xp = backend.xp_of(tensor._array)
     values = xp.zeros(tensor.shape, dtype=tensor._array.dtype)
     centre = tuple(s // 2 for s in sizes[2:])
     for g in range(groups):
@@ -217,7 +217,7 @@ def orthogonal_(tensor: Tensor, gain: float = 1.0, generator=None) -> Tensor:
     rows = tensor.shape[0]
     cols = tensor.numel() // rows
     rng = generator_for(generator, tensor.device).rng
-    xp = backend.get_array_module(tensor._array)
+    xp = backend.xp_of(tensor._array)
     with backend.device_context(tensor.device):
         flat = rng.standard_normal((rows, cols), dtype="float64")
         if rows < cols:

@@ -14,8 +14,8 @@ from .. import creation
 from ..amp import _state as _autocast
 from ..amp import cast_for
 from ..ops._util import check_same_device
+from ..ops.dropout_embedding_ce import dropout as _dropout
 from ..ops.join import cat, stack
-from ..ops.nn import dropout as _dropout
 from ..ops.recurrent import GRUSequence, LSTMSequence, RNNSequence
 from ..ops.scatter import index_select
 from ..tensor import Tensor

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .. import creation
 from ..autograd import no_grad
-from ..ops import nn as nn_ops
+from ..ops import dropout_embedding_ce as nn_ops
 from ..tensor import Tensor
 from . import init
 from .module import Module

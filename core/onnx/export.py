@@ -10,7 +10,7 @@ import warnings
 import numpy as np
 
 from ..autograd import no_grad
-from ..backend import get_array_module
+from ..backend import xp_of
 from ..tensor import Tensor, wrap_array
 from . import ops_math, ops_nn, ops_rnn, ops_scatter, ops_shape  # noqa: F401  (they register the translations)
 from .graph import (
@@ -208,7 +208,7 @@ def _alt_args(args, input_names, axes):
         if not isinstance(a, Tensor):
             return a
         name = next(names)
-        xp = get_array_module(a._array)
+        xp = xp_of(a._array)
         arr = a._array
         for d in sorted(axes.get(name, {})):
             if not -arr.ndim <= d < arr.ndim:
@@ -274,7 +274,7 @@ def _translate(g, node, fold: bool):
         for v in node.outputs:
             if v is not None:
                 v.kind = "const"
-                xp = get_array_module(v.array)
+                xp = xp_of(v.array)
                 v.array = v.array if xp is np else xp.asnumpy(v.array)
         return
     entry = translation(node.key)
@@ -336,7 +336,7 @@ def _build(onnx, tracer, inputs, outputs, input_names, output_names, axes, optio
     arrays, param_values = {}, {}
     for v in tracer.values.values():
         if v.kind == "param" and v.name in used and v.name not in arrays:
-            xp = get_array_module(v.array)
+            xp = xp_of(v.array)
             arrays[v.name] = np.asarray(v.array if xp is np else xp.asnumpy(v.array))
             param_values[v.name] = v
     initializers = []

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..backend import get_array_module
+from ..backend import xp_of
 from ..ops import indexing, reorder, scan, scatter
 from .graph import _ONNX_INT64_MAX, OnnxExporterError, register_op, translation
 from .ops_math import reduce_op
@@ -28,7 +28,7 @@ def _cast_like(g, name, dtype, like_dtype):
 
 def _host(array):
     """An index array made inside forward (NumPy or CuPy) as a NumPy array."""
-    xp = get_array_module(array)
+    xp = xp_of(array)
     return np.asarray(array if xp is np else xp.asnumpy(array))
 
 

@@ -1,6 +1,6 @@
 """Recording the ops a model runs, for ONNX export.
 
-While a ``Tracer`` is installed as ``autograd._tracer``, every ``Function.apply`` and every
+While a ``Tracer`` is installed (``autograd.set_tracer``), every ``Function.apply`` and every
 ``@traceable`` op (comparisons, argmax, tensor creation) calls ``Tracer.record``, which runs
 the op and appends a ``Node``: the op's key (its Function class or function name), its
 arguments bound to the op's parameter names (tensors replaced by ``Value``s) and its output
@@ -17,7 +17,7 @@ import warnings
 import numpy as np
 
 from .. import autograd
-from ..backend import get_array_module
+from ..backend import xp_of
 from ..ops.movement import Reshape
 from ..tensor import Tensor
 from .graph import TracerWarning
@@ -99,11 +99,11 @@ class Tracer:
     def __enter__(self):
         if autograd._tracer is not None:
             raise RuntimeError("ember.onnx.export cannot run inside another export")
-        autograd._tracer = self
+        autograd.set_tracer(self)
         return self
 
     def __exit__(self, *exc):
-        autograd._tracer = None
+        autograd.set_tracer(None)
         return False
 
     def hook_modules(self, model):
@@ -144,7 +144,7 @@ class Tracer:
             if named is not None:
                 v = Value("param", named[1]._array, named[0])
             else:  # made inside forward from Python values: a constant (copied now)
-                xp = get_array_module(t._array)
+                xp = xp_of(t._array)
                 v = Value("const", np.array(xp.asnumpy(t._array) if xp is not np else t._array))
                 self.constants.append(v)
         self._bind_value(t, v)
@@ -156,12 +156,12 @@ class Tracer:
     # -- recording ------------------------------------------------------------------------
     def record(self, key, fn, args, params):
         """Run op ``fn`` (untraced) and append its Node; called from the dispatch hooks."""
-        autograd._tracer = None  # the op's own inner ops are part of it, not recorded
+        autograd.set_tracer(None)  # the op's own inner ops are part of it, not recorded
         try:
             out = fn(*args, **params)
             bound = _bind(key, fn, args, params)
         finally:
-            autograd._tracer = self
+            autograd.set_tracer(self)
         for name, a in bound.items():
             if isinstance(a, tuple | list):
                 bound[name] = type(a)(self._arg_value(t) for t in a)

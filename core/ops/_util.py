@@ -7,12 +7,8 @@ import functools
 
 import numpy as np
 
-from ..backend import get_array_module
+from ..backend import xp_of
 from ..tensor import Tensor, wrap_dim
-
-
-def xp_of(array):
-    return np if isinstance(array, np.ndarray) else get_array_module(array)
 
 
 def array_matmul(a, b, out=None):

@@ -10,16 +10,14 @@ from __future__ import annotations
 import builtins
 import string
 
-import ml_dtypes
 import numpy as np
 
 from ..autograd import Function
+from ..dtypes import is_bfloat16
 from ..tensor import Tensor
 from ._util import array_matmul, check_same_device, xp_of
 from .declare import declared
 from .reduce import Sum
-
-_BFLOAT16 = np.dtype(ml_dtypes.bfloat16)
 
 
 def _reduce_to(grad, shape):
@@ -341,9 +339,9 @@ def _einsum_arrays(xp, equation, arrays):
         or (n == 2 and arrays[0].size * arrays[1].size > 1 << 16)
         or ("..." in lhs and "..." not in rhs)
     )
-    if arrays[0].dtype == _BFLOAT16:  # no bfloat16 einsum in NumPy; CuPy's is integer-style
+    if is_bfloat16(arrays[0].dtype):  # no bfloat16 einsum in NumPy; CuPy's is integer-style
         out = xp.einsum(equation, *[a.astype(np.float32) for a in arrays], optimize=optimize)
-        return out.astype(_BFLOAT16)
+        return out.astype(arrays[0].dtype)
     return xp.einsum(equation, *arrays, optimize=optimize)
 
 

@@ -13,8 +13,8 @@ from ..autograd import no_grad
 from ..random import generator_for
 from ..tensor import Tensor
 from .activation import softplus
+from .dropout_embedding_ce import check_reduction
 from .elementwise import clamp, log, where
-from .nn import check_reduction
 from .nn_activation import logsigmoid
 from .reduce import norm
 from .scan import softmax

@@ -17,9 +17,9 @@ from ..amp import cast_for
 from ..autograd import Function
 from ..tensor import Tensor
 from ._util import check_same_device, sum_to, xp_of
+from .dropout_embedding_ce import check_reduction
 from .elementwise import _sigmoid, to_copy
 from .graph_backward import const
-from .nn import check_reduction
 
 
 def _reduce(loss, reduction: str, dtype):

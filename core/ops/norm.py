@@ -13,13 +13,13 @@ they saved), so the gradient is itself differentiable; the first-order path is u
 
 from __future__ import annotations
 
-import ml_dtypes
 import numpy as np
 
 from .. import kernels
 from ..amp import _state as _autocast
 from ..amp import cast_for
 from ..autograd import Function
+from ..dtypes import finfo_eps
 from ..tensor import Tensor
 from ._util import check_same_device, xp_of
 from .graph_backward import reconnect
@@ -361,7 +361,7 @@ def rms_norm(input, normalized_shape, weight=None, eps=None) -> Tensor:
         input, weight = cast_for("rms_norm", input, weight)
     shape = _normalized("rms_norm", input, normalized_shape, weight, None)
     if eps is None:
-        eps = float(ml_dtypes.finfo(input._array.dtype).eps)  # also knows bfloat16
+        eps = finfo_eps(input._array.dtype)
     return LayerNorm.apply(input, weight, None, ndim=len(shape), eps=eps, rms=True)
 
 

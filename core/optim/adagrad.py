@@ -3,7 +3,7 @@ accumulated squared gradients."""
 
 from __future__ import annotations
 
-from ..backend import get_array_module
+from ..backend import xp_of
 from .optimizer import (
     Optimizer,
     Params,
@@ -76,7 +76,7 @@ class Adagrad(Optimizer):
         lr = as_float(group["lr"])
         lr_decay = group["lr_decay"]
         eps = group["eps"]
-        xp = get_array_module(param)
+        xp = xp_of(param)
         step = increment_step(state)
         g = self._regularized_grad(param, grad, group, lr)
         clr = lr / (1 + (step - 1) * lr_decay)
@@ -136,7 +136,7 @@ class Adadelta(Optimizer):
     def _update(self, param, grad, state, group) -> None:
         lr = as_float(group["lr"])
         rho, eps = group["rho"], group["eps"]
-        xp = get_array_module(param)
+        xp = xp_of(param)
         increment_step(state)
         g = self._regularized_grad(param, grad, group, lr)
         square_avg, acc_delta = state["square_avg"]._array, state["acc_delta"]._array

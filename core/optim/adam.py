@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import kernels
-from ..backend import get_array_module
+from ..backend import xp_of
 from .optimizer import (
     Optimizer,
     Params,
@@ -101,7 +101,7 @@ class Adam(Optimizer):
         amsgrad = group["amsgrad"]
         maximize = group["maximize"]
         decoupled = group.get("decoupled_weight_decay", False)
-        xp = get_array_module(param)
+        xp = xp_of(param)
         step = increment_step(state)
         exp_avg = state["exp_avg"]._array
         exp_avg_sq = state["exp_avg_sq"]._array

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 
-from ..backend import get_array_module
+from ..backend import xp_of
 from ..tensor import Tensor
 from .adam import check_adam_args, update_moments
 from .optimizer import (
@@ -62,7 +62,7 @@ class Adamax(Optimizer):
         lr = as_float(group["lr"])
         beta1, beta2 = group["betas"]
         eps = group["eps"]
-        xp = get_array_module(param)
+        xp = xp_of(param)
         step = increment_step(state)
         g = self._regularized_grad(param, grad, group, lr)
         exp_avg, exp_inf = state["exp_avg"]._array, state["exp_inf"]._array
@@ -132,7 +132,7 @@ class NAdam(Optimizer):
         beta1, beta2 = group["betas"]
         eps = group["eps"]
         momentum_decay = group["momentum_decay"]
-        xp = get_array_module(param)
+        xp = xp_of(param)
         step = increment_step(state)
         g = self._regularized_grad(param, grad, group, lr)
         mu = beta1 * (1.0 - 0.5 * 0.96 ** (step * momentum_decay))
@@ -203,7 +203,7 @@ class RAdam(Optimizer):
         beta1, beta2 = group["betas"]
         eps = group["eps"]
         rho_inf = 2 / (1 - beta2) - 1
-        xp = get_array_module(param)
+        xp = xp_of(param)
         step = increment_step(state)
         g = self._regularized_grad(param, grad, group, lr)
         exp_avg, exp_avg_sq = state["exp_avg"]._array, state["exp_avg_sq"]._array

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from ..backend import get_array_module
+from ..backend import xp_of
 from ..tensor import Tensor, wrap_array
 from .optimizer import Optimizer, Params, as_float, check_hyper
 
@@ -29,7 +29,7 @@ def _cubic_interpolate(x1, f1, g1, x2, f2, g2, bounds=None):
 def _strong_wolfe(obj_func, x, t, d, f, g, gtd, c1=1e-4, c2=0.9, tolerance_change=1e-9, max_ls=25):
     """Line search along ``d`` for a step ``t`` meeting the strong Wolfe conditions;
     returns ``(f_new, g_new, t, func_evals)``."""
-    xp = get_array_module(d)
+    xp = xp_of(d)
     d_norm = xp.abs(d).max()
     g = g.copy()
     f_new, g_new = obj_func(x, t, d)
@@ -170,7 +170,7 @@ class LBFGS(Optimizer):
     _state_shaped_like_params = False  # the state holds flat vectors over all parameters
 
     def _gather_flat_grad(self):
-        xp = get_array_module(self._params[0]._array)
+        xp = xp_of(self._params[0]._array)
         return xp.concatenate(
             [
                 p.grad._array.reshape(-1)
@@ -190,7 +190,7 @@ class LBFGS(Optimizer):
 
     def _set_param(self, arrays) -> None:
         for p, array in zip(self._params, arrays):
-            xp = get_array_module(p._array)
+            xp = xp_of(p._array)
             xp.copyto(p._array, array)
             p._bump_version()
 
@@ -223,7 +223,7 @@ class LBFGS(Optimizer):
         current_evals = 1
         state["func_evals"] += 1
         flat_grad = self._gather_flat_grad()
-        xp = get_array_module(flat_grad)
+        xp = xp_of(flat_grad)
         if xp.abs(flat_grad).max() <= tolerance_grad:
             return orig_loss
 

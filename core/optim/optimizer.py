@@ -94,7 +94,7 @@ def increment_step(state: dict) -> float:
 
 def zeros_state(p: Tensor, fill: float = 0.0) -> Tensor:
     """A state buffer shaped, typed and placed like parameter ``p``."""
-    xp = backend.get_array_module(p._array)
+    xp = backend.xp_of(p._array)
     with backend.device_context(p.device):
         data = xp.full(p._array.shape, fill, dtype=p._array.dtype)
     return wrap_array(data)
@@ -332,7 +332,7 @@ class Optimizer:
         buf = self._scratch.get(key)
         n = like.size
         if buf is None or buf.size < n:
-            xp = backend.get_array_module(like)
+            xp = backend.xp_of(like)
             with backend.device_context(backend.device_of(like)):
                 buf = xp.empty(n, dtype=like.dtype)
             self._scratch[key] = buf
@@ -341,7 +341,7 @@ class Optimizer:
     def _decayed_grad(self, param, grad, weight_decay: float, maximize: bool):
         """``(-grad if maximize else grad) + weight_decay * param``, in a scratch buffer
         unless it is just ``grad``."""
-        xp = backend.get_array_module(param)
+        xp = backend.xp_of(param)
         if weight_decay != 0:
             g = xp.multiply(param, weight_decay, out=self._buffer(param, 1))
             return xp.subtract(g, grad, out=g) if maximize else xp.add(g, grad, out=g)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..backend import get_array_module
+from ..backend import xp_of
 from .optimizer import (
     Optimizer,
     Params,
@@ -79,7 +79,7 @@ class RMSprop(Optimizer):
         eps = group["eps"]
         momentum = group["momentum"]
         centered = group["centered"]
-        xp = get_array_module(param)
+        xp = xp_of(param)
         increment_step(state)
         g = self._regularized_grad(param, grad, group, lr)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .. import multi_tensor
-from ..backend import get_array_module
+from ..backend import xp_of
 from ..tensor import wrap_array
 from .optimizer import Optimizer, Params, as_float, check_hyper, check_implementation_flags
 
@@ -73,7 +73,7 @@ class SGD(Optimizer):
         maximize = group["maximize"]
         for p in params:
             param = p._array
-            xp = get_array_module(param)
+            xp = xp_of(param)
             g = self._decayed_grad(param, p.grad._array, weight_decay, maximize)
             if momentum != 0:
                 state = self.state[p]
@@ -113,7 +113,7 @@ class SGD(Optimizer):
         if not multi_tensor.fits(arrays + grads):
             return False
         if new_bufs:  # like the params, so they fit too; the kernel writes them first
-            xp = get_array_module(arrays[0])
+            xp = xp_of(arrays[0])
             for p, a in zip(params, arrays):
                 with a.device:
                     buf = wrap_array(xp.empty_like(a))

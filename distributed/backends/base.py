@@ -148,7 +148,7 @@ class Work:
         self._stall = stall
         self._done = False
         self.op, self.seq = op, seq
-        self._entry = entry  # the flight recorder's entry: its end time is set when done
+        self._entry = entry  # the flight recorder's FlightEntry, marked done with the work
         self._group = None  # the process group that has yet to start it
 
     def _poll(self) -> bool:
@@ -164,7 +164,7 @@ class Work:
             finish()
         self._done = True
         if self._entry is not None:
-            self._entry[5] = time.time()
+            self._entry.mark_done()
         return True
 
     def is_completed(self) -> bool:

@@ -169,7 +169,7 @@ class ZeroRedundancyOptimizer(Optimizer):
                 members[key].append(p)
         for (rank, _, _), params in sorted(members.items(), key=lambda kv: kv[0]):
             like = params[0]._array
-            xp = backend.get_array_module(like)
+            xp = backend.xp_of(like)
             with backend.device_context(params[0].device):
                 flat = xp.empty(sum(p.numel() for p in params), dtype=like.dtype)
             views, offset = [], 0

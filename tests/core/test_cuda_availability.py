@@ -11,7 +11,6 @@ import pytest
 import ember
 import ember.nn as nn
 from ember.core import backend
-from ember.core import cuda as ember_cuda
 from ember.distributed.backends import nccl
 
 _FAKE_CUPY = {
@@ -210,4 +209,4 @@ def test_peak_memory_hook_tracks_the_pool(fake_cupy):
     assert ember.cuda.max_memory_allocated() == 10_000
     ember.cuda.reset_peak_memory_stats()
     assert ember.cuda.max_memory_allocated() == 512
-    assert ember_cuda._peak_hook is hook
+    assert backend.peak_memory_hook() is hook

@@ -1,6 +1,6 @@
 """GradScaler across ranks (``mpiexec -n 2|3 python -m pytest --with-mpi``): with a NaN in
 one rank's gradient only, every rank skips the same step and backs off the same scale,
-once ``ember.core.amp.sync_found_inf`` is ``ember.distributed.amp.sync_found_inf``."""
+through the sync that ``ember.distributed.amp`` registers with ``ember.core.amp``."""
 
 import numpy as np
 import pytest
@@ -25,8 +25,17 @@ def world():
 
 
 @pytest.fixture
-def synced(monkeypatch):
-    monkeypatch.setattr(core_amp, "sync_found_inf", sync_found_inf)
+def synced():
+    previous = core_amp.register_found_inf_sync(sync_found_inf)
+    yield
+    core_amp.register_found_inf_sync(previous)
+
+
+@pytest.fixture
+def unsynced():
+    previous = core_amp.register_found_inf_sync(None)
+    yield
+    core_amp.register_found_inf_sync(previous)
 
 
 def everyone(value):
@@ -94,8 +103,7 @@ def test_a_nan_on_one_rank_skips_the_step_on_every_rank(synced, zero):
 
 
 @mpi
-def test_without_the_hook_ranks_disagree(monkeypatch):
-    monkeypatch.setattr(core_amp, "sync_found_inf", None)
+def test_without_the_hook_ranks_disagree(unsynced):
     model, opt, scaler = make(zero=False)
     _, skipped = scaled_step(model, opt, scaler, poison=True)
     assert everyone(skipped) == [False] * (dist.get_world_size() - 1) + [True]

@@ -20,7 +20,7 @@ import ember.distributed as dist
 import ember.nn as nn
 import ember.nn.functional as F
 import ember.optim as optim
-from ember.core import autograd
+from ember.core import autograd_engine
 from ember.distributed import comm_hooks
 from ember.distributed.backends.base import Request, Work
 from ember.distributed.backends.nccl import dtype_code, op_code
@@ -346,13 +346,13 @@ def test_nccl_codes_without_gpu():
 
 def test_queue_callback_runs_after_backward():
     with pytest.raises(RuntimeError, match="only be called while a backward pass runs"):
-        autograd.queue_callback(lambda: None)
+        autograd_engine.queue_callback(lambda: None)
     w = ember.ones(3, requires_grad=True)
     events = []
 
     def hook(p):
         events.append("hook")
-        autograd.queue_callback(lambda: events.append(("end", p.grad.tolist())))
+        autograd_engine.queue_callback(lambda: events.append(("end", p.grad.tolist())))
 
     w.register_post_accumulate_grad_hook(hook)
     (w * 2).sum().backward()

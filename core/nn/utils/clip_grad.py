@@ -29,7 +29,7 @@ def get_total_norm(
     if not tensors:
         return wrap_array(np.asarray(0.0, dtype=np.float32))
     first = tensors[0]
-    xp = backend.get_array_module(first._array)
+    xp = backend.xp_of(first._array)
     arrays = [t._array for t in tensors]
     if norm_type in (2.0, math.inf) and multi_tensor.fits(arrays):  # one CUDA launch
         total = multi_tensor.total_norm(arrays, norm_type)
@@ -86,7 +86,7 @@ def clip_grads_with_norm_(parameters, max_norm: float, total_norm: Tensor, forea
     grads = _grads(parameters)
     if not grads:
         return
-    xp = backend.get_array_module(total_norm._array)
+    xp = backend.xp_of(total_norm._array)
     coef = xp.minimum(float(max_norm) / (total_norm._array + 1e-6), 1.0)
     arrays = [g._array for g in grads]
     if multi_tensor.fits(arrays):  # one CUDA launch
@@ -130,6 +130,6 @@ def clip_grad_value_(parameters, clip_value: float, foreach=None) -> None:
     clip_value = float(clip_value)
     with no_grad():
         for g in _grads(parameters):
-            xp = backend.get_array_module(g._array)
+            xp = backend.xp_of(g._array)
             xp.clip(g._array, -clip_value, clip_value, out=g._array)
             g._bump_version()

@@ -41,7 +41,7 @@ def collate_tensor_fn(batch, *, collate_fn_map=None) -> Tensor:
                 f"stack expects all tensors on one device, but got {first.device} at entry 0 "
                 f"and {t.device} at entry {i}"
             )
-    xp = backend.get_array_module(first._array)
+    xp = backend.xp_of(first._array)
     dt = first._array.dtype
     if any(t._array.dtype != dt for t in batch):
         result = dtypes.result_type(*batch).np

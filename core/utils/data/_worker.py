@@ -220,13 +220,21 @@ def make_fetcher(iterable: bool, dataset, auto_collation, collate_fn, drop_last)
     return cls(dataset, auto_collation, collate_fn, drop_last)
 
 
+# Where this process's rank comes from: ember.distributed registers its source (core never
+# imports ember.distributed, nor starts MPI, itself); None in a lone process.
+_rank_source = None
+
+
+def register_rank_source(fn) -> None:
+    """Make workers' seeds depend on this process's rank, read from ``fn()`` (an int, or
+    None while no process group is initialized); ``ember.distributed`` registers one."""
+    global _rank_source
+    _rank_source = fn
+
+
 def _process_rank() -> int | None:
-    """This process's rank when a process group is initialized, else None. Read through
-    sys.modules, so core never imports ember.distributed (nor starts MPI) itself."""
-    dist = sys.modules.get("ember.distributed")
-    if dist is None or not dist.is_initialized():
-        return None
-    return dist.get_rank()
+    """This process's rank when a process group is initialized, else None."""
+    return None if _rank_source is None else _rank_source()
 
 
 def rank_base_seed(base_seed: int, rank: int | None = None) -> int:

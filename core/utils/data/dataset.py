@@ -90,7 +90,7 @@ class TensorDataset(Dataset):
             return NotImplemented
         out = []
         for t in self.tensors:
-            xp = backend.get_array_module(t._array)
+            xp = backend.xp_of(t._array)
             out.append(wrap_array(t._array[idx if xp is np else xp.asarray(idx)]))
         return out
 

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 import ember
-import ember.distributed as dist
 from ember.core.utils.data import _worker
 from ember.core.utils.data.sampler import _draw_seed
+from ember.distributed import process_group
 from ember.utils.data import DataLoader, Dataset, get_worker_info
 
 
@@ -25,10 +25,10 @@ class Draws(Dataset):
 
 def as_rank(monkeypatch, rank):
     if rank is None:
-        monkeypatch.setattr(dist, "is_initialized", lambda: False)
+        monkeypatch.setattr(process_group, "is_initialized", lambda: False)
     else:
-        monkeypatch.setattr(dist, "is_initialized", lambda: True)
-        monkeypatch.setattr(dist, "get_rank", lambda group=None: rank)
+        monkeypatch.setattr(process_group, "is_initialized", lambda: True)
+        monkeypatch.setattr(process_group, "get_rank", lambda group=None: rank)
 
 
 def epochs(seed, n=2, **kwargs):
@@ -98,8 +98,8 @@ def test_process_rank_reads_the_process_group_only_when_initialized(monkeypatch)
     def no_rank(group=None):
         raise AssertionError("get_rank called without a process group")
 
-    monkeypatch.setattr(dist, "is_initialized", lambda: False)
-    monkeypatch.setattr(dist, "get_rank", no_rank)
+    monkeypatch.setattr(process_group, "is_initialized", lambda: False)
+    monkeypatch.setattr(process_group, "get_rank", no_rank)
     assert _worker._process_rank() is None
     as_rank(monkeypatch, 4)
     assert _worker._process_rank() == 4

@@ -15,7 +15,7 @@ import numbers
 
 import numpy as np
 
-from ....backend import get_array_module
+from ....backend import xp_of
 from ....tensor import Tensor, wrap_array
 
 
@@ -30,10 +30,6 @@ _MODES = (InterpolationMode.NEAREST, InterpolationMode.BILINEAR)
 
 
 # -- layout ---------------------------------------------------------------------------------
-
-
-def _xp(array):
-    return np if isinstance(array, np.ndarray) else get_array_module(array)
 
 
 def _unpack(img):
@@ -72,7 +68,7 @@ def _round_back(result, dtype):
     """A resampled float result in ``dtype``: integers are rounded (half to even)."""
     if np.dtype(dtype).kind == "f":
         return result.astype(dtype, copy=False)
-    xp = _xp(result)
+    xp = xp_of(result)
     info = np.iinfo(dtype)
     return xp.clip(xp.round(result), info.min, info.max).astype(dtype)
 
@@ -112,7 +108,7 @@ def normalize(tensor: Tensor, mean, std, inplace: bool = False):
         raise TypeError(f"normalize expects a floating-point tensor, got {tensor.dtype}")
     if tensor.ndim < 3:
         raise ValueError(f"expected a (..., C, H, W) tensor, got shape {list(tensor.shape)}")
-    xp = _xp(tensor._array)
+    xp = xp_of(tensor._array)
     mean = xp.asarray(mean, dtype=tensor._array.dtype).reshape(-1, 1, 1)
     std = xp.asarray(std, dtype=tensor._array.dtype).reshape(-1, 1, 1)
     _check_std(std)
@@ -198,7 +194,7 @@ def resize(img, size, interpolation=InterpolationMode.BILINEAR, max_size=None, a
         raise ValueError(f"resize would give an empty image of size {(oh, ow)}")
     if (oh, ow) == (h, w):
         return back(arr.copy())
-    xp = _xp(arr)
+    xp = xp_of(arr)
     if interpolation == InterpolationMode.NEAREST:
         rows, cols = xp.asarray(_nearest_index(h, oh)), xp.asarray(_nearest_index(w, ow))
         return back(arr[..., rows, :][..., cols])
@@ -236,7 +232,7 @@ def _pad_array(arr, ltrb, fill, padding_mode):
     if padding_mode not in _PAD_MODES:
         raise ValueError(f"padding_mode must be one of {list(_PAD_MODES)}, got {padding_mode!r}")
     left, top, right, bottom = ltrb
-    xp = _xp(arr)
+    xp = xp_of(arr)
     widths = [(0, 0)] * (arr.ndim - 2) + [(top, bottom), (left, right)]
     if padding_mode != "constant":
         return xp.pad(arr, widths, mode=padding_mode)
@@ -350,7 +346,7 @@ def rgb_to_grayscale(img, num_output_channels: int = 1):
     c = _check_channels(arr, (1, 3), "rgb_to_grayscale")
     gray = _gray(arr) if c == 3 else arr.copy()
     if num_output_channels == 3:
-        gray = _xp(arr).concatenate([gray] * 3, axis=-3)
+        gray = xp_of(arr).concatenate([gray] * 3, axis=-3)
     return back(gray)
 
 
@@ -358,7 +354,7 @@ def _blend(arr, other, ratio: float):
     dtype = _float_dtype(arr)
     ratio = dtype.type(ratio)
     out = ratio * arr.astype(dtype) + (dtype.type(1.0) - ratio) * other
-    return _xp(arr).clip(out, 0, _max_value(arr.dtype)).astype(arr.dtype)
+    return xp_of(arr).clip(out, 0, _max_value(arr.dtype)).astype(arr.dtype)
 
 
 def _check_factor(factor: float, name: str) -> None:
@@ -395,7 +391,7 @@ def adjust_saturation(img, saturation_factor: float):
 
 
 def _rgb_to_hsv(rgb):
-    xp = _xp(rgb)
+    xp = xp_of(rgb)
     r, g, b = rgb[..., 0, :, :], rgb[..., 1, :, :], rgb[..., 2, :, :]
     maxc, minc = rgb.max(axis=-3), rgb.min(axis=-3)
     flat = maxc == minc  # grey: hue and saturation 0, avoid dividing by zero
@@ -413,7 +409,7 @@ def _rgb_to_hsv(rgb):
 
 
 def _hsv_to_rgb(hsv):
-    xp = _xp(hsv)
+    xp = xp_of(hsv)
     h, s, v = hsv[..., 0, :, :], hsv[..., 1, :, :], hsv[..., 2, :, :]
     sector = xp.floor(h * 6.0)
     f = h * 6.0 - sector
@@ -438,7 +434,7 @@ def adjust_hue(img, hue_factor: float):
         return back(arr.copy())
     x = arr.astype(np.float32) / np.float32(255) if arr.dtype == np.uint8 else arr
     hsv = _rgb_to_hsv(x)
-    hsv[..., 0, :, :] = _xp(x).fmod(hsv[..., 0, :, :] + hue_factor, 1.0)
+    hsv[..., 0, :, :] = xp_of(x).fmod(hsv[..., 0, :, :] + hue_factor, 1.0)
     hsv[..., 0, :, :] += hsv[..., 0, :, :] < 0  # a floored modulo, as Python's %
     out = _hsv_to_rgb(hsv)
     if arr.dtype == np.uint8:
@@ -476,7 +472,7 @@ def _expanded_size(m, w: int, h: int) -> tuple:
 def _sample(arr, ix, iy, mode: str):
     """``arr`` (..., C, H, W) at pixel coordinates (ix, iy) of shape (oh, ow), zeros
     outside; also the in-image weight of each output pixel."""
-    xp = _xp(arr)
+    xp = xp_of(arr)
     h, w = arr.shape[-2:]
     if mode == InterpolationMode.NEAREST:
         xi, yi = xp.rint(ix).astype(np.int64), xp.rint(iy).astype(np.int64)
@@ -507,7 +503,7 @@ def rotate(img, angle: float, interpolation="nearest", expand=False, center=None
     if interpolation not in _MODES:
         raise ValueError(f"interpolation must be one of {_MODES}, got {interpolation!r}")
     arr, back = _unpack(img)
-    xp = _xp(arr)
+    xp = xp_of(arr)
     h, w = arr.shape[-2:]
     c = (0.0, 0.0) if center is None else (center[0] - w * 0.5, center[1] - h * 0.5)
     m = _rotation_matrix(angle, c)

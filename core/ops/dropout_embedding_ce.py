@@ -1,5 +1,6 @@
-"""nn ops: dropout, embedding and the classification losses (cross entropy as one
-fused Function, nll). The regression/binary losses live in ``nn_losses.py``."""
+"""Dropout, embedding and the classification losses (cross entropy as one fused
+Function, nll): ``nn.functional``'s ops on masks and class indices. The regression/binary
+losses live in ``nn_losses.py``."""
 
 from __future__ import annotations
 

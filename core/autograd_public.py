@@ -2,22 +2,22 @@
 
 Ops inside ember subclass the array-level ``core.autograd.Function``; users subclass
 this module's ``Function``, whose ``forward``/``backward`` see Tensors, as in PyTorch.
+The backward pass itself is ``core/autograd_engine.py``.
 """
 
 from __future__ import annotations
 
 import functools
 
-from . import autograd as _engine
+from . import autograd as _graph
 from .autograd import (
-    backward,
     enable_grad,
-    grad,
     inference_mode,
     is_grad_enabled,
     no_grad,
     set_grad_enabled,
 )
+from .autograd_engine import backward, grad
 from .gradcheck import GradcheckError, gradcheck
 from .tensor import Tensor
 
@@ -43,7 +43,7 @@ def _array(x):
     return x._array if isinstance(x, Tensor) else x
 
 
-class Function(_engine.Function):
+class Function(_graph.Function):
     r"""Base class for user-defined differentiable ops.
 
     Subclass it with staticmethods ``forward(ctx, *args)`` and ``backward(ctx, *grads)``
@@ -74,7 +74,7 @@ class Function(_engine.Function):
 
             @functools.wraps(fwd)  # keeps the user's signature (ONNX export binds to it)
             def forward(ctx, *args, **kwargs):
-                with _engine.no_grad():
+                with _graph.no_grad():
                     out = fwd(ctx, *[_tensor(a) if _is_array(a) else a for a in args], **kwargs)
                 if isinstance(out, tuple):
                     return tuple(_owned(o, args) for o in out)
@@ -87,9 +87,9 @@ class Function(_engine.Function):
             )
 
             def backward(ctx, *grads):
-                if _engine._create_graph:
+                if _graph._create_graph:
                     return bwd(ctx, *grads)
-                with _engine.no_grad():
+                with _graph.no_grad():
                     result = bwd(ctx, *[_tensor(g) for g in grads])
                 if isinstance(result, tuple):
                     return tuple(_array(g) for g in result)

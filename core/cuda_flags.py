@@ -1,4 +1,6 @@
-"""``ember.backends``: switches for the CUDA libraries, with PyTorch's names.
+"""``ember.backends``: switches for the CUDA libraries, with PyTorch's names. (Not to be
+confused with ``core/backend.py``, devices and array modules, nor ``distributed/backends/``,
+the communication backends.)
 
 ``ember.backends.cuda.matmul.allow_tf32`` lets cuBLAS run float32 GEMMs (matmul, linear,
 einsum, and the im2col GEMMs of convolutions) on TF32 tensor cores; it is off by default,
@@ -15,6 +17,10 @@ import importlib.util
 import os
 import sys
 
+import numpy as np
+
+from .backend import cupy_or_none
+
 _PRECISIONS = ("highest", "high", "medium")
 
 
@@ -23,10 +29,6 @@ def _apply_tf32(enabled: bool) -> None:
     linalg = sys.modules.get("cupy._core._routines_linalg")
     if linalg is None:  # CuPy not imported yet: it reads CUPY_TF32 when it first needs it
         return
-    import numpy as np
-
-    from .backend import cupy_or_none
-
     if cupy_or_none() is None:
         return
     compute_type = linalg.COMPUTE_TYPE_TF32 if enabled else linalg.COMPUTE_TYPE_DEFAULT
@@ -83,8 +85,6 @@ class _CudnnBackend:
 
 
 def _cudnn_module():
-    from .backend import cupy_or_none
-
     cupy = cupy_or_none()
     if cupy is None:
         return None
