@@ -75,16 +75,38 @@ def parallel_for(body: Callable[[int, int], object], rows: int, row_elements: in
         body(0, rows)
         return
     pool = _workers(len(bounds) - 1)
-    futures = [pool.submit(body, start, stop) for start, stop in bounds[1:]]
-    error = None
+    blas = _blas_libraries()
+    blas_threads = [lib.get_num_threads() for lib in blas]
+    for lib in blas:  # each chunk is one thread: a BLAS call inside it must not add more
+        lib.set_num_threads(1)
     try:
-        body(*bounds[0])
-    except BaseException as exc:  # wait for the others before raising: they write our outputs
-        error = exc
-    for future in futures:
+        futures = [pool.submit(body, start, stop) for start, stop in bounds[1:]]
+        error = None
         try:
-            future.result()
-        except BaseException as exc:
-            error = error or exc
+            body(*bounds[0])
+        except BaseException as exc:  # wait for the others before raising: they write our outputs
+            error = exc
+        for future in futures:
+            try:
+                future.result()
+            except BaseException as exc:
+                error = error or exc
+    finally:
+        for lib, count in zip(blas, blas_threads):
+            lib.set_num_threads(count)
     if error is not None:
         raise error
+
+
+_blas: list | None = None
+
+
+def _blas_libraries() -> list:
+    """threadpoolctl's controllers of the BLAS libraries loaded (NumPy's), found once."""
+    global _blas
+    if _blas is None:
+        from threadpoolctl import ThreadpoolController
+
+        controllers = ThreadpoolController().lib_controllers
+        _blas = [lib for lib in controllers if lib.user_api == "blas"]
+    return _blas

@@ -12,8 +12,10 @@ import numpy as np
 from ..amp import _state as _autocast
 from ..amp import cast_for
 from ..autograd import Function
+from ..parallel import parallel_for
 from ..random import generator_for
 from ..tensor import Tensor
+from . import cpu_rows
 from ._util import array_matmul, check_same_device, sum_to, xp_of
 from .graph_backward import const
 
@@ -39,13 +41,16 @@ class ScaledDotProductAttention(Function):
             xp.copyto(scores, -np.inf, where=xp.triu(xp.ones((length, source), bool), 1))
         if mask is not None:
             scores = xp.where(mask, scores, -np.inf) if mask.dtype == bool else scores + mask
-        top = scores.max(axis=-1, keepdims=True)
-        top[top == -np.inf] = 0  # a fully masked row gives zeros, as PyTorch's math path
-        scores -= top  # scores is always a fresh array here
-        probs = xp.exp(scores, out=scores)
-        total = probs.sum(axis=-1, keepdims=True)
-        total[total == 0] = 1
-        probs /= total
+        if cpu_rows.fits(scores) and scores.flags.c_contiguous:
+            probs = cpu_rows.masked_softmax_(scores)
+        else:
+            top = scores.max(axis=-1, keepdims=True)
+            top[top == -np.inf] = 0  # a fully masked row gives zeros, as PyTorch's math path
+            scores -= top  # scores is always a fresh array here
+            probs = xp.exp(scores, out=scores)
+            total = probs.sum(axis=-1, keepdims=True)
+            total[total == 0] = 1
+            probs /= total
         dropped = probs if keep is None else probs * keep
         out = array_matmul(dropped, v)
         ctx.save_for_backward(q, k, v, probs, keep, mask, *kv_inputs)
@@ -68,9 +73,12 @@ class ScaledDotProductAttention(Function):
             gp = array_matmul(grad, v.swapaxes(-1, -2))
             if keep is not None:
                 gp *= keep
-            gp -= (gp * probs).sum(axis=-1, keepdims=True)  # gp is fresh: softmax Jacobian
-            gs = gp
-            gs *= probs
+            if cpu_rows.fits(gp, probs) and gp.shape == probs.shape and gp.flags.c_contiguous:
+                gs = cpu_rows.softmax_jacobian_(gp, probs)
+            else:
+                gp -= (gp * probs).sum(axis=-1, keepdims=True)  # gp is fresh: softmax Jacobian
+                gs = gp
+                gs *= probs
             if need_mask:
                 gmask = sum_to(gs, mask_shape)
             if need_q:
@@ -150,43 +158,65 @@ def _causal_blocks_fit(q, k, v):
 
 
 def _causal_forward(qs, k, v):
+    """Output and the per-block probabilities, the (batch, heads) slices split between
+    the CPU threads: each thread runs the whole block loop for its slices."""
     length = qs.shape[-2]
-    out = np.empty(qs.shape[:-1] + v.shape[-1:], qs.dtype)
-    probs = []
-    for r0 in range(0, length, _CAUSAL_BLOCK):
-        r1 = min(r0 + _CAUSAL_BLOCK, length)
-        p = np.matmul(qs[..., r0:r1, :], k[..., :r1, :].swapaxes(-1, -2))
-        np.copyto(p, -np.inf, where=np.triu(np.ones((r1 - r0, r1), bool), r0 + 1))
-        p -= p.max(axis=-1, keepdims=True)  # the diagonal is never masked: finite maxima
-        np.exp(p, out=p)
-        p /= p.sum(axis=-1, keepdims=True)
-        np.matmul(p, v[..., :r1, :], out=out[..., r0:r1, :])
-        probs.append(p)
-    return out, tuple(probs)
+    lead = qs.shape[:-2]
+    q3, k3, v3 = (a.reshape((-1,) + a.shape[-2:]) for a in (qs, k, v))
+    out = np.empty(q3.shape[:-1] + v3.shape[-1:], qs.dtype)
+    starts = range(0, length, _CAUSAL_BLOCK)
+    probs = [
+        np.empty(
+            (len(q3), min(_CAUSAL_BLOCK, length - r0), min(r0 + _CAUSAL_BLOCK, length)), qs.dtype
+        )
+        for r0 in starts
+    ]
+
+    def slices(b0, b1):
+        for r0, p_all in zip(starts, probs):
+            r1 = r0 + p_all.shape[-2]
+            p = p_all[b0:b1]
+            np.matmul(q3[b0:b1, r0:r1], k3[b0:b1, :r1].swapaxes(-1, -2), out=p)
+            np.copyto(p, -np.inf, where=np.triu(np.ones((r1 - r0, r1), bool), r0 + 1))
+            p -= p.max(axis=-1, keepdims=True)  # the diagonal is never masked: finite maxima
+            np.exp(p, out=p)
+            p /= p.sum(axis=-1, keepdims=True)
+            np.matmul(p, v3[b0:b1, :r1], out=out[b0:b1, r0:r1])
+
+    parallel_for(slices, len(q3), length * length)
+    probs = tuple(p.reshape(lead + p.shape[1:]) for p in probs)
+    return out.reshape(lead + out.shape[1:]), probs
 
 
 def _causal_backward(q, k, v, probs, grad, scale, needs):
     need_q, need_k, need_v = needs
-    gq = np.empty(q.shape, q.dtype) if need_q else None
-    gk = np.zeros(k.shape, q.dtype) if need_k else None
-    gv = np.zeros(v.shape, q.dtype) if need_v else None
-    for r0, p in zip(range(0, q.shape[-2], _CAUSAL_BLOCK), probs):
-        r1 = r0 + p.shape[-2]
-        g = grad[..., r0:r1, :]
-        if need_v:
-            gv[..., :r1, :] += np.matmul(p.swapaxes(-1, -2), g)
-        if need_q or need_k:
-            gs = np.matmul(g, v[..., :r1, :].swapaxes(-1, -2))
-            gs -= (gs * p).sum(axis=-1, keepdims=True)
-            gs *= p
-            if need_q:
-                np.matmul(gs, k[..., :r1, :], out=gq[..., r0:r1, :])
-            if need_k:
-                gk[..., :r1, :] += np.matmul(gs.swapaxes(-1, -2), q[..., r0:r1, :])
-    for g in (gq, gk):
-        if g is not None:
-            g *= scale
-    return gq, gk, gv
+    q3, k3, v3 = (a.reshape((-1,) + a.shape[-2:]) for a in (q, k, v))
+    g3 = np.ascontiguousarray(grad).reshape(q3.shape[:-1] + grad.shape[-1:])
+    p3 = [p.reshape((-1,) + p.shape[-2:]) for p in probs]
+    gq = np.empty(q3.shape, q.dtype) if need_q else None
+    gk = np.zeros(k3.shape, q.dtype) if need_k else None
+    gv = np.zeros(v3.shape, q.dtype) if need_v else None
+
+    def slices(b0, b1):
+        for r0, p_all in zip(range(0, q.shape[-2], _CAUSAL_BLOCK), p3):
+            r1 = r0 + p_all.shape[-2]
+            p, g = p_all[b0:b1], g3[b0:b1, r0:r1]
+            if need_v:
+                gv[b0:b1, :r1] += np.matmul(p.swapaxes(-1, -2), g)
+            if need_q or need_k:
+                gs = np.matmul(g, v3[b0:b1, :r1].swapaxes(-1, -2))
+                gs -= (gs * p).sum(axis=-1, keepdims=True)
+                gs *= p
+                if need_q:
+                    np.matmul(gs, k3[b0:b1, :r1], out=gq[b0:b1, r0:r1])
+                if need_k:
+                    gk[b0:b1, :r1] += np.matmul(gs.swapaxes(-1, -2), q3[b0:b1, r0:r1])
+        for g in (gq, gk):
+            if g is not None:
+                g[b0:b1] *= scale
+
+    parallel_for(slices, len(q3), q.shape[-2] * q.shape[-2])
+    return tuple(None if g is None else g.reshape(a.shape) for g, a in ((gq, q), (gk, k), (gv, v)))
 
 
 def _fold_heads(g, repeat):
