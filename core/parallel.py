@@ -41,8 +41,8 @@ def _workers(count: int) -> ThreadPoolExecutor:
 
 def _forget_pool_after_fork() -> None:
     # A forked child (DataLoader workers, multiprocessing) inherits no threads: start afresh.
-    global _pool, _pool_size
-    _pool, _pool_size = None, 0
+    global _pool, _pool_size, _blas_users
+    _pool, _pool_size, _blas_users = None, 0, 0
 
 
 os.register_at_fork(after_in_child=_forget_pool_after_fork)
@@ -69,16 +69,16 @@ def parallel_for(body: Callable[[int, int], object], rows: int, row_elements: in
     ``body`` must write only its own rows of preallocated outputs. The calling thread runs
     the first chunk itself; the first exception raised by any chunk is re-raised here after
     every chunk has finished, so no chunk is still writing when the caller continues.
+    While the chunks run, the BLAS runs one thread per call: a matrix product inside a
+    chunk already has a core of its own.
     """
-    bounds = chunk_bounds(rows, row_elements)
+    threads = get_num_threads()
+    bounds = chunk_bounds(rows, row_elements, threads)
     if len(bounds) == 1:
         body(0, rows)
         return
-    pool = _workers(len(bounds) - 1)
-    blas = _blas_libraries()
-    blas_threads = [lib.get_num_threads() for lib in blas]
-    for lib in blas:  # each chunk is one thread: a BLAS call inside it must not add more
-        lib.set_num_threads(1)
+    pool = _workers(threads - 1)  # sized by the thread count, not by this call's chunks
+    _pin_blas()
     try:
         futures = [pool.submit(body, start, stop) for start, stop in bounds[1:]]
         error = None
@@ -92,13 +92,16 @@ def parallel_for(body: Callable[[int, int], object], rows: int, row_elements: in
             except BaseException as exc:
                 error = error or exc
     finally:
-        for lib, count in zip(blas, blas_threads):
-            lib.set_num_threads(count)
+        _unpin_blas()
     if error is not None:
         raise error
 
 
+# BLAS thread counts to restore, saved by the first of the parallel_for calls in flight
+# (several Python threads may run kernels at once; the last one out restores them).
 _blas: list | None = None
+_blas_saved: list[int] = []
+_blas_users = 0
 
 
 def _blas_libraries() -> list:
@@ -110,3 +113,23 @@ def _blas_libraries() -> list:
         controllers = ThreadpoolController().lib_controllers
         _blas = [lib for lib in controllers if lib.user_api == "blas"]
     return _blas
+
+
+def _pin_blas() -> None:
+    global _blas_users, _blas_saved
+    blas = _blas_libraries()
+    with _lock:
+        if _blas_users == 0:
+            _blas_saved = [lib.get_num_threads() for lib in blas]
+            for lib in blas:
+                lib.set_num_threads(1)
+        _blas_users += 1
+
+
+def _unpin_blas() -> None:
+    global _blas_users
+    with _lock:
+        _blas_users -= 1
+        if _blas_users == 0:
+            for lib, count in zip(_blas_libraries(), _blas_saved):
+                lib.set_num_threads(count)

@@ -32,7 +32,7 @@ class ScaledDotProductAttention(Function):
             k, v = xp.repeat(k, repeat, axis=-3), xp.repeat(v, repeat, axis=-3)
         ctx.meta = (scale, repeat, None if mask is None else mask.shape, kv_shapes, is_causal)
         if is_causal and mask is None and keep is None and _causal_blocks_fit(q, k, v):
-            out, probs = _causal_forward(q * scale, k, v)
+            out, probs = _causal_forward(q, k, v, scale)
             ctx.save_for_backward(q, k, v, probs, None, None, *kv_inputs)
             return out
         scores = array_matmul(q * scale, k.swapaxes(-1, -2))
@@ -157,17 +157,17 @@ def _causal_blocks_fit(q, k, v):
     )
 
 
-def _causal_forward(qs, k, v):
+def _causal_forward(q, k, v, scale):
     """Output and the per-block probabilities, the (batch, heads) slices split between
     the CPU threads: each thread runs the whole block loop for its slices."""
-    length = qs.shape[-2]
-    lead = qs.shape[:-2]
-    q3, k3, v3 = (a.reshape((-1,) + a.shape[-2:]) for a in (qs, k, v))
-    out = np.empty(q3.shape[:-1] + v3.shape[-1:], qs.dtype)
+    length = q.shape[-2]
+    lead = q.shape[:-2]
+    q3, k3, v3 = (_batch_of_matrices(a) for a in (q, k, v))
+    out = np.empty(q3.shape[:-1] + v3.shape[-1:], q.dtype)
     starts = range(0, length, _CAUSAL_BLOCK)
     probs = [
         np.empty(
-            (len(q3), min(_CAUSAL_BLOCK, length - r0), min(r0 + _CAUSAL_BLOCK, length)), qs.dtype
+            (len(q3), min(_CAUSAL_BLOCK, length - r0), min(r0 + _CAUSAL_BLOCK, length)), q.dtype
         )
         for r0 in starts
     ]
@@ -176,7 +176,7 @@ def _causal_forward(qs, k, v):
         for r0, p_all in zip(starts, probs):
             r1 = r0 + p_all.shape[-2]
             p = p_all[b0:b1]
-            np.matmul(q3[b0:b1, r0:r1], k3[b0:b1, :r1].swapaxes(-1, -2), out=p)
+            np.matmul(q3[b0:b1, r0:r1] * scale, k3[b0:b1, :r1].swapaxes(-1, -2), out=p)
             np.copyto(p, -np.inf, where=np.triu(np.ones((r1 - r0, r1), bool), r0 + 1))
             p -= p.max(axis=-1, keepdims=True)  # the diagonal is never masked: finite maxima
             np.exp(p, out=p)
@@ -190,8 +190,8 @@ def _causal_forward(qs, k, v):
 
 def _causal_backward(q, k, v, probs, grad, scale, needs):
     need_q, need_k, need_v = needs
-    q3, k3, v3 = (a.reshape((-1,) + a.shape[-2:]) for a in (q, k, v))
-    g3 = np.ascontiguousarray(grad).reshape(q3.shape[:-1] + grad.shape[-1:])
+    q3, k3, v3 = (_batch_of_matrices(a) for a in (q, k, v))
+    g3 = _batch_of_matrices(grad)
     p3 = [p.reshape((-1,) + p.shape[-2:]) for p in probs]
     gq = np.empty(q3.shape, q.dtype) if need_q else None
     gk = np.zeros(k3.shape, q.dtype) if need_k else None
@@ -217,6 +217,12 @@ def _causal_backward(q, k, v, probs, grad, scale, needs):
 
     parallel_for(slices, len(q3), q.shape[-2] * q.shape[-2])
     return tuple(None if g is None else g.reshape(a.shape) for g, a in ((gq, q), (gk, k), (gv, v)))
+
+
+def _batch_of_matrices(a):
+    """(..., L, E) as a C-contiguous (batch, L, E) array; a strided view (heads split from
+    one projection) is copied in chunks on the CPU threads."""
+    return cpu_rows.contiguous(a).reshape((-1,) + a.shape[-2:])
 
 
 def _fold_heads(g, repeat):

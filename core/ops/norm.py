@@ -313,28 +313,36 @@ def _norm_rows_backward(grad, xhat, weight, invstd, ndim, rms, ctx):
     g2, xh = np.ascontiguousarray(grad).reshape(-1, n), xhat.reshape(-1, n)
     inv = invstd.reshape(-1, 1)
     w = weight.reshape(n) if weight is not None else np.ones(n, grad.dtype)
-    t = np.empty_like(g2)  # grad * xhat: weight's gradient sums it over the rows
     gx = np.empty(g2.shape, np.result_type(g2, w)) if need_x else None
+    sums = {}  # per chunk: its rows' sums for the weight and bias gradients
 
     def rows(start, stop):
-        gs, xs, ts = g2[start:stop], xh[start:stop], t[start:stop]
-        np.multiply(gs, xs, out=ts)
+        gs, xs = g2[start:stop], xh[start:stop]
+        t = gs * xs
+        ones = np.ones(stop - start, grad.dtype)
+        sums[start] = (ones @ t if need_w else None, ones @ gs if need_b else None)
         if need_x:
-            proj = np.vecdot(ts, w) / n
+            proj = np.vecdot(t, w) / n
             gxs = gx[start:stop]
             np.multiply(gs, w, out=gxs)
-            gxs -= xs * proj[:, None]
+            np.multiply(xs, proj[:, None], out=t)
+            gxs -= t
             if not rms:
                 gxs -= (np.vecdot(gs, w) / n)[:, None]
             gxs *= inv[start:stop]
 
-    if need_x or need_w:
-        parallel_for(rows, *g2.shape)
-    # the sums over rows: one matrix-vector product each, threaded by the BLAS
-    ones = np.ones(len(g2), grad.dtype)
-    gw = (ones @ t).reshape(shape) if need_w else None
-    gb = (ones @ g2).reshape(shape) if need_b else None
+    parallel_for(rows, *g2.shape)
+    parts = [sums[start] for start in sorted(sums)]
+    gw = _add_up([p[0] for p in parts]).reshape(shape) if need_w else None
+    gb = _add_up([p[1] for p in parts]).reshape(shape) if need_b else None
     return None if gx is None else gx.reshape(grad.shape), gw, gb
+
+
+def _add_up(partials):
+    total = partials[0]
+    for p in partials[1:]:
+        total = total + p
+    return total
 
 
 def _normalized(op, input, normalized_shape, weight, bias):
