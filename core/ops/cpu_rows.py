@@ -28,18 +28,26 @@ def fits(*arrays) -> bool:
 
 def map_flat(body, inputs, out_dtypes):
     """Arrays of ``inputs[0]``'s shape, one per dtype in ``out_dtypes``, filled by
-    ``body(*input_slices, *output_slices)`` over contiguous flat chunks (all inputs share
-    one shape)."""
+    ``body(*input_slices, *output_slices)`` over chunks of the flattened arrays (all
+    inputs share one shape). A strided input (a transpose, a broadcast gradient) is split
+    along its first dim instead, each chunk copying its own part to contiguous memory."""
     shape = inputs[0].shape
-    flats = [np.ascontiguousarray(a).reshape(-1) for a in inputs]
-    n = flats[0].size
-    outs = [np.empty(n, dt) for dt in out_dtypes]
+    outs = [np.empty(shape, dt) for dt in out_dtypes]
+    if all(a.flags.c_contiguous for a in inputs):
+        flats = [a.reshape(-1) for a in inputs + tuple(outs)]
 
-    def run(start, stop):
-        body(*(f[start:stop] for f in flats), *(o[start:stop] for o in outs))
+        def run(start, stop):
+            body(*(f[start:stop] for f in flats))
 
-    parallel_for(run, n)
-    return tuple(o.reshape(shape) for o in outs)
+        parallel_for(run, flats[0].size)
+    else:
+
+        def run(start, stop):
+            pieces = [np.ascontiguousarray(a[start:stop]).reshape(-1) for a in inputs]
+            body(*pieces, *(o[start:stop].reshape(-1) for o in outs))
+
+        parallel_for(run, shape[0], inputs[0].size // shape[0])
+    return tuple(outs)
 
 
 def multiply(a, b):

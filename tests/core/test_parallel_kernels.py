@@ -66,6 +66,13 @@ def test_gelu(tiny_chunks, dtype, approximate):
     _check_threads_and_torch(lambda f, x: f.gelu(x, approximate=approximate), [x], _tol(dtype))
 
 
+@pytest.mark.parametrize("name", ["gelu", "silu"])
+def test_strided_input_and_gradient(tiny_chunks, name):
+    x = RNG.uniform(-4, 4, (33, 7)).astype("float32")
+    fn = lambda f, x: getattr(f, name)(x.t()).t()  # noqa: E731
+    _check_threads_and_torch(fn, [x], _tol("float32"))
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_silu(tiny_chunks, dtype):
     x = RNG.uniform(-6, 6, (7, 33)).astype(dtype)
