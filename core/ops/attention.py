@@ -35,6 +35,10 @@ class ScaledDotProductAttention(Function):
             out, probs = _causal_forward(q, k, v, scale)
             ctx.save_for_backward(q, k, v, probs, None, None, *kv_inputs)
             return out
+        if _batches_fit(q, k, v) and _mask_fits(mask, q, k):
+            out, probs = _batched_forward(q, k, v, mask, keep, scale, is_causal)
+            ctx.save_for_backward(q, k, v, probs, keep, mask, *kv_inputs)
+            return out
         scores = array_matmul(q * scale, k.swapaxes(-1, -2))
         length, source = scores.shape[-2:]
         if is_causal:  # scores is a fresh array: mask it in place
@@ -66,28 +70,32 @@ class ScaledDotProductAttention(Function):
         gq = gk = gv = gmask = None
         if isinstance(probs, tuple):  # row blocks of causal self-attention
             gq, gk, gv = _causal_backward(q, k, v, probs, grad, scale, (need_q, need_k, need_v))
-        elif need_v:
-            dropped = probs if keep is None else probs * keep
-            gv = array_matmul(dropped.swapaxes(-1, -2), grad)
-        if not isinstance(probs, tuple) and (need_q or need_k or need_mask):
-            gp = array_matmul(grad, v.swapaxes(-1, -2))
-            if keep is not None:
-                gp *= keep
-            if cpu_rows.fits(gp, probs) and gp.shape == probs.shape and gp.flags.c_contiguous:
-                gs = cpu_rows.softmax_jacobian_(gp, probs)
-            else:
-                gp -= (gp * probs).sum(axis=-1, keepdims=True)  # gp is fresh: softmax Jacobian
-                gs = gp
-                gs *= probs
-            if need_mask:
-                gmask = sum_to(gs, mask_shape)
-            if need_q:
-                gq = array_matmul(gs, k)
-                gq *= scale
-                gq = sum_to(gq, q.shape)
-            if need_k:
-                gk = array_matmul(gs.swapaxes(-1, -2), q)
-                gk *= scale
+        elif not need_mask and _batches_fit(q, k, v, grad):
+            needs = (need_q, need_k, need_v)
+            gq, gk, gv = _batched_backward(q, k, v, probs, keep, grad, scale, needs)
+        else:
+            if need_v:
+                dropped = probs if keep is None else probs * keep
+                gv = array_matmul(dropped.swapaxes(-1, -2), grad)
+            if need_q or need_k or need_mask:
+                gp = array_matmul(grad, v.swapaxes(-1, -2))
+                if keep is not None:
+                    gp *= keep
+                if cpu_rows.fits(gp, probs) and gp.shape == probs.shape and gp.flags.c_contiguous:
+                    gs = cpu_rows.softmax_jacobian_(gp, probs)
+                else:
+                    gp -= (gp * probs).sum(axis=-1, keepdims=True)  # gp is fresh: Jacobian
+                    gs = gp
+                    gs *= probs
+                if need_mask:
+                    gmask = sum_to(gs, mask_shape)
+                if need_q:
+                    gq = array_matmul(gs, k)
+                    gq *= scale
+                    gq = sum_to(gq, q.shape)
+                if need_k:
+                    gk = array_matmul(gs.swapaxes(-1, -2), q)
+                    gk *= scale
         if gk is not None:
             gk = sum_to(_fold_heads(gk, repeat), kv_shapes[0])
         if gv is not None:
@@ -217,6 +225,89 @@ def _causal_backward(q, k, v, probs, grad, scale, needs):
 
     parallel_for(slices, len(q3), q.shape[-2] * q.shape[-2])
     return tuple(None if g is None else g.reshape(a.shape) for g, a in ((gq, q), (gk, k), (gv, v)))
+
+
+# Attention over NumPy float arrays whose batch dims agree, split over the CPU threads by
+# the first batch dim larger than one: each thread runs the whole computation (products,
+# masking, softmax) for its batch entries.
+
+
+def _batches_fit(q, k, v, grad=None):
+    arrays = (q, k, v) if grad is None else (q, k, v, grad)
+    return cpu_rows.fits(*arrays) and q.ndim >= 3 and q.shape[:-2] == k.shape[:-2] == v.shape[:-2]
+
+
+def _mask_fits(mask, q, k):
+    full = q.shape[:-2] + (q.shape[-2], k.shape[-2])
+    return mask is None or (
+        mask.ndim <= len(full) and np.broadcast_shapes(mask.shape, full) == full
+    )
+
+
+def _split_dim(arrays):
+    """The arrays (full batch shape) indexed at 0 along their leading size-1 batch dims,
+    so that their first dim is the one to split."""
+    while arrays[0].ndim > 3 and arrays[0].shape[0] == 1:
+        arrays = [a[0] for a in arrays]
+    return arrays
+
+
+def _batched_forward(q, k, v, mask, keep, scale, causal):
+    length, source = q.shape[-2], k.shape[-2]
+    full = q.shape[:-2] + (length, source)
+    probs = np.empty(full, q.dtype)
+    out = np.empty(q.shape[:-1] + v.shape[-1:], q.dtype)
+    m = np.broadcast_to(mask, full) if mask is not None else probs
+    kp = keep if keep is not None else probs
+    qs, ks, vs, ms, keeps, ps, outs = _split_dim([q, k, v, m, kp, probs, out])
+    above = np.triu(np.ones((length, source), bool), 1) if causal else None
+
+    def batches(b0, b1):
+        p = ps[b0:b1]
+        np.matmul(qs[b0:b1] * scale, ks[b0:b1].swapaxes(-1, -2), out=p)
+        if causal:
+            np.copyto(p, -np.inf, where=above)
+        if mask is not None:
+            if mask.dtype == bool:
+                np.copyto(p, -np.inf, where=~ms[b0:b1])
+            else:
+                p += ms[b0:b1]
+        cpu_rows.softmax_rows_(p.reshape(-1, source))
+        dropped = p if keep is None else p * keeps[b0:b1]
+        np.matmul(dropped, vs[b0:b1], out=outs[b0:b1])
+
+    parallel_for(batches, len(ps), ps[0].size)
+    return out, probs
+
+
+def _batched_backward(q, k, v, probs, keep, grad, scale, needs):
+    need_q, need_k, need_v = needs
+    gq = np.empty(q.shape, q.dtype) if need_q else q
+    gk = np.empty(k.shape, q.dtype) if need_k else k
+    gv = np.empty(v.shape, q.dtype) if need_v else v
+    kp = keep if keep is not None else probs
+    qs, ks, vs, ps, keeps, gs, gqs, gks, gvs = _split_dim([q, k, v, probs, kp, grad, gq, gk, gv])
+
+    def batches(b0, b1):
+        p, g = ps[b0:b1], gs[b0:b1]
+        if need_v:
+            dropped = p if keep is None else p * keeps[b0:b1]
+            np.matmul(dropped.swapaxes(-1, -2), g, out=gvs[b0:b1])
+        if need_q or need_k:
+            gp = np.matmul(g, vs[b0:b1].swapaxes(-1, -2))
+            if keep is not None:
+                gp *= keeps[b0:b1]
+            gp -= (gp * p).sum(axis=-1, keepdims=True)  # softmax Jacobian
+            gp *= p
+            if need_q:
+                np.matmul(gp, ks[b0:b1], out=gqs[b0:b1])
+                gqs[b0:b1] *= scale
+            if need_k:
+                np.matmul(gp.swapaxes(-1, -2), qs[b0:b1], out=gks[b0:b1])
+                gks[b0:b1] *= scale
+
+    parallel_for(batches, len(ps), ps[0].size)
+    return gq if need_q else None, gk if need_k else None, gv if need_v else None
 
 
 def _batch_of_matrices(a):

@@ -102,22 +102,23 @@ def softmax_backward(grad, y, log=False):
 
 
 def masked_softmax_(scores):
-    """Softmax over the last dim of ``scores`` in place; rows that are all ``-inf`` (fully
-    masked) become zeros, as PyTorch's math path of attention."""
+    """Softmax over the last dim of ``scores`` in place, in row chunks (see
+    ``softmax_rows_``)."""
     s2 = scores.reshape(-1, scores.shape[-1])  # scores is a fresh contiguous array
-
-    def run(start, stop):
-        s = s2[start:stop]
-        top = s.max(axis=1, keepdims=True)
-        top[top == -np.inf] = 0
-        s -= top
-        np.exp(s, out=s)
-        total = s.sum(axis=1, keepdims=True)
-        total[total == 0] = 1
-        s /= total
-
-    parallel_for(run, *s2.shape)
+    parallel_for(lambda start, stop: softmax_rows_(s2[start:stop]), *s2.shape)
     return scores
+
+
+def softmax_rows_(s):
+    """Softmax of each row of the 2-D ``s`` in place; rows that are all ``-inf`` (fully
+    masked) become zeros, as PyTorch's math path of attention."""
+    top = s.max(axis=1, keepdims=True)
+    top[top == -np.inf] = 0
+    s -= top
+    np.exp(s, out=s)
+    total = s.sum(axis=1, keepdims=True)
+    total[total == 0] = 1
+    s /= total
 
 
 def softmax_jacobian_(gp, probs):

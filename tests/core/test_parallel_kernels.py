@@ -155,6 +155,46 @@ def test_masked_attention(tiny_chunks, dtype):
     _check_threads_and_torch(fn, [q, k, v], _tol(dtype) * 5)
 
 
+@pytest.mark.parametrize(
+    "case",
+    [
+        "short causal",
+        "float mask, one batch entry",
+        "mask needing its gradient",
+        "broadcast key and value batch",
+    ],
+)
+def test_batched_attention(tiny_chunks, case):
+    dtype = "float64"
+    batch = (1, 5) if case == "float mask, one batch entry" else (3, 5)
+    q, k, v = (RNG.standard_normal(batch + (7, 4)).astype(dtype) for _ in range(3))
+    if case == "broadcast key and value batch":  # the whole-array path, softmax in chunks
+        k, v = k[:1], v[:1]
+    mask = RNG.standard_normal((1, 1, 1, 7)).astype(dtype)
+    arrays = [q, k, v] + ([mask] if case == "mask needing its gradient" else [])
+
+    def fn(f, q, k, v, *trainable_mask):
+        if case == "short causal":
+            return f.scaled_dot_product_attention(q, k, v, is_causal=True)
+        m = trainable_mask[0] if trainable_mask else (ember if f is F else torch).tensor(mask)
+        return f.scaled_dot_product_attention(q, k, v, attn_mask=m)
+
+    _check_threads_and_torch(fn, arrays, 1e-10, exact=None if len(arrays) == 3 else 4)
+
+
+def test_attention_dropout_is_independent_of_threads(tiny_chunks):
+    q, k, v = (RNG.standard_normal((3, 2, 9, 4)).astype("float32") for _ in range(3))
+    results = []
+    for threads in (1, 2, 3):
+        ember.set_num_threads(threads)
+        ember.manual_seed(3)
+        fn = lambda f, q, k, v: f.scaled_dot_product_attention(q, k, v, dropout_p=0.3)  # noqa: E731
+        results.append(_run(ember, fn, [q, k, v]))
+    for other in results[1:]:
+        for got, want in zip(other, results[0]):
+            np.testing.assert_array_equal(got, want)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_dropout_is_independent_of_threads(tiny_chunks, dtype):
     x = RNG.uniform(1, 2, (7, 33)).astype(dtype)
