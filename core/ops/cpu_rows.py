@@ -56,6 +56,23 @@ def multiply(a, b):
     return out
 
 
+def product(a, b):
+    """``a * b``: in parallel chunks when both are float NumPy arrays of one shape."""
+    if fits(a, b) and a.shape == b.shape:
+        return multiply(a, b)
+    return a * b
+
+
+def dropout_mask(draws, p, scale):
+    """``(draws >= p) * scale``: the scaled keep-mask of dropout from its uniform draws."""
+
+    def chunk(r, mask):
+        np.greater_equal(r, p, out=mask)
+        mask *= scale
+
+    return map_flat(chunk, (draws,), (draws.dtype,))[0]
+
+
 def _last_dim_rows(x):
     """(rows, n) C-contiguous view of ``x`` over its last dim (a copy if not contiguous)."""
     return np.ascontiguousarray(x).reshape(-1, x.shape[-1])

@@ -33,18 +33,12 @@ class Dropout(Function):
     @staticmethod
     def forward(ctx, x, mask):
         ctx.save_for_backward(mask)
-        return _times_mask(x, mask)
+        return cpu_rows.product(x, mask)
 
     @staticmethod
     def backward(ctx, grad):
         (mask,) = ctx.saved_tensors
-        return _times_mask(grad, mask), None
-
-
-def _times_mask(x, mask):
-    if cpu_rows.fits(x, mask) and x.shape == mask.shape:
-        return cpu_rows.multiply(x, mask)
-    return x * mask
+        return cpu_rows.product(grad, mask), None
 
 
 def _dropout_mask(input: Tensor, p: float, shape, generator=None):
@@ -55,12 +49,7 @@ def _dropout_mask(input: Tensor, p: float, shape, generator=None):
     draws = rng.random(shape, dtype=draw_dt)
     scale = xp.asarray(1.0 / (1.0 - p), dtype=input._array.dtype)
     if cpu_rows.fits(draws) and draws.dtype == input._array.dtype:
-
-        def chunk(r, mask):
-            np.greater_equal(r, p, out=mask)
-            mask *= scale
-
-        return cpu_rows.map_flat(chunk, (draws,), (draws.dtype,))[0]
+        return cpu_rows.dropout_mask(draws, p, scale)
     mask = (draws >= p).astype(input._array.dtype)
     mask *= scale
     return mask
@@ -402,9 +391,9 @@ class CrossEntropy(Function):
             row_coef = coef * scale * inv_total
             if cpu_rows.fits(exps) and type(row_coef) is np.ndarray:
                 smooth_rows = None if smooth is None else smooth * scale
-                target_grad = (1 - eps) * w_t * scale
+                at_target = (1 - eps) * w_t * scale
                 gx = cpu_rows.cross_entropy_backward(
-                    exps, row_coef, t_safe, target_grad, smooth_rows, w
+                    exps, row_coef, t_safe, at_target, smooth_rows, w
                 )
             else:
                 gx = exps * row_coef[:, None]
