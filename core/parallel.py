@@ -77,6 +77,9 @@ def parallel_for(body: Callable[[int, int], object], rows: int, row_elements: in
     While the chunks run, the BLAS runs one thread per call: a matrix product inside a
     chunk already has a core of its own.
     """
+    if rows * row_elements < 2 * MIN_CHUNK_ELEMENTS:  # one chunk at any thread count
+        body(0, rows)
+        return
     threads = get_num_threads()
     bounds = chunk_bounds(rows, row_elements, threads)
     if len(bounds) == 1:

@@ -234,7 +234,12 @@ def _causal_backward(q, k, v, probs, grad, scale, needs):
 
 def _batches_fit(q, k, v, grad=None):
     arrays = (q, k, v) if grad is None else (q, k, v, grad)
-    return cpu_rows.fits(*arrays) and q.ndim >= 3 and q.shape[:-2] == k.shape[:-2] == v.shape[:-2]
+    scores = q.size // max(q.shape[-1], 1) * k.shape[-2]
+    return (
+        cpu_rows.fits(*arrays, elements=scores)
+        and q.ndim >= 3
+        and q.shape[:-2] == k.shape[:-2] == v.shape[:-2]
+    )
 
 
 def _mask_fits(mask, q, k):

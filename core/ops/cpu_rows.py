@@ -10,18 +10,22 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import parallel
 from ..parallel import parallel_for
 
 ROW_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
-def fits(*arrays) -> bool:
-    """Whether the arrays are float32/float64 NumPy arrays of one dtype, non-empty."""
+def fits(*arrays, elements: int | None = None) -> bool:
+    """Whether the arrays are float32/float64 NumPy arrays of one dtype, with work enough
+    (``elements``, default the first array's size) to be split between two threads:
+    below that the ops keep their whole-array NumPy path, the same computation with less
+    Python around it."""
     first = arrays[0]
     return (
         type(first) is np.ndarray
         and first.dtype in ROW_DTYPES
-        and first.size > 0
+        and (first.size if elements is None else elements) >= 2 * parallel.MIN_CHUNK_ELEMENTS
         and all(type(a) is np.ndarray and a.dtype == first.dtype for a in arrays)
     )
 
@@ -33,6 +37,9 @@ def map_flat(body, inputs, out_dtypes):
     along its first dim instead, each chunk copying its own part to contiguous memory."""
     shape = inputs[0].shape
     outs = [np.empty(shape, dt) for dt in out_dtypes]
+    if inputs[0].size < 2 * parallel.MIN_CHUNK_ELEMENTS:  # one chunk: skip the machinery
+        body(*(np.ascontiguousarray(a).reshape(-1) for a in inputs + tuple(outs)))
+        return tuple(outs)
     if all(a.flags.c_contiguous for a in inputs):
         flats = [a.reshape(-1) for a in inputs + tuple(outs)]
 
