@@ -13,7 +13,7 @@ from ..amp import _state as _autocast
 from ..amp import cast_for
 from ..autograd import Function
 from ..tensor import Tensor
-from . import special
+from . import cpu_rows, special
 from ._util import attach, inplace, xp_of
 from .elementwise import _sigmoid, _unary
 
@@ -89,30 +89,50 @@ class Gelu(Function):
         ctx.save_for_backward(x)
         if xp is not np:
             return kernels.gelu_forward(x, approximate)
-        if approximate == "tanh":
-            inner = _SQRT_2_OVER_PI * (x + 0.044715 * x * x * x)
-            return (0.5 * x * (1 + xp.tanh(inner))).astype(x.dtype, copy=False)
-        return (0.5 * x * (1 + _erf(xp, x / math.sqrt(2)))).astype(x.dtype, copy=False)
+        if cpu_rows.fits(x):
+
+            def chunk(xs, out):
+                out[...] = _gelu_numpy(xs, approximate)
+
+            return cpu_rows.map_flat(chunk, (x,), (x.dtype,))[0]
+        return _gelu_numpy(x, approximate).astype(x.dtype, copy=False)
 
     @staticmethod
     def backward(ctx, grad):
         if ctx.saved_derivative:
             (d,) = ctx.saved_tensors
+            if cpu_rows.fits(grad, d) and grad.shape == d.shape:
+                return cpu_rows.multiply(grad, d)
             return (grad * d).astype(grad.dtype, copy=False)
         (x,) = ctx.saved_tensors
         xp = xp_of(x)
         if xp is not np:
             return kernels.gelu_backward(x, grad, ctx.approximate)
-        if ctx.approximate == "tanh":
-            inner = _SQRT_2_OVER_PI * (x + 0.044715 * x * x * x)
-            t = xp.tanh(inner)
-            d_inner = _SQRT_2_OVER_PI * (1 + 3 * 0.044715 * x * x)
-            d = 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * d_inner
-        else:
-            cdf = 0.5 * (1 + _erf(xp, x / math.sqrt(2)))
-            pdf = xp.exp(-0.5 * x * x) / math.sqrt(2 * math.pi)
-            d = cdf + x * pdf
-        return (grad * d).astype(grad.dtype, copy=False)
+        if cpu_rows.fits(x, grad) and x.shape == grad.shape:
+
+            def chunk(xs, gs, out):
+                out[...] = gs * _gelu_derivative_numpy(xs, ctx.approximate)
+
+            return cpu_rows.map_flat(chunk, (x, grad), (grad.dtype,))[0]
+        return (grad * _gelu_derivative_numpy(x, ctx.approximate)).astype(grad.dtype, copy=False)
+
+
+def _gelu_numpy(x, approximate):
+    if approximate == "tanh":
+        inner = _SQRT_2_OVER_PI * (x + 0.044715 * x * x * x)
+        return 0.5 * x * (1 + np.tanh(inner))
+    return 0.5 * x * (1 + _erf(np, x / math.sqrt(2)))
+
+
+def _gelu_derivative_numpy(x, approximate):
+    if approximate == "tanh":
+        inner = _SQRT_2_OVER_PI * (x + 0.044715 * x * x * x)
+        t = np.tanh(inner)
+        d_inner = _SQRT_2_OVER_PI * (1 + 3 * 0.044715 * x * x)
+        return 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * d_inner
+    cdf = 0.5 * (1 + _erf(np, x / math.sqrt(2)))
+    pdf = np.exp(-0.5 * x * x) / math.sqrt(2 * math.pi)
+    return cdf + x * pdf
 
 
 # Abramowitz & Stegun 7.1.26 (see _erf) rewritten for x = z * sqrt(2):
@@ -129,44 +149,50 @@ _GELU_CHUNK = 1 << 17  # elements per pass: the three scratch buffers stay cache
 def _gelu_float32(x, derivative=False):
     """Exact-erf GELU of a float32 NumPy array, and with ``derivative`` also gelu'(x).
 
-    Works through the flat array in cache-sized chunks with in-place ufuncs: about twenty
-    passes over one chunk instead of as many full-size temporaries, and
-    ``cdf(x) = 0.5 + copysign(0.5 - H, x)`` spares the sign handling of ``erf``.
+    Works through the flat array in cache-sized pieces with in-place ufuncs: about twenty
+    passes over one piece instead of as many full-size temporaries, and
+    ``cdf(x) = 0.5 + copysign(0.5 - H, x)`` spares the sign handling of ``erf``. Each
+    thread's chunk of the array has its own scratch buffers.
     """
-    shape = x.shape
-    x = np.ascontiguousarray(x).reshape(-1)
-    n = x.size
-    out = np.empty(n, np.float32)
-    grad = np.empty(n, np.float32) if derivative else None
-    size = max(1, min(n, _GELU_CHUNK))
-    a_buf, t_buf, h_buf = (np.empty(size, np.float32) for _ in range(3))
-    for start in range(0, n, size):
-        stop = min(start + size, n)
-        xs = x[start:stop]
-        a, t, h = a_buf[: stop - start], t_buf[: stop - start], h_buf[: stop - start]
-        np.abs(xs, out=a)
-        np.multiply(a, _GELU_P, out=t)
-        t += 1
-        np.divide(1, t, out=t)  # faster than np.reciprocal for float32
-        np.multiply(t, _GELU_POLY[0], out=h)
-        for c in _GELU_POLY[1:]:
-            h += c
-            h *= t
-        np.multiply(a, -0.5, out=t)
-        t *= a
-        np.exp(t, out=t)  # exp(-x^2 / 2)
+
+    def chunk(xs, out, grad=None):
+        size = min(xs.size, _GELU_CHUNK)
+        a_buf, t_buf, h_buf = (np.empty(size, np.float32) for _ in range(3))
+        for start in range(0, xs.size, size):
+            stop = min(start + size, xs.size)
+            piece = slice(start, stop)
+            a, t, h = a_buf[: stop - start], t_buf[: stop - start], h_buf[: stop - start]
+            _gelu_piece(xs[piece], out[piece], None if grad is None else grad[piece], a, t, h)
+
+    if x.size == 0:
+        empty = np.empty(x.shape, np.float32)
+        return (empty, empty.copy()) if derivative else empty
+    outputs = (np.float32, np.float32) if derivative else (np.float32,)
+    result = cpu_rows.map_flat(chunk, (x,), outputs)
+    return result if derivative else result[0]
+
+
+def _gelu_piece(xs, out, grad, a, t, h):
+    np.abs(xs, out=a)
+    np.multiply(a, _GELU_P, out=t)
+    t += 1
+    np.divide(1, t, out=t)  # faster than np.reciprocal for float32
+    np.multiply(t, _GELU_POLY[0], out=h)
+    for c in _GELU_POLY[1:]:
+        h += c
         h *= t
-        np.subtract(0.5, h, out=h)
-        np.copysign(h, xs, out=h)
-        h += 0.5  # cdf(x)
-        np.multiply(xs, h, out=out[start:stop])
-        if derivative:
-            t *= xs
-            t *= _INV_SQRT_2PI  # x * pdf(x)
-            np.add(h, t, out=grad[start:stop])
-    if derivative:
-        return out.reshape(shape), grad.reshape(shape)
-    return out.reshape(shape)
+    np.multiply(a, -0.5, out=t)
+    t *= a
+    np.exp(t, out=t)  # exp(-x^2 / 2)
+    h *= t
+    np.subtract(0.5, h, out=h)
+    np.copysign(h, xs, out=h)
+    h += 0.5  # cdf(x)
+    np.multiply(xs, h, out=out)
+    if grad is not None:
+        t *= xs
+        t *= _INV_SQRT_2PI  # x * pdf(x)
+        np.add(h, t, out=grad)
 
 
 def _erf(xp, x):
@@ -193,9 +219,18 @@ class Silu(Function):
         if xp_of(x) is not np:  # the fused kernels recompute the sigmoid: save x alone
             ctx.save_for_backward(x)
             return kernels.silu_forward(x)
-        s = _sigmoid(x)
+        if cpu_rows.fits(x):
+
+            def chunk(xs, y, s):
+                s[...] = _sigmoid(xs)
+                np.multiply(xs, s, out=y)
+
+            y, s = cpu_rows.map_flat(chunk, (x,), (x.dtype, x.dtype))
+        else:
+            s = _sigmoid(x)
+            y = x * s
         ctx.save_for_backward(x, s)
-        return x * s
+        return y
 
     @staticmethod
     def backward(ctx, grad):
@@ -203,6 +238,12 @@ class Silu(Function):
         if len(saved) == 1:
             return kernels.silu_backward(saved[0], grad)
         x, s = saved
+        if cpu_rows.fits(grad, x, s) and grad.shape == x.shape:
+
+            def chunk(gs, xs, ss, out):
+                out[...] = gs * ss * (1 + xs * (1 - ss))
+
+            return cpu_rows.map_flat(chunk, (grad, x, s), (grad.dtype,))[0]
         return grad * s * (1 + x * (1 - s))
 
 

@@ -12,8 +12,10 @@ import numpy as np
 from ..amp import _state as _autocast
 from ..amp import cast_for
 from ..autograd import Function
+from ..parallel import parallel_for
 from ..random import generator_for
 from ..tensor import Tensor
+from . import cpu_rows
 from ._util import array_matmul, check_same_device, sum_to, xp_of
 from .graph_backward import const
 
@@ -30,8 +32,12 @@ class ScaledDotProductAttention(Function):
             k, v = xp.repeat(k, repeat, axis=-3), xp.repeat(v, repeat, axis=-3)
         ctx.meta = (scale, repeat, None if mask is None else mask.shape, kv_shapes, is_causal)
         if is_causal and mask is None and keep is None and _causal_blocks_fit(q, k, v):
-            out, probs = _causal_forward(q * scale, k, v)
+            out, probs = _causal_forward(q, k, v, scale)
             ctx.save_for_backward(q, k, v, probs, None, None, *kv_inputs)
+            return out
+        if _batches_fit(q, k, v) and _mask_fits(mask, q, k):
+            out, probs = _batched_forward(q, k, v, mask, keep, scale, is_causal)
+            ctx.save_for_backward(q, k, v, probs, keep, mask, *kv_inputs)
             return out
         scores = array_matmul(q * scale, k.swapaxes(-1, -2))
         length, source = scores.shape[-2:]
@@ -39,13 +45,16 @@ class ScaledDotProductAttention(Function):
             xp.copyto(scores, -np.inf, where=xp.triu(xp.ones((length, source), bool), 1))
         if mask is not None:
             scores = xp.where(mask, scores, -np.inf) if mask.dtype == bool else scores + mask
-        top = scores.max(axis=-1, keepdims=True)
-        top[top == -np.inf] = 0  # a fully masked row gives zeros, as PyTorch's math path
-        scores -= top  # scores is always a fresh array here
-        probs = xp.exp(scores, out=scores)
-        total = probs.sum(axis=-1, keepdims=True)
-        total[total == 0] = 1
-        probs /= total
+        if cpu_rows.fits(scores) and scores.flags.c_contiguous:
+            probs = cpu_rows.masked_softmax_(scores)
+        else:
+            top = scores.max(axis=-1, keepdims=True)
+            top[top == -np.inf] = 0  # a fully masked row gives zeros, as PyTorch's math path
+            scores -= top  # scores is always a fresh array here
+            probs = xp.exp(scores, out=scores)
+            total = probs.sum(axis=-1, keepdims=True)
+            total[total == 0] = 1
+            probs /= total
         dropped = probs if keep is None else probs * keep
         out = array_matmul(dropped, v)
         ctx.save_for_backward(q, k, v, probs, keep, mask, *kv_inputs)
@@ -61,25 +70,32 @@ class ScaledDotProductAttention(Function):
         gq = gk = gv = gmask = None
         if isinstance(probs, tuple):  # row blocks of causal self-attention
             gq, gk, gv = _causal_backward(q, k, v, probs, grad, scale, (need_q, need_k, need_v))
-        elif need_v:
-            dropped = probs if keep is None else probs * keep
-            gv = array_matmul(dropped.swapaxes(-1, -2), grad)
-        if not isinstance(probs, tuple) and (need_q or need_k or need_mask):
-            gp = array_matmul(grad, v.swapaxes(-1, -2))
-            if keep is not None:
-                gp *= keep
-            gp -= (gp * probs).sum(axis=-1, keepdims=True)  # gp is fresh: softmax Jacobian
-            gs = gp
-            gs *= probs
-            if need_mask:
-                gmask = sum_to(gs, mask_shape)
-            if need_q:
-                gq = array_matmul(gs, k)
-                gq *= scale
-                gq = sum_to(gq, q.shape)
-            if need_k:
-                gk = array_matmul(gs.swapaxes(-1, -2), q)
-                gk *= scale
+        elif not need_mask and _batches_fit(q, k, v, grad):
+            needs = (need_q, need_k, need_v)
+            gq, gk, gv = _batched_backward(q, k, v, probs, keep, grad, scale, needs)
+        else:
+            if need_v:
+                dropped = probs if keep is None else probs * keep
+                gv = array_matmul(dropped.swapaxes(-1, -2), grad)
+            if need_q or need_k or need_mask:
+                gp = array_matmul(grad, v.swapaxes(-1, -2))
+                if keep is not None:
+                    gp *= keep
+                if cpu_rows.fits(gp, probs) and gp.shape == probs.shape and gp.flags.c_contiguous:
+                    gs = cpu_rows.softmax_jacobian_(gp, probs)
+                else:
+                    gp -= (gp * probs).sum(axis=-1, keepdims=True)  # gp is fresh: Jacobian
+                    gs = gp
+                    gs *= probs
+                if need_mask:
+                    gmask = sum_to(gs, mask_shape)
+                if need_q:
+                    gq = array_matmul(gs, k)
+                    gq *= scale
+                    gq = sum_to(gq, q.shape)
+                if need_k:
+                    gk = array_matmul(gs.swapaxes(-1, -2), q)
+                    gk *= scale
         if gk is not None:
             gk = sum_to(_fold_heads(gk, repeat), kv_shapes[0])
         if gv is not None:
@@ -149,44 +165,160 @@ def _causal_blocks_fit(q, k, v):
     )
 
 
-def _causal_forward(qs, k, v):
-    length = qs.shape[-2]
-    out = np.empty(qs.shape[:-1] + v.shape[-1:], qs.dtype)
-    probs = []
-    for r0 in range(0, length, _CAUSAL_BLOCK):
-        r1 = min(r0 + _CAUSAL_BLOCK, length)
-        p = np.matmul(qs[..., r0:r1, :], k[..., :r1, :].swapaxes(-1, -2))
-        np.copyto(p, -np.inf, where=np.triu(np.ones((r1 - r0, r1), bool), r0 + 1))
-        p -= p.max(axis=-1, keepdims=True)  # the diagonal is never masked: finite maxima
-        np.exp(p, out=p)
-        p /= p.sum(axis=-1, keepdims=True)
-        np.matmul(p, v[..., :r1, :], out=out[..., r0:r1, :])
-        probs.append(p)
-    return out, tuple(probs)
+def _causal_forward(q, k, v, scale):
+    """Output and the per-block probabilities, the (batch, heads) slices split between
+    the CPU threads: each thread runs the whole block loop for its slices."""
+    length = q.shape[-2]
+    lead = q.shape[:-2]
+    q3, k3, v3 = (_batch_of_matrices(a) for a in (q, k, v))
+    out = np.empty(q3.shape[:-1] + v3.shape[-1:], q.dtype)
+    starts = range(0, length, _CAUSAL_BLOCK)
+    probs = [
+        np.empty(
+            (len(q3), min(_CAUSAL_BLOCK, length - r0), min(r0 + _CAUSAL_BLOCK, length)), q.dtype
+        )
+        for r0 in starts
+    ]
+
+    def slices(b0, b1):
+        for r0, p_all in zip(starts, probs):
+            r1 = r0 + p_all.shape[-2]
+            p = p_all[b0:b1]
+            np.matmul(q3[b0:b1, r0:r1] * scale, k3[b0:b1, :r1].swapaxes(-1, -2), out=p)
+            np.copyto(p, -np.inf, where=np.triu(np.ones((r1 - r0, r1), bool), r0 + 1))
+            p -= p.max(axis=-1, keepdims=True)  # the diagonal is never masked: finite maxima
+            np.exp(p, out=p)
+            p /= p.sum(axis=-1, keepdims=True)
+            np.matmul(p, v3[b0:b1, :r1], out=out[b0:b1, r0:r1])
+
+    parallel_for(slices, len(q3), length * length)
+    probs = tuple(p.reshape(lead + p.shape[1:]) for p in probs)
+    return out.reshape(lead + out.shape[1:]), probs
 
 
 def _causal_backward(q, k, v, probs, grad, scale, needs):
     need_q, need_k, need_v = needs
-    gq = np.empty(q.shape, q.dtype) if need_q else None
-    gk = np.zeros(k.shape, q.dtype) if need_k else None
-    gv = np.zeros(v.shape, q.dtype) if need_v else None
-    for r0, p in zip(range(0, q.shape[-2], _CAUSAL_BLOCK), probs):
-        r1 = r0 + p.shape[-2]
-        g = grad[..., r0:r1, :]
+    q3, k3, v3 = (_batch_of_matrices(a) for a in (q, k, v))
+    g3 = _batch_of_matrices(grad)
+    p3 = [p.reshape((-1,) + p.shape[-2:]) for p in probs]
+    gq = np.empty(q3.shape, q.dtype) if need_q else None
+    gk = np.zeros(k3.shape, q.dtype) if need_k else None
+    gv = np.zeros(v3.shape, q.dtype) if need_v else None
+
+    def slices(b0, b1):
+        for r0, p_all in zip(range(0, q.shape[-2], _CAUSAL_BLOCK), p3):
+            r1 = r0 + p_all.shape[-2]
+            p, g = p_all[b0:b1], g3[b0:b1, r0:r1]
+            if need_v:
+                gv[b0:b1, :r1] += np.matmul(p.swapaxes(-1, -2), g)
+            if need_q or need_k:
+                gs = np.matmul(g, v3[b0:b1, :r1].swapaxes(-1, -2))
+                gs -= (gs * p).sum(axis=-1, keepdims=True)
+                gs *= p
+                if need_q:
+                    np.matmul(gs, k3[b0:b1, :r1], out=gq[b0:b1, r0:r1])
+                if need_k:
+                    gk[b0:b1, :r1] += np.matmul(gs.swapaxes(-1, -2), q3[b0:b1, r0:r1])
+        for g in (gq, gk):
+            if g is not None:
+                g[b0:b1] *= scale
+
+    parallel_for(slices, len(q3), q.shape[-2] * q.shape[-2])
+    return tuple(None if g is None else g.reshape(a.shape) for g, a in ((gq, q), (gk, k), (gv, v)))
+
+
+# Attention over NumPy float arrays whose batch dims agree, split over the CPU threads by
+# the first batch dim larger than one: each thread runs the whole computation (products,
+# masking, softmax) for its batch entries.
+
+
+def _batches_fit(q, k, v, grad=None):
+    arrays = (q, k, v) if grad is None else (q, k, v, grad)
+    scores = q.size // max(q.shape[-1], 1) * k.shape[-2]
+    return (
+        cpu_rows.fits(*arrays, elements=scores)
+        and q.ndim >= 3
+        and q.shape[:-2] == k.shape[:-2] == v.shape[:-2]
+    )
+
+
+def _mask_fits(mask, q, k):
+    full = q.shape[:-2] + (q.shape[-2], k.shape[-2])
+    return mask is None or (
+        mask.ndim <= len(full) and np.broadcast_shapes(mask.shape, full) == full
+    )
+
+
+def _split_dim(arrays):
+    """The arrays (full batch shape) indexed at 0 along their leading size-1 batch dims,
+    so that their first dim is the one to split."""
+    while arrays[0].ndim > 3 and arrays[0].shape[0] == 1:
+        arrays = [a[0] for a in arrays]
+    return arrays
+
+
+def _batched_forward(q, k, v, mask, keep, scale, causal):
+    length, source = q.shape[-2], k.shape[-2]
+    full = q.shape[:-2] + (length, source)
+    probs = np.empty(full, q.dtype)
+    out = np.empty(q.shape[:-1] + v.shape[-1:], q.dtype)
+    m = np.broadcast_to(mask, full) if mask is not None else probs
+    kp = keep if keep is not None else probs
+    qs, ks, vs, ms, keeps, ps, outs = _split_dim([q, k, v, m, kp, probs, out])
+    above = np.triu(np.ones((length, source), bool), 1) if causal else None
+
+    def batches(b0, b1):
+        p = ps[b0:b1]
+        np.matmul(qs[b0:b1] * scale, ks[b0:b1].swapaxes(-1, -2), out=p)
+        if causal:
+            np.copyto(p, -np.inf, where=above)
+        if mask is not None:
+            if mask.dtype == bool:
+                np.copyto(p, -np.inf, where=~ms[b0:b1])
+            else:
+                p += ms[b0:b1]
+        cpu_rows.softmax_rows_(p.reshape(-1, source))
+        dropped = p if keep is None else p * keeps[b0:b1]
+        np.matmul(dropped, vs[b0:b1], out=outs[b0:b1])
+
+    parallel_for(batches, len(ps), ps[0].size)
+    return out, probs
+
+
+def _batched_backward(q, k, v, probs, keep, grad, scale, needs):
+    need_q, need_k, need_v = needs
+    gq = np.empty(q.shape, q.dtype) if need_q else q
+    gk = np.empty(k.shape, q.dtype) if need_k else k
+    gv = np.empty(v.shape, q.dtype) if need_v else v
+    kp = keep if keep is not None else probs
+    qs, ks, vs, ps, keeps, gs, gqs, gks, gvs = _split_dim([q, k, v, probs, kp, grad, gq, gk, gv])
+
+    def batches(b0, b1):
+        p, g = ps[b0:b1], gs[b0:b1]
         if need_v:
-            gv[..., :r1, :] += np.matmul(p.swapaxes(-1, -2), g)
+            dropped = p if keep is None else p * keeps[b0:b1]
+            np.matmul(dropped.swapaxes(-1, -2), g, out=gvs[b0:b1])
         if need_q or need_k:
-            gs = np.matmul(g, v[..., :r1, :].swapaxes(-1, -2))
-            gs -= (gs * p).sum(axis=-1, keepdims=True)
-            gs *= p
+            gp = np.matmul(g, vs[b0:b1].swapaxes(-1, -2))
+            if keep is not None:
+                gp *= keeps[b0:b1]
+            gp -= (gp * p).sum(axis=-1, keepdims=True)  # softmax Jacobian
+            gp *= p
             if need_q:
-                np.matmul(gs, k[..., :r1, :], out=gq[..., r0:r1, :])
+                np.matmul(gp, ks[b0:b1], out=gqs[b0:b1])
+                gqs[b0:b1] *= scale
             if need_k:
-                gk[..., :r1, :] += np.matmul(gs.swapaxes(-1, -2), q[..., r0:r1, :])
-    for g in (gq, gk):
-        if g is not None:
-            g *= scale
-    return gq, gk, gv
+                np.matmul(gp.swapaxes(-1, -2), qs[b0:b1], out=gks[b0:b1])
+                gks[b0:b1] *= scale
+
+    parallel_for(batches, len(ps), ps[0].size)
+    return gq if need_q else None, gk if need_k else None, gv if need_v else None
+
+
+def _batch_of_matrices(a):
+    """(..., L, E) as a C-contiguous (batch, L, E) array; a strided view (heads split from
+    one projection) is copied in chunks on the CPU threads."""
+    return cpu_rows.contiguous(a).reshape((-1,) + a.shape[-2:])
 
 
 def _fold_heads(g, repeat):

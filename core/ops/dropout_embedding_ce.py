@@ -11,7 +11,7 @@ from ..amp import cast_for
 from ..autograd import Function
 from ..random import generator_for
 from ..tensor import Tensor
-from . import cuda_fused
+from . import cpu_rows, cuda_fused
 from ._util import check_same_device, xp_of
 from .graph_backward import cross_entropy_graph, nll_loss_graph
 
@@ -34,21 +34,25 @@ class Dropout(Function):
     @staticmethod
     def forward(ctx, x, mask):
         ctx.save_for_backward(mask)
-        return x * mask
+        return cpu_rows.product(x, mask)
 
     @staticmethod
     def backward(ctx, grad):
         (mask,) = ctx.saved_tensors
-        return grad * mask, None
+        return cpu_rows.product(grad, mask), None
 
 
 def _dropout_mask(input: Tensor, p: float, shape, generator=None):
     xp = xp_of(input._array)
     rng = generator_for(generator, input.device).rng
     draw_dt = input._array.dtype if input._array.dtype in (np.float32, np.float64) else np.float32
-    keep = rng.random(shape, dtype=draw_dt) >= p
-    mask = keep.astype(input._array.dtype)
-    mask *= xp.asarray(1.0 / (1.0 - p), dtype=input._array.dtype)
+    # drawn here in one call, so the mask depends on the seed alone, not on the threads
+    draws = rng.random(shape, dtype=draw_dt)
+    scale = xp.asarray(1.0 / (1.0 - p), dtype=input._array.dtype)
+    if cpu_rows.fits(draws) and draws.dtype == input._array.dtype:
+        return cpu_rows.dropout_mask(draws, p, scale)
+    mask = (draws >= p).astype(input._array.dtype)
+    mask *= scale
     return mask
 
 
@@ -293,10 +297,10 @@ class CrossEntropy(Function):
         compute_dt = in_dtype if in_dtype.itemsize >= 4 else np.float32
         x2 = _classes_last(x, x.ndim - 2).astype(compute_dt, copy=False)
         rows, n_classes = x2.shape
-        shifted = x2 - x2.max(axis=1, keepdims=True)
         eps = smoothing
         w = None if weight is None else weight.astype(compute_dt, copy=False)
         if probs_target:
+            shifted = x2 - x2.max(axis=1, keepdims=True)
             exps = xp.exp(shifted)
             total = exps.sum(axis=1, keepdims=True)
             logp = shifted
@@ -316,11 +320,17 @@ class CrossEntropy(Function):
             if t_safe.size and (bool((t_safe < 0).any()) or bool((t_safe >= n_classes).any())):
                 bad = t_safe[(t_safe < 0) | (t_safe >= n_classes)][0]
                 raise IndexError(f"Target {int(bad)} is out of bounds.")
-            picked = shifted[xp.arange(rows), t_safe]
-            if eps:
-                weighted_sum = shifted.sum(axis=1) if w is None else shifted @ w
-            exps = xp.exp(shifted, out=shifted)
-            total = exps.sum(axis=1)
+            if cpu_rows.fits(x2):
+                exps, total, picked, weighted_sum = cpu_rows.cross_entropy_forward(
+                    x2, t_safe, w, eps
+                )
+            else:
+                shifted = x2 - x2.max(axis=1, keepdims=True)
+                picked = shifted[xp.arange(rows), t_safe]
+                if eps:
+                    weighted_sum = shifted.sum(axis=1) if w is None else shifted @ w
+                exps = xp.exp(shifted, out=shifted)
+                total = exps.sum(axis=1)
             lse = xp.log(total)
             w_t = xp.ones(rows, compute_dt) if w is None else w[t_safe]
             if not all_valid:
@@ -379,11 +389,19 @@ class CrossEntropy(Function):
             coef = (1 - eps) * w_t
             if smooth is not None:
                 coef = coef + smooth * (n_classes if w is None else w.sum())
-            gx = exps * (coef * scale * inv_total)[:, None]
-            gx[xp.arange(rows), t_safe] -= (1 - eps) * w_t * scale
-            if smooth is not None:
-                per_row = (smooth * scale)[:, None]
-                gx -= per_row if w is None else per_row * w
+            row_coef = coef * scale * inv_total
+            if cpu_rows.fits(exps) and type(row_coef) is np.ndarray:
+                smooth_rows = None if smooth is None else smooth * scale
+                at_target = (1 - eps) * w_t * scale
+                gx = cpu_rows.cross_entropy_backward(
+                    exps, row_coef, t_safe, at_target, smooth_rows, w
+                )
+            else:
+                gx = exps * row_coef[:, None]
+                gx[xp.arange(rows), t_safe] -= (1 - eps) * w_t * scale
+                if smooth is not None:
+                    per_row = (smooth * scale)[:, None]
+                    gx -= per_row if w is None else per_row * w
         if gx is not None:
             gx = _classes_back(gx, in_shape).astype(in_dtype, copy=False)
         return gx, gt, None

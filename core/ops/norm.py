@@ -20,6 +20,7 @@ from ..amp import _state as _autocast
 from ..amp import cast_for
 from ..autograd import Function
 from ..dtypes import finfo_eps
+from ..parallel import parallel_for
 from ..tensor import Tensor
 from ._util import check_same_device, xp_of
 from .graph_backward import reconnect
@@ -268,50 +269,80 @@ def _layer_norm_graph(ctx, grad, x, weight, axes, eps, rms):
     return gx, gw, gb
 
 
-# NumPy layer/RMS norm as rows of a 2-D view: the row sums are matrix-vector products and
-# np.vecdot, several times faster than NumPy reductions over a short last axis.
+# NumPy layer/RMS norm as rows of a 2-D view, in row chunks on the CPU threads: the row
+# sums are np.vecdot, several times faster than NumPy reductions over a short last axis,
+# and unlike a matrix-vector product they give each row the same bits in any chunk.
 _ROW_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 def _norm_rows_forward(x, weight, bias, ndim, eps, rms):
     n = int(np.prod(x.shape[x.ndim - ndim :]))
-    x2 = x.reshape(-1, n)
-    if rms:
-        invstd = 1.0 / np.sqrt(np.vecdot(x2, x2) / n + eps)
-        xhat = x2 * invstd[:, None]
-    else:
-        xhat = x2 - (x2 @ np.full(n, 1 / n, x.dtype))[:, None]
-        invstd = 1.0 / np.sqrt(np.vecdot(xhat, xhat) / n + eps)
-        xhat *= invstd[:, None]
-    y = xhat * weight.reshape(n) if weight is not None else xhat.copy()
-    if bias is not None:
-        y += bias.reshape(n)
+    x2 = np.ascontiguousarray(x).reshape(-1, n)
+    w = weight.reshape(n) if weight is not None else None
+    b = bias.reshape(n) if bias is not None else None
+    mean_of = np.full(n, 1 / n, x.dtype)
+    xhat, y = np.empty_like(x2), np.empty_like(x2)
+    invstd = np.empty(len(x2), x.dtype)
+
+    def rows(start, stop):
+        xs, xh, ys = x2[start:stop], xhat[start:stop], y[start:stop]
+        if rms:
+            inv = 1.0 / np.sqrt(np.vecdot(xs, xs) / n + eps)
+            np.multiply(xs, inv[:, None], out=xh)
+        else:
+            np.subtract(xs, np.vecdot(xs, mean_of)[:, None], out=xh)
+            inv = 1.0 / np.sqrt(np.vecdot(xh, xh) / n + eps)
+            xh *= inv[:, None]
+        invstd[start:stop] = inv
+        if w is not None:
+            np.multiply(xh, w, out=ys)
+        else:
+            ys[...] = xh
+        if b is not None:
+            ys += b
+
+    parallel_for(rows, *x2.shape)
     stats_shape = x.shape[: x.ndim - ndim] + (1,) * ndim
-    y = y.reshape(x.shape).astype(x.dtype, copy=False)
-    return y, xhat.reshape(x.shape), invstd.reshape(stats_shape)
+    return y.reshape(x.shape), xhat.reshape(x.shape), invstd.reshape(stats_shape)
 
 
 def _norm_rows_backward(grad, xhat, weight, invstd, ndim, rms, ctx):
     need_x, need_w, need_b = ctx.needs_input_grad[:3]
     shape = grad.shape[grad.ndim - ndim :]
     n = int(np.prod(shape))
-    g2, xh = grad.reshape(-1, n), xhat.reshape(-1, n)
-    t = g2 * xh
-    ones = np.ones(len(g2), grad.dtype)
-    gw = (ones @ t).reshape(shape) if need_w else None
-    gb = (ones @ g2).reshape(shape) if need_b else None
-    gx = None
-    if need_x:
-        w = weight.reshape(n) if weight is not None else np.ones(n, grad.dtype)
-        proj = (t @ w) / n
-        gx = g2 * w
-        np.multiply(xh, proj[:, None], out=t)
-        gx -= t
-        if not rms:
-            gx -= ((g2 @ w) / n)[:, None]
-        gx *= invstd.reshape(-1, 1)
-        gx = gx.reshape(grad.shape)
-    return gx, gw, gb
+    g2, xh = np.ascontiguousarray(grad).reshape(-1, n), xhat.reshape(-1, n)
+    inv = invstd.reshape(-1, 1)
+    w = weight.reshape(n) if weight is not None else np.ones(n, grad.dtype)
+    gx = np.empty(g2.shape, np.result_type(g2, w)) if need_x else None
+    sums = {}  # per chunk: its rows' sums for the weight and bias gradients
+
+    def rows(start, stop):
+        gs, xs = g2[start:stop], xh[start:stop]
+        t = gs * xs
+        ones = np.ones(stop - start, grad.dtype)
+        sums[start] = (ones @ t if need_w else None, ones @ gs if need_b else None)
+        if need_x:
+            proj = np.vecdot(t, w) / n
+            gxs = gx[start:stop]
+            np.multiply(gs, w, out=gxs)
+            np.multiply(xs, proj[:, None], out=t)
+            gxs -= t
+            if not rms:
+                gxs -= (np.vecdot(gs, w) / n)[:, None]
+            gxs *= inv[start:stop]
+
+    parallel_for(rows, *g2.shape)
+    parts = [sums[start] for start in sorted(sums)]
+    gw = _add_up([p[0] for p in parts]).reshape(shape) if need_w else None
+    gb = _add_up([p[1] for p in parts]).reshape(shape) if need_b else None
+    return None if gx is None else gx.reshape(grad.shape), gw, gb
+
+
+def _add_up(partials):
+    total = partials[0]
+    for p in partials[1:]:
+        total = total + p
+    return total
 
 
 def _normalized(op, input, normalized_shape, weight, bias):

@@ -13,6 +13,7 @@ from ..amp import _state as _autocast
 from ..amp import cast_for
 from ..autograd import Function, traceable
 from ..tensor import Tensor
+from . import cpu_rows
 from ._util import attach, numpy_names, wrap_dim, xp_of
 from .reduce import _TORCH_NAMES, Sum, _expand, _put_along
 
@@ -237,6 +238,8 @@ class Softmax(Function):
             e = kernels.softmax_lastdim(x)
         elif x.size == 0:
             e = x.copy()
+        elif dim == x.ndim - 1 and cpu_rows.fits(x):
+            e = cpu_rows.softmax_forward(x)
         else:
             e = xp.exp(x - x.max(axis=dim, keepdims=True))
             e /= e.sum(axis=dim, keepdims=True)
@@ -246,6 +249,8 @@ class Softmax(Function):
     @staticmethod
     def backward(ctx, grad):
         (y,) = ctx.saved_tensors
+        if ctx.dim == y.ndim - 1 and cpu_rows.fits(y, grad):
+            return cpu_rows.softmax_backward(grad, y)
         gy = grad * y
         if isinstance(gy, Tensor):
             return gy - y * Sum.apply(gy, dim=(ctx.dim,), keepdim=True)
@@ -263,6 +268,8 @@ class LogSoftmax(Function):
             shifted = kernels.softmax_lastdim(x, log=True)
         elif x.size == 0:
             shifted = x.copy()
+        elif dim == x.ndim - 1 and cpu_rows.fits(x):
+            shifted = cpu_rows.softmax_forward(x, log=True)
         else:
             shifted = x - x.max(axis=dim, keepdims=True)
             shifted -= xp.log(xp.exp(shifted).sum(axis=dim, keepdims=True))
@@ -272,6 +279,8 @@ class LogSoftmax(Function):
     @staticmethod
     def backward(ctx, grad):
         (y,) = ctx.saved_tensors
+        if ctx.dim == y.ndim - 1 and cpu_rows.fits(y, grad):
+            return cpu_rows.softmax_backward(grad, y, log=True)
         if isinstance(grad, Tensor):
             return grad - y.exp() * Sum.apply(grad, dim=(ctx.dim,), keepdim=True)
         return grad - xp_of(y).exp(y) * grad.sum(axis=ctx.dim, keepdims=True)

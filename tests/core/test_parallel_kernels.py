@@ -1,0 +1,289 @@
+"""The CPU kernels that run in row chunks on ember's threads: forced to split (tiny
+chunks, 2 and 3 threads, odd row counts), each must give what one thread gives, bit for
+bit, and agree with PyTorch in value and gradient."""
+
+import threading
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as TF
+from threadpoolctl import threadpool_info
+
+import ember
+import ember.nn.functional as F
+from ember.core import parallel
+
+
+@pytest.fixture
+def tiny_chunks(monkeypatch):
+    monkeypatch.setattr(parallel, "MIN_CHUNK_ELEMENTS", 4)
+    before = ember.get_num_threads()
+    yield
+    ember.set_num_threads(before)
+
+
+def _run(lib, fn, arrays, seed=1):
+    """Output and input gradients (of ``sum(out * v)``) of ``fn(functional, *inputs)``."""
+    functional = F if lib is ember else TF
+    inputs = [lib.tensor(a, requires_grad=a.dtype.kind == "f") for a in arrays]
+    out = fn(functional, *inputs)
+    v = np.random.default_rng(seed).standard_normal(tuple(out.shape)).astype(arrays[0].dtype)
+    out.backward(lib.tensor(v))
+    grads = [t.grad.detach().numpy() for t in inputs if t.requires_grad]
+    return [out.detach().numpy()] + grads
+
+
+def _check_threads_and_torch(fn, arrays, atol, rtol=1e-5, exact=None):
+    """``exact``: how many of (output, gradients...) must match one thread's bit for bit
+    (default all); the rest are sums over rows, added up per chunk."""
+    ember.set_num_threads(1)
+    reference = _run(ember, fn, arrays)
+    for threads in (2, 3):
+        ember.set_num_threads(threads)
+        for i, (got, want) in enumerate(zip(_run(ember, fn, arrays), reference)):
+            if exact is None or i < exact:
+                np.testing.assert_array_equal(got, want)
+            else:
+                close = 1e-6 if got.dtype == np.float32 else 1e-14
+                np.testing.assert_allclose(got, want, rtol=close, atol=close)
+    for got, want in zip(reference, _run(torch, fn, arrays)):
+        np.testing.assert_allclose(got, want, atol=atol, rtol=rtol)
+
+
+def _tol(dtype):
+    return 2e-5 if dtype == "float32" else 1e-10
+
+
+DTYPES = ["float32", "float64"]
+RNG = np.random.default_rng(0)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("approximate", ["none", "tanh"])
+def test_gelu(tiny_chunks, dtype, approximate):
+    x = RNG.uniform(-4, 4, (7, 33)).astype(dtype)
+    _check_threads_and_torch(lambda f, x: f.gelu(x, approximate=approximate), [x], _tol(dtype))
+
+
+@pytest.mark.parametrize("name", ["gelu", "silu"])
+def test_strided_input_and_gradient(tiny_chunks, name):
+    x = RNG.uniform(-4, 4, (33, 7)).astype("float32")
+    fn = lambda f, x: getattr(f, name)(x.t()).t()  # noqa: E731
+    _check_threads_and_torch(fn, [x], _tol("float32"))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_silu(tiny_chunks, dtype):
+    x = RNG.uniform(-6, 6, (7, 33)).astype(dtype)
+    _check_threads_and_torch(lambda f, x: f.silu(x), [x], _tol(dtype))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", ["softmax", "log_softmax"])
+def test_softmax_last_dim(tiny_chunks, dtype, name):
+    x = RNG.uniform(-5, 5, (5, 7, 19)).astype(dtype)
+    _check_threads_and_torch(lambda f, x: getattr(f, name)(x, dim=-1), [x], _tol(dtype))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_layer_norm(tiny_chunks, dtype):
+    x = RNG.uniform(-3, 3, (3, 7, 16)).astype(dtype) + 5
+    w, b = RNG.uniform(0.5, 1.5, 16).astype(dtype), RNG.uniform(-1, 1, 16).astype(dtype)
+    fn = lambda f, x, w, b: f.layer_norm(x, (16,), w, b)  # noqa: E731
+    _check_threads_and_torch(fn, [x, w, b], _tol(dtype) * 10, exact=2)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_rms_norm(tiny_chunks, dtype):
+    x = RNG.uniform(-3, 3, (3, 7, 4, 4)).astype(dtype)
+    w = RNG.uniform(0.5, 1.5, (4, 4)).astype(dtype)
+    fn = lambda f, x, w: f.rms_norm(x, (4, 4), w, eps=1e-6)  # noqa: E731
+    _check_threads_and_torch(fn, [x, w], _tol(dtype) * 10, exact=2)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("smoothing, weighted", [(0.0, False), (0.1, False), (0.2, True)])
+def test_cross_entropy(tiny_chunks, dtype, smoothing, weighted):
+    logits = RNG.uniform(-4, 4, (35, 11)).astype(dtype)
+    target = RNG.integers(0, 11, 35)
+    target[[3, 20]] = -100  # ignored rows
+    weight = RNG.uniform(0.5, 2, 11).astype(dtype) if weighted else None
+
+    def fn(f, x, t):
+        w = None if weight is None else (ember if f is F else torch).tensor(weight)
+        return f.cross_entropy(x, t, weight=w, label_smoothing=smoothing)
+
+    _check_threads_and_torch(fn, [logits, target], _tol(dtype))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_cross_entropy_per_position(tiny_chunks, dtype):
+    logits = RNG.uniform(-4, 4, (3, 5, 7)).astype(dtype)  # (N, C, d): classes moved last
+    target = RNG.integers(0, 5, (3, 7))
+    fn = lambda f, x, t: f.cross_entropy(x, t, reduction="none")  # noqa: E731
+    _check_threads_and_torch(fn, [logits, target], _tol(dtype))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("strided", [False, True])
+def test_causal_attention(tiny_chunks, dtype, strided):
+    # 130 positions: three row blocks (64, 64, 2), the (batch, head) slices split over the
+    # threads; strided: heads split from one (batch, position, head, dim) array, as in GPT
+    shape = (3, 130, 2, 4) if strided else (3, 1, 130, 4)
+    q, k, v = (RNG.standard_normal(shape).astype(dtype) for _ in range(3))
+
+    def fn(f, q, k, v):
+        if strided:
+            q, k, v = (t.transpose(1, 2) for t in (q, k, v))
+        return f.scaled_dot_product_attention(q, k, v, is_causal=True)
+
+    _check_threads_and_torch(fn, [q, k, v], _tol(dtype) * 5)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_masked_attention(tiny_chunks, dtype):
+    q = RNG.standard_normal((3, 5, 7, 4)).astype(dtype)
+    k, v = (RNG.standard_normal((3, 5, 9, 4)).astype(dtype) for _ in range(2))
+    mask = RNG.random((7, 9)) > 0.3
+    mask[2] = False  # a fully masked row: zeros, as PyTorch's math path
+
+    def fn(f, q, k, v):
+        m = (ember if f is F else torch).tensor(mask)
+        return f.scaled_dot_product_attention(q, k, v, attn_mask=m)
+
+    _check_threads_and_torch(fn, [q, k, v], _tol(dtype) * 5)
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "short causal",
+        "float mask, one batch entry",
+        "mask needing its gradient",
+        "broadcast key and value batch",
+    ],
+)
+def test_batched_attention(tiny_chunks, case):
+    dtype = "float64"
+    batch = (1, 5) if case == "float mask, one batch entry" else (3, 5)
+    q, k, v = (RNG.standard_normal(batch + (7, 4)).astype(dtype) for _ in range(3))
+    if case == "broadcast key and value batch":  # the whole-array path, softmax in chunks
+        k, v = k[:1], v[:1]
+    mask = RNG.standard_normal((1, 1, 1, 7)).astype(dtype)
+    arrays = [q, k, v] + ([mask] if case == "mask needing its gradient" else [])
+
+    def fn(f, q, k, v, *trainable_mask):
+        if case == "short causal":
+            return f.scaled_dot_product_attention(q, k, v, is_causal=True)
+        m = trainable_mask[0] if trainable_mask else (ember if f is F else torch).tensor(mask)
+        return f.scaled_dot_product_attention(q, k, v, attn_mask=m)
+
+    _check_threads_and_torch(fn, arrays, 1e-10, exact=None if len(arrays) == 3 else 4)
+
+
+def test_attention_dropout_is_independent_of_threads(tiny_chunks):
+    q, k, v = (RNG.standard_normal((3, 2, 9, 4)).astype("float32") for _ in range(3))
+    results = []
+    for threads in (1, 2, 3):
+        ember.set_num_threads(threads)
+        ember.manual_seed(3)
+        fn = lambda f, q, k, v: f.scaled_dot_product_attention(q, k, v, dropout_p=0.3)  # noqa: E731
+        results.append(_run(ember, fn, [q, k, v]))
+    for other in results[1:]:
+        for got, want in zip(other, results[0]):
+            np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_dropout_is_independent_of_threads(tiny_chunks, dtype):
+    x = RNG.uniform(1, 2, (7, 33)).astype(dtype)
+    results = []
+    for threads in (1, 2, 3):
+        ember.set_num_threads(threads)
+        ember.manual_seed(7)
+        results.append(_run(ember, lambda f, x: f.dropout(x, 0.3), [x]))
+    for other in results[1:]:
+        for got, want in zip(other, results[0]):
+            np.testing.assert_array_equal(got, want)
+    y, gx = results[0]
+    kept = y != 0
+    assert 0.5 < kept.mean() < 0.9
+    np.testing.assert_allclose(y[kept], x[kept] / 0.7, rtol=1e-6)
+    v = np.random.default_rng(1).standard_normal(x.shape).astype(dtype)
+    np.testing.assert_allclose(gx, np.where(kept, v / 0.7, 0), rtol=1e-6)
+
+
+def test_parallel_for_covers_rows_once_when_fewer_rows_than_threads(tiny_chunks):
+    ember.set_num_threads(3)
+    assert parallel.chunk_bounds(2, 1000) == [(0, 1), (1, 2)]
+    hits = np.zeros(2, int)
+    threads = set()
+
+    def body(start, stop):
+        hits[start:stop] += 1
+        threads.add(threading.get_ident())
+
+    parallel.parallel_for(body, 2, 1000)
+    assert hits.tolist() == [1, 1]
+    assert len(threads) == 2
+
+
+def test_parallel_for_raises_a_chunk_error_after_every_chunk_finished(tiny_chunks):
+    ember.set_num_threads(3)
+    done = []
+
+    def body(start, stop):
+        if start > 0:
+            raise ValueError(f"bad chunk {start}")
+        done.append(start)
+
+    with pytest.raises(ValueError, match="bad chunk"):
+        parallel.parallel_for(body, 9, 100)
+    assert done == [0]
+    finished = []
+
+    def slow_first(start, stop):
+        if start == 0:
+            raise KeyError("first")
+        threading.Event().wait(0.05)
+        finished.append(start)
+
+    with pytest.raises(KeyError):
+        parallel.parallel_for(slow_first, 9, 100)
+    assert sorted(finished) == [3, 6]  # the others had finished when the error came back
+
+
+def test_parallel_for_restores_the_blas_thread_count(tiny_chunks):
+    ember.set_num_threads(2)
+    seen = []
+    parallel.parallel_for(lambda a, b: seen.append(_blas_threads()), 4, 100)
+    assert seen and all(n == [1] * len(n) for n in seen)
+    assert _blas_threads() == [2] * len(_blas_threads())
+
+
+def _blas_threads():
+    return [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+
+
+def test_parallel_for_from_several_python_threads(tiny_chunks):
+    ember.set_num_threads(2)
+    x = np.random.default_rng(0).standard_normal((64, 50)).astype(np.float32)
+    want = F.softmax(ember.tensor(x), dim=-1).numpy()
+    results, errors = [], []
+
+    def work():
+        try:
+            for _ in range(20):
+                results.append(F.softmax(ember.tensor(x), dim=-1).numpy())
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    workers = [threading.Thread(target=work) for _ in range(3)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    assert not errors
+    assert len(results) == 60 and all(np.array_equal(r, want) for r in results)
+    assert _blas_threads() == [2] * len(_blas_threads())
