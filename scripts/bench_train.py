@@ -12,11 +12,10 @@ spin their thread pools against each other, which is why nothing here shares a p
                                   [--json] [--quiet]
     python scripts/bench_train.py --child ember gpt --threads 2     # one run, prints JSON
 
-Reported per model: step times and ember / PyTorch at each thread count; each library's
-speed-up from the fewest to the most threads; ember's first step (warm-up, allocations,
-any compilation) against its steady step; the peak memory of training (own process each).
-The models are written once against a torch-like module (``lib``), which is ember's API
-promise: the same code builds both.
+Per model: step times and ember / PyTorch at each thread count, each library's speed-up
+from the fewest to the most threads, ember's first step against its steady step, and peak
+memory. The models are written once against a torch-like module (``lib``), which is
+ember's API promise: the same code builds both.
 """
 
 from __future__ import annotations
@@ -177,12 +176,8 @@ def measure(args, models: list[str], threads: list[int]) -> dict:
     from tqdm import tqdm
 
     runs = [(kind, n) for kind in models for n in threads]
-    bar = tqdm(
-        total=args.rounds * len(runs) * len(LIBS) + len(models) * len(LIBS),
-        desc="bench_train",
-        file=sys.stderr,
-        disable=args.quiet,
-    )
+    total = (args.rounds * len(runs) + len(models)) * len(LIBS)
+    bar = tqdm(total=total, desc="bench_train", file=sys.stderr, disable=args.quiet)
     samples = {(lib, kind, n): [] for lib in LIBS for kind, n in runs}
     for r in range(args.rounds):
         for kind, n in runs:
@@ -203,45 +198,28 @@ def measure(args, models: list[str], threads: list[int]) -> dict:
 
     results = {}
     for kind in models:
-        per_threads = {}
+        rows = {}
         for n in threads:
             e, t = median_ms("ember", kind, n), median_ms("torch", kind, n)
-            first = median_ms("ember", kind, n, "first_s")
-            per_threads[n] = {
-                "ember_ms": e,
-                "torch_ms": t,
-                "ratio": e / t,
-                "ember_first_ms": first,
-                "ember_first_over_steady": first / e,
-                "torch_first_ms": median_ms("torch", kind, n, "first_s"),
-            }
-        lo, hi = per_threads[threads[0]], per_threads[threads[-1]]
-        speed_e, speed_t = lo["ember_ms"] / hi["ember_ms"], lo["torch_ms"] / hi["torch_ms"]
+            e1, t1 = median_ms("ember", kind, n, "first_s"), median_ms("torch", kind, n, "first_s")
+            rows[n] = {"ember_ms": e, "torch_ms": t, "ratio": e / t, "ember_first_ms": e1}
+            rows[n] |= {"ember_first_over_steady": e1 / e, "torch_first_ms": t1}
+        lo, hi = rows[threads[0]], rows[threads[-1]]
+        up_e, up_t = lo["ember_ms"] / hi["ember_ms"], lo["torch_ms"] / hi["torch_ms"]
+        em, tm = peak["ember", kind], peak["torch", kind]
         results[kind] = {
-            "threads": per_threads,
-            "speedup": {
-                "from": threads[0],
-                "to": threads[-1],
-                "ember": speed_e,
-                "torch": speed_t,
-                "ratio": speed_e / speed_t,
-            },
-            "memory": {
-                "ember_mb": peak["ember", kind],
-                "torch_mb": peak["torch", kind],
-                "ratio": peak["ember", kind] / peak["torch", kind],
-            },
+            "threads": rows,
+            "speedup": {"from": threads[0], "to": threads[-1], "ember": up_e, "torch": up_t},
+            "memory": {"ember_mb": em, "torch_mb": tm, "ratio": em / tm},
         }
+        results[kind]["speedup"]["ratio"] = up_e / up_t
     return results
 
 
 def machine(args) -> dict:
-    cpu = "unknown CPU"
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    with open("/proc/cpuinfo") as f:  # Linux only, as the memory measure is
+        names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
+    cpu = names[0] if names else "unknown CPU"
     return {
         "cpu": cpu,
         "cores": cores(),
