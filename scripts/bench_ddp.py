@@ -1,6 +1,7 @@
 """Benchmark ember.distributed against raw mpi4py and PyTorch (gloo), one thread per rank.
 
-Run: ``mpiexec -n 2 python scripts/bench_ddp.py [--quick]``
+Run: ``mpiexec -n 2 python scripts/bench_ddp.py [--quick] [--rounds R] [--min-time S] [--quiet]``
+(progress on rank 0's stderr)
 
 1. all_reduce bus bandwidth, busbw = 2(n-1)/n * bytes / time, float32 from 4 KB to
    256 MB: ember (dist.all_reduce), raw mpi4py ``Allreduce`` (in place), torch gloo.
@@ -20,10 +21,12 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import argparse  # noqa: E402
 import socket  # noqa: E402
+import sys  # noqa: E402
 import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 from mpi4py import MPI  # noqa: E402
+from tqdm import tqdm  # noqa: E402
 
 import ember  # noqa: E402
 import ember.distributed as dist  # noqa: E402
@@ -34,6 +37,11 @@ from ember.nn.parallel import DistributedDataParallel as DDP  # noqa: E402
 
 COMM = MPI.COMM_WORLD
 RANK, SIZE = COMM.Get_rank(), COMM.Get_size()
+
+
+def progress(total: int, desc: str, quiet: bool) -> tqdm:
+    """A progress bar on rank 0's stderr; every other rank gets a silent one."""
+    return tqdm(total=total, desc=desc, file=sys.stderr, disable=quiet or RANK != 0)
 
 
 def timed(fn, min_time=0.3, max_iters=200, warmup=2) -> float:
@@ -70,22 +78,26 @@ def init_torch():
     return torch, tdist
 
 
-def bench_allreduce(torch, tdist, quick: bool):
+def bench_allreduce(torch, tdist, args):
     sizes = [4 << 10, 64 << 10, 1 << 20, 16 << 20, 256 << 20]
-    if quick:
+    if args.quick:
         sizes = sizes[:4]
     factor = 2 * (SIZE - 1) / SIZE
     rows = []
+    bar = progress(len(sizes), "all_reduce sizes", args.quiet)
     for nbytes in sizes:
+        bar.set_postfix_str(_fmt_bytes(nbytes))
         n = nbytes // 4
         arr = np.ones(n, np.float32)
         et = ember.from_numpy(arr)
         tt = torch.ones(n)
-        t_ember = timed(lambda et=et: dist.all_reduce(et))
-        t_mpi = timed(lambda arr=arr: COMM.Allreduce(MPI.IN_PLACE, arr, op=MPI.SUM))
-        t_gloo = timed(lambda tt=tt: tdist.all_reduce(tt))
+        t_ember = timed(lambda et=et: dist.all_reduce(et), args.min_time)
+        t_mpi = timed(lambda arr=arr: COMM.Allreduce(MPI.IN_PLACE, arr, op=MPI.SUM), args.min_time)
+        t_gloo = timed(lambda tt=tt: tdist.all_reduce(tt), args.min_time)
         rows.append((nbytes, *(factor * nbytes / t / 1e9 for t in (t_ember, t_mpi, t_gloo))))
         del arr, et, tt
+        bar.update()
+    bar.close()
     if RANK == 0:
         print(f"\nall_reduce bus bandwidth (GB/s), float32, {SIZE} ranks")
         print(f"{'size':>10} {'ember':>9} {'mpi4py':>9} {'gloo':>9}  ember/mpi4py")
@@ -104,24 +116,28 @@ def ember_mlp():
     )
 
 
-def interleaved(variants: dict, rounds: int, steps: int = 3) -> dict:
+def interleaved(variants: dict, rounds: int, quiet: bool, steps: int = 3) -> dict:
     """Median seconds per step of each variant, timed in alternating rounds so that
     drifting machine load hits all variants alike."""
     for fn in variants.values():
         fn()
         fn()
     samples = {name: [] for name in variants}
+    bar = progress(rounds * len(variants), "DDP step variants", quiet)
     for _ in range(rounds):
         for name, fn in variants.items():
+            bar.set_postfix_str(name)
             COMM.Barrier()
             t0 = time.perf_counter()
             for _ in range(steps):
                 fn()
             samples[name].append(COMM.allreduce(time.perf_counter() - t0, op=MPI.MAX) / steps)
+            bar.update()
+    bar.close()
     return {name: float(np.median(v)) for name, v in samples.items()}
 
 
-def bench_training(torch, tdist, quick: bool):
+def bench_training(torch, tdist, args):
     batch = 256
     rng = np.random.default_rng(RANK)
     x_np = rng.standard_normal((batch, 784)).astype(np.float32)
@@ -184,7 +200,8 @@ def bench_training(torch, tdist, quick: bool):
             "torch_local": _torch_step(torch, tmodel, tx, ty),
             "torch_ddp": _torch_step(torch, tddp_model, tx, ty),
         },
-        rounds=5 if quick else 15,
+        rounds=args.rounds or (5 if args.quick else 15),
+        quiet=args.quiet,
     )
 
     if RANK == 0:
@@ -225,13 +242,18 @@ def _torch_step(torch, model, x, y):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="smaller sizes, shorter timings")
+    parser.add_argument("--rounds", type=int, help="DDP step rounds (default 15, 5 with --quick)")
+    parser.add_argument(
+        "--min-time", type=float, default=0.3, help="seconds to time each all_reduce size for"
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress bar on stderr")
     args = parser.parse_args()
     if SIZE < 2:
         raise SystemExit("run under mpiexec with at least 2 ranks: mpiexec -n 2 python " + __file__)
     dist.init_process_group("mpi")
     torch, tdist = init_torch()
-    bench_allreduce(torch, tdist, args.quick)
-    bench_training(torch, tdist, args.quick)
+    bench_allreduce(torch, tdist, args)
+    bench_training(torch, tdist, args)
     tdist.destroy_process_group()
     dist.destroy_process_group()
 

@@ -7,7 +7,7 @@ median is reported.
 
 Usage::
 
-    python scripts/bench_ops.py [--reps 30] [--threads N]
+    python scripts/bench_ops.py [--reps 30] [--threads N] [--quiet]
 """
 
 from __future__ import annotations
@@ -15,10 +15,12 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import sys
 import time
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 import ember
 
@@ -100,30 +102,42 @@ def bench(contenders, reps, warmup=3):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=30)
-    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    parser.add_argument("--threads", type=int, default=None, help="set_num_threads of both")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar on stderr")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+        ember.set_num_threads(args.threads)
     print(
         f"numpy {np.__version__}, torch {torch.__version__}, "
         f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '(unset)')}, "
-        f"torch threads={torch.get_num_threads()}, cpus={os.cpu_count()}"
+        f"torch threads={torch.get_num_threads()}, ember threads={ember.get_num_threads()}, "
+        f"cpus={os.cpu_count()}"
     )
-    print("\nper-op overhead, 8x8 float32, chain of 100 ops (median per op)")
-    for label, make in (("fwd+bwd", small_chain), ("fwd no_grad", small_chain_no_grad)):
+    small = (("fwd+bwd", small_chain), ("fwd no_grad", small_chain_no_grad))
+    large_ops = (("add", 0), ("mul", 0), ("exp", 0), ("matmul", 1024))
+    total = len(small) + len(large_ops)
+    bar = tqdm(total=total, desc="bench_ops", file=sys.stderr, disable=args.quiet)
+    tqdm.write("\nper-op overhead, 8x8 float32, chain of 100 ops (median per op)")
+    for label, make in small:
+        bar.set_postfix_str(label)
         t = bench({"ember": make(ember), "torch": make(torch)}, args.reps * 5)
-        print(
+        bar.update()
+        tqdm.write(
             f"  {label:12s} ember {t['ember'] * 1e4:7.2f} us/op   torch {t['torch'] * 1e4:7.2f} "
             f"us/op   ember/torch {t['ember'] / t['torch']:5.2f}x"
         )
-    print("\nlarge ops, float32, forward + backward (median ms)")
-    for op, n in (("add", 0), ("mul", 0), ("exp", 0), ("matmul", 1024)):
+    tqdm.write("\nlarge ops, float32, forward + backward (median ms)")
+    for op, n in large_ops:
+        bar.set_postfix_str(op)
         t = bench({m.__name__: large(m, op, n) for m in (ember, torch, np)}, args.reps)
-        print(
+        bar.update()
+        tqdm.write(
             f"  {op:7s} ember {t['ember'] * 1e3:8.2f}  torch {t['torch'] * 1e3:8.2f}  numpy "
             f"{t['numpy'] * 1e3:8.2f}   ember/torch {t['ember'] / t['torch']:5.2f}x   "
             f"ember/numpy {t['ember'] / t['numpy']:5.2f}x"
         )
+    bar.close()
 
 
 if __name__ == "__main__":
