@@ -75,11 +75,15 @@ def test_a_host_that_dies_takes_the_job_down(cluster, tmp_path):
                 break
         cluster.kill_host(b)
         killed = time.monotonic()
-        job.communicate(timeout=60)
+        _, err = job.communicate(timeout=60)
         assert time.monotonic() - killed < 15
     finally:
         job.kill()
     assert job.returncode != 0
+    # ember-launch's roll call heard hostA's ranks end (or be ended by mpiexec) and
+    # nothing from hostB's
+    lost = re.findall(r"ember-launch: lost ranks? ([\d, ]+) on host (\S+) \((.*)\)", err)
+    assert lost == [("2, 3", b, "no exit status: the host or its processes died")], err[-3000:]
     assert ranks_running(cluster, a) == ranks_running(cluster, b) == []
     assert last_step(tmp_path / "ckpt") >= 3
 
