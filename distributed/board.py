@@ -214,6 +214,7 @@ class ProgressBoard:
         # the left-hand neighbour is peeked at only when it is another rank on this host
         self._left_view = self._views.get(self._left) if self._left != self._right else None
         self._last_scan = 0.0
+        self._late: list = []  # (request, buffer) of remote reads given up on
         if close_at_exit:  # a window left to MPI_Finalize leaks UCX remote keys
             atexit.register(self.close)
         comm.Barrier()  # every part initialised before anyone reads one
@@ -235,16 +236,35 @@ class ProgressBoard:
             return bytes(view[offset : offset + nbytes])
         from mpi4py import MPI
 
+        if self._late:
+            self._settle_late()
+
         buf = bytearray(nbytes)
         try:
             req = self._win.Rget(buf, r, (offset, nbytes, self._byte()))
             deadline = time.monotonic() + timeout
             while not req.Test():
                 if time.monotonic() > deadline:
+                    self._late.append((req, buf))
                     return None
         except MPI.Exception as err:  # its process is gone (its host died)
             raise PeerLost(r, str(err).strip().splitlines()[-1].strip()) from None
         return bytes(buf)
+
+    def _settle_late(self, timeout: float = 0.0) -> None:
+        r"""Test the reads given up on (a slow or lossy link): MPI still writes their
+        answers into their buffers, so those must live until the reads complete, and
+        the window may be freed only after that."""
+        from mpi4py import MPI
+
+        deadline = time.monotonic() + timeout
+        while self._late:
+            try:
+                self._late = [(req, buf) for req, buf in self._late if not req.Test()]
+            except MPI.Exception:  # a peer is gone: its read never completes
+                self._late = []
+            if not self._late or time.monotonic() > deadline:
+                return
 
     @staticmethod
     def _byte():
@@ -394,6 +414,7 @@ class ProgressBoard:
                 if req.Test():
                     answers[r] = _last_seq(bytes(buf))
                     del remote[r]
+        self._late += [(req, buf) for buf, req in remote.values()]
         return [answers.get(r) for r in range(self.size)]
 
     def entered(self, r: int) -> int | None:
@@ -417,6 +438,7 @@ class ProgressBoard:
         """Free the window (collective; also done at exit); the board is unusable afterwards."""
         if self._win is not None:
             atexit.unregister(self.close)
+            self._settle_late(timeout=10.0)
             self._views.clear()
             self._right_view = self._left_view = None
             self._mine.release()
