@@ -181,11 +181,10 @@ class ProcessGroup:
         work = Work([], outputs, finish, stall, op, seq, entry)
         if rec is None:
             work._requests = _as_list(start())
-        else:
-            if self._guard(self.board.check, seq, rec) and not self._unstarted:
-                work._requests = _as_list(start())
-            else:  # after its neighbours (and the collectives queued before it)
-                pending.queue(self, work, start, rec, async_op)
+        elif self._guard(self.board.check, seq, rec) and not self._unstarted:
+            work._requests = _as_list(start())
+        else:  # after its neighbours (and the collectives queued before it)
+            pending.queue(self, work, start, rec, async_op)
         if async_op:
             return work
         work.wait()
@@ -200,6 +199,7 @@ class ProcessGroup:
             raise
 
     def _start_through(self, work: Work, block: bool = False) -> bool:
+        """For ``Work``'s polls: see :func:`pending.start_through`."""
         return pending.start_through(self, work, block)
 
     def __repr__(self) -> str:
