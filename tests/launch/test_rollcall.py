@@ -5,6 +5,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 
 from ember.launch import _rank
 from ember.launch.rollcall import RollCall, reachable_address
@@ -13,6 +14,13 @@ from ember.launch.rollcall import RollCall, reachable_address
 def connect(roll: RollCall) -> socket.socket:
     host, _, port = roll.address.rpartition(":")
     return socket.create_connection((host, int(port)), timeout=5)
+
+
+def until(condition, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "the roll call did not hear the messages"
+        time.sleep(0.01)
 
 
 def test_silent_ranks_are_named_by_host():
@@ -25,6 +33,7 @@ def test_silent_ranks_are_named_by_host():
         socks[4].sendall(b"sig")  # a message cut in two still counts
         socks[4].sendall(b"nal 4 9\n")
         socks[2].close()  # host b's processes died: connection closed without a word
+        until(lambda: len(roll.hosts) == 5 and len(roll.ended) == 3)
         report = roll.lost_report(settle=0.5)  # rank 3's connection stays open and silent
         assert report == [
             "ember-launch: lost ranks 2, 3 on host b (no exit status: the host or its "
@@ -42,6 +51,7 @@ def test_the_reporter_forwards_the_exit_or_says_the_bootstrap_was_killed():
         killed = _rank.start_reporter(1, roll.address)
         os.close(killed)  # as when mpiexec SIGKILLs the bootstrap
         assert _rank.start_reporter(2, "127.0.0.1:1") is None  # nobody listens there
+        until(lambda: len(roll.ended) == 2)  # the killed one speaks after a grace period
         assert roll.silent(settle=5.0) == {}
         host = socket.gethostname()
         assert roll.hosts == {0: host, 1: host}
