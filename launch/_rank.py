@@ -93,7 +93,7 @@ def _cores() -> int:
 
 def main(argv: list[str]) -> None:
     if argv[:1] == ["--report"]:
-        return report(*map(int, argv[1:4]))
+        return report(int(argv[1]), argv[2], int(argv[3]))
     if not argv:
         sys.exit("usage: _rank.py (script | -m module) [args...]")
     env = _load_env_module()
@@ -161,50 +161,49 @@ def watch(command: list[str], rank: int, world_size: int) -> int:
 
 
 def start_reporter(rank: int, address: str | None) -> int | None:
-    """Tell ember-launch's roll call at `address` ("host:port") that `rank` starts on
-    this host, and leave a reporter process behind, in a session of its own so that
-    mpiexec's clean-up does not reach it; returns the pipe to write how the rank ended
-    to (None without a roll call, or when it cannot be reached)."""
+    """Leave a reporter process behind, in a session of its own so that mpiexec's
+    clean-up does not reach it, that tells ember-launch's roll call at `address`
+    ("host:port") that `rank` starts on this host and then how it ended; returns the pipe
+    to write that to (None without a roll call). The rank's start does not wait for the
+    connection: a roll call that cannot be reached just hears nothing."""
     if not address:
         return None
-    host, _, port = address.rpartition(":")
-    try:
-        sock = socket.create_connection((host, int(port)), timeout=5.0)
-        sock.sendall(f"start {rank} {socket.gethostname()}\n".encode())
-    except (OSError, ValueError):
-        return None  # the launcher will not name this rank's host if it vanishes
     read_end, write_end = os.pipe()
     if os.fork() == 0:
         os.close(write_end)
         os.setsid()
         os.set_inheritable(read_end, True)
-        os.set_inheritable(sock.fileno(), True)
         null = os.open(os.devnull, os.O_RDWR)
         for fd in (0, 1, 2):  # hold none of mpiexec's output pipes open
             os.dup2(null, fd)
         me = os.path.abspath(__file__)
-        args = [sys.executable, "-S", me, "--report", str(read_end), str(sock.fileno()), str(rank)]
+        args = [sys.executable, "-S", me, "--report", str(read_end), address, str(rank)]
         try:
             os.execv(sys.executable, args)
         finally:
             os._exit(1)
     os.close(read_end)
-    sock.close()
     return write_end
 
 
-def report(pipe: int, sock_fd: int, rank: int) -> None:
-    """The reporter: forward what the bootstrap writes to `pipe` to the roll call; when
-    the bootstrap ends without saying how its rank ended (mpiexec killed it), say so."""
-    sock = socket.socket(fileno=sock_fd)
-    final = False
-    while data := os.read(pipe, 4096):
-        sock.sendall(data)
-        final = final or data.startswith((b"exit ", b"signal "))
-    if not final:
-        time.sleep(KILLED_GRACE_S)
-        sock.sendall(f"killed {rank}\n".encode())
-    sock.close()
+def report(pipe: int, address: str, rank: int) -> None:
+    """The reporter: connect to the roll call at `address`, say that `rank` started on
+    this host, forward what the bootstrap writes to `pipe`, and, when the bootstrap ends
+    without saying how its rank ended (mpiexec killed it), say so."""
+    host, _, port = address.rpartition(":")
+    try:
+        sock = socket.create_connection((host, int(port)), timeout=10.0)
+        sock.sendall(f"start {rank} {socket.gethostname()}\n".encode())
+        final = False
+        while data := os.read(pipe, 4096):
+            sock.sendall(data)
+            final = final or data.startswith((b"exit ", b"signal "))
+        if not final:
+            time.sleep(KILLED_GRACE_S)
+            sock.sendall(f"killed {rank}\n".encode())
+        sock.close()
+    except (OSError, ValueError):  # no roll call to tell: the launcher names no host
+        pass
 
 
 def _tell(fd: int | None, message: str) -> None:
