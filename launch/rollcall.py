@@ -4,9 +4,9 @@ when a whole host dies the launcher names it.
 mpiexec says that a process died, not where; and once one host is gone it kills every
 other rank at once, so the survivors have no time to say anything. ember-launch therefore
 listens on a TCP port of its own (``EMBER_ROLLCALL=address:port`` in the ranks'
-environment). Each rank's bootstrap (launch/_rank.py) connects when it starts
-(``start RANK HOST``) and leaves a *reporter* behind: a small process in its own session,
-outside mpiexec's reach, that forwards how the rank ended (``exit RANK CODE``,
+environment). Each rank's bootstrap (launch/_rank.py) leaves a *reporter* behind: a small
+process in its own session, outside mpiexec's reach, that connects and says that the rank
+started (``start RANK HOST``), then forwards how it ended (``exit RANK CODE``,
 ``signal RANK N``) or, when the bootstrap itself was killed (mpiexec cleaning up), says so
 (``killed RANK``) a moment later. A host whose processes all die, or which loses power,
 takes its reporters with it: its ranks are the ones that started and never said
