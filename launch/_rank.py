@@ -174,8 +174,10 @@ def start_reporter(rank: int, address: str | None) -> int | None:
         os.setsid()
         os.set_inheritable(read_end, True)
         null = os.open(os.devnull, os.O_RDWR)
-        for fd in (0, 1, 2):  # hold none of mpiexec's output pipes open
+        for fd in (0, 1, 2):  # hold none of mpiexec's pipes or sockets open
             os.dup2(null, fd)
+        os.closerange(3, read_end)
+        os.closerange(read_end + 1, 1 << 16)
         me = os.path.abspath(__file__)
         args = [sys.executable, "-S", me, "--report", str(read_end), address, str(rank)]
         try:
