@@ -2,10 +2,58 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from .. import multi_tensor
 from ..backend import get_array_module
+from ..parallel import parallel_for
 from ..tensor import Tensor
 from .optimizer import Optimizer, Params, as_float, check_hyper, check_implementation_flags
+
+
+def sgd_update(param, grad, buf, init_buf: bool, scratch, *hyper) -> None:
+    """One parameter's SGD update, in place (NumPy or CuPy arrays); ``buf`` is the momentum
+    buffer (None without momentum), set to the gradient when ``init_buf``. ``scratch`` is
+    two arrays shaped like ``param``; ``hyper`` is (lr, momentum, dampening, weight_decay,
+    nesterov, maximize).
+
+    On the CPU a large parameter is updated in flat chunks on ember's threads; the update
+    is elementwise, so every thread count gives the same bits."""
+    lr, momentum, dampening, weight_decay, nesterov, maximize = hyper
+    xp = get_array_module(param)
+    arrays = (param, grad, *scratch) + (() if buf is None else (buf,))
+    flat = xp is np and all(a.flags.c_contiguous for a in arrays)
+    views = [a.reshape(-1) for a in arrays] if flat else arrays
+
+    def chunk(a, e):
+        part = slice(a, e) if flat else slice(None)
+        p, grad, tmp, g = (v[part] for v in views[:4])
+        if weight_decay != 0:
+            xp.multiply(p, weight_decay, out=g)
+            xp.subtract(g, grad, out=g) if maximize else xp.add(g, grad, out=g)
+        elif maximize:
+            xp.negative(grad, out=g)
+        else:
+            g = grad
+        direction = g
+        if buf is not None:
+            b = views[4][part]
+            if init_buf:
+                b[...] = g
+            else:
+                b *= momentum
+                b += xp.multiply(g, 1 - dampening, out=tmp) if dampening != 0 else g
+            if nesterov:
+                direction = xp.multiply(b, momentum, out=tmp)
+                direction += g
+            else:
+                direction = b
+        p -= xp.multiply(direction, lr, out=tmp)
+
+    if flat:
+        parallel_for(chunk, param.size, 1)
+    else:
+        chunk(0, 1)
 
 
 class SGD(Optimizer):
@@ -78,29 +126,18 @@ class SGD(Optimizer):
             for p in params:
                 param = p._array
                 xp = get_array_module(param)
-                grad = p.grad._array
-                g = self._decayed_grad(param, grad, weight_decay, maximize)
+                buf = None
                 if momentum != 0:
                     state = self.state[p]
                     buf = state.get("momentum_buffer")
-                    if buf is None:
-                        buf = g.copy()
-                        state["momentum_buffer"] = Tensor._make(buf, False, None, 0)
-                    else:
-                        buf = buf._array
-                        buf *= momentum
-                        if dampening != 0:
-                            buf += xp.multiply(g, 1 - dampening, out=self._buffer(param))
-                        else:
-                            buf += g
-                    if nesterov:
-                        direction = xp.multiply(buf, momentum, out=self._buffer(param))
-                        direction += g
-                    else:
-                        direction = buf
-                else:
-                    direction = g
-                param -= xp.multiply(direction, lr, out=self._buffer(param))
+                    first = buf is None
+                    if first:  # buf = g on the first step
+                        buf = Tensor._make(xp.empty_like(param), False, None, 0)
+                        state["momentum_buffer"] = buf
+                    buf = buf._array
+                hyper = (lr, momentum, dampening, weight_decay, nesterov, maximize)
+                scratch = (self._buffer(param), self._buffer(param, 1))
+                sgd_update(param, p.grad._array, buf, momentum != 0 and first, scratch, *hyper)
                 p._bump_version()
         return loss
 
