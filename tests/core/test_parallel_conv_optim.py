@@ -270,3 +270,21 @@ def test_conv_module_odd_batch_backward_on_threads(threads):
         return [inp.grad.numpy(), conv.weight.grad.numpy(), conv.bias.grad.numpy()]
 
     _same_on_all_thread_counts(threads, fn)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"kernel_size": 2}, {"kernel_size": 3, "stride": 2, "padding": 1, "dilation": (1, 2, 1)}],
+)
+def test_max_pool3d_threads_match_one_thread_and_torch(threads, kwargs):
+    x = np.random.default_rng(10).standard_normal((3, 5, 6, 7, 8)).astype(np.float32)
+
+    def run(lib):
+        t = lib.tensor(x, requires_grad=True)
+        y, idx = lib.nn.functional.max_pool3d(t, return_indices=True, **kwargs)
+        y.sum().backward()
+        return [y.detach().numpy(), idx.numpy(), t.grad.numpy()]
+
+    ours = _same_on_all_thread_counts(threads, lambda: run(ember))
+    for a, r in zip(ours, run(torch)):
+        np.testing.assert_array_equal(a, r)
