@@ -190,8 +190,13 @@ class ConvolutionTranspose(Function):
             buf_hw.append(max(full, p + full - 2 * p + op))
         xmat = x.reshape(n, groups, c // groups, h * w)
         wmat = weight.reshape(groups, c // groups, og * kh * kw)
-        gcols = array_matmul(wmat.swapaxes(-1, -2), xmat).reshape(n, o, kh, kw, h, w)
-        buf = _col2im(gcols, xp.zeros((n, o, buf_hw[0], buf_hw[1]), x.dtype), stride, dilation)
+        buf = xp.zeros((n, o, buf_hw[0], buf_hw[1]), x.dtype)
+
+        def images(a, e):
+            gcols = array_matmul(wmat.swapaxes(-1, -2), xmat[a:e])
+            _col2im(gcols.reshape(e - a, o, kh, kw, h, w), buf[a:e], stride, dilation)
+
+        gemm_parallel_for(images, n, o * kh * kw * h * w, xp)
         (pt, pl), (ho, wo) = padding, out_hw
         y = buf[:, :, pt : pt + ho, pl : pl + wo]
         if bias is not None:
@@ -214,15 +219,29 @@ class ConvolutionTranspose(Function):
         n, groups = xmat.shape[:2]
         gy = grad.reshape(buf_shape[0], buf_shape[1], -1, grad.shape[-1])
         buf = xp.zeros(buf_shape, grad.dtype)
-        buf[:, :, pt : pt + gy.shape[2], pl : pl + gy.shape[3]] = gy
-        cols = _windows(buf, kernel, in_hw, stride, dilation).reshape(n, groups, -1, xmat.shape[3])
-        gx = gw = gb = None
-        if ctx.needs_input_grad[0]:
-            gx = array_matmul(wmat, cols).reshape(x_shape)
-        if ctx.needs_input_grad[1]:
-            gw = array_matmul(xmat, cols.swapaxes(-1, -2)).sum(0).reshape(w_shape)
-        if ctx.needs_input_grad[2]:
-            gb = gy.sum(axis=(0, 2, 3))
+        windows = _windows(buf, kernel, in_hw, stride, dilation)
+        need_x, need_w, need_b = ctx.needs_input_grad[:3]
+        image_cols = windows[0].size
+        step = conv_blocks(n, image_cols)
+        gx = xp.empty(xmat.shape, grad.dtype) if need_x else None
+        # per-block partial sums of the weight gradient, added in block order at the end
+        gw_parts = xp.empty((-(-n // step),) + wmat.shape, grad.dtype) if need_w else None
+
+        def blocks(first, last):
+            for i in range(first, last):
+                a, e = i * step, min(n, (i + 1) * step)
+                buf[a:e, :, pt : pt + gy.shape[2], pl : pl + gy.shape[3]] = gy[a:e]
+                cols = windows[a:e].reshape(e - a, groups, -1, xmat.shape[3])
+                if need_x:
+                    array_matmul(wmat, cols, out=gx[a:e])
+                if need_w:
+                    array_matmul(xmat[a:e], cols.swapaxes(-1, -2)).sum(0, out=gw_parts[i])
+
+        if need_x or need_w:
+            gemm_parallel_for(blocks, -(-n // step), step * image_cols, xp)
+        gx = None if gx is None else gx.reshape(x_shape)
+        gw = None if gw_parts is None else gw_parts.sum(0).reshape(w_shape)
+        gb = gy.sum(axis=(0, 2, 3)) if need_b else None
         return gx, gw, gb
 
 

@@ -288,3 +288,22 @@ def test_max_pool3d_threads_match_one_thread_and_torch(threads, kwargs):
     ours = _same_on_all_thread_counts(threads, lambda: run(ember))
     for a, r in zip(ours, run(torch)):
         np.testing.assert_array_equal(a, r)
+
+
+@pytest.mark.parametrize(
+    "n, kw",
+    [(5, {"stride": 2, "padding": 1, "output_padding": 1}), (35, {"groups": 2, "dilation": 2})],
+)
+def test_conv_transpose2d_threads_match_one_thread_and_torch(threads, n, kw):
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((n, 4, 5, 6)).astype(np.float32)
+    w = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
+    b = rng.standard_normal(3 * kw.get("groups", 1)).astype(np.float32)
+    ours = _same_on_all_thread_counts(
+        threads, lambda: _grads_of(lambda *t: F.conv_transpose2d(*t, **kw), [x, w, b])
+    )
+    ref = _grads_of(
+        lambda *t: torch.nn.functional.conv_transpose2d(*t, **kw), [x, w, b], torch_lib=True
+    )
+    for a, r in zip(ours, ref):
+        np.testing.assert_allclose(a, r, rtol=1e-4, atol=1e-4)
