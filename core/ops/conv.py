@@ -10,6 +10,8 @@ convolutions run as 2-d ones with a height of 1; unbatched inputs get a batch of
 
 from __future__ import annotations
 
+import numpy as np
+
 from ..amp import _state as _autocast
 from ..amp import cast_for
 from ..autograd import Function
@@ -42,7 +44,7 @@ class Convolution(Function):
         windows = geo.windows(xpd)
         y = xp.empty((n, groups, og, geo.ho, geo.wo), x.dtype)
         y4 = y.reshape(n, o, geo.ho, geo.wo)
-        step = conv_blocks(n, c * kh * kw * span)
+        step = conv_blocks(n, c * kh * kw * span, xp)
 
         def blocks(first, last):
             a, e = first * step, min(n, last * step)
@@ -222,7 +224,8 @@ class ConvolutionTranspose(Function):
         windows = _windows(buf, kernel, in_hw, stride, dilation)
         need_x, need_w, need_b = ctx.needs_input_grad[:3]
         image_cols = windows[0].size
-        step = conv_blocks(n, image_cols)
+        # CUDA: the whole batch in one GEMM, as one block
+        step = conv_blocks(n, image_cols) if xp is np else max(n, 1)
         gx = xp.empty(xmat.shape, grad.dtype) if need_x else None
         # per-block partial sums of the weight gradient, added in block order at the end
         gw_parts = xp.empty((-(-n // step),) + wmat.shape, grad.dtype) if need_w else None

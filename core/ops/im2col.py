@@ -126,17 +126,17 @@ def _out_size(size, kernel, stride, dilation):
     return (size - dilation * (kernel - 1) - 1) // stride + 1
 
 
-# Fewest blocks a batch is cut into (when it has that many images), so that a large
+# Fewest blocks a CPU batch is cut into (when it has that many images), so that a large
 # machine's threads all get work even when a block of cache-sized columns would hold
 # most of the batch.
 _MIN_BLOCKS = 16
 
 
-def conv_blocks(n: int, image_elements: int) -> int:
-    """Images per block: columns of about ``_CHUNK_ELEMENTS`` and at least ``_MIN_BLOCKS``
-    blocks. Depends only on the shapes, never on the thread count."""
+def conv_blocks(n: int, image_elements: int, xp=np) -> int:
+    """Images per block: columns of about ``_CHUNK_ELEMENTS``, and on the CPU at least
+    ``_MIN_BLOCKS`` blocks. Depends only on the shapes, never on the thread count."""
     step = max(1, _CHUNK_ELEMENTS // max(image_elements, 1))
-    return max(1, min(step, n // _MIN_BLOCKS))
+    return max(1, min(step, n // _MIN_BLOCKS)) if xp is np else step
 
 
 _blas_libraries = None
