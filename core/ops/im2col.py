@@ -3,11 +3,11 @@ ember's CPU threads.
 
 A batch is cut into fixed blocks of images (``conv_blocks``); each block's columns are
 copied, multiplied and scattered back on one thread, with a one-thread BLAS while the
-blocks run side by side. Measured on a 2-core machine (2026-12-06, MNIST convnet's
-second layer, 64 images): per-image GEMMs on two pool threads with a one-thread BLAS
-ran in ~60 % of the time of the same GEMMs on one thread with OpenBLAS threading each
-small GEMM, and also beat fewer, larger GEMMs (8 images a GEMM, BLAS-threaded), whose
-column copies and transposes stay single-threaded. Block boundaries do not depend on
+blocks run side by side. Measured on the shared (loaded) 2-core CI machine
+(2026-12-06, the MNIST convnet's second layer forward, 64 images, best of 40): per-image
+GEMMs on two pool threads with a one-thread BLAS 13.5 ms; the same GEMMs on one thread,
+each threaded by OpenBLAS, 25.1 ms; 8 images a GEMM, BLAS-threaded, 16.0 ms, its
+column copies and transposes single-threaded. Block boundaries do not depend on
 the thread count, and reductions over the batch (weight and bias gradients) add the
 blocks' partial sums in block order, so results are the same on any number of threads.
 """
