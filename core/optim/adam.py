@@ -13,6 +13,7 @@ from .optimizer import (
     as_float,
     check_hyper,
     check_implementation_flags,
+    decayed_grad,
     increment_step,
     zeros_state,
 )
@@ -55,13 +56,7 @@ def adam_update(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, scratch, *hype
         p, grad, exp_avg, exp_avg_sq, tmp, g = (v[part] for v in views[:6])
         if weight_decay != 0 and decoupled:
             p *= 1 - lr * weight_decay
-        if weight_decay != 0 and not decoupled:
-            xp.multiply(p, weight_decay, out=g)
-            xp.subtract(g, grad, out=g) if maximize else xp.add(g, grad, out=g)
-        elif maximize:
-            xp.negative(grad, out=g)
-        else:
-            g = grad
+        g = decayed_grad(xp, p, grad, 0 if decoupled else weight_decay, maximize, g)
         update_moments(xp, g, exp_avg, exp_avg_sq, beta1, beta2, tmp)
         if max_exp_avg_sq is not None:
             max_sq = views[6][part]

@@ -105,6 +105,17 @@ def as_float(value) -> float:
     return float(value.item()) if isinstance(value, Tensor) else float(value)
 
 
+def decayed_grad(xp, param, grad, weight_decay: float, maximize: bool, out):
+    """``(-grad if maximize else grad) + weight_decay * param``, written into ``out`` unless
+    it is just ``grad`` (also a chunk's piece of it: the CPU updates run in chunks)."""
+    if weight_decay != 0:
+        g = xp.multiply(param, weight_decay, out=out)
+        return xp.subtract(g, grad, out=g) if maximize else xp.add(g, grad, out=g)
+    if maximize:
+        return xp.negative(grad, out=out)
+    return grad
+
+
 class Optimizer:
     r"""Base class for all optimizers.
 
@@ -341,13 +352,10 @@ class Optimizer:
     def _decayed_grad(self, param, grad, weight_decay: float, maximize: bool):
         """``(-grad if maximize else grad) + weight_decay * param``, in a scratch buffer
         unless it is just ``grad``."""
+        if weight_decay == 0 and not maximize:
+            return grad
         xp = backend.xp_of(param)
-        if weight_decay != 0:
-            g = xp.multiply(param, weight_decay, out=self._buffer(param, 1))
-            return xp.subtract(g, grad, out=g) if maximize else xp.add(g, grad, out=g)
-        if maximize:
-            return xp.negative(grad, out=self._buffer(param, 1))
-        return grad
+        return decayed_grad(xp, param, grad, weight_decay, maximize, self._buffer(param, 1))
 
     def _regularized_grad(self, param, grad, group: dict[str, Any], lr: float):
         """The gradient a step follows under ``group``'s ``weight_decay`` and ``maximize``:

@@ -8,7 +8,14 @@ from .. import multi_tensor
 from ..backend import xp_of
 from ..parallel import parallel_for
 from ..tensor import wrap_array
-from .optimizer import Optimizer, Params, as_float, check_hyper, check_implementation_flags
+from .optimizer import (
+    Optimizer,
+    Params,
+    as_float,
+    check_hyper,
+    check_implementation_flags,
+    decayed_grad,
+)
 
 
 def sgd_update(param, grad, buf, init_buf: bool, scratch, *hyper) -> None:
@@ -28,13 +35,7 @@ def sgd_update(param, grad, buf, init_buf: bool, scratch, *hyper) -> None:
     def chunk(a, e):
         part = slice(a, e) if flat else slice(None)
         p, grad, tmp, g = (v[part] for v in views[:4])
-        if weight_decay != 0:
-            xp.multiply(p, weight_decay, out=g)
-            xp.subtract(g, grad, out=g) if maximize else xp.add(g, grad, out=g)
-        elif maximize:
-            xp.negative(grad, out=g)
-        else:
-            g = grad
+        g = decayed_grad(xp, p, grad, weight_decay, maximize, g)
         direction = g
         if buf is not None:
             b = views[4][part]
