@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..parallel import chunk_bounds, parallel_for
+from ..parallel import parallel_for
 from ._util import xp_of
 
 
@@ -143,33 +143,11 @@ def conv_blocks(n: int, image_elements: int, xp=np) -> int:
     return max(1, min(step, n // _MIN_BLOCKS)) if xp is np else step
 
 
-_blas_libraries = None
-
-
-def _blas():
-    global _blas_libraries
-    if _blas_libraries is None:
-        from threadpoolctl import ThreadpoolController
-
-        found = ThreadpoolController().lib_controllers
-        _blas_libraries = [lib for lib in found if lib.user_api == "blas"]
-    return _blas_libraries
-
-
 def gemm_parallel_for(body, rows: int, row_elements: int, xp=np) -> None:
-    """``parallel_for`` for bodies that call the BLAS: while chunks run side by side the
-    BLAS runs one thread per call (a threaded BLAS called from several threads at once
-    oversubscribes the cores or serialises the calls); a single chunk keeps the BLAS's
-    own threads. CuPy arrays run as one chunk on the calling thread."""
-    if xp is not np or len(chunk_bounds(rows, row_elements)) == 1:
+    """``parallel_for`` for bodies that call the BLAS (each chunk's products run on one
+    BLAS thread; a single chunk keeps the BLAS's own threads); CuPy arrays run as one chunk
+    on the calling thread."""
+    if xp is not np:
         body(0, rows)
         return
-    libs = _blas()
-    before = [lib.get_num_threads() for lib in libs]
-    for lib in libs:
-        lib.set_num_threads(1)
-    try:
-        parallel_for(body, rows, row_elements)
-    finally:
-        for lib, count in zip(libs, before):
-            lib.set_num_threads(count)
+    parallel_for(body, rows, row_elements)  # holds the BLAS at one thread while chunks run

@@ -65,9 +65,9 @@ class MatMul(Function):
         ga = gb = None
         if a.ndim == 2 and b.ndim == 2:
             if ctx.needs_input_grad[0]:
-                ga = grad @ b.T
+                ga = array_matmul(grad, b.T)
             if ctx.needs_input_grad[1]:
-                gb = a.T @ grad
+                gb = array_matmul(a.T, grad)
             return _keep_dtype(ga, a), _keep_dtype(gb, b)
         a2 = a if a.ndim > 1 else a[None, :]
         b2 = b if b.ndim > 1 else b[:, None]
@@ -82,7 +82,7 @@ class MatMul(Function):
             if b2.ndim == 2 and a2.ndim > 2:
                 # x @ W with a batched x: one GEMM over the flattened batch
                 k, n = b2.shape
-                gb = a2.reshape(-1, k).T @ g2.reshape(-1, n)
+                gb = array_matmul(a2.reshape(-1, k).T, g2.reshape(-1, n))
             else:
                 gb = _reduce_to(array_matmul(_mT(a2), g2), b2.shape)
             gb = gb.reshape(b.shape)
@@ -498,7 +498,7 @@ class Linear(Function):
     def forward(ctx, x, weight, bias=None):
         ctx.save_for_backward(x, weight)
         x2 = x.reshape(-1, x.shape[-1]) if x.ndim != 2 else x
-        out = _keep_dtype(x2 @ weight.T, x)
+        out = _keep_dtype(array_matmul(x2, weight.T), x)
         if bias is not None:
             out += bias
         return out.reshape(x.shape[:-1] + (weight.shape[0],)) if x.ndim != 2 else out
@@ -516,8 +516,9 @@ class Linear(Function):
                 gb = Sum.apply(grad, dim=lead, keepdim=False) if lead else grad
             return gx, gw, gb
         g2 = grad.reshape(-1, grad.shape[-1]) if grad.ndim != 2 else grad
-        gx = (g2 @ weight).reshape(x.shape) if need_x else None
-        gw = g2.T @ (x.reshape(-1, x.shape[-1]) if x.ndim != 2 else x) if need_w else None
+        x2 = x.reshape(-1, x.shape[-1]) if x.ndim != 2 else x
+        gx = array_matmul(g2, weight).reshape(x.shape) if need_x else None
+        gw = array_matmul(g2.T, x2) if need_w else None
         gb = g2.sum(0) if need_b else None
         return _keep_dtype(gx, x), _keep_dtype(gw, weight), gb
 

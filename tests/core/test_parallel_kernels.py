@@ -287,3 +287,37 @@ def test_parallel_for_from_several_python_threads(tiny_chunks):
     assert not errors
     assert len(results) == 60 and all(np.array_equal(r, want) for r in results)
     assert _blas_threads() == [2] * len(_blas_threads())
+
+
+def test_parallel_for_inside_a_chunk_runs_inline(tiny_chunks):
+    ember.set_num_threads(2)
+    inner_threads = []
+
+    def outer(start, stop):
+        parallel.parallel_for(lambda a, b: inner_threads.append(threading.get_ident()), 8, 100)
+
+    parallel.parallel_for(outer, 4, 100)
+    assert len(inner_threads) == 2  # one inline inner call per outer chunk, no deadlock
+
+
+@pytest.mark.parametrize("shape", [(37, 29, 23), (5, 3, 200)])
+def test_matmul_split_by_rows_matches_blas(tiny_chunks, monkeypatch, shape):
+    monkeypatch.setattr(parallel, "MATMUL_MIN_WORK", 1)
+    m, k, n = shape
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((m, k)), rng.standard_normal((n, k)).T  # a transposed view too
+    for threads in (1, 2, 3):
+        ember.set_num_threads(threads)
+        np.testing.assert_allclose(parallel.matmul(a, b), a @ b, rtol=1e-13, atol=1e-13)
+
+
+def test_linear_on_threads_matches_torch(tiny_chunks, monkeypatch):
+    monkeypatch.setattr(parallel, "MATMUL_MIN_WORK", 1)
+    rng = np.random.default_rng(1)
+    arrays = [rng.standard_normal(s) for s in ((3, 11, 7), (5, 7), (5,))]
+    ember.set_num_threads(3)
+    for got, want in zip(
+        _run(ember, lambda f, x, w, b: f.linear(x, w, b), arrays),
+        _run(torch, lambda f, x, w, b: f.linear(x, w, b), arrays),
+    ):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
