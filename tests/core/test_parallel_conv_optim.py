@@ -197,7 +197,7 @@ def test_optimizer_non_contiguous_parameter_on_threads(threads):
     np.testing.assert_allclose(ours[0], run(torch)[0], rtol=1e-6, atol=1e-6)
 
 
-@pytest.mark.parametrize("norm_type", [2.0, float("inf"), 1.0, 3.0])
+@pytest.mark.parametrize("norm_type", [2.0, float("inf"), 1.0, 3.0, 0.0])
 def test_clip_grad_norm_threads_match_one_thread_and_torch(threads, monkeypatch, norm_type):
     monkeypatch.setattr(clip_grad, "_NORM_BLOCK", 50)  # several blocks per gradient
     rng = np.random.default_rng(6)

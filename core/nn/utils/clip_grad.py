@@ -45,7 +45,9 @@ def get_total_norm(
         total = stacked.max()
     elif norm_type == -math.inf:
         total = stacked.min()
-    elif norm_type in (0.0, 1.0):
+    elif norm_type == 0.0:  # PyTorch's norm of the per-tensor norms: tensors with a nonzero
+        total = (stacked != 0).sum().astype(stacked.dtype)
+    elif norm_type == 1.0:
         total = stacked.sum()
     elif norm_type == 2.0:
         total = xp.sqrt(stacked.sum())
