@@ -118,7 +118,7 @@ _EXPORTS = {
         acos acosh arccos arccosh arcsin arcsinh arctan arctan2 arctanh asin asinh atan
         atan2 atanh ceil copysign cos cosh erf erfc erfinv exp exp2 expm1 floor lerp log
         log10 log1p log2 logaddexp logaddexp2 reciprocal round rsqrt sigmoid sign sin
-        sinh sqrt tan tanh trunc
+        sinh sqrt square tan tanh trunc
     """,
     "ember.core.random": """
         Generator get_rng_state initial_seed manual_seed seed set_rng_state

@@ -97,6 +97,20 @@ class Sqrt(Function):
         return grad / (y * 2)
 
 
+class Square(Function):
+    differentiable_backward = True
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x * x
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return grad * (x * 2)
+
+
 class Rsqrt(Function):
     autocast, promotes, differentiable_backward = "cuda:fp32", "float", True
 
@@ -198,6 +212,7 @@ log = unary(Log, "log", inplace=True)
 log1p = unary(Log1p, "log1p", inplace=True)
 sqrt = unary(Sqrt, "sqrt", inplace=True)
 rsqrt = unary(Rsqrt, "rsqrt", inplace=True)
+square = unary(Square, "square", inplace=True)
 reciprocal = unary(Reciprocal, "reciprocal", inplace=True)
 sin = unary(Sin, "sin", inplace=True)
 cos = unary(Cos, "cos", inplace=True)

@@ -51,6 +51,7 @@ def test_declared_files_use_only_the_declaration(name):
         ("log1p_", ()),
         ("reciprocal_", ()),
         ("rsqrt_", ()),
+        ("square_", ()),
         ("negative_", ()),
         ("subtract_", (0.5,)),
         ("multiply_", (3.0,)),

@@ -46,6 +46,7 @@ UNARY = [
     ("log1p", lambda x: x.abs().log1p(), None),
     ("sqrt", lambda x: (x.abs() + 0.1).sqrt(), None),
     ("rsqrt", lambda x: (x.abs() + 0.1).rsqrt(), None),
+    ("square", lambda x: x.square(), None),
     ("abs", lambda x: x.abs(), None),
     ("neg", lambda x: -x, None),
     ("reciprocal", lambda x: (x.abs() + 0.5).reciprocal(), None),
