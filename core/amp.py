@@ -25,32 +25,18 @@ from .tensor import Tensor
 
 # PyTorch's autocast op lists (aten/src/ATen/autocast_mode.cpp), for the ember ops that do
 # not declare their policy on their Function yet.
-_LOWER_BOTH = (
-    "scaled_dot_product_attention conv1d conv2d conv_transpose1d conv_transpose2d"
-).split()
-_FP32_BOTH = (
-    "cross_entropy nll_loss mse_loss l1_loss smooth_l1_loss huber_loss kl_div "
-    "binary_cross_entropy_with_logits cosine_embedding_loss"
-).split()
-_FP32_CUDA = ("softmax log_softmax cumsum cumprod layer_norm group_norm rms_norm softplus").split()
+_LOWER_BOTH = "conv1d conv2d conv_transpose1d conv_transpose2d".split()
 _LOWER, _FP32, _PROMOTE, _BANNED = "lower", "float32", "promote", "banned"
 _POLICY = {
-    "cuda": {
-        **dict.fromkeys(_LOWER_BOTH, _LOWER),
-        **dict.fromkeys(_FP32_BOTH + _FP32_CUDA, _FP32),
-        "binary_cross_entropy": _BANNED,
-    },
-    "cpu": {
-        **dict.fromkeys(_LOWER_BOTH, _LOWER),
-        **dict.fromkeys(_FP32_BOTH + ["binary_cross_entropy"], _FP32),
-    },
+    "cuda": dict.fromkeys(_LOWER_BOTH, _LOWER),
+    "cpu": dict.fromkeys(_LOWER_BOTH, _LOWER),
 }
-_DECLARED = {"lower": _LOWER, "fp32": _FP32, "promote": _PROMOTE}
+_DECLARED = {"lower": _LOWER, "fp32": _FP32, "promote": _PROMOTE, "banned": _BANNED}
 
 
 def declare_policy(device_type: str, op: str, policy: str) -> None:
-    """Put ``op`` on the autocast list ``policy`` (``"lower"``, ``"fp32"`` or
-    ``"promote"``) of ``device_type``: an op's declared ``autocast`` (ops/declare.py)."""
+    """Put ``op`` on the autocast list ``policy`` (``"lower"``, ``"fp32"``, ``"promote"``
+    or ``"banned"``) of ``device_type``: an op's declared ``autocast`` (ops/declare.py)."""
     if policy not in _DECLARED:
         raise ValueError(
             f"autocast policy of {op} must be one of {sorted(_DECLARED)}, got {policy!r}"

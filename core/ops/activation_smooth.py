@@ -1,6 +1,6 @@
-"""The common activations (relu, leaky_relu, elu, gelu, silu, softplus) as fused ops;
-torch.nn.functional's forms with ``inplace=`` and the rarer activations live in
-``nn_activation``."""
+"""The smooth activations: gelu (with a fast float32 kernel on NumPy), silu, mish,
+softplus, logsigmoid, softsign, tanhshrink and glu. The rectifiers (relu, elu, ...) are in
+``activation.py``."""
 
 from __future__ import annotations
 
@@ -9,62 +9,14 @@ import math
 import numpy as np
 
 from .. import kernels
-from ..amp import _state as _autocast
-from ..amp import cast_for
 from ..autograd import Function
 from ..tensor import Tensor
 from . import cpu_rows, special
-from ._util import attach, inplace, xp_of
-from .elementwise import _sigmoid, _unary
-
-
-class Relu(Function):
-    differentiable_backward = True
-
-    @staticmethod
-    def forward(ctx, x):
-        y = xp_of(x).maximum(x, 0)
-        ctx.save_for_backward(y)
-        return y
-
-    @staticmethod
-    def backward(ctx, grad):
-        (y,) = ctx.saved_tensors
-        return grad * (y > 0)
-
-
-class LeakyRelu(Function):
-    differentiable_backward = True
-
-    @staticmethod
-    def forward(ctx, x, negative_slope=0.01):
-        ctx.save_for_backward(x)
-        ctx.slope = negative_slope
-        return xp_of(x).where(x > 0, x, x * negative_slope)
-
-    @staticmethod
-    def backward(ctx, grad):
-        (x,) = ctx.saved_tensors
-        pos = x > 0
-        return grad * (
-            pos + (~pos if not isinstance(pos, Tensor) else pos.logical_not()) * ctx.slope
-        )
-
-
-class Elu(Function):
-    @staticmethod
-    def forward(ctx, x, alpha=1.0):
-        xp = xp_of(x)
-        y = xp.where(x > 0, x, alpha * xp.expm1(xp.minimum(x, 0))).astype(x.dtype, copy=False)
-        ctx.save_for_backward(x, y)
-        ctx.alpha = alpha
-        return y
-
-    @staticmethod
-    def backward(ctx, grad):
-        x, y = ctx.saved_tensors
-        return grad * xp_of(x).where(x > 0, 1, y + ctx.alpha).astype(grad.dtype, copy=False)
-
+from ._util import xp_of
+from .activation import _floating, maybe_inplace
+from .cast import float_input
+from .declare import declared
+from .unary_math import _sigmoid
 
 _SQRT_2_OVER_PI = math.sqrt(2 / math.pi)
 
@@ -248,6 +200,8 @@ class Silu(Function):
 
 
 class Softplus(Function):
+    autocast = "cuda:fp32"
+
     @staticmethod
     def forward(ctx, x, beta=1.0, threshold=20.0):
         xp = xp_of(x)
@@ -266,31 +220,106 @@ class Softplus(Function):
         )
 
 
-silu = _unary(Silu)
-
-
-def relu(input: Tensor) -> Tensor:
-    return Relu.apply(input)
-
-
-def leaky_relu(input: Tensor, negative_slope: float = 0.01) -> Tensor:
-    return LeakyRelu.apply(input, negative_slope=negative_slope)
-
-
-def elu(input: Tensor, alpha: float = 1.0) -> Tensor:
-    return Elu.apply(input, alpha=alpha)
-
-
+@declared(Gelu, method=False)
 def gelu(input: Tensor, approximate: str = "none") -> Tensor:
+    r"""``x * Phi(x)``, ``Phi`` the standard normal CDF (``approximate="tanh"``: its tanh
+    approximation)."""
     if approximate not in ("none", "tanh"):
         raise ValueError(f"approximate argument must be either none or tanh, got {approximate!r}")
     return Gelu.apply(input, approximate=approximate)
 
 
+@declared(Silu, method=False)
+def silu(input: Tensor, inplace: bool = False) -> Tensor:
+    r"""``x * sigmoid(x)``; an integer input computes in the default float dtype."""
+    if not input.is_floating_point():
+        input = float_input(input)
+    return maybe_inplace(Silu.apply, input, inplace)
+
+
+@declared(Softplus, method=False)
 def softplus(input: Tensor, beta: float = 1.0, threshold: float = 20.0) -> Tensor:
-    if _autocast:
-        (input,) = cast_for("softplus", input)
+    r"""``log(1 + exp(beta * x)) / beta``, linear above ``threshold``."""
     return Softplus.apply(input, beta=beta, threshold=threshold)
 
 
-attach(relu=relu, relu_=inplace(relu))
+def _softplus(x):
+    xp = xp_of(x)
+    return xp.log1p(xp.exp(-xp.abs(x))) + xp.maximum(x, 0)
+
+
+class Mish(Function):
+    @staticmethod
+    def forward(ctx, x):
+        xp = xp_of(x)
+        t = xp.tanh(_softplus(x))
+        ctx.save_for_backward(x, t)
+        return x * t
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, t = ctx.saved_tensors
+        return grad * (t + x * (1 - t * t) * _sigmoid(x))
+
+
+@declared(Mish, method=False)
+def mish(input: Tensor, inplace: bool = False) -> Tensor:
+    r"""``x * tanh(softplus(x))``."""
+    _floating("mish", input)
+    return maybe_inplace(Mish.apply, input, inplace)
+
+
+class LogSigmoid(Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return -_softplus(-x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return grad * _sigmoid(-x)
+
+
+@declared(LogSigmoid, method=False)
+def logsigmoid(input: Tensor) -> Tensor:
+    r"""``log(sigmoid(x))``, computed stably."""
+    _floating("logsigmoid", input)
+    return LogSigmoid.apply(input)
+
+
+class Softsign(Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x / (1 + xp_of(x).abs(x))
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        d = 1 + xp_of(x).abs(x)
+        return grad / (d * d)
+
+
+@declared(Softsign, method=False)
+def softsign(input: Tensor) -> Tensor:
+    r"""``x / (1 + |x|)``."""
+    _floating("softsign", input)
+    return Softsign.apply(input)
+
+
+@declared(None, method=False)
+def tanhshrink(input: Tensor) -> Tensor:
+    r"""``input - tanh(input)``."""
+    return input - input.tanh()
+
+
+@declared(None, method=False)
+def glu(input: Tensor, dim: int = -1) -> Tensor:
+    r"""Gated linear unit: split ``input`` in halves ``a, b`` along ``dim``; ``a * sigmoid(b)``."""
+    if input.shape[dim] % 2:
+        raise RuntimeError(
+            f"Halving dimension must be even, but dimension {dim} is size {input.shape[dim]}"
+        )
+    a, b = input.chunk(2, dim)
+    return a * b.sigmoid()

@@ -7,7 +7,7 @@ from __future__ import annotations
 from .. import backend, dtypes
 from ..tensor import Tensor
 from ._util import attach
-from .elementwise import to_copy
+from .cast import to_copy
 
 
 def to(self: Tensor, *args, **kwargs) -> Tensor:

@@ -1,65 +1,41 @@
-"""Elementwise losses: mse, l1, smooth_l1, huber, binary cross entropy (on
-probabilities and on logits), kl_div, cosine_embedding. Each is one Function whose
-forward computes the loss and reduces, and whose backward is the closed form. Under
-create_graph (double backward) backward takes a second path with the same closed form in
-Tensor ops on the saved inputs; branch masks (where a loss is piecewise) are constants
-there, as their derivative is zero almost everywhere."""
+"""Losses of an input against a target of its shape: the regression losses mse, l1,
+smooth_l1 and huber (one Function of ``diff = input - target`` whose ``kind`` picks the
+element loss and its closed-form derivative), the Poisson and Gaussian NLLs, the margin
+losses (cosine embedding, margin ranking, hinge embedding, triplet) and the distances
+they use (pairwise_distance, cosine_similarity). Under create_graph (double backward)
+backward takes a second path with the same closed form in Tensor ops on the saved inputs;
+branch masks (where a loss is piecewise) are constants there, as their derivative is zero
+almost everywhere."""
 
 from __future__ import annotations
 
-import warnings
+import math
 
 import numpy as np
 
-from .. import dtypes
-from ..amp import _state as _autocast
-from ..amp import cast_for
-from ..autograd import Function
+from ..autograd import Function, no_grad
 from ..tensor import Tensor
-from ._util import check_same_device, sum_to, xp_of
-from .dropout_embedding_ce import check_reduction
-from .elementwise import _sigmoid, to_copy
-from .graph_backward import const
-
-
-def _reduce(loss, reduction: str, dtype):
-    xp = xp_of(loss)
-    if reduction == "none":
-        return loss
-    acc = np.float32 if loss.dtype.itemsize < 4 else loss.dtype  # half types sum in float32
-    out = loss.sum(dtype=acc) if reduction == "sum" else loss.mean(dtype=acc)
-    return xp.asarray(out, dtype=dtype)
-
-
-def _choose(cond, a, b):
-    """``where(cond, a, b)`` for a constant bool array ``cond`` and finite Tensors or
-    numbers ``a``, ``b``, built from products so that it stays differentiable."""
-    dt = next(v._array.dtype for v in (a, b) if isinstance(v, Tensor))
-    m = cond.astype(dt)
-    return a * const(m) + b * const(1 - m)
-
-
-def _safe_log(y, floor=-100.0):
-    """``max(log(y), floor)`` on a Tensor, with the clamped entries constant (their
-    derivative is zero) and no infinities anywhere in the graph."""
-    xp = xp_of(y._array)
-    with np.errstate(divide="ignore"):
-        ok = xp.log(y._array) > floor
-    return _choose(ok, _choose(ok, y, 1.0).log(), floor)
-
-
-def _upstream(grad, reduction: str, n: int):
-    """The per-element upstream gradient of a reduced loss."""
-    if reduction == "mean":
-        return grad / n
-    return grad
+from ._util import sum_to, xp_of
+from .declare import declared
+from .elementwise import clamp, where
+from .losses import (
+    _choose,
+    _pair_operands,
+    _reduce,
+    _reduce_tensor,
+    _same_shape,
+    _upstream,
+    check_reduction,
+)
+from .reduce import norm
+from .unary_math import log
 
 
 class _PairLoss(Function):
     """Losses of (input, target) that are a function of ``diff = input - target``:
     ``kind`` picks the element loss and its derivative from ``_PAIR_KERNELS``."""
 
-    differentiable_backward = True
+    autocast, differentiable_backward = "fp32", True
 
     @staticmethod
     def forward(ctx, x, t, reduction="mean", param=1.0, kind=None):
@@ -137,40 +113,7 @@ _PAIR_KERNELS = {
 }
 
 
-def _pair_operands(name, input: Tensor, target: Tensor):
-    if not isinstance(input, Tensor) or not isinstance(target, Tensor):
-        raise TypeError(
-            f"{name}: expected Tensors, got {type(input).__name__} and {type(target).__name__}"
-        )
-    if _autocast:
-        input, target = cast_for(name, input, target)
-    if tuple(target.shape) != tuple(input.shape):
-        warnings.warn(
-            f"Using a target size ({target.shape}) that is different to the input size "
-            f"({input.shape}). This will likely lead to incorrect results due to broadcasting. "
-            "Please ensure they have the same size.",
-            stacklevel=3,
-        )
-        try:
-            np.broadcast_shapes(tuple(input.shape), tuple(target.shape))
-        except ValueError:
-            raise RuntimeError(
-                f"{name}: the size of input {list(input.shape)} must match the size of target "
-                f"{list(target.shape)} (or broadcast with it)"
-            ) from None
-    check_same_device(name, input, target)
-    dt = dtypes.promote_types(input.dtype, target.dtype)
-    if not dt.is_floating_point:
-        raise RuntimeError(
-            f"{name}: expected floating point input and target, got {input.dtype} and {target.dtype}"
-        )
-    if input.dtype is not dt:
-        input = to_copy(input, None, dt)
-    if target.dtype is not dt:
-        target = to_copy(target, None, dt)
-    return input, target
-
-
+@declared(_PairLoss, method=False)
 def mse_loss(
     input: Tensor,
     target: Tensor,
@@ -194,6 +137,7 @@ def mse_loss(
     return _PairLoss.apply(input, target, reduction=reduction, kind="mse")
 
 
+@declared(_PairLoss, method=False)
 def l1_loss(
     input: Tensor,
     target: Tensor,
@@ -212,6 +156,7 @@ def l1_loss(
     return _PairLoss.apply(input, target, reduction=reduction, kind="l1")
 
 
+@declared(_PairLoss, method=False)
 def smooth_l1_loss(
     input: Tensor,
     target: Tensor,
@@ -228,6 +173,7 @@ def smooth_l1_loss(
     return _PairLoss.apply(input, target, reduction=reduction, param=float(beta), kind="smooth_l1")
 
 
+@declared(_PairLoss, method=False)
 def huber_loss(
     input: Tensor, target: Tensor, reduction: str = "mean", delta: float = 1.0, weight=None
 ) -> Tensor:
@@ -254,287 +200,72 @@ def _weighted(loss: Tensor, weight: Tensor, reduction: str) -> Tensor:
     return loss.sum() if reduction == "sum" else loss.sum() / loss.numel()
 
 
-# -- binary cross entropy ------------------------------------------------------------------
+# -- likelihoods ---------------------------------------------------------------------------
 
 
-class BinaryCrossEntropy(Function):
-    """``-w (t log x + (1 - t) log(1 - x))`` with the logs clamped at -100, as PyTorch."""
-
-    differentiable_backward = True
-
-    @staticmethod
-    def forward(ctx, x, t, w, reduction="mean"):
-        xp = xp_of(x)
-        with np.errstate(divide="ignore"):
-            log_x = xp.maximum(xp.log(x), -100)
-            log_1mx = xp.maximum(xp.log1p(-x), -100)
-        loss = -(t * log_x + (1 - t) * log_1mx)
-        if w is not None:
-            loss = loss * w
-        ctx.save_for_backward(x, t, w)
-        ctx.meta = (np.shape(t), np.shape(w), reduction, loss.size)
-        return _reduce(loss.astype(x.dtype, copy=False), reduction, x.dtype)
-
-    @staticmethod
-    def backward(ctx, grad):
-        x, t, w = ctx.saved_tensors
-        st, sw, reduction, n = ctx.meta
-        g = _upstream(grad, reduction, n)
-        if w is not None:
-            g = g * w
-        gx = gt = None
-        if isinstance(grad, Tensor):
-            if ctx.needs_input_grad[0]:
-                spread = (1 - x) * x
-                spread = _choose(spread._array > 1e-12, spread, 1e-12)
-                gx = sum_to(g * (x - t) / spread, x.shape)
-            if ctx.needs_input_grad[1]:
-                gt = sum_to(g * (_safe_log(1 - x) - _safe_log(x)), st)
-            return gx, gt, None
-        xp = xp_of(x)
-        if ctx.needs_input_grad[0]:
-            gx = g * (x - t) / xp.maximum((1 - x) * x, 1e-12)
-            gx = sum_to(gx.astype(x.dtype, copy=False), x.shape)
-        if ctx.needs_input_grad[1]:
-            with np.errstate(divide="ignore"):
-                logit = xp.maximum(xp.log1p(-x), -100) - xp.maximum(xp.log(x), -100)
-            gt = sum_to((g * logit).astype(x.dtype, copy=False), st)
-        return gx, gt, None
-
-
-def binary_cross_entropy(
+@declared(None, method=False)
+def poisson_nll_loss(
     input: Tensor,
     target: Tensor,
-    weight: Tensor | None = None,
+    log_input: bool = True,
+    full: bool = False,
     size_average=None,
+    eps: float = 1e-8,
     reduce=None,
     reduction: str = "mean",
 ) -> Tensor:
-    r"""Binary cross entropy between probabilities ``input`` and ``target`` (same shape).
-
-    Example::
-
-        >>> F.binary_cross_entropy(ember.sigmoid(logits), y)
-    """
-    if _autocast:
-        input, target, weight = cast_for("binary_cross_entropy", input, target, weight)
+    r"""Poisson negative log likelihood: ``exp(input) - target * input`` (log input) or
+    ``input - target * log(input + eps)``; ``full`` adds Stirling's term."""
     check_reduction(reduction)
-    if tuple(target.shape) != tuple(input.shape):
-        raise ValueError(
-            f"Using a target size ({target.shape}) that is different to the input size "
-            f"({input.shape}) is deprecated. Please ensure they have the same size."
-        )
-    input, target = _pair_operands("binary_cross_entropy", input, target)
-    xp = xp_of(input._array)
-    if input._array.size and (
-        bool((input._array < 0).any())
-        or bool((input._array > 1).any())
-        or bool(xp.isnan(input._array).any())
-    ):
-        raise RuntimeError("all elements of input should be between 0 and 1")
-    w = _weight_array("binary_cross_entropy", weight, input)
-    return BinaryCrossEntropy.apply(input, target, w, reduction=reduction)
+    if log_input:
+        loss = input.exp() - target * input
+    else:
+        loss = input - target * log(input + eps)
+    if full:
+        big = target > 1
+        safe = where(big, target, 1.0)  # keeps log finite (and its gradient) where unused
+        stirling = safe * log(safe) - safe + 0.5 * log(2 * math.pi * safe)
+        loss = loss + where(big, stirling, 0.0)
+    return _reduce_tensor(loss, reduction)
 
 
-def _weight_array(name, weight, input: Tensor):
-    if weight is None:
-        return None
-    check_same_device(name, input, weight)
-    try:
-        np.broadcast_shapes(tuple(weight.shape), tuple(input.shape))
-    except ValueError:
-        raise RuntimeError(
-            f"{name}: weight of shape {list(weight.shape)} does not broadcast with input of "
-            f"shape {list(input.shape)}"
-        ) from None
-    return weight.detach()._array.astype(input._array.dtype, copy=False)
-
-
-class BinaryCrossEntropyWithLogits(Function):
-    """``w [(1 - t) x + (1 + (pw - 1) t) softplus(-x)]``, computed stably."""
-
-    differentiable_backward = True
-
-    @staticmethod
-    def forward(ctx, x, t, w, pw, reduction="mean"):
-        xp = xp_of(x)
-        sp_neg = xp.log1p(xp.exp(-xp.abs(x))) + xp.maximum(-x, 0)  # softplus(-x)
-        if pw is None:
-            loss = (1 - t) * x + sp_neg
-        else:
-            loss = (1 - t) * x + ((pw - 1) * t + 1) * sp_neg
-        if w is not None:
-            loss = loss * w
-        ctx.save_for_backward(x, t, w, pw)
-        ctx.meta = (np.shape(t), reduction, loss.size)
-        return _reduce(loss.astype(x.dtype, copy=False), reduction, x.dtype)
-
-    @staticmethod
-    def backward(ctx, grad):
-        x, t, w, pw = ctx.saved_tensors
-        st, reduction, n = ctx.meta
-        g = _upstream(grad, reduction, n)
-        if w is not None:
-            g = g * w
-        gx = gt = None
-        if isinstance(grad, Tensor):
-            return _bce_logits_graph(ctx, g, x, t, pw, st)
-        xp = xp_of(x)
-        if ctx.needs_input_grad[0]:
-            if pw is None:
-                d = _sigmoid(x) - t
-            else:
-                d = (1 - t) - ((pw - 1) * t + 1) * _sigmoid(-x)
-            gx = sum_to((g * d).astype(x.dtype, copy=False), x.shape)
-        if ctx.needs_input_grad[1]:
-            d = -x
-            if pw is not None:
-                d = d + (pw - 1) * (xp.log1p(xp.exp(-xp.abs(x))) + xp.maximum(-x, 0))
-            gt = sum_to((g * d).astype(x.dtype, copy=False), st)
-        return gx, gt, None, None
-
-
-def _bce_logits_graph(ctx, g, x, t, pw, st):
-    gx = gt = None
-    softplus_neg = (-x.abs()).exp().log1p() + (-x).relu()  # softplus(-x), stably
-    if ctx.needs_input_grad[0]:
-        if pw is None:
-            d = x.sigmoid() - t
-        else:
-            d = (1 - t) - ((pw - 1) * t + 1) * (-x).sigmoid()
-        gx = sum_to(g * d, x.shape)
-    if ctx.needs_input_grad[1]:
-        d = -x if pw is None else -x + (pw - 1) * softplus_neg
-        gt = sum_to(g * d, st)
-    return gx, gt, None, None
-
-
-def binary_cross_entropy_with_logits(
+@declared(None, method=False)
+def gaussian_nll_loss(
     input: Tensor,
     target: Tensor,
-    weight: Tensor | None = None,
-    size_average=None,
-    reduce=None,
+    var: Tensor,
+    full: bool = False,
+    eps: float = 1e-6,
     reduction: str = "mean",
-    pos_weight: Tensor | None = None,
 ) -> Tensor:
-    r"""Sigmoid + binary cross entropy in one numerically stable op.
-
-    Args:
-        weight: rescales each element's loss (broadcast with the input).
-        pos_weight: weight of positive examples, broadcast along the last (class) dim.
-
-    Example::
-
-        >>> F.binary_cross_entropy_with_logits(logits, y, pos_weight=ember.full((3,), 2.0))
-    """
-    if _autocast:
-        input, target, weight, pos_weight = cast_for(
-            "binary_cross_entropy_with_logits", input, target, weight, pos_weight
-        )
+    r"""``0.5 * (log(var) + (input - target)² / var)`` with ``var`` clamped at ``eps``
+    (the clamp does not affect the gradient, as in PyTorch)."""
     check_reduction(reduction)
-    if tuple(target.shape) != tuple(input.shape):
-        raise ValueError(
-            f"Target size ({target.shape}) must be the same as input size ({input.shape})"
-        )
-    input, target = _pair_operands("binary_cross_entropy_with_logits", input, target)
-    w = _weight_array("binary_cross_entropy_with_logits", weight, input)
-    pw = _weight_array("binary_cross_entropy_with_logits", pos_weight, input)
-    return BinaryCrossEntropyWithLogits.apply(input, target, w, pw, reduction=reduction)
+    if tuple(var.shape) != tuple(input.shape):
+        if tuple(input.shape[:-1]) == tuple(var.shape):
+            var = var.unsqueeze(-1)  # one variance per sample: homoscedastic over the last dim
+        elif not (tuple(input.shape[:-1]) == tuple(var.shape[:-1]) and var.shape[-1] == 1):
+            raise ValueError(
+                f"var is of incorrect size: got {list(var.shape)} for input {list(input.shape)}"
+            )
+    if bool((var._array < 0).any()):
+        raise ValueError("var has negative entry/entries")
+    var = var.clone()
+    with no_grad():
+        var._array[...] = var._array.clip(eps, None)
+    loss = 0.5 * (log(var) + (input - target) ** 2 / var)
+    if full:
+        loss = loss + 0.5 * math.log(2 * math.pi)
+    return _reduce_tensor(loss, reduction)
 
 
-# -- kl divergence ---------------------------------------------------------------------------
-
-
-class KlDiv(Function):
-    """``t (log t - x)`` (0 where t = 0), or ``exp(t) (t - x)`` with ``log_target``."""
-
-    differentiable_backward = True
-
-    @staticmethod
-    def forward(ctx, x, t, reduction="mean", log_target=False):
-        xp = xp_of(x)
-        if log_target:
-            loss = xp.exp(t) * (t - x)
-        else:
-            with np.errstate(divide="ignore", invalid="ignore"):
-                loss = xp.where(t > 0, t * (xp.log(t) - x), 0 * x * t).astype(x.dtype, copy=False)
-        ctx.save_for_backward(x, t)
-        n = loss.size
-        ctx.meta = (np.shape(x), np.shape(t), reduction, n, log_target)
-        if reduction == "batchmean":
-            batch = x.shape[0] if x.ndim else 1
-            ctx.meta = (np.shape(x), np.shape(t), reduction, batch, log_target)
-            return xp.asarray(loss.sum() / batch, dtype=x.dtype)
-        return _reduce(loss, reduction, x.dtype)
-
-    @staticmethod
-    def backward(ctx, grad):
-        x, t = ctx.saved_tensors
-        sx, st, reduction, n, log_target = ctx.meta
-        g = grad / n if reduction in ("mean", "batchmean") else grad
-        gx = gt = None
-        if isinstance(grad, Tensor):
-            if ctx.needs_input_grad[0]:
-                gx = sum_to(g * -(t.exp() if log_target else t), sx)
-            if ctx.needs_input_grad[1]:
-                if log_target:
-                    d = t.exp() * (t - x + 1)
-                else:
-                    positive = t._array > 0
-                    d = _choose(positive, _choose(positive, t, 1.0).log() + 1 - x, 0.0)
-                gt = sum_to(g * d, st)
-            return gx, gt
-        xp = xp_of(x)
-        if ctx.needs_input_grad[0]:
-            gx = sum_to((g * -(xp.exp(t) if log_target else t)).astype(x.dtype, copy=False), sx)
-        if ctx.needs_input_grad[1]:
-            if log_target:
-                d = xp.exp(t) * (t - x + 1)
-            else:
-                with np.errstate(divide="ignore", invalid="ignore"):
-                    d = xp.where(t > 0, xp.log(t) + 1 - x, 0 * x)
-            gt = sum_to((g * d).astype(x.dtype, copy=False), st)
-        return gx, gt
-
-
-def kl_div(
-    input: Tensor,
-    target: Tensor,
-    size_average=None,
-    reduce=None,
-    reduction: str = "mean",
-    log_target: bool = False,
-) -> Tensor:
-    r"""KL divergence with ``input`` as log-probabilities; ``reduction="batchmean"``
-    gives the mathematically correct KL (sum / batch size).
-
-    Example::
-
-        >>> F.kl_div(F.log_softmax(student, 1), F.softmax(teacher, 1), reduction="batchmean")
-    """
-    if _autocast:
-        input, target = cast_for("kl_div", input, target)
-    check_reduction(reduction, ("none", "mean", "sum", "batchmean"))
-    if reduction == "mean":
-        warnings.warn(
-            "reduction: 'mean' divides the total loss by both the batch size and the support "
-            "size.'batchmean' divides only by the batch size, and aligns with the KL div math "
-            "definition.'mean' will be changed to behave the same as 'batchmean' in the next "
-            "major release.",
-            stacklevel=2,
-        )
-    input, target = _pair_operands("kl_div", input, target)
-    return KlDiv.apply(input, target, reduction=reduction, log_target=log_target)
-
-
-# -- cosine embedding ------------------------------------------------------------------------
+# -- margins and distances ----------------------------------------------------------------
 
 
 class CosineEmbedding(Function):
     """``1 - cos(x1, x2)`` for y = 1, ``max(0, cos(x1, x2) - margin)`` for y = -1."""
 
-    differentiable_backward = True
+    autocast, differentiable_backward = "fp32", True
 
     @staticmethod
     def forward(ctx, x1, x2, y, margin=0.0, reduction="mean"):
@@ -582,6 +313,7 @@ class CosineEmbedding(Function):
         return gx1, gx2, None
 
 
+@declared(CosineEmbedding, method=False)
 def cosine_embedding_loss(
     input1: Tensor,
     input2: Tensor,
@@ -606,3 +338,81 @@ def cosine_embedding_loss(
     return CosineEmbedding.apply(
         input1, input2, target._array, margin=float(margin), reduction=reduction
     )
+
+
+@declared(None, method=False)
+def margin_ranking_loss(
+    input1: Tensor,
+    input2: Tensor,
+    target: Tensor,
+    margin: float = 0.0,
+    size_average=None,
+    reduce=None,
+    reduction: str = "mean",
+) -> Tensor:
+    r"""``max(0, -target * (input1 - input2) + margin)``."""
+    check_reduction(reduction)
+    _same_shape("margin_ranking_loss", input1=input1, input2=input2, target=target)
+    return _reduce_tensor(clamp(-target * (input1 - input2) + margin, min=0), reduction)
+
+
+@declared(None, method=False)
+def hinge_embedding_loss(
+    input: Tensor,
+    target: Tensor,
+    margin: float = 1.0,
+    size_average=None,
+    reduce=None,
+    reduction: str = "mean",
+) -> Tensor:
+    r"""``input`` where target is 1, ``max(0, margin - input)`` where it is -1."""
+    check_reduction(reduction)
+    margin_part = where(target != 1, clamp(margin - input, min=0), 0.0)
+    self_part = where(target != -1, input, 0.0)
+    return _reduce_tensor(margin_part + self_part, reduction)
+
+
+@declared(None, method=False)
+def triplet_margin_loss(
+    anchor: Tensor,
+    positive: Tensor,
+    negative: Tensor,
+    margin: float = 1.0,
+    p: float = 2.0,
+    eps: float = 1e-6,
+    swap: bool = False,
+    size_average=None,
+    reduce=None,
+    reduction: str = "mean",
+) -> Tensor:
+    r"""``max(d(a, p) - d(a, n) + margin, 0)`` with ``d`` the pairwise p-norm distance."""
+    check_reduction(reduction)
+    if not (anchor.dim() == positive.dim() == negative.dim()):
+        raise RuntimeError(
+            f"The anchor, positive, and negative tensors are expected to have the same number "
+            f"of dimensions, but got: anchor {anchor.dim()}D, positive {positive.dim()}D, and "
+            f"negative {negative.dim()}D inputs"
+        )
+    d_pos = pairwise_distance(anchor, positive, p, eps)
+    d_neg = pairwise_distance(anchor, negative, p, eps)
+    if swap:
+        d_swap = pairwise_distance(positive, negative, p, eps)
+        d_neg = where(d_swap < d_neg, d_swap, d_neg)
+    return _reduce_tensor(clamp(d_pos - d_neg + margin, min=0), reduction)
+
+
+@declared(None, method=False)
+def pairwise_distance(
+    x1: Tensor, x2: Tensor, p: float = 2.0, eps: float = 1e-6, keepdim: bool = False
+) -> Tensor:
+    r"""``||x1 - x2 + eps||_p`` over the last dim."""
+    return norm(x1 - x2 + eps, p, dim=-1, keepdim=keepdim)
+
+
+@declared(None, method=False)
+def cosine_similarity(x1: Tensor, x2: Tensor, dim: int = 1, eps: float = 1e-8) -> Tensor:
+    r"""``x1·x2 / max(||x1|| ||x2||, eps)`` along ``dim`` (inputs broadcast)."""
+    dot = (x1 * x2).sum(dim)
+    n1 = (x1 * x1).sum(dim)
+    n2 = (x2 * x2).sum(dim)
+    return dot / clamp(n1 * n2, min=eps * eps).sqrt()
