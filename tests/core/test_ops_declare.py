@@ -24,6 +24,7 @@ DECLARED_FILES = [
     "attention",
     "bitwise",
     "comparison",
+    "conversion",
     "dropout",
     "elementwise",
     "embedding",
