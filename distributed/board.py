@@ -6,16 +6,26 @@ Each rank's part of the window holds
 - a header: its status (running, found a mismatch, exited, destroyed its group), the exit
   code (or the neighbour of a mismatch) and the collective number that go with it, its pid;
 - a ring of the fingerprints of its last :data:`RING` collectives: (sequence number, op,
-  reduce op, dtype, src/dst, shape). Before a collective starts, each rank publishes its
-  fingerprint and compares it with its ring neighbour's (rank r with rank r + 1): a
-  mismatch anywhere is a mismatch between some pair of neighbours, so every difference
-  is caught before any data moves, without an extra collective;
+  reduce op, dtype, src/dst, shape). Each rank compares its fingerprint with those of its
+  ring neighbours (rank r with ranks r - 1 and r + 1): a mismatch anywhere is a mismatch
+  between some pair of neighbours, so checking every pair catches every difference,
+  without an extra collective;
 - the two fingerprints of a mismatch it found, so every other rank can name both sides.
 
-A neighbour on the same host is read through shared memory (``MPI_Win_shared_query``), a
-plain load costing nanoseconds; a neighbour on another host with ``MPI_Rget``. Ranks
-that wait scan the board now and then, so a mismatch found by one pair of ranks makes
-every rank raise; a rank that leaves reads who still waits for it (see :mod:`.lifecycle`).
+No rank waits for the check where it need not (:meth:`ProgressBoard.check`): a rank
+publishes its fingerprint (a local write, then a memory barrier) and compares it with
+those its neighbours on the same host have already published (plain loads from shared
+memory, ``MPI_Win_shared_query``). Of two neighbours arriving together, at least one sees
+the other's fingerprint (each writes, fences, then reads: Dekker's argument), so every pair
+is compared by its later arrival *before that rank starts the collective*; a mismatch
+raises there, and since a collective in which every rank's data reaches every other rank
+(all_reduce, all_gather, reduce_scatter, barrier) cannot complete without it, no rank
+completes a mismatched one: the ranks that started it find the mismatch on the board
+while they wait (:meth:`ProgressBoard.raise_if_mismatch`) and raise too. Where that
+argument does not hold, the rank still waits for its neighbour before starting: rooted
+collectives (broadcast, reduce, gather, scatter, all_to_all, which some ranks may complete
+before others arrive) wait for both neighbours, and a neighbour on another host, read
+with ``MPI_Rget``, is waited for (one round trip).
 """
 
 from __future__ import annotations
@@ -62,6 +72,18 @@ OPS = (
 _OP_CODES = {name: i for i, name in enumerate(OPS)}
 REDOPS = ("", "SUM", "AVG", "PRODUCT", "MIN", "MAX")
 _REDOP_CODES = {name: i for i, name in enumerate(REDOPS)}
+# collectives that complete on no rank before every rank has started them
+_ALL_ENTER = frozenset(
+    _OP_CODES[op]
+    for op in (
+        "barrier",
+        "all_reduce",
+        "all_gather",
+        "all_gather_into_tensor",
+        "reduce_scatter_tensor",
+        "reduce_scatter",
+    )
+)
 _NO_REC = (0,) * 11
 _encoded: dict = {}
 _dtype_names: dict = {}
@@ -165,7 +187,7 @@ class ProgressBoard:
     Example::
 
         >>> board = ProgressBoard(comm)
-        >>> board.publish(seq, rec)   # before each collective; then board.compare(seq, rec)
+        >>> board.check(seq, rec)     # before each collective: True to start it now
         >>> board.laggards(seq)       # after waiting too long: [1]
     """
 
@@ -187,8 +209,12 @@ class ProgressBoard:
             view = self._shared(r)
             if view is not None:
                 self._views[r] = view
+        self._left = (self.rank - 1) % self.size
         self._right_view = self._views.get(self._right)
+        # the left-hand neighbour is peeked at only when it is another rank on this host
+        self._left_view = self._views.get(self._left) if self._left != self._right else None
         self._last_scan = 0.0
+        self._late: list = []  # (request, buffer) of remote reads given up on
         if close_at_exit:  # a window left to MPI_Finalize leaks UCX remote keys
             atexit.register(self.close)
         comm.Barrier()  # every part initialised before anyone reads one
@@ -210,16 +236,35 @@ class ProgressBoard:
             return bytes(view[offset : offset + nbytes])
         from mpi4py import MPI
 
+        if self._late:
+            self._settle_late()
+
         buf = bytearray(nbytes)
         try:
             req = self._win.Rget(buf, r, (offset, nbytes, self._byte()))
             deadline = time.monotonic() + timeout
             while not req.Test():
                 if time.monotonic() > deadline:
+                    self._late.append((req, buf))
                     return None
         except MPI.Exception as err:  # its process is gone (its host died)
             raise PeerLost(r, str(err).strip().splitlines()[-1].strip()) from None
         return bytes(buf)
+
+    def _settle_late(self, timeout: float = 0.0) -> None:
+        r"""Test the reads given up on (a slow or lossy link): MPI still writes their
+        answers into their buffers, so those must live until the reads complete, and
+        the window may be freed only after that."""
+        from mpi4py import MPI
+
+        deadline = time.monotonic() + timeout
+        while self._late:
+            try:
+                self._late = [(req, buf) for req, buf in self._late if not req.Test()]
+            except MPI.Exception:  # a peer is gone: its read never completes
+                self._late = []
+            if not self._late or time.monotonic() > deadline:
+                return
 
     @staticmethod
     def _byte():
@@ -245,32 +290,77 @@ class ProgressBoard:
         """Publish this rank's fingerprint `rec` of collective `seq`."""
         _REC.pack_into(self._mine, _RING_AT + (seq % RING) * _REC.size, *rec, seq)
 
+    def check(self, seq: int, rec: tuple) -> bool:
+        r"""Publish fingerprint `rec` of collective `seq` and compare it with the ones the
+        neighbours on this host have already published, without waiting. True when the
+        collective may start now; False when it must wait until :meth:`compare` says the
+        neighbours agree (a rooted collective whose neighbours have not published yet, or
+        a right-hand neighbour on another host). Raises :class:`MismatchError` on a
+        mismatch."""
+        at = _RING_AT + (seq % RING) * _REC.size
+        mine = (*rec, seq)
+        _REC.pack_into(self._mine, at, *mine)
+        self._win.Sync()  # a full memory barrier between that store and the loads below
+        if self._left_view is not None:  # unseen: it compares with this rank's on arrival
+            self._peek(self._left_view, at, mine, self._left)
+        if self._right_view is None:
+            return False
+        if self._peek(self._right_view, at, mine, self._right):
+            return True
+        return rec[0] in _ALL_ENTER and rec[6] != 0  # numel 0 may complete alone
+
+    def _peek(self, view, at: int, mine: tuple, r: int) -> bool:
+        """Compare with group rank `r`'s fingerprint of the same collective in shared
+        memory `view`: False while `r` has not published it, True when they agree (or
+        `r` ran so far ahead that its ring no longer holds it); raises when they
+        differ."""
+        theirs = _REC.unpack_from(view, at)
+        if theirs == mine:
+            return True
+        seq = mine[11]
+        if theirs[11] != seq:
+            return theirs[11] > seq
+        if not theirs[0] or not mine[0]:  # a collective without a fingerprint
+            return True
+        again = _REC.unpack_from(view, at)
+        if again != theirs:  # it was being rewritten (a ring ahead)
+            return again[11] > seq
+        self._mismatch(mine, r, theirs)
+
     def compare(self, seq: int, rec: tuple) -> bool:
         r"""Compare published fingerprint `rec` of collective `seq` with the right-hand
-        neighbour's: False while the neighbour has not published it yet, True when they
-        agree (or the neighbour ran so far ahead that its ring no longer holds it).
-        Raises :class:`MismatchError` (after publishing both sides) when they differ."""
+        neighbour's (and for a rooted collective the left-hand one's too): False while
+        one of them has not published it yet, True when they agree (or the neighbour ran
+        so far ahead that its ring no longer holds it). Raises :class:`MismatchError`
+        (after publishing both sides) when they differ."""
+        both = rec[0] not in _ALL_ENTER and self._left != self._right
+        return self._compare_with(self._right, seq, rec) and (
+            not both or self._compare_with(self._left, seq, rec)
+        )
+
+    def _compare_with(self, r: int, seq: int, rec: tuple) -> bool:
         at = _RING_AT + (seq % RING) * _REC.size
-        view = self._right_view
-        if view is not None:  # a neighbour on this host: two plain reads
-            theirs = _REC.unpack_from(view, at)
-            if theirs != _REC.unpack_from(view, at):
-                return False  # being written right now
-        else:
-            raw = self._read(self._right, at, _REC.size, timeout=1.0)
-            if raw is None:
-                return False
-            theirs = _REC.unpack(raw)
-        if theirs[11] < seq:
-            return False
-        if theirs[11] > seq or theirs[:11] == rec or not theirs[0] or not rec[0]:
-            return True
         mine = (*rec, seq)
+        view = self._views.get(r)
+        if view is not None:  # on this host: plain reads
+            return self._peek(view, at, mine, r)
+        raw = self._read(r, at, _REC.size, timeout=1.0)
+        if raw is None:
+            return False
+        theirs = _REC.unpack(raw)
+        if theirs[11] != seq:
+            return theirs[11] > seq
+        if theirs == mine or not theirs[0] or not rec[0]:
+            return True
+        self._mismatch(mine, r, theirs)
+
+    def _mismatch(self, mine: tuple, r: int, theirs: tuple):
+        seq = mine[11]
         _REC.pack_into(self._mine, _MINE_AT, *mine)
         _REC.pack_into(self._mine, _THEIRS_AT, *theirs)
-        self.set_status(MISMATCH, self._right, seq)
+        self.set_status(MISMATCH, r, seq)
         raise MismatchError(
-            mismatch_message(seq, self.rank, self.ranks, self.rank, mine, self._right, theirs)
+            mismatch_message(seq, self.rank, self.ranks, self.rank, mine, r, theirs)
         )
 
     def first_mismatch(self) -> tuple | None:
@@ -324,6 +414,7 @@ class ProgressBoard:
                 if req.Test():
                     answers[r] = _last_seq(bytes(buf))
                     del remote[r]
+        self._late += [(req, buf) for buf, req in remote.values()]
         return [answers.get(r) for r in range(self.size)]
 
     def entered(self, r: int) -> int | None:
@@ -347,8 +438,9 @@ class ProgressBoard:
         """Free the window (collective; also done at exit); the board is unusable afterwards."""
         if self._win is not None:
             atexit.unregister(self.close)
+            self._settle_late(timeout=10.0)
             self._views.clear()
-            self._right_view = None
+            self._right_view = self._left_view = None
             self._mine.release()
             self._win.Unlock_all()
             self._win.Free()

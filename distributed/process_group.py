@@ -11,14 +11,13 @@ from __future__ import annotations
 import atexit
 import os
 import sys
-import time
 from collections import deque
 from datetime import timedelta
 
 import numpy as np
 
 from ..launch import env as launch_env
-from . import diagnostics, lifecycle
+from . import diagnostics, lifecycle, pending
 from .backends.base import Backend, Work
 from .backends.local import LocalBackend
 from .backends.mpi import MPIBackend
@@ -41,7 +40,7 @@ class ProcessGroup:
         self._seq = 0
         self._op = ""  # the collective this rank is in (for reports while it waits)
         self._broken: str | None = None  # why this group can no longer be used
-        self._unstarted: deque = deque()  # (work, start, fingerprint) awaiting the neighbour
+        self._unstarted: deque = deque()  # (work, start, fingerprint) awaiting neighbours
         self.pid = os.getpid()
         self.debug = _debug_from_env()
         self.checks = os.environ.get("EMBER_COLLECTIVE_CHECKS", "1") != "0"
@@ -107,14 +106,15 @@ class ProcessGroup:
 
     def run(self, op: str, start, outputs=None, finish=None, async_op=False, fingerprint=None):
         """Start one collective: ``start()`` returns its requests. The shared path of
-        every collective: sequence number, fingerprint check with the ring neighbour on
+        every collective: sequence number, fingerprint check with the ring neighbours on
         the progress board (``fingerprint()`` gives the fields all ranks must agree on;
         None for point-to-point, which has no place in the group's sequence), debug
         check, flight recorder, Work.
 
-        The collective starts once the neighbour's fingerprint agrees: an ``async_op``
-        whose neighbour is not there yet returns at once, and starts (in order) when a
-        later call or a wait finds the neighbour there."""
+        The check (:meth:`ProgressBoard.check`) waits for no one where it need not; a
+        collective that must wait for its neighbours' fingerprints (rooted ones, or a
+        neighbour on another host) and is ``async_op`` returns at once and starts (in
+        order) when a later call or a wait finds the neighbours there."""
         if self._broken is not None:
             raise MismatchError(f"{op}: this process group is unusable: {self._broken}")
         collective = fingerprint is not None
@@ -129,7 +129,6 @@ class ProcessGroup:
                 self._op = op
                 if self.checks and not self.debug:  # DETAIL compares all ranks instead
                     rec = encode(op, fields)
-                    self.board.publish(seq, rec)
                 else:
                     self.board.enter(seq)
             if self.debug and collective:
@@ -138,48 +137,26 @@ class ProcessGroup:
         work = Work([], outputs, finish, stall, op, seq, entry)
         if rec is None:
             work._requests = _as_list(start())
-        elif self._unstarted or not self._compare(seq, rec):
-            self._unstarted.append((work, start, rec))
-            work._group = self  # its polls start it (and those before it) in order
-            if not async_op:
-                self._start_through(work, block=True)
-        else:
+        elif self._guard(self.board.check, seq, rec) and not self._unstarted:
             work._requests = _as_list(start())
+        else:  # after its neighbours (and the collectives queued before it)
+            pending.queue(self, work, start, rec, async_op)
         if async_op:
             return work
         work.wait()
         return None
 
-    def _compare(self, seq: int, rec: tuple) -> bool:
+    def _guard(self, check, seq: int, rec: tuple):
+        """`check(seq, rec)`, leaving the group unusable when it finds a mismatch."""
         try:
-            return self.board.compare(seq, rec)
+            return check(seq, rec)
         except MismatchError as err:
             self._broken = str(err)
             raise
 
     def _start_through(self, work: Work, block: bool = False) -> bool:
-        """Start the waiting collectives in order, up to `work`, as far as their
-        neighbours agree (all of them when `block`); True once `work` has started."""
-        begun = None
-        while self._unstarted:
-            head, start, rec = self._unstarted[0]
-            if not self._compare(head.seq, rec):
-                if not block:
-                    return False
-                begun = begun or time.perf_counter()
-                waited = time.perf_counter() - begun
-                self._waiting(waited)
-                if waited > 2.0:
-                    time.sleep(1e-3)
-                elif waited > 1e-4:
-                    os.sched_yield()  # let a neighbour sharing this core run
-                continue
-            self._unstarted.popleft()
-            head._requests = _as_list(start())
-            head._group = None
-            if head is work:
-                return True
-        return True
+        """For ``Work``'s polls: see :func:`pending.start_through`."""
+        return pending.start_through(self, work, block)
 
     def __repr__(self) -> str:
         return f"<ProcessGroup {self.backend_name} rank {self._rank}/{self._size} {self.ranks}>"

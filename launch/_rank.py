@@ -20,7 +20,10 @@ as the rank's watcher: it forwards SIGTERM/SIGINT, ends with the child's status,
 the job when the child ends while its process group is live without having left it (an
 ``os._exit`` or a crash outside Python: ember.distributed tells the watcher through the
 pipe ``EMBER_EXIT_FD`` when the group starts and when the rank leaves it cleanly), which
-mpiexec would otherwise report as a success.
+mpiexec would otherwise report as a success. Under ember-launch it also tells the
+launcher's roll call (launch/rollcall.py) that the rank started on this host and, through
+a reporter process outside mpiexec's reach, how it ended, so that the launcher can name a
+host whose ranks vanished without an exit status.
 """
 
 from __future__ import annotations
@@ -30,9 +33,12 @@ import os
 import signal
 import socket
 import sys
+import time
 
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 EXIT_FD_VAR = "EMBER_EXIT_FD"  # ember.distributed.lifecycle writes b"live\n" / b"done\n"
+ROLLCALL_VAR = "EMBER_ROLLCALL"  # ember-launch's roll call (launch/rollcall.py): address:port
+KILLED_GRACE_S = 0.3  # a host that is dying takes the reporter along before it speaks
 
 
 def _load_env_module():
@@ -86,6 +92,8 @@ def _cores() -> int:
 
 
 def main(argv: list[str]) -> None:
+    if argv[:1] == ["--report"]:
+        return report(int(argv[1]), argv[2], int(argv[3]))
     if not argv:
         sys.exit("usage: _rank.py (script | -m module) [args...]")
     env = _load_env_module()
@@ -107,11 +115,15 @@ def main(argv: list[str]) -> None:
 
 def watch(command: list[str], rank: int, world_size: int) -> int:
     """Run `command` as a child; its exit status, or 1 with a report when it ended with
-    status 0 while its process group was live (it never said it left cleanly)."""
+    status 0 while its process group was live (it never said it left cleanly). How it
+    ended also goes to ember-launch's roll call, if there is one."""
+    roll = start_reporter(rank, os.environ.pop(ROLLCALL_VAR, None))
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:  # the rank
         os.close(read_end)
+        if roll is not None:
+            os.close(roll)
         os.set_inheritable(write_end, True)
         os.environ[EXIT_FD_VAR] = str(write_end)
         _die_with_parent()
@@ -129,6 +141,7 @@ def watch(command: list[str], rank: int, world_size: int) -> int:
         pass
     if os.WIFSIGNALED(status):
         signum = os.WTERMSIG(status)
+        _tell(roll, f"signal {rank} {signum}")
         if signum not in (signal.SIGKILL, signal.SIGSTOP):  # those have no handler
             signal.signal(signum, signal.SIG_DFL)
         os.kill(os.getpid(), signum)  # end the way the rank ended, for mpiexec's report
@@ -142,8 +155,66 @@ def watch(command: list[str], rank: int, world_size: int) -> int:
             file=sys.stderr,
             flush=True,
         )
-        return 1
+        code = 1
+    _tell(roll, f"exit {rank} {code}")
     return code
+
+
+def start_reporter(rank: int, address: str | None) -> int | None:
+    """Leave a reporter process behind, in a session of its own so that mpiexec's
+    clean-up does not reach it, that tells ember-launch's roll call at `address`
+    ("host:port") that `rank` starts on this host and then how it ended; returns the pipe
+    to write that to (None without a roll call). The rank's start does not wait for the
+    connection: a roll call that cannot be reached just hears nothing."""
+    if not address:
+        return None
+    read_end, write_end = os.pipe()
+    if os.fork() == 0:
+        os.close(write_end)
+        os.setsid()
+        os.set_inheritable(read_end, True)
+        null = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):  # hold none of mpiexec's pipes or sockets open
+            os.dup2(null, fd)
+        os.closerange(3, read_end)
+        os.closerange(read_end + 1, 1 << 16)
+        me = os.path.abspath(__file__)
+        args = [sys.executable, "-S", me, "--report", str(read_end), address, str(rank)]
+        try:
+            os.execv(sys.executable, args)
+        finally:
+            os._exit(1)
+    os.close(read_end)
+    return write_end
+
+
+def report(pipe: int, address: str, rank: int) -> None:
+    """The reporter: connect to the roll call at `address`, say that `rank` started on
+    this host, forward what the bootstrap writes to `pipe`, and, when the bootstrap ends
+    without saying how its rank ended (mpiexec killed it), say so."""
+    host, _, port = address.rpartition(":")
+    try:
+        sock = socket.create_connection((host, int(port)), timeout=10.0)
+        sock.sendall(f"start {rank} {socket.gethostname()}\n".encode())
+        final = False
+        while data := os.read(pipe, 4096):
+            sock.sendall(data)
+            final = final or data.startswith((b"exit ", b"signal "))
+        if not final:
+            time.sleep(KILLED_GRACE_S)
+            sock.sendall(f"killed {rank}\n".encode())
+        sock.close()
+    except (OSError, ValueError):  # no roll call to tell: the launcher names no host
+        pass
+
+
+def _tell(fd: int | None, message: str) -> None:
+    if fd is not None:
+        try:
+            os.write(fd, f"{message}\n".encode())
+            os.close(fd)
+        except OSError:  # the reporter is gone
+            pass
 
 
 def _die_with_parent() -> None:

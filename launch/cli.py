@@ -42,6 +42,7 @@ import sys
 
 from . import preflight
 from .env import MAX_RESTARTS_VAR, NODE_SLOTS_VAR
+from .rollcall import ROLLCALL_VAR, reachable_address
 from .supervise import RESTART_VAR, supervise
 
 HYDRA, OPENMPI = "hydra", "openmpi"
@@ -324,12 +325,15 @@ def torchrun_pairs(args, hosts, counts: list[int], environ) -> list[tuple[str, s
     """What every rank needs to derive torchrun's variables (launch/env.py does it per rank):
     the ranks on each host in order, the restart limit, MASTER_ADDR and MASTER_PORT."""
     first = "127.0.0.1" if hosts is None or _is_local(hosts[0][0]) else hosts[0][0]
-    return [
+    pairs = [
         (NODE_SLOTS_VAR, ",".join(map(str, counts))),
         (MAX_RESTARTS_VAR, str(args.restarts)),
         ("MASTER_ADDR", args.master_addr or environ.get("MASTER_ADDR") or first),
         ("MASTER_PORT", str(args.master_port or environ.get("MASTER_PORT") or 29500)),
     ]
+    if ROLLCALL_VAR in environ:  # the attempt's roll call (launch/rollcall.py)
+        pairs.append((ROLLCALL_VAR, environ[ROLLCALL_VAR]))
+    return pairs
 
 
 def iface_args(flavour: str, iface: str | None, environ=None) -> list[str]:
@@ -365,7 +369,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if remote and not args.no_preflight and not _preflight_passes(args, flavour, remote):
             return 2
-        return supervise(lambda env: _attempt(args, flavour, env), environ, args.restarts)
+        here = reachable_address(remote, args.iface) if remote else "127.0.0.1"
+        attempt = lambda env: _attempt(args, flavour, env)  # noqa: E731
+        return supervise(attempt, environ, args.restarts, rollcall=here)
     except OSError as err:  # mpiexec vanished or is not executable
         print(f"ember-launch: error: {err}", file=sys.stderr)
         return 2

@@ -17,6 +17,7 @@ prints them in a summary once the job succeeds or runs out of restarts.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import signal
 import subprocess
@@ -24,6 +25,8 @@ import sys
 import threading
 from collections import deque
 from collections.abc import Callable
+
+from .rollcall import ROLLCALL_VAR, RollCall
 
 RESTART_VAR = "EMBER_RESTART_COUNT"
 TAIL_LINES = 50
@@ -141,7 +144,11 @@ def run_once(
 
 
 def supervise(
-    build: Callable[[dict], list[str]], environ: dict, restarts: int = 0, out=None
+    build: Callable[[dict], list[str]],
+    environ: dict,
+    restarts: int = 0,
+    out=None,
+    rollcall: str | None = None,
 ) -> int:
     r"""Run the job, and relaunch all of it after a failure, up to `restarts` times.
 
@@ -150,6 +157,9 @@ def supervise(
         environ: the environment of the job; each attempt gets ``EMBER_RESTART_COUNT`` added.
         restarts: relaunches allowed for the whole job (not per rank).
         out: where the progress and the summary go (default ``sys.stderr``).
+        rollcall: this host's address as the ranks reach it: each attempt then holds a
+            roll call there (launch/rollcall.py) and, when it fails, names the hosts
+            whose ranks vanished without an exit status.
 
     Returns:
         the exit status of the last attempt.
@@ -160,7 +170,15 @@ def supervise(
     for count in range(attempts):
         env = {**environ, RESTART_VAR: str(count)}
         tail = FailureTail() if restarts else None
-        rc, interrupted = run_once(build(env), env, tail)
+        with RollCall(rollcall) if rollcall else contextlib.nullcontext() as roll:
+            if roll is not None:
+                env[ROLLCALL_VAR] = roll.address
+            rc, interrupted = run_once(build(env), env, tail)
+            lost = roll.lost_report() if roll is not None and rc != 0 else []
+        for line in lost:
+            print(line, file=out, flush=True)
+            if tail is not None:
+                tail.lines.append(line)
         history.append((rc, [] if tail is None else list(tail.lines)))
         if rc == 0 or interrupted or count == restarts:
             break

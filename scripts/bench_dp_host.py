@@ -30,8 +30,8 @@ MODES = ("threads", "ranks")  # 1 process x N threads, N processes x 1 thread
 
 
 def worker(lib_name: str, kind: str, steps: int, warmup: int, ddp: bool) -> None:
-    """One training run in this process, as rank `rank` of a DDP job when `ddp`; rank 0
-    prints its median step time as JSON."""
+    """One training run in this process (one rank of a DDP job when `ddp`, on its share of
+    the global batch); rank 0 prints its median step time as JSON."""
     lib = load_with_threads(lib_name, int(os.environ.get("OMP_NUM_THREADS") or cores()))
     rank, world = 0, 1
     if ddp:

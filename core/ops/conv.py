@@ -10,121 +10,15 @@ convolutions run as 2-d ones with a height of 1; unbatched inputs get a batch of
 
 from __future__ import annotations
 
+import numpy as np
+
 from ..amp import _state as _autocast
 from ..amp import cast_for
 from ..autograd import Function
 from ..tensor import Tensor
 from ._util import array_matmul, check_same_device, xp_of
 from .conv_nd import ConvNd, ConvNdWeightGrad, ConvParams, _conv_grads, transposed_conv
-
-# -- im2col / col2im ----------------------------------------------------------------------
-
-
-def _windows(xpd, kernel, out_hw, stride, dilation):
-    """View of ``xpd`` (N, C, H, W) as (N, C, kh, kw, Ho, Wo) windows, without copying."""
-    xp = xp_of(xpd)
-    n, c = xpd.shape[:2]
-    s_n, s_c, s_h, s_w = xpd.strides
-    shape = (n, c, kernel[0], kernel[1], out_hw[0], out_hw[1])
-    strides = (s_n, s_c, s_h * dilation[0], s_w * dilation[1], s_h * stride[0], s_w * stride[1])
-    return xp.lib.stride_tricks.as_strided(xpd, shape, strides)
-
-
-def _col2im(gcols, out, stride, dilation):
-    """Scatter-add (N, C, kh, kw, Ho, Wo) columns into ``out`` (N, C, H, W), in place."""
-    _, _, kh, kw, ho, wo = gcols.shape
-    (sh, sw), (dh, dw) = stride, dilation
-    for i in range(kh):
-        for j in range(kw):
-            r, c = i * dh, j * dw
-            out[:, :, r : r + sh * (ho - 1) + 1 : sh, c : c + sw * (wo - 1) + 1 : sw] += gcols[
-                :, :, i, j
-            ]
-    return out
-
-
-def _col2im_flat(gcols, out, stride_w, dilation):
-    """``_col2im`` for the flat-row layout (row stride 1): each offset is one long run."""
-    n, c, kh, kw, span = gcols.shape
-    width = out.shape[3]
-    flat = out.reshape(n, c, -1)
-    last = stride_w * (span - 1) + 1
-    for i in range(kh):
-        for j in range(kw):
-            start = i * dilation[0] * width + j * dilation[1]
-            flat[:, :, start : start + last : stride_w] += gcols[:, :, i, j]
-
-
-class _Geometry:
-    """Where a convolution's windows lie in its padded input.
-
-    When rows are adjacent (height stride 1) each padded image is read as one flat row:
-    a kernel offset's window is then a single long strided run (fast to copy and to
-    scatter back), at the cost of ``wr - wo`` junk columns per output row.
-    """
-
-    def __init__(self, x_hw, kernel, stride, padding, dilation, flat=True):
-        (h, w), (kh, kw) = x_hw, kernel
-        (pt, pb), (pl, pr) = padding
-        self.kernel, self.stride, self.dilation = kernel, stride, dilation
-        self.hp, wp = h + pt + pb, w + pl + pr
-        self.ho = _out_size(self.hp, kh, stride[0], dilation[0])
-        self.wo = _out_size(wp, kw, stride[1], dilation[1])
-        self.flat = flat and stride[0] == 1
-        if self.flat:
-            self.wq = -(-wp // stride[1]) * stride[1]
-            self.wr = self.wq // stride[1]
-            self.span = (self.ho - 1) * self.wr + self.wo
-        else:
-            self.wq, self.wr, self.span = wp, self.wo, self.ho * self.wo
-
-    def windows(self, xpd):
-        """A copy-free view of the padded input's windows, (N, C, kh, kw, ...span)."""
-        if not self.flat:
-            return _windows(xpd, self.kernel, (self.ho, self.wo), self.stride, self.dilation)
-        n, c = xpd.shape[:2]
-        flat = xpd.reshape(n, c, -1)
-        s_n, s_c, s_x = flat.strides
-        (kh, kw), (dh, dw) = self.kernel, self.dilation
-        shape = (n, c, kh, kw, self.span)
-        strides = (s_n, s_c, s_x * dh * self.wq, s_x * dw, s_x * self.stride[1])
-        return xp_of(xpd).lib.stride_tricks.as_strided(flat, shape, strides)
-
-    def col2im_channels_last(self, gcols, out):
-        """Scatter-add (n, kh*kw, span, C) column gradients into ``out`` (n, H*W, C)."""
-        (kh, kw), (dh, dw) = self.kernel, self.dilation
-        span = self.span
-        for i in range(kh):
-            for j in range(kw):
-                start = i * dh * self.wq + j * dw
-                out[:, start : start + span] += gcols[:, i * kw + j]
-
-    def col2im(self, gcols, out):
-        """Scatter-add (n, C, kh, kw, span) column gradients into ``out``, in place."""
-        if self.flat:
-            _col2im_flat(gcols, out, self.stride[1], self.dilation)
-        else:
-            shape = gcols.shape[:4] + (self.ho, self.wo)
-            _col2im(gcols.reshape(shape), out, self.stride, self.dilation)
-
-
-# Images per im2col chunk: about 256K column elements, so a chunk's columns stay in
-# cache between the copy, the GEMM and the scatter (2x faster than one huge GEMM).
-_CHUNK_ELEMENTS = 1 << 18
-
-
-def _as_4d(x, spatial):
-    """(N, C, L) / (C, L) / (C, H, W) -> (N, C, H, W)."""
-    if spatial == 1:
-        x = x.reshape(x.shape[:-1] + (1, x.shape[-1]))
-    if x.ndim == 3:
-        x = x[None]
-    return x
-
-
-def _out_size(size, kernel, stride, dilation):
-    return (size - dilation * (kernel - 1) - 1) // stride + 1
-
+from .im2col import _as_4d, _col2im, _Geometry, _windows, conv_blocks, gemm_parallel_for
 
 # -- ops ----------------------------------------------------------------------------------
 
@@ -143,37 +37,43 @@ class Convolution(Function):
         # (o rows) that carries its junk columns.
         geo = _Geometry((h, w), (kh, kw), stride, padding, dilation, flat=cg * kh * kw >= o)
         (pt, pb), (pl, pr) = padding
-        if (pt, pb, pl, pr) == (0, 0, 0, 0) and geo.wq == w:
-            xpd = x
-        else:
-            xpd = xp.zeros((n, c, geo.hp, geo.wq), x.dtype)
-            xpd[:, :, pt : pt + h, pl : pl + w] = x
+        padded = (pt, pb, pl, pr) != (0, 0, 0, 0) or geo.wq != w
+        xpd = xp.zeros((n, c, geo.hp, geo.wq), x.dtype) if padded else x
         k, span, og = cg * kh * kw, geo.span, o // groups
         wmat = weight.reshape(groups, og, k)
         windows = geo.windows(xpd)
         y = xp.empty((n, groups, og, geo.ho, geo.wo), x.dtype)
-        step = max(1, _CHUNK_ELEMENTS // (c * kh * kw * span))
-        # With junk columns each chunk's GEMM goes to a small cached buffer and only the
-        # valid columns are copied out (no second full-size output to allocate and copy).
-        junk = xp.empty((step, groups, og, geo.ho, geo.wr), x.dtype) if geo.wr != geo.wo else None
-        for b in range(0, n, step):
-            cols = windows[b : b + step].reshape(-1, groups, k, span)
-            if junk is None:
-                array_matmul(wmat, cols, out=y[b : b + step].reshape(-1, groups, og, span))
-            else:
-                buf = junk[: cols.shape[0]]
-                array_matmul(
-                    wmat, cols, out=buf.reshape(-1, groups, og, geo.ho * geo.wr)[..., :span]
-                )
-                y[b : b + step] = buf[..., : geo.wo]
-        y = y.reshape(n, o, geo.ho, geo.wo)
-        if bias is not None:
-            y += bias.reshape(o, 1, 1)
+        y4 = y.reshape(n, o, geo.ho, geo.wo)
+        step = conv_blocks(n, c * kh * kw * span, xp)
+
+        def blocks(first, last):
+            a, e = first * step, min(n, last * step)
+            if padded:
+                xpd[a:e, :, pt : pt + h, pl : pl + w] = x[a:e]
+            # With junk columns each block's GEMM goes to a small cached buffer and only
+            # the valid columns are copied out (no second full-size output).
+            junk = None
+            if geo.wr != geo.wo:
+                junk = xp.empty((step, groups, og, geo.ho, geo.wr), x.dtype)
+            for b in range(a, e, step):
+                cols = windows[b : b + step].reshape(-1, groups, k, span)
+                if junk is None:
+                    array_matmul(wmat, cols, out=y[b : b + step].reshape(-1, groups, og, span))
+                else:
+                    buf = junk[: cols.shape[0]]
+                    array_matmul(
+                        wmat, cols, out=buf.reshape(-1, groups, og, geo.ho * geo.wr)[..., :span]
+                    )
+                    y[b : b + step] = buf[..., : geo.wo]
+            if bias is not None:
+                y4[a:e] += bias.reshape(o, 1, 1)
+
+        gemm_parallel_for(blocks, -(-n // step), step * c * kh * kw * span, xp)
         ctx.save_for_backward(xpd, wmat, x_in, w_in)
         ctx.meta = (x_shape, w_shape, (h, w), geo, padding, step)
         if len(x_shape) == spatial + 1:
-            y = y[0]
-        return y.reshape(y.shape[:-2] + (geo.wo,)) if spatial == 1 else y
+            y4 = y4[0]
+        return y4.reshape(y4.shape[:-2] + (geo.wo,)) if spatial == 1 else y4
 
     differentiable_backward = True  # through conv_nd's ops
 
@@ -186,49 +86,68 @@ class Convolution(Function):
         xp = xp_of(grad)
         n, c = xpd.shape[:2]
         groups, og, k = wmat.shape
-        o, span = groups * og, geo.span
-        if geo.wr == geo.wo:
-            gy = grad.reshape(n, groups, og, span)
-        else:
-            gy = xp.empty((n, o, geo.ho, geo.wr), grad.dtype)
-            gy[..., : geo.wo] = grad.reshape(n, o, geo.ho, geo.wo)
-            gy[..., geo.wo :] = 0  # junk columns must not feed the weight gradient
-            gy = gy.reshape(n, groups, og, -1)[..., :span]
-        need_x, need_w = ctx.needs_input_grad[:2]
+        o, span, kk = groups * og, geo.span, geo.kernel[0] * geo.kernel[1]
+        grad4 = grad.reshape(n, o, geo.ho, geo.wo)
+        if geo.wr != geo.wo:  # junk columns, zero so that they feed no gradient
+            gy_junk = xp.empty((n, o, geo.ho, geo.wr), grad.dtype)
+        need_x, need_w, need_b = ctx.needs_input_grad[:3]
+        n_blocks = -(-n // step)
         # Unit-stride single-group convolutions scatter in channels-last order: every
         # kernel offset's add is then one contiguous block (NumPy's 2-d strided adds are
         # several times slower).
         channels_last = need_x and geo.flat and groups == 1 and geo.stride == (1, 1)
-        gx = gw = None
+        gx = gw = gb = None
         if channels_last:
-            gx = xp.zeros((n, geo.hp * geo.wq, c), grad.dtype)
-            kk = geo.kernel[0] * geo.kernel[1]
-            w_offsets = xp.ascontiguousarray(wmat.reshape(o, c, kk).transpose(2, 0, 1))
+            gx_last = xp.zeros((n, geo.hp * geo.wq, c), grad.dtype)
+            gx = xp.empty((n, c, h, w), grad.dtype)
+            # (o, kh*kw*c): one GEMM per image gives every offset's column gradients
+            w_offsets = xp.ascontiguousarray(wmat.reshape(o, c, kk).transpose(0, 2, 1))
+            w_offsets = w_offsets.reshape(o, kk * c)
         elif need_x:
             gx = xp.zeros(xpd.shape, grad.dtype)
-        if need_w:  # accumulated transposed: columns @ gy^T is the faster GEMM shape
-            gw_t = xp.zeros((groups, k, og), grad.dtype)
+        # Per-block partial sums of the batch reductions, added in block order at the end.
+        # The weight gradient is accumulated transposed: columns @ gy^T is the faster GEMM.
+        gw_parts = xp.empty((n_blocks, groups, k, og), grad.dtype) if need_w else None
+        gb_parts = xp.empty((n_blocks, o), grad.dtype) if need_b else None
         windows = geo.windows(xpd)
         wmat_t = wmat.swapaxes(-1, -2)
-        for b in range(0, n if need_x or need_w else 0, step):
-            gy_b = gy[b : b + step]
-            if need_w:
-                cols = windows[b : b + step].reshape(-1, groups, k, span)
-                gw_t += array_matmul(cols, gy_b.swapaxes(-1, -2)).sum(0)
+
+        def blocks(first, last):
+            a, e = first * step, min(n, last * step)
+            if geo.wr != geo.wo:
+                gy_junk[a:e, ..., : geo.wo] = grad4[a:e]
+                gy_junk[a:e, ..., geo.wo :] = 0
+                gy = gy_junk[a:e].reshape(e - a, groups, og, -1)[..., :span]
+            else:
+                gy = grad4[a:e].reshape(e - a, groups, og, span)
+            for i in range(first, last):
+                images = slice(i * step, min(n, (i + 1) * step))
+                gy_b = gy[i * step - a : i * step - a + step]
+                if need_b:
+                    grad4[images].sum(axis=(0, 2, 3), out=gb_parts[i])
+                if need_w:
+                    cols = windows[images].reshape(-1, groups, k, span)
+                    array_matmul(cols, gy_b.swapaxes(-1, -2)).sum(0, out=gw_parts[i])
+                if channels_last:
+                    gcols = array_matmul(gy_b[:, 0].swapaxes(-1, -2), w_offsets)
+                    geo.col2im_channels_last(gcols.reshape(-1, span, kk, c), gx_last[images])
+                elif need_x:
+                    gcols = array_matmul(wmat_t, gy_b)
+                    geo.col2im(gcols.reshape((-1, c) + geo.kernel + (span,)), gx[images])
             if channels_last:
-                gcols = array_matmul(gy_b[:, 0].swapaxes(-1, -2)[:, None], w_offsets)
-                geo.col2im_channels_last(gcols, gx[b : b + step])
-            elif need_x:
-                gcols = array_matmul(wmat_t, gy_b)
-                geo.col2im(gcols.reshape((-1, c) + geo.kernel + (span,)), gx[b : b + step])
+                last_rows = gx_last[a:e].reshape(e - a, geo.hp, geo.wq, c)
+                gx[a:e] = last_rows.transpose(0, 3, 1, 2)[:, :, pt : pt + h, pl : pl + w]
+
+        if need_x or need_w or need_b:
+            gemm_parallel_for(blocks, n_blocks, step * k * groups * span, xp)
         if channels_last:
-            gx = gx.reshape(n, geo.hp, geo.wq, c).transpose(0, 3, 1, 2)
-            gx = xp.ascontiguousarray(gx[:, :, pt : pt + h, pl : pl + w]).reshape(x_shape)
+            gx = gx.reshape(x_shape)
         elif need_x:
             gx = gx[:, :, pt : pt + h, pl : pl + w].reshape(x_shape)
         if need_w:
-            gw = gw_t.swapaxes(-1, -2).reshape(w_shape)
-        gb = grad.reshape(n, o, -1).sum(axis=(0, 2)) if ctx.needs_input_grad[2] else None
+            gw = gw_parts.sum(0).swapaxes(-1, -2).reshape(w_shape)
+        if need_b:
+            gb = gb_parts.sum(0)
         return gx, gw, gb
 
 
@@ -273,8 +192,13 @@ class ConvolutionTranspose(Function):
             buf_hw.append(max(full, p + full - 2 * p + op))
         xmat = x.reshape(n, groups, c // groups, h * w)
         wmat = weight.reshape(groups, c // groups, og * kh * kw)
-        gcols = array_matmul(wmat.swapaxes(-1, -2), xmat).reshape(n, o, kh, kw, h, w)
-        buf = _col2im(gcols, xp.zeros((n, o, buf_hw[0], buf_hw[1]), x.dtype), stride, dilation)
+        buf = xp.zeros((n, o, buf_hw[0], buf_hw[1]), x.dtype)
+
+        def images(a, e):
+            gcols = array_matmul(wmat.swapaxes(-1, -2), xmat[a:e])
+            _col2im(gcols.reshape(e - a, o, kh, kw, h, w), buf[a:e], stride, dilation)
+
+        gemm_parallel_for(images, n, o * kh * kw * h * w, xp)
         (pt, pl), (ho, wo) = padding, out_hw
         y = buf[:, :, pt : pt + ho, pl : pl + wo]
         if bias is not None:
@@ -297,15 +221,30 @@ class ConvolutionTranspose(Function):
         n, groups = xmat.shape[:2]
         gy = grad.reshape(buf_shape[0], buf_shape[1], -1, grad.shape[-1])
         buf = xp.zeros(buf_shape, grad.dtype)
-        buf[:, :, pt : pt + gy.shape[2], pl : pl + gy.shape[3]] = gy
-        cols = _windows(buf, kernel, in_hw, stride, dilation).reshape(n, groups, -1, xmat.shape[3])
-        gx = gw = gb = None
-        if ctx.needs_input_grad[0]:
-            gx = array_matmul(wmat, cols).reshape(x_shape)
-        if ctx.needs_input_grad[1]:
-            gw = array_matmul(xmat, cols.swapaxes(-1, -2)).sum(0).reshape(w_shape)
-        if ctx.needs_input_grad[2]:
-            gb = gy.sum(axis=(0, 2, 3))
+        windows = _windows(buf, kernel, in_hw, stride, dilation)
+        need_x, need_w, need_b = ctx.needs_input_grad[:3]
+        image_cols = windows[0].size
+        # CUDA: the whole batch in one GEMM, as one block
+        step = conv_blocks(n, image_cols) if xp is np else max(n, 1)
+        gx = xp.empty(xmat.shape, grad.dtype) if need_x else None
+        # per-block partial sums of the weight gradient, added in block order at the end
+        gw_parts = xp.empty((-(-n // step),) + wmat.shape, grad.dtype) if need_w else None
+
+        def blocks(first, last):
+            for i in range(first, last):
+                a, e = i * step, min(n, (i + 1) * step)
+                buf[a:e, :, pt : pt + gy.shape[2], pl : pl + gy.shape[3]] = gy[a:e]
+                cols = windows[a:e].reshape(e - a, groups, -1, xmat.shape[3])
+                if need_x:
+                    array_matmul(wmat, cols, out=gx[a:e])
+                if need_w:
+                    array_matmul(xmat[a:e], cols.swapaxes(-1, -2)).sum(0, out=gw_parts[i])
+
+        if need_x or need_w:
+            gemm_parallel_for(blocks, -(-n // step), step * image_cols, xp)
+        gx = None if gx is None else gx.reshape(x_shape)
+        gw = None if gw_parts is None else gw_parts.sum(0).reshape(w_shape)
+        gb = gy.sum(axis=(0, 2, 3)) if need_b else None
         return gx, gw, gb
 
 

@@ -13,9 +13,10 @@ import math
 import numpy as np
 
 from ..autograd import Function
+from ..parallel import parallel_for
 from ..tensor import Tensor
 from ._util import xp_of
-from .conv import _as_4d
+from .im2col import _as_4d
 from .interpolate import AxisMaps, _adaptive_matrix
 from .plane_index import PlaneScatter, plane_scatter
 
@@ -117,23 +118,21 @@ class MaxPool(Function):
         xp = xp_of(x)
         floating = x.dtype.kind not in "iu"  # bfloat16 (ml_dtypes) is kind "V"
         fill = -np.inf if floating else np.iinfo(x.dtype).min
-        offsets = win.views(x, fill)
-        out = offsets[0][1].copy()
         track = return_indices or isinstance(ctx, Function)  # else nobody needs the argmax
-        n_off = len(offsets)
+        n_off = win.kernel[0] * win.kernel[1]
         dtype = np.int8 if n_off < 128 else np.int16 if n_off < 32768 else np.int64
-        arg = xp.zeros(out.shape, dtype) if track else None
-        mask = xp.empty(out.shape, bool) if track else None
-        won = xp.empty(out.shape, dtype) if track else None
-        for k, sl in offsets[1:]:
-            if track:
-                # arithmetic, not a masked copy: random masks make copyto branch-bound.
-                # Offsets come in increasing order, so a new winner is the largest so far.
-                xp.greater(sl, out, out=mask)
-                xp.maximum(arg, xp.multiply(mask, arg.dtype.type(k), out=won), out=arg)
-            xp.maximum(out, sl, out=out)
+        planes = _planes(x)
+        out = xp.empty(planes.shape[:2] + win.out, x.dtype)
+        arg = xp.empty(out.shape, dtype) if track else None
+
+        def rows(a, e):
+            _max_pool_rows(xp, planes[a:e], win, fill, out[a:e], None if arg is None else arg[a:e])
+
+        _for_rows(rows, planes, xp)
+        out = out.reshape(x.shape[:2] + win.out)
+        arg = None if arg is None else arg.reshape(out.shape)
         if track and floating and xp.isnan(out).any():
-            arg = _nan_argmax(xp, offsets, arg)
+            arg = _nan_argmax(xp, win.views(x, fill), arg)
         ctx.save_for_backward(arg)
         ctx.meta = (x_shape, x.shape, win, spatial)
         y = _restore(out, x_shape, spatial)
@@ -152,20 +151,64 @@ class MaxPool(Function):
             g4 = grad.reshape(arg.shape)
             return PlaneScatter.apply(g4, indices, plane_shape=win.hw).reshape(x_shape)
         xp = xp_of(grad)
-        gy = grad.reshape(arg.shape)
+        gy = xp.ascontiguousarray(grad.reshape(arg.shape))
         n_off = win.kernel[0] * win.kernel[1]
-        if win.tiles():
-            gx = xp.empty(x4_shape, grad.dtype)
-            tiles = _tiled(gx, win)
-            mask = xp.empty(arg.shape, bool)
-            for k in range(n_off):
-                tile = tiles[:, :, :, k // win.kernel[1], :, k % win.kernel[1]]
-                xp.multiply(gy, xp.equal(arg, k, out=mask), out=tile)
-            return gx.reshape(x_shape)
-        gx = xp.zeros(x4_shape[:2] + win.buf, grad.dtype)
-        for k, idx in win.slices():
-            gx[idx] += gy * (arg == k)
-        return win.crop(gx).reshape(x_shape)
+        tiles = win.tiles()
+        gx = (
+            xp.empty(x4_shape, grad.dtype)
+            if tiles
+            else xp.zeros(x4_shape[:2] + win.buf, grad.dtype)
+        )
+        gx_rows, gy_rows, arg_rows = _planes(gx), _planes(gy), _planes(arg)
+
+        def rows(a, e):
+            gx, gy, arg = gx_rows[a:e], gy_rows[a:e], arg_rows[a:e]
+            if tiles:
+                tiled = _tiled(gx, win)
+                mask = xp.empty(arg.shape, bool)
+                for k in range(n_off):
+                    tile = tiled[:, :, :, k // win.kernel[1], :, k % win.kernel[1]]
+                    xp.multiply(gy, xp.equal(arg, k, out=mask), out=tile)
+            else:
+                for k, idx in win.slices():
+                    gx[idx] += gy * (arg == k)
+
+        _for_rows(rows, gx_rows, xp)
+        return (gx if tiles else win.crop(gx)).reshape(x_shape)
+
+
+def _planes(a):
+    """(N, C, H, W) as (N*C, 1, H, W) when that is a view, so that work splits over
+    planes; else as it is (work splits over images)."""
+    if a.flags.c_contiguous:
+        return a.reshape((-1, 1) + a.shape[2:])
+    return a
+
+
+def _for_rows(body, planes, xp):
+    """``body(a, b)`` over the planes' rows, on ember's CPU threads for NumPy arrays."""
+    rows = planes.shape[0]
+    if xp is np:
+        parallel_for(body, rows, planes[0].size if rows else 1)
+    else:
+        body(0, rows)
+
+
+def _max_pool_rows(xp, x, win, fill, out, arg):
+    """Max pool of ``x`` into ``out`` and, unless None, the winning offsets into ``arg``."""
+    offsets = win.views(x, fill)
+    out[...] = offsets[0][1]
+    if arg is not None:
+        arg[...] = 0
+        mask = xp.empty(out.shape, bool)
+        won = xp.empty(out.shape, arg.dtype)
+    for k, sl in offsets[1:]:
+        if arg is not None:
+            # arithmetic, not a masked copy: random masks make copyto branch-bound.
+            # Offsets come in increasing order, so a new winner is the largest so far.
+            xp.greater(sl, out, out=mask)
+            xp.maximum(arg, xp.multiply(mask, arg.dtype.type(k), out=won), out=arg)
+        xp.maximum(out, sl, out=out)
 
 
 def _nan_argmax(xp, offsets, arg):
@@ -200,11 +243,20 @@ class AvgPool(Function):
         x_shape = x.shape
         x = _as_4d(x, spatial)
         xp = xp_of(x)
-        offsets = win.views(x, 0)
-        out = offsets[0][1].copy()
-        for _, sl in offsets[1:]:
-            out += sl
-        out /= divisor if isinstance(divisor, int | float) else xp.asarray(divisor, out.dtype)
+        planes = _planes(x)
+        out = xp.empty(planes.shape[:2] + win.out, x.dtype)
+        scale = divisor if isinstance(divisor, int | float) else xp.asarray(divisor, out.dtype)
+
+        def rows(a, e):
+            offsets = win.views(planes[a:e], 0)
+            total = out[a:e]
+            total[...] = offsets[0][1]
+            for _, sl in offsets[1:]:
+                total += sl
+            total /= scale
+
+        _for_rows(rows, planes, xp)
+        out = out.reshape(x.shape[:2] + win.out)
         ctx.meta = (x_shape, x.shape, win, divisor)
         ctx.spatial = spatial
         return _restore(out, x_shape, spatial)
@@ -241,16 +293,23 @@ class _Scratch:
 
 def _avg_pool_grad(grad, x_shape, x4_shape, win, divisor):
     xp = xp_of(grad)
-    gy = grad.reshape(x4_shape[:2] + win.out)
-    gy = gy / (divisor if isinstance(divisor, int | float) else xp.asarray(divisor, gy.dtype))
-    if win.tiles():
-        (kh, kw) = win.kernel
-        gx = xp.broadcast_to(gy[:, :, :, None, :, None], gy.shape[:3] + (kh, gy.shape[3], kw))
-        return gx.reshape(x_shape)
-    gx = xp.zeros(x4_shape[:2] + win.buf, grad.dtype)
-    for _, idx in win.slices():
-        gx[idx] += gy
-    return win.crop(gx).reshape(x_shape)
+    gy = xp.ascontiguousarray(grad.reshape(x4_shape[:2] + win.out))
+    scale = divisor if isinstance(divisor, int | float) else xp.asarray(divisor, gy.dtype)
+    tiles = win.tiles()
+    gx = xp.empty(x4_shape, grad.dtype) if tiles else xp.zeros(x4_shape[:2] + win.buf, grad.dtype)
+    gx_rows, gy_rows = _planes(gx), _planes(gy)
+
+    def rows(a, e):
+        gy = gy_rows[a:e] / scale
+        if tiles:
+            _tiled(gx_rows[a:e], win)[...] = gy[:, :, :, None, :, None]
+        else:
+            gx = gx_rows[a:e]
+            for _, idx in win.slices():
+                gx[idx] += gy
+
+    _for_rows(rows, gx_rows, xp)
+    return (gx if tiles else win.crop(gx)).reshape(x_shape)
 
 
 def window_counts(sizes, kernel, stride, padding, out, count_include_pad) -> list:

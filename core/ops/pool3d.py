@@ -14,6 +14,7 @@ import math
 import numpy as np
 
 from .. import creation
+from ..parallel import parallel_for
 from ..tensor import Tensor
 from ._util import xp_of
 from .conv_nd import ConvNd, ConvParams
@@ -76,23 +77,38 @@ def _argmax_indices(x, geo):
     ]
     buf = [max(nd, n + p) for nd, n, p in zip(need, geo.sizes, geo.padding)]
     padded = xp.full(x.shape[:2] + tuple(buf), fill, x.dtype)
-    padded[(slice(None),) * 2 + tuple(slice(p, p + n) for p, n in zip(geo.padding, geo.sizes))] = x
-    st = padded.strides
-    shape = x.shape[:2] + geo.out + geo.kernel
-    strides = (
-        st[:2]
-        + tuple(a * s for a, s in zip(st[2:], geo.stride))
-        + tuple(a * d for a, d in zip(st[2:], geo.dilation))
-    )
-    windows = xp.lib.stride_tricks.as_strided(padded, shape, strides)
-    arg = windows.reshape(x.shape[:2] + geo.out + (-1,)).argmax(axis=-1)
-    flat = xp.zeros(arg.shape, np.int64)
-    for axis, offset in enumerate(np.unravel_index(np.arange(math.prod(geo.kernel)), geo.kernel)):
-        start = xp.arange(geo.out[axis]) * geo.stride[axis] - geo.padding[axis]
-        start = start.reshape((-1,) + (1,) * (len(geo.out) - axis - 1))
-        position = start + xp.asarray(offset * geo.dilation[axis])[arg]
-        flat = flat * geo.sizes[axis] + position
-    return flat
+    planes = padded.reshape((-1, 1) + padded.shape[2:])
+    flat = xp.empty((planes.shape[0], 1) + geo.out, np.int64)
+    offsets = np.unravel_index(np.arange(math.prod(geo.kernel)), geo.kernel)
+    inner = (slice(None),) * 2 + tuple(slice(p, p + n) for p, n in zip(geo.padding, geo.sizes))
+
+    x_planes = x.reshape(planes.shape[:2] + x.shape[2:])
+
+    def rows(first, last):  # planes first:last, written by one thread
+        part = planes[first:last]
+        part[inner] = x_planes[first:last]
+        st = part.strides
+        shape = part.shape[:2] + geo.out + geo.kernel
+        strides = (
+            st[:2]
+            + tuple(a * s for a, s in zip(st[2:], geo.stride))
+            + tuple(a * d for a, d in zip(st[2:], geo.dilation))
+        )
+        windows = xp.lib.stride_tricks.as_strided(part, shape, strides)
+        arg = windows.reshape(part.shape[:2] + geo.out + (-1,)).argmax(axis=-1)
+        index = flat[first:last]
+        index[...] = 0
+        for axis, offset in enumerate(offsets):
+            start = xp.arange(geo.out[axis]) * geo.stride[axis] - geo.padding[axis]
+            start = start.reshape((-1,) + (1,) * (len(geo.out) - axis - 1))
+            index *= geo.sizes[axis]
+            index += start + xp.asarray(offset * geo.dilation[axis])[arg]
+
+    if xp is np:
+        parallel_for(rows, planes.shape[0], planes[0].size)
+    else:
+        rows(0, planes.shape[0])
+    return flat.reshape(x.shape[:2] + geo.out)
 
 
 def max_pool3d(

@@ -6,6 +6,7 @@ import numpy as np
 
 from .. import kernels
 from ..backend import xp_of
+from ..parallel import parallel_for
 from .optimizer import (
     Optimizer,
     Params,
@@ -30,6 +31,54 @@ def update_moments(xp, g, exp_avg, exp_avg_sq, beta1, beta2, tmp) -> None:
     exp_avg += xp.multiply(xp.subtract(g, exp_avg, out=tmp), 1 - beta1, out=tmp)
     exp_avg_sq *= beta2
     exp_avg_sq += xp.multiply(xp.multiply(g, g, out=tmp), 1 - beta2, out=tmp)
+
+
+def adam_update(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, scratch, *hyper) -> None:
+    """One parameter's Adam / AdamW update, in place (NumPy or CuPy arrays, AMSGrad when
+    ``max_exp_avg_sq`` is given). ``scratch`` is two arrays shaped like ``param``.
+    ``hyper`` is (lr, beta1, beta2, eps, weight_decay, decoupled, maximize, step).
+
+    On the CPU a large parameter is updated in flat chunks on ember's threads; the update
+    is elementwise, so every thread count gives the same bits."""
+    lr, beta1, beta2, eps, weight_decay, decoupled, maximize, step = hyper
+    xp = xp_of(param)
+    arrays = (param, grad, exp_avg, exp_avg_sq, *scratch)
+    if max_exp_avg_sq is not None:
+        arrays += (max_exp_avg_sq,)
+    flat = xp is np and all(a.flags.c_contiguous for a in arrays)
+    views = [a.reshape(-1) for a in arrays] if flat else arrays
+    bias_correction1 = 1 - beta1**step
+    bias_correction2_sqrt = (1 - beta2**step) ** 0.5
+
+    def chunk(a, e):
+        part = slice(a, e) if flat else slice(None)
+        p, grad, exp_avg, exp_avg_sq, tmp, g = (v[part] for v in views[:6])
+        if weight_decay != 0 and decoupled:
+            p *= 1 - lr * weight_decay
+        if weight_decay != 0 and not decoupled:
+            xp.multiply(p, weight_decay, out=g)
+            xp.subtract(g, grad, out=g) if maximize else xp.add(g, grad, out=g)
+        elif maximize:
+            xp.negative(grad, out=g)
+        else:
+            g = grad
+        update_moments(xp, g, exp_avg, exp_avg_sq, beta1, beta2, tmp)
+        if max_exp_avg_sq is not None:
+            max_sq = views[6][part]
+            xp.maximum(max_sq, exp_avg_sq, out=max_sq)
+            denom = xp.sqrt(max_sq, out=tmp)
+        else:
+            denom = xp.sqrt(exp_avg_sq, out=tmp)
+        denom /= bias_correction2_sqrt
+        denom += eps
+        update = xp.divide(exp_avg, denom, out=tmp)
+        update *= lr / bias_correction1
+        p -= update
+
+    if flat:
+        parallel_for(chunk, param.size, 1)
+    else:
+        chunk(0, 1)
 
 
 class Adam(Optimizer):
@@ -122,24 +171,10 @@ class Adam(Optimizer):
             )
             return
 
-        g = self._regularized_grad(param, grad, group, lr)
-
-        tmp = self._buffer(param)
-        update_moments(xp, g, exp_avg, exp_avg_sq, beta1, beta2, tmp)
-
-        bias_correction1 = 1 - beta1**step
-        bias_correction2_sqrt = (1 - beta2**step) ** 0.5
-        if amsgrad:
-            max_sq = state["max_exp_avg_sq"]._array
-            xp.maximum(max_sq, exp_avg_sq, out=max_sq)
-            denom = xp.sqrt(max_sq, out=tmp)
-        else:
-            denom = xp.sqrt(exp_avg_sq, out=tmp)
-        denom /= bias_correction2_sqrt
-        denom += eps
-        update = xp.divide(exp_avg, denom, out=tmp)
-        update *= lr / bias_correction1
-        param -= update
+        max_sq = state["max_exp_avg_sq"]._array if amsgrad else None
+        scratch = (self._buffer(param), self._buffer(param, 1))
+        hyper = (lr, beta1, beta2, eps, weight_decay, decoupled, maximize, step)
+        adam_update(param, grad, exp_avg, exp_avg_sq, max_sq, scratch, *hyper)
 
 
 class AdamW(Adam):

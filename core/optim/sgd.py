@@ -2,10 +2,58 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from .. import multi_tensor
 from ..backend import xp_of
+from ..parallel import parallel_for
 from ..tensor import wrap_array
 from .optimizer import Optimizer, Params, as_float, check_hyper, check_implementation_flags
+
+
+def sgd_update(param, grad, buf, init_buf: bool, scratch, *hyper) -> None:
+    """One parameter's SGD update, in place (NumPy or CuPy arrays); ``buf`` is the momentum
+    buffer (None without momentum), set to the gradient when ``init_buf``. ``scratch`` is
+    two arrays shaped like ``param``; ``hyper`` is (lr, momentum, dampening, weight_decay,
+    nesterov, maximize).
+
+    On the CPU a large parameter is updated in flat chunks on ember's threads; the update
+    is elementwise, so every thread count gives the same bits."""
+    lr, momentum, dampening, weight_decay, nesterov, maximize = hyper
+    xp = xp_of(param)
+    arrays = (param, grad, *scratch) + (() if buf is None else (buf,))
+    flat = xp is np and all(a.flags.c_contiguous for a in arrays)
+    views = [a.reshape(-1) for a in arrays] if flat else arrays
+
+    def chunk(a, e):
+        part = slice(a, e) if flat else slice(None)
+        p, grad, tmp, g = (v[part] for v in views[:4])
+        if weight_decay != 0:
+            xp.multiply(p, weight_decay, out=g)
+            xp.subtract(g, grad, out=g) if maximize else xp.add(g, grad, out=g)
+        elif maximize:
+            xp.negative(grad, out=g)
+        else:
+            g = grad
+        direction = g
+        if buf is not None:
+            b = views[4][part]
+            if init_buf:
+                b[...] = g
+            else:
+                b *= momentum
+                b += xp.multiply(g, 1 - dampening, out=tmp) if dampening != 0 else g
+            if nesterov:
+                direction = xp.multiply(b, momentum, out=tmp)
+                direction += g
+            else:
+                direction = b
+        p -= xp.multiply(direction, lr, out=tmp)
+
+    if flat:
+        parallel_for(chunk, param.size, 1)
+    else:
+        chunk(0, 1)
 
 
 class SGD(Optimizer):
@@ -67,35 +115,19 @@ class SGD(Optimizer):
         if self._step_multi_tensor(params, group, lr):
             return
         momentum = group["momentum"]
-        dampening = group["dampening"]
-        weight_decay = group["weight_decay"]
-        nesterov = group["nesterov"]
-        maximize = group["maximize"]
+        hyper = (lr, momentum, group["dampening"], group["weight_decay"])
+        hyper += (group["nesterov"], group["maximize"])
         for p in params:
             param = p._array
-            xp = xp_of(param)
-            g = self._decayed_grad(param, p.grad._array, weight_decay, maximize)
+            buf, first = None, False
             if momentum != 0:
                 state = self.state[p]
-                buf = state.get("momentum_buffer")
-                if buf is None:
-                    buf = g.copy()
-                    state["momentum_buffer"] = wrap_array(buf)
-                else:
-                    buf = buf._array
-                    buf *= momentum
-                    if dampening != 0:
-                        buf += xp.multiply(g, 1 - dampening, out=self._buffer(param))
-                    else:
-                        buf += g
-                if nesterov:
-                    direction = xp.multiply(buf, momentum, out=self._buffer(param))
-                    direction += g
-                else:
-                    direction = buf
-            else:
-                direction = g
-            param -= xp.multiply(direction, lr, out=self._buffer(param))
+                first = state.get("momentum_buffer") is None
+                if first:  # buf = g on the first step
+                    state["momentum_buffer"] = wrap_array(xp_of(param).empty_like(param))
+                buf = state["momentum_buffer"]._array
+            scratch = (self._buffer(param), self._buffer(param, 1))
+            sgd_update(param, p.grad._array, buf, first, scratch, *hyper)
             p._bump_version()
 
     def _step_multi_tensor(self, params, group, lr) -> bool:

@@ -6,6 +6,7 @@ Each case runs on a fresh group: a failed check leaves the group unusable (some 
 already have started the collective), and the test abandons it."""
 
 import re
+import time
 
 import numpy as np
 import pytest
@@ -72,6 +73,23 @@ def test_all_reduce_ops(group):
         lambda: dist.all_reduce(t(np.ones(3)), op=op, group=group),
         r"op: rank \d has (SUM|MAX) but rank \d has (MAX|SUM)",
     )
+
+
+@pytest.mark.mpi(min_size=2)
+@pytest.mark.parametrize("late", [0, 1, None])
+def test_mismatch_raises_everywhere_whoever_arrives_last(group, late):
+    # no rank waits for its neighbours' fingerprints before an all_reduce: the last of
+    # each pair to arrive compares, so the odd rank's mismatch must raise on every rank
+    # whether it comes first, last or together with the others
+    op = odd_one_out(group, dist.ReduceOp.SUM, dist.ReduceOp.MAX)
+    x = t(np.arange(3.0) + dist.get_rank(group))
+
+    def call():
+        if dist.get_rank(group) == late:
+            time.sleep(0.2)
+        dist.all_reduce(x, op=op, group=group)
+
+    expect_mismatch(group, call, r"op: rank \d has (SUM|MAX) but rank \d has (MAX|SUM)")
 
 
 @pytest.mark.mpi(min_size=2)

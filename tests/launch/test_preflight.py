@@ -78,7 +78,9 @@ def test_passing_preflight_starts_the_job_and_no_preflight_skips_it(monkeypatch)
     probe = planted({"node1": {**HERE}, "node2": "no answer"})
     started = []
     monkeypatch.setattr(preflight, "probe_hosts", probe)
-    monkeypatch.setattr(cli, "supervise", lambda build, env, restarts: started.append(restarts))
+    monkeypatch.setattr(
+        cli, "supervise", lambda build, env, restarts, **kw: started.append(restarts)
+    )
     cli.main(["--flavour", "hydra", "-H", "node1:2", "--restarts", "2", "t.py"])
     assert started == [2] and len(probe.asked) == 1
     cli.main(["--flavour", "hydra", "-H", "node1:2,node2:2", "--no-preflight", "t.py"])

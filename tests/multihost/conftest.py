@@ -15,6 +15,7 @@ import os
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -65,6 +66,7 @@ class Cluster:
     hosts: dict[str, str] = field(default_factory=dict)
     namespaces: dict[str, str] = field(default_factory=dict)
     ssh: str = ""
+    relays: list = field(default_factory=list)  # user-space link processes (relay.py)
 
     def launch(self, *args, timeout=180, env=None, **kw) -> subprocess.CompletedProcess:
         """Run ``ember-launch ARGS`` with the ssh stand-in and this cluster's interface."""
@@ -102,13 +104,79 @@ class Cluster:
     def link(self, host: str, up: bool) -> None:
         _ip("-n", self.namespaces[host], "link", "set", self.iface, "up" if up else "down")
 
-    def netem(self, host: str, spec: str) -> None:
-        """``tc qdisc ... netem SPEC`` on `host`'s link (e.g. "delay 20ms loss 1%")."""
+    def netem(self, host: str, delay: float, loss: float) -> str:
+        """Make `host`'s link slow and lossy (`delay` seconds each way, a `loss` share of
+        the packets dropped, both directions): ``tc netem`` where the kernel has it,
+        else a user-space relay between two TAP devices. Returns which it used."""
         ns = self.namespaces[host]
         tc = ["ip", "netns", "exec", ns, "tc", "qdisc", "replace", "dev", self.iface, "root"]
-        done = subprocess.run([*tc, "netem", *spec.split()], capture_output=True, text=True)
-        if done.returncode != 0:
-            pytest.skip(f"tc netem is not available here: {done.stderr.strip()}")
+        # netem on the host's side delays what it sends; the bridge's side of its veth
+        # delays what it receives
+        spec = ["netem", "delay", f"{delay * 1000:g}ms", "loss", f"{loss * 100:g}%"]
+        if subprocess.run([*tc, *spec], capture_output=True).returncode == 0:
+            outer = f"emv{self.tag}{list(self.namespaces).index(host) + 1}"
+            tc_outer = ["tc", "qdisc", "replace", "dev", outer, "root", *spec]
+            subprocess.run(tc_outer, capture_output=True, check=True)
+            return "netem"
+        self._relay_link(host, delay, loss)
+        return "relay"
+
+    def _relay_link(self, host: str, delay: float, loss: float) -> None:
+        """Replace `host`'s veth pair by two TAP devices with relay.py between them."""
+        ns, number = self.namespaces[host], list(self.namespaces).index(host) + 1
+        outer, inner = f"emr{self.tag}{number}", f"emt{self.tag}{number}"
+        _ip("-n", ns, "link", "del", self.iface)  # the veth pair goes as a whole
+        relay = subprocess.Popen(
+            [sys.executable, RELAY, f"--delay={delay}", f"--loss={loss}", outer, inner],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        self.relays.append(relay)
+        if relay.stdout.readline().strip() != "ready":
+            raise RuntimeError(f"relay.py did not start (exit {relay.wait()})")
+        _ip("link", "set", inner, "netns", ns)
+        _ip("-n", ns, "link", "set", inner, "name", self.iface)
+        _ip("-n", ns, "addr", "add", f"{self.hosts[host]}/24", "dev", self.iface)
+        _ip("-n", ns, "link", "set", self.iface, "up")
+        _ip("link", "set", outer, "master", self.iface, "up")
+
+    def connect_time(self, host: str, tries: int = 3) -> float:
+        """The shortest of `tries` TCP connects from this machine to `host` (one round
+        trip each)."""
+        server = subprocess.Popen(
+            [
+                "ip",
+                "netns",
+                "exec",
+                self.namespaces[host],
+                sys.executable,
+                "-c",
+                ACCEPT,
+                str(tries),
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            port = int(server.stdout.readline())
+            times = []
+            for _ in range(tries):
+                start = time.perf_counter()
+                socket.create_connection((self.hosts[host], port), timeout=10).close()
+                times.append(time.perf_counter() - start)
+            return min(times)
+        finally:
+            server.kill()
+            server.wait()
+
+
+RELAY = os.path.join(os.path.dirname(os.path.abspath(__file__)), "relay.py")
+ACCEPT = """import socket, sys
+server = socket.create_server(("", 0))
+print(server.getsockname()[1], flush=True)
+for _ in range(int(sys.argv[1])):
+    server.accept()[0].close()
+"""
 
 
 def _unavailable() -> str | None:
@@ -125,6 +193,9 @@ def _unavailable() -> str | None:
 def _teardown(cluster: Cluster, bridge: str) -> None:
     for host in list(cluster.namespaces):
         cluster.kill_host(host)
+    for relay in cluster.relays:  # its TAP devices vanish with it
+        relay.kill()
+        relay.wait()
     time.sleep(0.1)
     for ns in cluster.namespaces.values():
         _ip("netns", "del", ns, check=False)

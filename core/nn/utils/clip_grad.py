@@ -9,6 +9,7 @@ import numpy as np
 
 from ... import backend, multi_tensor
 from ...autograd import no_grad
+from ...parallel import parallel_for
 from ...tensor import Tensor, wrap_array
 
 
@@ -35,25 +36,10 @@ def get_total_norm(
         total = multi_tensor.total_norm(arrays, norm_type)
         return _checked_total(total, first, norm_type, error_if_nonfinite, xp)
     dev = first.device
-    # one pass per tensor, reducing on the device; one host sync at the end at most
-    parts = []
-    for t in tensors:
-        g = t._array.reshape(-1)
-        if g.dtype.itemsize < 4:
-            g = g.astype("float32")
-        if norm_type == 2.0:
-            part = xp.dot(g, g)
-        elif norm_type == math.inf:
-            part = xp.abs(g).max() if g.size else xp.zeros((), g.dtype)
-        elif norm_type == -math.inf:
-            part = xp.abs(g).min() if g.size else xp.full((), math.inf, g.dtype)
-        elif norm_type == 0.0:
-            part = (g != 0).sum().astype(g.dtype)
-        elif norm_type == 1.0:
-            part = xp.abs(g).sum()
-        else:
-            part = (xp.abs(g) ** norm_type).sum()
-        parts.append(backend.move_array(xp.asarray(part), dev))
+    if all(isinstance(a, np.ndarray) for a in arrays):
+        parts = _cpu_parts(arrays, norm_type)
+    else:  # one pass per tensor, reducing on the device; one host sync at the end at most
+        parts = [backend.move_array(xp.asarray(_part(xp, a, norm_type)), dev) for a in arrays]
     stacked = xp.stack(parts)
     if norm_type == math.inf:
         total = stacked.max()
@@ -66,6 +52,61 @@ def get_total_norm(
     else:
         total = stacked.sum() ** (1.0 / norm_type)
     return _checked_total(total, first, norm_type, error_if_nonfinite, xp)
+
+
+def _part(xp, array, norm_type: float):
+    """One tensor's (or block's) share of the total norm: a sum of powers, or a max / min."""
+    g = array.reshape(-1)
+    if g.dtype.itemsize < 4:
+        g = g.astype("float32")
+    if norm_type == 2.0:
+        return xp.dot(g, g)
+    if norm_type == math.inf:
+        return xp.abs(g).max() if g.size else xp.zeros((), g.dtype)
+    if norm_type == -math.inf:
+        return xp.abs(g).min() if g.size else xp.full((), math.inf, g.dtype)
+    if norm_type == 0.0:
+        return (g != 0).sum().astype(g.dtype)
+    if norm_type == 1.0:
+        return xp.abs(g).sum()
+    return (xp.abs(g) ** norm_type).sum()
+
+
+# Elements per block of the CPU norms: blocks, not thread chunks, fix how a gradient's
+# sum is split, so the total norm is the same on any number of threads.
+_NORM_BLOCK = 1 << 18
+
+
+def _blocks(arrays):
+    """(array number, start, stop) of every block of the flattened arrays."""
+    return [
+        (i, start, min(start + _NORM_BLOCK, a.size))
+        for i, a in enumerate(arrays)
+        for start in range(0, max(a.size, 1), _NORM_BLOCK)
+    ]
+
+
+def _cpu_parts(arrays, norm_type: float) -> list:
+    """Each NumPy array's share of the total norm, its blocks computed on ember's threads
+    and combined in block order."""
+    flat = [a.reshape(-1) for a in arrays]
+    blocks = _blocks(flat)
+    block_parts = [None] * len(blocks)
+
+    def run(first, last):
+        for k in range(first, last):
+            i, start, stop = blocks[k]
+            block_parts[k] = _part(np, flat[i][start:stop], norm_type)
+
+    parallel_for(run, len(blocks), _NORM_BLOCK)
+    combine = {math.inf: max, -math.inf: min}.get(norm_type)
+    parts = [None] * len(arrays)
+    for (i, _, _), part in zip(blocks, block_parts):
+        if parts[i] is None:
+            parts[i] = part
+        else:
+            parts[i] = combine(parts[i], part) if combine else parts[i] + part
+    return [np.asarray(part) for part in parts]
 
 
 def _checked_total(total, first, norm_type, error_if_nonfinite, xp) -> Tensor:
@@ -94,10 +135,30 @@ def clip_grads_with_norm_(parameters, max_norm: float, total_norm: Tensor, forea
         for g in grads:
             g._bump_version()
         return
-    with no_grad():
-        for g in grads:
-            g._array *= coef.astype(g._array.dtype) if g._array.dtype != coef.dtype else coef
-            g._bump_version()
+    if all(isinstance(a, np.ndarray) for a in arrays):
+        _cpu_scale(arrays, coef)
+    else:
+        for a in arrays:
+            a *= coef.astype(a.dtype) if a.dtype != coef.dtype else coef
+    for g in grads:
+        g._bump_version()
+
+
+def _cpu_scale(arrays, coef) -> None:
+    """``a *= coef`` for every NumPy array, in blocks on ember's threads."""
+    whole = [a for a in arrays if not a.flags.c_contiguous]  # reshape(-1) would copy
+    flat = [a.reshape(-1) for a in arrays if a.flags.c_contiguous]
+    blocks = _blocks(flat)
+
+    def run(first, last):
+        for k in range(first, last):
+            i, start, stop = blocks[k]
+            part = flat[i][start:stop]
+            part *= coef.astype(part.dtype) if part.dtype != coef.dtype else coef
+
+    parallel_for(run, len(blocks), _NORM_BLOCK)
+    for a in whole:
+        a *= coef.astype(a.dtype) if a.dtype != coef.dtype else coef
 
 
 def clip_grad_norm_(

@@ -1,12 +1,17 @@
-"""Data-parallel training across hosts: `ddp_hosts.py STEPS [SECONDS_PER_STEP [CKPT_DIR]]`.
+"""Data-parallel training across hosts:
+`ddp_hosts.py STEPS [SECONDS_PER_STEP [CKPT_DIR [TIMEOUT]]]`.
 
-Every rank trains its shard of one fixed float64 batch of 32 samples with DDP (SGD); rank 0
-also trains the same model on the whole batch in one process, and prints one JSON line:
-the largest parameter difference between the two, the rank table, and the results of
-collectives and object collectives across the hosts. With CKPT_DIR, a checkpoint is saved
-after every step, and the run resumes from the latest one."""
+Every step, DistributedSampler deals the 32 samples of one fixed float64 batch out to the
+ranks (reshuffled each step, so the shards depend on the world size), and every rank trains
+its shard with DDP (SGD with momentum; wrapped in ZeroRedundancyOptimizer when
+EMBER_TEST_ZERO=1). Rank 0 also trains the same model on the whole batch in one process,
+and prints one JSON line: the largest parameter difference between the two, the rank
+table, each rank's shard size and optimizer states, and the results of collectives and
+object collectives across the hosts. With CKPT_DIR, a checkpoint is saved after every
+step, and the run resumes from the latest one (at whatever world size it now has)."""
 
 import json
+import os
 import socket
 import sys
 import time
@@ -18,8 +23,10 @@ import ember.distributed as dist
 import ember.nn as nn
 import ember.nn.functional as F
 import ember.optim as optim
+from ember.distributed import DistributedSampler
 from ember.distributed.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from ember.distributed.ddp import DistributedDataParallel
+from ember.distributed.optim import ZeroRedundancyOptimizer
 
 steps = int(sys.argv[1])
 pause = float(sys.argv[2]) if len(sys.argv) > 2 else 0.0
@@ -38,20 +45,34 @@ def make_model():
 
 
 model = DistributedDataParallel(make_model())
-opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+zero = os.environ.get("EMBER_TEST_ZERO") == "1"
+if zero:  # each rank keeps the momentum of the parameters it owns
+    opt = ZeroRedundancyOptimizer(model.parameters(), optim.SGD, lr=0.1, momentum=0.9)
+else:
+    opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+sampler = DistributedSampler(range(BATCH), shuffle=True, seed=1)
 start = 0
 if ckpt_dir and latest_checkpoint(ckpt_dir):
-    start = load_checkpoint(latest_checkpoint(ckpt_dir), model=model, optimizer=opt)["step"]
-shard = slice(rank * BATCH // world, (rank + 1) * BATCH // world)
-x, y = ember.from_numpy(X[shard]), ember.from_numpy(Y[shard])
+    found = latest_checkpoint(ckpt_dir)
+    start = load_checkpoint(found, model=model, optimizer=opt, sampler=sampler)["step"]
+shard = []
 for step in range(start, steps):
+    sampler.set_epoch(step)
+    shard = list(sampler)
+    x, y = ember.from_numpy(X[shard]), ember.from_numpy(Y[shard])
     loss = F.mse_loss(model(x), y)
     opt.zero_grad()
     loss.backward()
     opt.step()
     if ckpt_dir:
+        if zero:
+            opt.consolidate_state_dict(to=0)  # the whole state, for rank 0 to write
         save_checkpoint(
-            f"{ckpt_dir}/step{step + 1:04d}.ckpt", model=model, optimizer=opt, step=step + 1
+            f"{ckpt_dir}/step{step + 1:04d}.ckpt",
+            model=model,
+            optimizer=opt if rank == 0 or not zero else None,
+            sampler=sampler,
+            step=step + 1,
         )
     if rank == 0:
         print(f"step {step + 1} at {time.time():.3f}", flush=True)
@@ -67,6 +88,9 @@ hosts = [None] * world
 dist.all_gather_object(hosts, socket.gethostname())
 objs = [{"from": rank}] if rank == 1 else [None]
 dist.broadcast_object_list(objs, src=1)
+mine = {"shard": len(shard), "states": len((opt.optim if zero else opt).state)}
+shards = [None] * world
+dist.all_gather_object(shards, mine)
 
 if rank == 0:
     reference = make_model()
@@ -89,6 +113,8 @@ if rank == 0:
         "hosts": hosts,
         "object": objs[0],
         "world": world,
+        "shards": [part["shard"] for part in shards],
+        "optimizer_states": [part["states"] for part in shards],
     }
     print("RESULT " + json.dumps(report), flush=True)
 dist.destroy_process_group()
