@@ -6,9 +6,8 @@ tensors' device: GEMM-shaped ops (matmul, linear, conv, attention) to the low-pr
 dtype, precision-sensitive ones (softmax, losses, norms, exp/log/pow, reductions on CUDA)
 to float32, and the "promote" ops (cat, stack, dot, atan2, ...) to the widest floating
 dtype among their inputs. An op declares its entry (``autocast`` on its Function, see
-``ops/declare.py``), which lands in the table through ``declare_policy``; the lists below
-hold the ops not declared that way yet. Outside any region the ops pay one truthiness
-test of ``_state``.
+``ops/declare.py``), which lands in the table through ``declare_policy``. Outside any
+region the ops pay one truthiness test of ``_state``.
 """
 
 from __future__ import annotations
@@ -23,14 +22,10 @@ from .autograd import no_grad
 from .backend import device_context, device_of, xp_of
 from .tensor import Tensor
 
-# PyTorch's autocast op lists (aten/src/ATen/autocast_mode.cpp), for the ember ops that do
-# not declare their policy on their Function yet.
-_LOWER_BOTH = "conv1d conv2d conv_transpose1d conv_transpose2d".split()
+# PyTorch's autocast op lists (aten/src/ATen/autocast_mode.cpp) per device type: op name ->
+# policy, filled by the ops' declarations.
 _LOWER, _FP32, _PROMOTE, _BANNED = "lower", "float32", "promote", "banned"
-_POLICY = {
-    "cuda": dict.fromkeys(_LOWER_BOTH, _LOWER),
-    "cpu": dict.fromkeys(_LOWER_BOTH, _LOWER),
-}
+_POLICY: dict = {"cuda": {}, "cpu": {}}
 _DECLARED = {"lower": _LOWER, "fp32": _FP32, "promote": _PROMOTE, "banned": _BANNED}
 
 

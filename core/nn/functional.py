@@ -64,16 +64,7 @@ from ..ops.losses_pairwise import (
 )
 from ..ops.norm import batch_norm, group_norm, layer_norm, normalize, rms_norm
 from ..ops.pad import pad
-from ..ops.pool import (
-    adaptive_avg_pool1d,
-    adaptive_avg_pool2d,
-    adaptive_max_pool1d,
-    adaptive_max_pool2d,
-    avg_pool1d,
-    avg_pool2d,
-    max_pool1d,
-    max_pool2d,
-)
+from ..ops.pool import avg_pool1d, avg_pool2d, max_pool1d, max_pool2d
 from ..ops.pool3d import (
     adaptive_avg_pool3d,
     adaptive_max_pool3d,
@@ -82,6 +73,12 @@ from ..ops.pool3d import (
     max_unpool1d,
     max_unpool2d,
     max_unpool3d,
+)
+from ..ops.pool_adaptive import (
+    adaptive_avg_pool1d,
+    adaptive_avg_pool2d,
+    adaptive_max_pool1d,
+    adaptive_max_pool2d,
 )
 from ..ops.softmax import log_softmax, softmax, softmin
 from ..ops.unary_math import sigmoid, tanh

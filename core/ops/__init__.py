@@ -28,6 +28,7 @@ from . import (
     plane_index,
     pool,
     pool3d,
+    pool_adaptive,
     recurrent,
     reduce,
     reorder,

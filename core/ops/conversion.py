@@ -36,4 +36,3 @@ def to(self: Tensor, *args, **kwargs) -> Tensor:
     if target_dev is None and target_dt is None:
         return self.clone() if copy else self
     return to_copy(self, target_dev, target_dt)
-

@@ -24,6 +24,8 @@ DECLARED_FILES = [
     "attention",
     "bitwise",
     "comparison",
+    "conv",
+    "conv3d",
     "conversion",
     "dropout",
     "elementwise",
@@ -38,6 +40,9 @@ DECLARED_FILES = [
     "movement",
     "norm",
     "pad",
+    "pool",
+    "pool3d",
+    "pool_adaptive",
     "recurrent",
     "reduce",
     "reorder",
@@ -109,6 +114,16 @@ def test_nn_ops_declare_their_autocast_policies():
     assert cuda["scaled_dot_product_attention"] == cpu["scaled_dot_product_attention"] == "lower"
     assert cuda["lstm_layer"] == cpu["lstm_layer"] == "lower"
     assert cuda["gru_layer"] == "lower" and "gru_layer" not in cpu
+
+
+def test_every_autocast_policy_comes_from_a_declaration():
+    """core/amp.py keeps no op lists of its own: its table starts empty."""
+    source = (OPS.parent / "amp.py").read_text()
+    assert '_POLICY: dict = {"cuda": {}, "cpu": {}}' in source
+    assert not re.search(r"^_(LOWER|FP32)_(BOTH|CUDA)", source, re.M)
+    cuda, cpu = amp._POLICY["cuda"], amp._POLICY["cpu"]
+    for op in ("conv1d", "conv2d", "conv_transpose1d", "conv_transpose2d"):
+        assert cuda[op] == cpu[op] == "lower", op
 
 
 def test_one_relu_for_every_public_form():
