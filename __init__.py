@@ -105,7 +105,10 @@ _EXPORTS = {
         diag flip repeat_interleave roll tile tril triu
     """,
     "ember.core.ops.scan": """
-        argsort cummax cummin cumprod cumsum log_softmax logcumsumexp softmax sort topk
+        argsort cummax cummin cumprod cumsum logcumsumexp sort topk
+    """,
+    "ember.core.ops.softmax": """
+        log_softmax softmax
     """,
     "ember.core.ops.scatter": """
         gather index_add index_copy index_fill index_select scatter scatter_add

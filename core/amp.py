@@ -6,9 +6,8 @@ tensors' device: GEMM-shaped ops (matmul, linear, conv, attention) to the low-pr
 dtype, precision-sensitive ones (softmax, losses, norms, exp/log/pow, reductions on CUDA)
 to float32, and the "promote" ops (cat, stack, dot, atan2, ...) to the widest floating
 dtype among their inputs. An op declares its entry (``autocast`` on its Function, see
-``ops/declare.py``), which lands in the table through ``declare_policy``; the lists below
-hold the ops not declared that way yet. Outside any region the ops pay one truthiness
-test of ``_state``.
+``ops/declare.py``), which lands in the table through ``declare_policy``. Outside any
+region the ops pay one truthiness test of ``_state``.
 """
 
 from __future__ import annotations
@@ -23,34 +22,16 @@ from .autograd import no_grad
 from .backend import device_context, device_of, xp_of
 from .tensor import Tensor
 
-# PyTorch's autocast op lists (aten/src/ATen/autocast_mode.cpp), for the ember ops that do
-# not declare their policy on their Function yet.
-_LOWER_BOTH = (
-    "scaled_dot_product_attention conv1d conv2d conv_transpose1d conv_transpose2d"
-).split()
-_FP32_BOTH = (
-    "cross_entropy nll_loss mse_loss l1_loss smooth_l1_loss huber_loss kl_div "
-    "binary_cross_entropy_with_logits cosine_embedding_loss"
-).split()
-_FP32_CUDA = ("softmax log_softmax cumsum cumprod layer_norm group_norm rms_norm softplus").split()
+# PyTorch's autocast op lists (aten/src/ATen/autocast_mode.cpp) per device type: op name ->
+# policy, filled by the ops' declarations.
 _LOWER, _FP32, _PROMOTE, _BANNED = "lower", "float32", "promote", "banned"
-_POLICY = {
-    "cuda": {
-        **dict.fromkeys(_LOWER_BOTH, _LOWER),
-        **dict.fromkeys(_FP32_BOTH + _FP32_CUDA, _FP32),
-        "binary_cross_entropy": _BANNED,
-    },
-    "cpu": {
-        **dict.fromkeys(_LOWER_BOTH, _LOWER),
-        **dict.fromkeys(_FP32_BOTH + ["binary_cross_entropy"], _FP32),
-    },
-}
-_DECLARED = {"lower": _LOWER, "fp32": _FP32, "promote": _PROMOTE}
+_POLICY: dict = {"cuda": {}, "cpu": {}}
+_DECLARED = {"lower": _LOWER, "fp32": _FP32, "promote": _PROMOTE, "banned": _BANNED}
 
 
 def declare_policy(device_type: str, op: str, policy: str) -> None:
-    """Put ``op`` on the autocast list ``policy`` (``"lower"``, ``"fp32"`` or
-    ``"promote"``) of ``device_type``: an op's declared ``autocast`` (ops/declare.py)."""
+    """Put ``op`` on the autocast list ``policy`` (``"lower"``, ``"fp32"``, ``"promote"``
+    or ``"banned"``) of ``device_type``: an op's declared ``autocast`` (ops/declare.py)."""
     if policy not in _DECLARED:
         raise ValueError(
             f"autocast policy of {op} must be one of {sorted(_DECLARED)}, got {policy!r}"

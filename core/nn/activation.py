@@ -4,11 +4,10 @@ constructor arguments and reprs."""
 from __future__ import annotations
 
 from .. import creation
-from ..ops import activation as act_basic
-from ..ops import nn_activation as act
-from ..ops import nn_composite as composite
+from ..ops import activation as act
+from ..ops import activation_smooth as smooth
 from ..ops import unary_math
-from ..ops.scan import log_softmax, softmax
+from ..ops.softmax import log_softmax, softmax, softmin
 from ..tensor import Tensor
 from .module import Module
 from .parameter import Parameter
@@ -45,19 +44,19 @@ class _Simple(Module):
 class ReLU(_Simple):
     r"""``max(0, x)``."""
 
-    _fn = staticmethod(act_basic.relu)
+    _fn = staticmethod(act.relu)
 
 
 class SiLU(_Simple):
     r"""``x * sigmoid(x)``."""
 
-    _fn = staticmethod(act_basic.silu)
+    _fn = staticmethod(smooth.silu)
 
 
 class Mish(_Simple):
     r"""``x * tanh(softplus(x))``."""
 
-    _fn = staticmethod(act.mish)
+    _fn = staticmethod(smooth.mish)
 
 
 class SELU(_Simple):
@@ -102,11 +101,11 @@ class Tanh(_Stateless):
 
 
 class LogSigmoid(_Stateless):
-    _fn = staticmethod(act.logsigmoid)
+    _fn = staticmethod(smooth.logsigmoid)
 
 
 class Softsign(_Stateless):
-    _fn = staticmethod(act.softsign)
+    _fn = staticmethod(smooth.softsign)
 
 
 class Hardtanh(Module):
@@ -146,7 +145,7 @@ class LeakyReLU(Module):
         self.inplace = inplace
 
     def forward(self, input: Tensor) -> Tensor:
-        return _run(act_basic.leaky_relu, input, self.inplace, self.negative_slope)
+        return _run(act.leaky_relu, input, self.inplace, self.negative_slope)
 
     def extra_repr(self) -> str:
         return _inplace_repr(self.inplace, f"negative_slope={self.negative_slope}")
@@ -161,7 +160,7 @@ class ELU(Module):
         self.inplace = inplace
 
     def forward(self, input: Tensor) -> Tensor:
-        return _run(act_basic.elu, input, self.inplace, self.alpha)
+        return _run(act.elu, input, self.inplace, self.alpha)
 
     def extra_repr(self) -> str:
         return _inplace_repr(self.inplace, f"alpha={self.alpha}")
@@ -182,7 +181,7 @@ class GELU(Module):
         self.approximate = approximate
 
     def forward(self, input: Tensor) -> Tensor:
-        return act_basic.gelu(input, approximate=self.approximate)
+        return smooth.gelu(input, approximate=self.approximate)
 
     def extra_repr(self) -> str:
         return f"approximate={self.approximate!r}"
@@ -197,7 +196,7 @@ class Softplus(Module):
         self.threshold = threshold
 
     def forward(self, input: Tensor) -> Tensor:
-        return act_basic.softplus(input, self.beta, self.threshold)
+        return smooth.softplus(input, self.beta, self.threshold)
 
     def extra_repr(self) -> str:
         return f"beta={self.beta}, threshold={self.threshold}"
@@ -259,7 +258,7 @@ class GLU(Module):
         self.dim = dim
 
     def forward(self, input: Tensor) -> Tensor:
-        return composite.glu(input, self.dim)
+        return smooth.glu(input, self.dim)
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}"
@@ -269,7 +268,7 @@ class Softmin(Softmax):
     r"""``softmax(-x)`` along ``dim``."""
 
     def forward(self, input: Tensor) -> Tensor:
-        return composite.softmin(input, self.dim)
+        return softmin(input, self.dim)
 
 
 class Threshold(Module):
@@ -282,14 +281,14 @@ class Threshold(Module):
         self.inplace = inplace
 
     def forward(self, input: Tensor) -> Tensor:
-        return composite.threshold(input, self.threshold, self.value, self.inplace)
+        return act.threshold(input, self.threshold, self.value, self.inplace)
 
     def extra_repr(self) -> str:
         return _inplace_repr(self.inplace, f"threshold={self.threshold}, value={self.value}")
 
 
 class Tanhshrink(_Stateless):
-    _fn = staticmethod(composite.tanhshrink)
+    _fn = staticmethod(smooth.tanhshrink)
 
 
 class Softshrink(Module):
@@ -300,7 +299,7 @@ class Softshrink(Module):
         self.lambd = lambd
 
     def forward(self, input: Tensor) -> Tensor:
-        return composite.softshrink(input, self.lambd)
+        return act.softshrink(input, self.lambd)
 
     def extra_repr(self) -> str:
         return str(self.lambd)
@@ -310,7 +309,7 @@ class Hardshrink(Softshrink):
     r"""Zero where ``|x| <= lambd``."""
 
     def forward(self, input: Tensor) -> Tensor:
-        return composite.hardshrink(input, self.lambd)
+        return act.hardshrink(input, self.lambd)
 
 
 class RReLU(Module):
@@ -324,7 +323,7 @@ class RReLU(Module):
         self.inplace = inplace
 
     def forward(self, input: Tensor) -> Tensor:
-        return composite.rrelu(input, self.lower, self.upper, self.training, self.inplace)
+        return act.rrelu(input, self.lower, self.upper, self.training, self.inplace)
 
     def extra_repr(self) -> str:
         return _inplace_repr(self.inplace, f"lower={self.lower}, upper={self.upper}")

@@ -6,10 +6,10 @@ import math
 
 from .. import creation
 from ..ops.attention import scaled_dot_product_attention
-from ..ops.dropout_embedding_ce import dropout
+from ..ops.dropout import dropout
 from ..ops.join import cat
 from ..ops.linalg import linear
-from ..ops.scan import softmax
+from ..ops.softmax import softmax
 from ..tensor import Tensor
 from . import init
 from .linear import Linear

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from ..ops import dropout_embedding_ce as nn_ops
-from ..ops import nn_composite as composite
+from ..ops import dropout as ops_dropout
 from ..tensor import Tensor
 from .module import Module
 
@@ -30,39 +29,39 @@ class Dropout(_DropoutNd):
     """
 
     def forward(self, input: Tensor) -> Tensor:
-        return nn_ops.dropout(input, self.p, self.training, self.inplace)
+        return ops_dropout.dropout(input, self.p, self.training, self.inplace)
 
 
 class Dropout1d(_DropoutNd):
     r"""Zero whole channels of (N, C, L) or (C, L) inputs while training."""
 
     def forward(self, input: Tensor) -> Tensor:
-        return nn_ops.dropout1d(input, self.p, self.training, self.inplace)
+        return ops_dropout.dropout1d(input, self.p, self.training, self.inplace)
 
 
 class Dropout2d(_DropoutNd):
     r"""Zero whole channels of (N, C, H, W) or (C, H, W) inputs while training."""
 
     def forward(self, input: Tensor) -> Tensor:
-        return nn_ops.dropout2d(input, self.p, self.training, self.inplace)
+        return ops_dropout.dropout2d(input, self.p, self.training, self.inplace)
 
 
 class Dropout3d(_DropoutNd):
     r"""Zero whole channels of (N, C, D, H, W) or (C, D, H, W) inputs while training."""
 
     def forward(self, input: Tensor) -> Tensor:
-        return nn_ops.dropout3d(input, self.p, self.training, self.inplace)
+        return ops_dropout.dropout3d(input, self.p, self.training, self.inplace)
 
 
 class AlphaDropout(_DropoutNd):
     r"""Dropout that keeps SELU activations' mean and variance."""
 
     def forward(self, input: Tensor) -> Tensor:
-        return composite.alpha_dropout(input, self.p, self.training, self.inplace)
+        return ops_dropout.alpha_dropout(input, self.p, self.training, self.inplace)
 
 
 class FeatureAlphaDropout(_DropoutNd):
     r"""Alpha dropout of whole channels."""
 
     def forward(self, input: Tensor) -> Tensor:
-        return composite.feature_alpha_dropout(input, self.p, self.training, self.inplace)
+        return ops_dropout.feature_alpha_dropout(input, self.p, self.training, self.inplace)

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from ..ops import dropout_embedding_ce as nn_ops
-from ..ops import nn_composite as composite
-from ..ops import nn_losses as losses
+from ..ops import losses, losses_binary, losses_pairwise
 from ..tensor import Tensor
 from .module import Module
 
@@ -31,14 +29,14 @@ class L1Loss(_Loss):
     r"""Mean absolute error. Example: ``nn.L1Loss()(pred, y)``."""
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
-        return losses.l1_loss(input, target, reduction=self.reduction)
+        return losses_pairwise.l1_loss(input, target, reduction=self.reduction)
 
 
 class MSELoss(_Loss):
     r"""Mean squared error. Example: ``nn.MSELoss(reduction="sum")(pred, y)``."""
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
-        return losses.mse_loss(input, target, reduction=self.reduction)
+        return losses_pairwise.mse_loss(input, target, reduction=self.reduction)
 
 
 class SmoothL1Loss(_Loss):
@@ -49,7 +47,9 @@ class SmoothL1Loss(_Loss):
         self.beta = beta
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
-        return losses.smooth_l1_loss(input, target, reduction=self.reduction, beta=self.beta)
+        return losses_pairwise.smooth_l1_loss(
+            input, target, reduction=self.reduction, beta=self.beta
+        )
 
 
 class HuberLoss(_Loss):
@@ -60,7 +60,7 @@ class HuberLoss(_Loss):
         self.delta = delta
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
-        return losses.huber_loss(input, target, reduction=self.reduction, delta=self.delta)
+        return losses_pairwise.huber_loss(input, target, reduction=self.reduction, delta=self.delta)
 
 
 class NLLLoss(_WeightedLoss):
@@ -78,7 +78,7 @@ class NLLLoss(_WeightedLoss):
         self.ignore_index = ignore_index
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
-        return nn_ops.nll_loss(
+        return losses.nll_loss(
             input,
             target,
             weight=self.weight,
@@ -110,7 +110,7 @@ class CrossEntropyLoss(_WeightedLoss):
         self.label_smoothing = label_smoothing
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
-        return nn_ops.cross_entropy(
+        return losses.cross_entropy(
             input,
             target,
             weight=self.weight,
@@ -124,7 +124,7 @@ class BCELoss(_WeightedLoss):
     r"""Binary cross entropy of probabilities."""
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
-        return losses.binary_cross_entropy(
+        return losses_binary.binary_cross_entropy(
             input, target, weight=self.weight, reduction=self.reduction
         )
 
@@ -140,7 +140,7 @@ class BCEWithLogitsLoss(_Loss):
         self.register_buffer("pos_weight", pos_weight)
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
-        return losses.binary_cross_entropy_with_logits(
+        return losses_binary.binary_cross_entropy_with_logits(
             input, target, self.weight, pos_weight=self.pos_weight, reduction=self.reduction
         )
 
@@ -168,7 +168,7 @@ class CosineEmbeddingLoss(_Loss):
         self.margin = margin
 
     def forward(self, input1: Tensor, input2: Tensor, target: Tensor) -> Tensor:
-        return losses.cosine_embedding_loss(
+        return losses_pairwise.cosine_embedding_loss(
             input1, input2, target, margin=self.margin, reduction=self.reduction
         )
 
@@ -183,7 +183,7 @@ class MarginRankingLoss(_Loss):
         self.margin = margin
 
     def forward(self, input1: Tensor, input2: Tensor, target: Tensor) -> Tensor:
-        return composite.margin_ranking_loss(
+        return losses_pairwise.margin_ranking_loss(
             input1, input2, target, margin=self.margin, reduction=self.reduction
         )
 
@@ -198,7 +198,7 @@ class HingeEmbeddingLoss(_Loss):
         self.margin = margin
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
-        return composite.hinge_embedding_loss(
+        return losses_pairwise.hinge_embedding_loss(
             input, target, margin=self.margin, reduction=self.reduction
         )
 
@@ -207,14 +207,14 @@ class SoftMarginLoss(_Loss):
     r"""``log(1 + exp(-y * x))``."""
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
-        return composite.soft_margin_loss(input, target, reduction=self.reduction)
+        return losses_binary.soft_margin_loss(input, target, reduction=self.reduction)
 
 
 class MultiLabelSoftMarginLoss(_WeightedLoss):
     r"""Per-class logistic loss averaged over the classes."""
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
-        return composite.multilabel_soft_margin_loss(
+        return losses_binary.multilabel_soft_margin_loss(
             input, target, weight=self.weight, reduction=self.reduction
         )
 
@@ -240,7 +240,7 @@ class TripletMarginLoss(_Loss):
         self.margin, self.p, self.eps, self.swap = margin, p, eps, swap
 
     def forward(self, anchor: Tensor, positive: Tensor, negative: Tensor) -> Tensor:
-        return composite.triplet_margin_loss(
+        return losses_pairwise.triplet_margin_loss(
             anchor,
             positive,
             negative,
@@ -268,7 +268,7 @@ class PoissonNLLLoss(_Loss):
         self.log_input, self.full, self.eps = log_input, full, eps
 
     def forward(self, log_input: Tensor, target: Tensor) -> Tensor:
-        return composite.poisson_nll_loss(
+        return losses_pairwise.poisson_nll_loss(
             log_input, target, self.log_input, self.full, eps=self.eps, reduction=self.reduction
         )
 
@@ -281,6 +281,6 @@ class GaussianNLLLoss(_Loss):
         self.full, self.eps = full, eps
 
     def forward(self, input: Tensor, target: Tensor, var: Tensor) -> Tensor:
-        return composite.gaussian_nll_loss(
+        return losses_pairwise.gaussian_nll_loss(
             input, target, var, full=self.full, eps=self.eps, reduction=self.reduction
         )

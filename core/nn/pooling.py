@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from ..ops import pool, pool3d
+from ..ops import pool, pool3d, pool_adaptive
 from ..tensor import Tensor
 from .module import Module
 
@@ -209,7 +209,7 @@ class AdaptiveAvgPool1d(Module):
         return f"output_size={self.output_size}"
 
     def forward(self, input: Tensor) -> Tensor:
-        return pool.adaptive_avg_pool1d(input, self.output_size)
+        return pool_adaptive.adaptive_avg_pool1d(input, self.output_size)
 
 
 class AdaptiveAvgPool2d(AdaptiveAvgPool1d):
@@ -222,7 +222,7 @@ class AdaptiveAvgPool2d(AdaptiveAvgPool1d):
     """
 
     def forward(self, input: Tensor) -> Tensor:
-        return pool.adaptive_avg_pool2d(input, self.output_size)
+        return pool_adaptive.adaptive_avg_pool2d(input, self.output_size)
 
 
 class AdaptiveAvgPool3d(AdaptiveAvgPool1d):
@@ -255,7 +255,7 @@ class AdaptiveMaxPool1d(Module):
         return f"output_size={self.output_size}"
 
     def forward(self, input: Tensor):
-        return pool.adaptive_max_pool1d(input, self.output_size, self.return_indices)
+        return pool_adaptive.adaptive_max_pool1d(input, self.output_size, self.return_indices)
 
 
 class AdaptiveMaxPool2d(AdaptiveMaxPool1d):
@@ -268,7 +268,7 @@ class AdaptiveMaxPool2d(AdaptiveMaxPool1d):
     """
 
     def forward(self, input: Tensor):
-        return pool.adaptive_max_pool2d(input, self.output_size, self.return_indices)
+        return pool_adaptive.adaptive_max_pool2d(input, self.output_size, self.return_indices)
 
 
 class AdaptiveMaxPool3d(AdaptiveMaxPool1d):

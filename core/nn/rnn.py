@@ -8,15 +8,12 @@ import math
 import numbers
 import warnings
 
-import numpy as np
-
 from .. import creation
-from ..amp import _state as _autocast
-from ..amp import cast_for
+from ..amp import _state as _autocast  # dtype checks relax inside a region
 from ..ops._util import check_same_device
-from ..ops.dropout_embedding_ce import dropout as _dropout
+from ..ops.dropout import dropout as _dropout
 from ..ops.join import cat, stack
-from ..ops.recurrent import GRUSequence, LSTMSequence, RNNSequence
+from ..ops.recurrent import gru_layer, lstm_layer, rnn_layer
 from ..ops.scatter import index_select
 from ..tensor import Tensor
 from . import init
@@ -29,19 +26,12 @@ _GATE_CHUNKS = {"LSTM": 4, "GRU": 3, "RNN_TANH": 1, "RNN_RELU": 1}
 
 def _run_layer(mode, x, h0, c0, weights, batch_sizes, reverse):
     """One layer-direction over the packed sequence: (output, h_n, c_n or None)."""
-    if _autocast and (mode == "LSTM" or type(x._array) is not np.ndarray):
-        # PyTorch's autocast runs the LSTM (oneDNN) on the CPU and every mode (cuDNN) on
-        # CUDA in the low-precision dtype
-        x, h0, c0, *weights = cast_for("matmul", x, h0, c0, *weights)
-    w_ih, w_hh, b_ih, b_hh, w_hr = weights
-    kw = {"batch_sizes": batch_sizes, "reverse": reverse}
     if mode == "LSTM":
-        return LSTMSequence.apply(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, **kw)
+        return lstm_layer(x, h0, c0, weights, batch_sizes, reverse)
     if mode == "GRU":
-        return (*GRUSequence.apply(x, h0, w_ih, w_hh, b_ih, b_hh, **kw), None)
+        return (*gru_layer(x, h0, weights, batch_sizes, reverse), None)
     nonlinearity = "tanh" if mode == "RNN_TANH" else "relu"
-    out, h = RNNSequence.apply(x, h0, w_ih, w_hh, b_ih, b_hh, nonlinearity=nonlinearity, **kw)
-    return out, h, None
+    return (*rnn_layer(x, h0, weights, batch_sizes, reverse, nonlinearity), None)
 
 
 def _check_dtype(input: Tensor, weight: Tensor) -> None:

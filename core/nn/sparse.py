@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .. import creation
 from ..autograd import no_grad
-from ..ops import dropout_embedding_ce as nn_ops
+from ..ops.embedding import embedding
 from ..tensor import Tensor
 from . import init
 from .module import Module
@@ -74,7 +74,7 @@ class Embedding(Module):
                 self.weight._bump_version()
 
     def forward(self, input: Tensor) -> Tensor:
-        return nn_ops.embedding(
+        return embedding(
             input,
             self.weight,
             self.padding_idx,

@@ -9,8 +9,8 @@ import copy
 from collections.abc import Callable
 
 from .. import creation
-from ..ops.activation import gelu
-from ..ops.nn_activation import relu
+from ..ops.activation import relu
+from ..ops.activation_smooth import gelu
 from ..ops.reorder import triu
 from ..tensor import Tensor
 from . import init

@@ -9,13 +9,14 @@ import numpy as np
 
 from ..ops import (
     activation,
+    activation_smooth,
     arithmetic,
     cast,
     elementwise,
     linalg,
-    nn_activation,
     reduce,
     scan,
+    softmax,
     unary_math,
 )
 from .graph import OnnxExporterError, register_op
@@ -41,7 +42,7 @@ for _cls, _op in [
     (unary_math.Sigmoid, "Sigmoid"),
     (elementwise.Clone, "Identity"),
     (activation.Relu, "Relu"),
-    (nn_activation.Softsign, "Softsign"),
+    (activation_smooth.Softsign, "Softsign"),
     (unary_math.Sign, "Sign"),
     (unary_math.Tan, "Tan"),
     (unary_math.Asin, "Asin"),
@@ -157,17 +158,17 @@ def _elu(g, n):
     return g.op("Elu", g.name(n["x"]), alpha=float(n["alpha"]))
 
 
-@register_op(nn_activation.Celu, min_opset=12)
+@register_op(activation.Celu, min_opset=12)
 def _celu(g, n):
     return g.op("Celu", g.name(n["x"]), alpha=float(n["alpha"]))
 
 
-@register_op(nn_activation._Selu)
+@register_op(activation.Selu)
 def _selu(g, n):
     return g.op("Selu", g.name(n["x"]))
 
 
-@register_op(activation.Gelu)
+@register_op(activation_smooth.Gelu)
 def _gelu(g, n):
     x = n["x"]
     name, dt = g.name(x), x.dtype
@@ -181,13 +182,13 @@ def _gelu(g, n):
     return g.op("Mul", half, g.op("Add", t, g.scalar(1, dt)))
 
 
-@register_op(activation.Silu)
+@register_op(activation_smooth.Silu)
 def _silu(g, n):
     x = g.name(n["x"])
     return g.op("Mul", x, g.op("Sigmoid", x))
 
 
-@register_op(activation.Softplus)
+@register_op(activation_smooth.Softplus)
 def _softplus(g, n):
     x, dt = n["x"], n["x"].dtype
     beta, threshold = float(n["beta"]), float(n["threshold"])
@@ -199,34 +200,34 @@ def _softplus(g, n):
     return g.op("Where", linear, g.name(x), soft)
 
 
-@register_op(nn_activation.Hardtanh)
+@register_op(activation.Hardtanh)
 def _hardtanh(g, n):
     x = n["x"]
     return g.op("Clip", g.name(x), g.arg(n["min_val"], x), g.arg(n["max_val"], x))
 
 
-@register_op(nn_activation.Hardsigmoid)
+@register_op(activation.Hardsigmoid)
 def _hardsigmoid(g, n):
     return g.op("HardSigmoid", g.name(n["x"]), alpha=1 / 6, beta=0.5)
 
 
-@register_op(nn_activation.Hardswish, min_opset=14)
+@register_op(activation.Hardswish, min_opset=14)
 def _hardswish(g, n):
     return g.op("HardSwish", g.name(n["x"]))
 
 
-@register_op(nn_activation.Mish)
+@register_op(activation_smooth.Mish)
 def _mish(g, n):
     x = g.name(n["x"])
     return g.op("Mul", x, g.op("Tanh", g.op("Softplus", x)))
 
 
-@register_op(nn_activation.LogSigmoid)
+@register_op(activation_smooth.LogSigmoid)
 def _logsigmoid(g, n):
     return g.op("Log", g.op("Sigmoid", g.name(n["x"])))
 
 
-@register_op(nn_activation.Prelu)
+@register_op(activation.Prelu)
 def _prelu(g, n):
     x, w = n["x"], n["w"]
     slope = g.name(w)
@@ -235,12 +236,12 @@ def _prelu(g, n):
     return g.op("PRelu", g.name(x), slope)
 
 
-@register_op(scan.Softmax)
+@register_op(softmax.Softmax)
 def _softmax(g, n):
     return g.op("Softmax", g.name(n["x"]), axis=int(n["dim"]))
 
 
-@register_op(scan.LogSoftmax)
+@register_op(softmax.LogSoftmax)
 def _log_softmax(g, n):
     return g.op("LogSoftmax", g.name(n["x"]), axis=int(n["dim"]))
 

@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 
-from ..ops import attention, conv, dropout_embedding_ce, interpolate, norm, pad, pool
+from ..ops import attention, conv, dropout, embedding, interpolate, norm, pad, pool
 from .graph import OnnxExporterError, register_op
 from .ops_math import reduce_op
 
@@ -237,7 +237,7 @@ def _sdpa(g, n):
     return g.op("MatMul", probs, g.name(v))
 
 
-@register_op(dropout_embedding_ce.Embedding)
+@register_op(embedding.Embedding)
 def _embedding(g, n):
     indices = n["indices"]
     if not hasattr(indices, "kind"):  # indices the tracer never saw: a constant
@@ -245,7 +245,7 @@ def _embedding(g, n):
     return g.op("Gather", g.name(n["weight"]), g.name(indices), axis=0)
 
 
-@register_op(dropout_embedding_ce.Dropout)
+@register_op(dropout.Dropout)
 def _dropout(g, n):
     raise OnnxExporterError(
         "dropout that is active (a model in training mode): export with "

@@ -1,24 +1,41 @@
-"""The common activations (relu, leaky_relu, elu, gelu, silu, softplus) as fused ops;
-torch.nn.functional's forms with ``inplace=`` and the rarer activations live in
-``nn_activation``."""
+"""The rectifier activations: relu and its relatives (leaky_relu, prelu, rrelu, relu6 /
+hardtanh, threshold, hardsigmoid, hardswish), the exponential-linear ones (elu, celu,
+selu) and the shrinks. Smooth activations (gelu, silu, softplus, ...) are in
+``activation_smooth.py``, softmax in ``softmax.py``. The functional forms take
+torch.nn.functional's ``inplace=``."""
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
-from .. import kernels
-from ..amp import _state as _autocast
-from ..amp import cast_for
 from ..autograd import Function
+from ..random import generator_for
 from ..tensor import Tensor
-from . import cpu_rows, special
-from ._util import attach, inplace, xp_of
-from .elementwise import _sigmoid, _unary
+from ._util import check_same_device, sum_to, xp_of
+from .declare import declared
+from .elementwise import where
+
+
+def _floating(name: str, input: Tensor) -> None:
+    if not isinstance(input, Tensor):
+        raise TypeError(f"{name}(): argument 'input' must be Tensor, not {type(input).__name__}")
+    if not input.is_floating_point():
+        raise RuntimeError(f"{name}: expected a floating point input, got {input.dtype}")
+
+
+def maybe_inplace(fn, input: Tensor, inplace: bool, *args) -> Tensor:
+    """``fn(input, *args)``, written back into ``input`` when ``inplace``."""
+    if inplace:
+        return input._inplace_from(fn(input._snapshot(), *args))
+    return fn(input, *args)
+
+
+# -- relu and the leaky ones ----------------------------------------------------------------
 
 
 class Relu(Function):
+    r"""``max(0, x)``."""
+
     differentiable_backward = True
 
     @staticmethod
@@ -31,6 +48,12 @@ class Relu(Function):
     def backward(ctx, grad):
         (y,) = ctx.saved_tensors
         return grad * (y > 0)
+
+
+@declared(Relu, inplace=True)
+def relu(input: Tensor, inplace: bool = False) -> Tensor:
+    r"""``max(0, x)``."""
+    return maybe_inplace(Relu.apply, input, inplace)
 
 
 class LeakyRelu(Function):
@@ -51,6 +74,181 @@ class LeakyRelu(Function):
         )
 
 
+@declared(LeakyRelu, method=False)
+def leaky_relu(input: Tensor, negative_slope: float = 0.01, inplace: bool = False) -> Tensor:
+    r"""``x`` where positive, else ``negative_slope * x``."""
+    return maybe_inplace(_leaky_relu, input, inplace, negative_slope)
+
+
+def _leaky_relu(input: Tensor, negative_slope: float) -> Tensor:
+    return LeakyRelu.apply(input, negative_slope=negative_slope)
+
+
+class Prelu(Function):
+    """``max(0, x) + weight * min(0, x)``; weight has 1 or C (dim 1) elements."""
+
+    @staticmethod
+    def forward(ctx, x, w):
+        w_b = _prelu_weight_view(w, x.ndim)
+        ctx.save_for_backward(x, w)
+        return xp_of(x).where(x > 0, x, w_b * x).astype(x.dtype, copy=False)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, w = ctx.saved_tensors
+        xp = xp_of(x)
+        w_b = _prelu_weight_view(w, x.ndim)
+        pos = x > 0
+        gx = (
+            (grad * xp.where(pos, 1, w_b)).astype(grad.dtype, copy=False)
+            if ctx.needs_input_grad[0]
+            else None
+        )
+        gw = None
+        if ctx.needs_input_grad[1]:
+            gw = sum_to(xp.where(pos, 0, grad * x), w_b.shape).reshape(w.shape)
+        return gx, gw
+
+
+def _prelu_weight_view(w, ndim):
+    if w.size == 1 or ndim < 2:
+        return w.reshape(())
+    return w.reshape((1, w.size) + (1,) * (ndim - 2))
+
+
+@declared(Prelu)
+def prelu(input: Tensor, weight: Tensor) -> Tensor:
+    r"""Parametric ReLU: ``max(0, x) + weight * min(0, x)``, ``weight`` of 1 or C elements."""
+    _floating("prelu", input)
+    n = weight.numel()
+    if n != 1:
+        channels = input.shape[1] if input.dim() >= 2 else 1
+        if n != channels:
+            raise RuntimeError(
+                f"Mismatch of parameter numbers and input channel size. Found parameter numbers = "
+                f"{n} and channel size = {channels}."
+            )
+    check_same_device("prelu", input, weight)
+    if weight.dtype is not input.dtype:
+        weight = weight.to(input.dtype)
+    return Prelu.apply(input, weight)
+
+
+@declared(None, method=False)
+def rrelu(
+    input: Tensor,
+    lower: float = 1.0 / 8,
+    upper: float = 1.0 / 3,
+    training: bool = False,
+    inplace: bool = False,
+    *,
+    generator=None,
+) -> Tensor:
+    r"""Randomized leaky ReLU: negative inputs scaled by a slope drawn from
+    U(lower, upper) per element while training, by ``(lower + upper) / 2`` otherwise."""
+    if training:
+        slope = _uniform_like(input, lower, upper, generator)
+    else:
+        slope = (lower + upper) / 2
+    out = where(input >= 0, input, input * slope)
+    return input._inplace_from(out) if inplace else out
+
+
+def _uniform_like(input: Tensor, low: float, high: float, generator=None) -> Tensor:
+    rng = generator_for(generator, input.device).rng
+    draw_dt = input._array.dtype if input._array.dtype in (np.float32, np.float64) else np.float32
+    draws = rng.random(input.shape, dtype=draw_dt) * (high - low) + low
+    return Tensor._make(draws.astype(input._array.dtype, copy=False), False, None, 0)
+
+
+# -- clipped: hardtanh, relu6, hardsigmoid, hardswish, threshold ----------------------------
+
+
+class Hardtanh(Function):
+    @staticmethod
+    def forward(ctx, x, min_val=-1.0, max_val=1.0):
+        ctx.save_for_backward(x)
+        ctx.bounds = (min_val, max_val)
+        return xp_of(x).clip(x, min_val, max_val).astype(x.dtype, copy=False)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        lo, hi = ctx.bounds
+        return grad * ((x > lo) & (x < hi))
+
+
+@declared(Hardtanh)
+def hardtanh(
+    input: Tensor, min_val: float = -1.0, max_val: float = 1.0, inplace: bool = False
+) -> Tensor:
+    r"""Clamp to ``[min_val, max_val]``; the gradient is zero outside the open interval."""
+    _floating("hardtanh", input)
+    if min_val > max_val:
+        raise ValueError("min_val cannot be greater than max_val")
+    return maybe_inplace(_hardtanh, input, inplace, min_val, max_val)
+
+
+def _hardtanh(input: Tensor, min_val: float, max_val: float) -> Tensor:
+    return Hardtanh.apply(input, min_val=min_val, max_val=max_val)
+
+
+@declared(None)
+def relu6(input: Tensor, inplace: bool = False) -> Tensor:
+    r"""``min(max(0, x), 6)``."""
+    return hardtanh(input, 0.0, 6.0, inplace)
+
+
+class Hardsigmoid(Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return (xp_of(x).clip(x / 6 + 0.5, 0, 1)).astype(x.dtype, copy=False)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return grad * ((x > -3) & (x < 3)) / 6
+
+
+@declared(Hardsigmoid, method=False)
+def hardsigmoid(input: Tensor, inplace: bool = False) -> Tensor:
+    r"""``relu6(x + 3) / 6``."""
+    _floating("hardsigmoid", input)
+    return maybe_inplace(Hardsigmoid.apply, input, inplace)
+
+
+class Hardswish(Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return (x * xp_of(x).clip(x + 3, 0, 6) / 6).astype(x.dtype, copy=False)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        xp = xp_of(x)
+        d = xp.where(x < -3, 0, xp.where(x <= 3, x / 3 + 0.5, 1))
+        return (grad * d).astype(grad.dtype, copy=False)
+
+
+@declared(Hardswish, method=False)
+def hardswish(input: Tensor, inplace: bool = False) -> Tensor:
+    r"""``x * relu6(x + 3) / 6``."""
+    _floating("hardswish", input)
+    return maybe_inplace(Hardswish.apply, input, inplace)
+
+
+@declared(None, method=False)
+def threshold(input: Tensor, threshold: float, value: float, inplace: bool = False) -> Tensor:
+    r"""``input`` where above ``threshold``, else ``value``."""
+    out = where(input > threshold, input, value)
+    return input._inplace_from(out) if inplace else out
+
+
+# -- exponential-linear: elu, celu, selu ------------------------------------------------------
+
+
 class Elu(Function):
     @staticmethod
     def forward(ctx, x, alpha=1.0):
@@ -66,231 +264,84 @@ class Elu(Function):
         return grad * xp_of(x).where(x > 0, 1, y + ctx.alpha).astype(grad.dtype, copy=False)
 
 
-_SQRT_2_OVER_PI = math.sqrt(2 / math.pi)
+@declared(Elu, method=False)
+def elu(input: Tensor, alpha: float = 1.0, inplace: bool = False) -> Tensor:
+    r"""``x`` where positive, else ``alpha * (exp(x) - 1)``."""
+    return maybe_inplace(_elu, input, inplace, alpha)
 
 
-class Gelu(Function):
-    # Set on the ctx when forward saved gelu'(x) itself (NumPy float32, exact erf).
-    saved_derivative = False
-
-    @staticmethod
-    def forward(ctx, x, approximate="none"):
-        ctx.approximate = approximate
-        xp = xp_of(x)
-        if xp is np and approximate == "none" and x.dtype == np.float32:
-            if not isinstance(ctx, Function):  # not recording
-                return _gelu_float32(x)
-            # gelu'(x) costs three more passes here and replaces x in memory; backward
-            # is then one product instead of recomputing erf
-            y, d = _gelu_float32(x, derivative=True)
-            ctx.save_for_backward(d)
-            ctx.saved_derivative = True
-            return y
-        ctx.save_for_backward(x)
-        if xp is not np:
-            return kernels.gelu_forward(x, approximate)
-        if cpu_rows.fits(x):
-
-            def chunk(xs, out):
-                out[...] = _gelu_numpy(xs, approximate)
-
-            return cpu_rows.map_flat(chunk, (x,), (x.dtype,))[0]
-        return _gelu_numpy(x, approximate).astype(x.dtype, copy=False)
-
-    @staticmethod
-    def backward(ctx, grad):
-        if ctx.saved_derivative:
-            (d,) = ctx.saved_tensors
-            if cpu_rows.fits(grad, d) and grad.shape == d.shape:
-                return cpu_rows.multiply(grad, d)
-            return (grad * d).astype(grad.dtype, copy=False)
-        (x,) = ctx.saved_tensors
-        xp = xp_of(x)
-        if xp is not np:
-            return kernels.gelu_backward(x, grad, ctx.approximate)
-        if cpu_rows.fits(x, grad) and x.shape == grad.shape:
-
-            def chunk(xs, gs, out):
-                out[...] = gs * _gelu_derivative_numpy(xs, ctx.approximate)
-
-            return cpu_rows.map_flat(chunk, (x, grad), (grad.dtype,))[0]
-        return (grad * _gelu_derivative_numpy(x, ctx.approximate)).astype(grad.dtype, copy=False)
-
-
-def _gelu_numpy(x, approximate):
-    if approximate == "tanh":
-        inner = _SQRT_2_OVER_PI * (x + 0.044715 * x * x * x)
-        return 0.5 * x * (1 + np.tanh(inner))
-    return 0.5 * x * (1 + _erf(np, x / math.sqrt(2)))
-
-
-def _gelu_derivative_numpy(x, approximate):
-    if approximate == "tanh":
-        inner = _SQRT_2_OVER_PI * (x + 0.044715 * x * x * x)
-        t = np.tanh(inner)
-        d_inner = _SQRT_2_OVER_PI * (1 + 3 * 0.044715 * x * x)
-        return 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * d_inner
-    cdf = 0.5 * (1 + _erf(np, x / math.sqrt(2)))
-    pdf = np.exp(-0.5 * x * x) / math.sqrt(2 * math.pi)
-    return cdf + x * pdf
-
-
-# Abramowitz & Stegun 7.1.26 (see _erf) rewritten for x = z * sqrt(2):
-# H = 0.5 * erfc(|z|) = poly(t) * exp(-x^2 / 2), t = 1 / (1 + p |x| / sqrt(2)), with the
-# 0.5 folded into the coefficients (highest power first).
-_GELU_P = np.float32(0.3275911 / math.sqrt(2))
-_GELU_POLY = tuple(
-    np.float32(0.5 * c) for c in (1.061405429, -1.453152027, 1.421413741, -0.284496736, 0.254829592)
-)
-_INV_SQRT_2PI = np.float32(1 / math.sqrt(2 * math.pi))
-_GELU_CHUNK = 1 << 17  # elements per pass: the three scratch buffers stay cache-resident
-
-
-def _gelu_float32(x, derivative=False):
-    """Exact-erf GELU of a float32 NumPy array, and with ``derivative`` also gelu'(x).
-
-    Works through the flat array in cache-sized pieces with in-place ufuncs: about twenty
-    passes over one piece instead of as many full-size temporaries, and
-    ``cdf(x) = 0.5 + copysign(0.5 - H, x)`` spares the sign handling of ``erf``. Each
-    thread's chunk of the array has its own scratch buffers.
-    """
-
-    def chunk(xs, out, grad=None):
-        size = min(xs.size, _GELU_CHUNK)
-        a_buf, t_buf, h_buf = (np.empty(size, np.float32) for _ in range(3))
-        for start in range(0, xs.size, size):
-            stop = min(start + size, xs.size)
-            piece = slice(start, stop)
-            a, t, h = a_buf[: stop - start], t_buf[: stop - start], h_buf[: stop - start]
-            _gelu_piece(xs[piece], out[piece], None if grad is None else grad[piece], a, t, h)
-
-    if x.size == 0:
-        empty = np.empty(x.shape, np.float32)
-        return (empty, empty.copy()) if derivative else empty
-    outputs = (np.float32, np.float32) if derivative else (np.float32,)
-    result = cpu_rows.map_flat(chunk, (x,), outputs)
-    return result if derivative else result[0]
-
-
-def _gelu_piece(xs, out, grad, a, t, h):
-    np.abs(xs, out=a)
-    np.multiply(a, _GELU_P, out=t)
-    t += 1
-    np.divide(1, t, out=t)  # faster than np.reciprocal for float32
-    np.multiply(t, _GELU_POLY[0], out=h)
-    for c in _GELU_POLY[1:]:
-        h += c
-        h *= t
-    np.multiply(a, -0.5, out=t)
-    t *= a
-    np.exp(t, out=t)  # exp(-x^2 / 2)
-    h *= t
-    np.subtract(0.5, h, out=h)
-    np.copysign(h, xs, out=h)
-    h += 0.5  # cdf(x)
-    np.multiply(xs, h, out=out)
-    if grad is not None:
-        t *= xs
-        t *= _INV_SQRT_2PI  # x * pdf(x)
-        np.add(h, t, out=grad)
-
-
-def _erf(xp, x):
-    if xp is not np:
-        import cupyx.scipy.special
-
-        return cupyx.scipy.special.erf(x)
-    if x.dtype == np.float64:
-        return special.erf(x)  # vectorised, within a few ulp of libm's
-    # Abramowitz & Stegun 7.1.26: |error| < 1.5e-7, below float32's resolution near 1
-    xf = x.astype(np.float32, copy=False)
-    a = np.abs(xf)
-    t = 1 / (1 + np.float32(0.3275911) * a)
-    poly = t * (
-        0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429)))
-    )
-    y = 1 - poly.astype(np.float32) * np.exp(-a * a)
-    return np.copysign(y, xf).astype(x.dtype, copy=False)
-
-
-class Silu(Function):
-    @staticmethod
-    def forward(ctx, x):
-        if xp_of(x) is not np:  # the fused kernels recompute the sigmoid: save x alone
-            ctx.save_for_backward(x)
-            return kernels.silu_forward(x)
-        if cpu_rows.fits(x):
-
-            def chunk(xs, y, s):
-                s[...] = _sigmoid(xs)
-                np.multiply(xs, s, out=y)
-
-            y, s = cpu_rows.map_flat(chunk, (x,), (x.dtype, x.dtype))
-        else:
-            s = _sigmoid(x)
-            y = x * s
-        ctx.save_for_backward(x, s)
-        return y
-
-    @staticmethod
-    def backward(ctx, grad):
-        saved = ctx.saved_tensors
-        if len(saved) == 1:
-            return kernels.silu_backward(saved[0], grad)
-        x, s = saved
-        if cpu_rows.fits(grad, x, s) and grad.shape == x.shape:
-
-            def chunk(gs, xs, ss, out):
-                out[...] = gs * ss * (1 + xs * (1 - ss))
-
-            return cpu_rows.map_flat(chunk, (grad, x, s), (grad.dtype,))[0]
-        return grad * s * (1 + x * (1 - s))
-
-
-class Softplus(Function):
-    @staticmethod
-    def forward(ctx, x, beta=1.0, threshold=20.0):
-        xp = xp_of(x)
-        ctx.save_for_backward(x)
-        ctx.beta, ctx.threshold = beta, threshold
-        bx = x * beta
-        soft = xp.log1p(xp.exp(-xp.abs(bx))) / beta + xp.maximum(x, 0)
-        return xp.where(bx > threshold, x, soft).astype(x.dtype, copy=False)
-
-    @staticmethod
-    def backward(ctx, grad):
-        (x,) = ctx.saved_tensors
-        bx = x * ctx.beta
-        return grad * xp_of(x).where(bx > ctx.threshold, 1, _sigmoid(bx)).astype(
-            grad.dtype, copy=False
-        )
-
-
-silu = _unary(Silu)
-
-
-def relu(input: Tensor) -> Tensor:
-    return Relu.apply(input)
-
-
-def leaky_relu(input: Tensor, negative_slope: float = 0.01) -> Tensor:
-    return LeakyRelu.apply(input, negative_slope=negative_slope)
-
-
-def elu(input: Tensor, alpha: float = 1.0) -> Tensor:
+def _elu(input: Tensor, alpha: float) -> Tensor:
     return Elu.apply(input, alpha=alpha)
 
 
-def gelu(input: Tensor, approximate: str = "none") -> Tensor:
-    if approximate not in ("none", "tanh"):
-        raise ValueError(f"approximate argument must be either none or tanh, got {approximate!r}")
-    return Gelu.apply(input, approximate=approximate)
+class Celu(Function):
+    """``max(0, x) + min(0, alpha * (exp(x / alpha) - 1))``."""
+
+    @staticmethod
+    def forward(ctx, x, alpha=1.0):
+        xp = xp_of(x)
+        neg = alpha * xp.expm1(xp.minimum(x, 0) / alpha)
+        ctx.save_for_backward(x)
+        ctx.alpha = alpha
+        return xp.where(x > 0, x, neg).astype(x.dtype, copy=False)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        xp = xp_of(x)
+        d = xp.where(x > 0, 1, xp.exp(xp.minimum(x, 0) / ctx.alpha))
+        return (grad * d).astype(grad.dtype, copy=False)
 
 
-def softplus(input: Tensor, beta: float = 1.0, threshold: float = 20.0) -> Tensor:
-    if _autocast:
-        (input,) = cast_for("softplus", input)
-    return Softplus.apply(input, beta=beta, threshold=threshold)
+@declared(Celu, method=False)
+def celu(input: Tensor, alpha: float = 1.0, inplace: bool = False) -> Tensor:
+    _floating("celu", input)
+    if alpha == 0:
+        raise RuntimeError("ZeroDivisionError: alpha cannot be 0 for CELU")
+    return maybe_inplace(_celu, input, inplace, alpha)
 
 
-attach(relu=relu, relu_=inplace(relu))
+def _celu(input: Tensor, alpha: float) -> Tensor:
+    return Celu.apply(input, alpha=alpha)
+
+
+_SELU_ALPHA = 1.6732632423543772848170429916717
+_SELU_SCALE = 1.0507009873554804934193349852946
+
+
+class Selu(Function):
+    @staticmethod
+    def forward(ctx, x):
+        xp = xp_of(x)
+        ctx.save_for_backward(x)
+        neg = _SELU_ALPHA * xp.expm1(xp.minimum(x, 0))
+        return (_SELU_SCALE * xp.where(x > 0, x, neg)).astype(x.dtype, copy=False)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        xp = xp_of(x)
+        d = xp.where(x > 0, _SELU_SCALE, _SELU_SCALE * _SELU_ALPHA * xp.exp(xp.minimum(x, 0)))
+        return (grad * d).astype(grad.dtype, copy=False)
+
+
+@declared(Selu, method=False)
+def selu(input: Tensor, inplace: bool = False) -> Tensor:
+    r"""``scale * elu(x, alpha)`` with the self-normalising constants."""
+    _floating("selu", input)
+    return maybe_inplace(Selu.apply, input, inplace)
+
+
+# -- shrinks ----------------------------------------------------------------------------------
+
+
+@declared(None, method=False)
+def softshrink(input: Tensor, lambd: float = 0.5) -> Tensor:
+    r"""Shrink towards zero by ``lambd``; zero inside ``[-lambd, lambd]``."""
+    return where(input > lambd, input - lambd, where(input < -lambd, input + lambd, 0.0))
+
+
+@declared(None, method=False)
+def hardshrink(input: Tensor, lambd: float = 0.5) -> Tensor:
+    r"""``input`` where ``|input| > lambd``, else 0."""
+    return where(input.abs() > lambd, input, 0.0)

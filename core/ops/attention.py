@@ -9,19 +9,18 @@ import math
 
 import numpy as np
 
-from ..amp import _state as _autocast
-from ..amp import cast_for
 from ..autograd import Function
 from ..parallel import parallel_for
 from ..random import generator_for
 from ..tensor import Tensor
 from . import cpu_rows
 from ._util import array_matmul, check_same_device, sum_to, xp_of
+from .declare import declared
 from .graph_backward import const
 
 
 class ScaledDotProductAttention(Function):
-    differentiable_backward = True
+    autocast, differentiable_backward = "lower", True
 
     @staticmethod
     def forward(ctx, q, k, v, mask, scale, is_causal, repeat, keep):
@@ -330,6 +329,7 @@ def _fold_heads(g, repeat):
     return g.sum(dim=-3) if isinstance(g, Tensor) else g.sum(axis=-3)
 
 
+@declared(ScaledDotProductAttention, method=False)
 def scaled_dot_product_attention(
     query,
     key,
@@ -356,10 +356,6 @@ def scaled_dot_product_attention(
         >>> F.scaled_dot_product_attention(q, k, v, is_causal=True).shape
         ember.Size([2, 4, 5, 8])
     """
-    if _autocast:
-        query, key, value, attn_mask = cast_for(
-            "scaled_dot_product_attention", query, key, value, attn_mask
-        )
     for name, t in (("query", query), ("key", key), ("value", value)):
         if not isinstance(t, Tensor) or t.ndim < 2:
             raise ValueError(

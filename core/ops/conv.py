@@ -12,18 +12,19 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..amp import _state as _autocast
-from ..amp import cast_for
 from ..autograd import Function
 from ..tensor import Tensor
 from ._util import array_matmul, check_same_device, xp_of
 from .conv_nd import ConvNd, ConvNdWeightGrad, ConvParams, _conv_grads, transposed_conv
+from .declare import declared
 from .im2col import _as_4d, _col2im, _Geometry, _windows, conv_blocks, gemm_parallel_for
 
 # -- ops ----------------------------------------------------------------------------------
 
 
 class Convolution(Function):
+    autocast, differentiable_backward = "lower", True  # backward through conv_nd's ops
+
     @staticmethod
     def forward(ctx, x, weight, bias, stride, padding, dilation, groups, spatial):
         x_shape, w_shape = x.shape, weight.shape
@@ -74,8 +75,6 @@ class Convolution(Function):
         if len(x_shape) == spatial + 1:
             y4 = y4[0]
         return y4.reshape(y4.shape[:-2] + (geo.wo,)) if spatial == 1 else y4
-
-    differentiable_backward = True  # through conv_nd's ops
 
     @staticmethod
     def backward(ctx, grad):
@@ -171,7 +170,7 @@ def _conv_backward_graph(ctx, grad, x, weight, groups):
 
 
 class ConvolutionTranspose(Function):
-    differentiable_backward = True  # through conv_nd's ops
+    autocast, differentiable_backward = "lower", True  # backward through conv_nd's ops
 
     @staticmethod
     def forward(ctx, x, weight, bias, stride, padding, output_padding, dilation, groups, spatial):
@@ -309,8 +308,6 @@ def _check_operands(op, input, weight, bias, spatial):
 
 
 def _conv(op, spatial, input, weight, bias, stride, padding, dilation, groups):
-    if _autocast:
-        input, weight, bias = cast_for(op, input, weight, bias)
     _check_operands(op, input, weight, bias, spatial)
     stride = _tuple(stride, spatial, "stride")
     dilation = _tuple(dilation, spatial, "dilation")
@@ -389,6 +386,7 @@ def _conv(op, spatial, input, weight, bias, stride, padding, dilation, groups):
     )
 
 
+@declared(Convolution, method=False)
 def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1) -> Tensor:
     r"""1-d convolution over an input of shape (N, C_in, L) or (C_in, L).
 
@@ -403,6 +401,7 @@ def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1) 
     return _conv("conv1d", 1, input, weight, bias, stride, padding, dilation, groups)
 
 
+@declared(Convolution, method=False)
 def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1) -> Tensor:
     r"""2-d convolution over an input of shape (N, C_in, H, W) or (C_in, H, W).
 
@@ -420,8 +419,6 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1) 
 def _conv_transpose(
     op, spatial, input, weight, bias, stride, padding, output_padding, groups, dilation
 ):
-    if _autocast:
-        input, weight, bias = cast_for(op, input, weight, bias)
     _check_operands(op, input, weight, bias, spatial)
     stride = _tuple(stride, spatial, "stride")
     padding = _tuple(padding, spatial, "padding")
@@ -490,6 +487,7 @@ def _conv_transpose(
     )
 
 
+@declared(ConvolutionTranspose, method=False)
 def conv_transpose1d(
     input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1
 ) -> Tensor:
@@ -508,6 +506,7 @@ def conv_transpose1d(
     )
 
 
+@declared(ConvolutionTranspose, method=False)
 def conv_transpose2d(
     input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1
 ) -> Tensor:

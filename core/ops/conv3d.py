@@ -1,12 +1,15 @@
 """3-d convolution and transposed 3-d convolution (the functional forms); they run on
-conv_nd's ops after conv.py's argument checks."""
+conv_nd's ops after conv.py's argument checks. Not on ember's autocast lists (PyTorch
+lists them; ember has never cast them), so declared with no Function policy."""
 
 from __future__ import annotations
 
 from ..tensor import Tensor
 from .conv import _conv, _conv_transpose
+from .declare import declared
 
 
+@declared(None, method=False)
 def conv3d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1) -> Tensor:
     r"""3-d convolution over an input of shape (N, C_in, D, H, W) or (C_in, D, H, W).
 
@@ -21,6 +24,7 @@ def conv3d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1) 
     return _conv("conv3d", 3, input, weight, bias, stride, padding, dilation, groups)
 
 
+@declared(None, method=False)
 def conv_transpose3d(
     input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1
 ) -> Tensor:

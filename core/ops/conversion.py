@@ -1,15 +1,16 @@
 """``Tensor.to``: the argument forms PyTorch accepts, down to one ``to_copy`` (the
-differentiable device/dtype copy, in ``elementwise.py``); ``cpu()``, ``cuda()``,
+differentiable device/dtype copy, in ``cast.py``); ``cpu()``, ``cuda()``,
 ``float()`` and the other conversions in ``core/tensor.py`` go through it."""
 
 from __future__ import annotations
 
 from .. import backend, dtypes
 from ..tensor import Tensor
-from ._util import attach
-from .elementwise import to_copy
+from .cast import ToCopy, to_copy
+from .declare import declared
 
 
+@declared(ToCopy)
 def to(self: Tensor, *args, **kwargs) -> Tensor:
     r"""``to(device)``, ``to(dtype)``, ``to(device, dtype)`` or ``to(other)``;
     returns ``self`` when nothing changes, like PyTorch."""
@@ -35,6 +36,3 @@ def to(self: Tensor, *args, **kwargs) -> Tensor:
     if target_dev is None and target_dt is None:
         return self.clone() if copy else self
     return to_copy(self, target_dev, target_dt)
-
-
-attach(to=to)

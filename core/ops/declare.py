@@ -8,7 +8,9 @@ Three class attributes declare the policies its public form applies:
     its entry in PyTorch's autocast lists: ``"lower"`` (floating inputs to the region's
     float16/bfloat16), ``"fp32"`` (to float32) or ``"promote"`` (to the widest floating
     dtype among them); ``"cuda:"`` or ``"cpu:"`` in front limits it to regions of that
-    device type. ``None`` (default): inputs stay as they are. An op with a ``dtype``
+    device type; entries for both device types are separated by a space (``"cuda:banned
+    cpu:fp32"``); ``"banned"`` raises inside a region (``binary_cross_entropy`` on CUDA).
+    ``None`` (default): inputs stay as they are. An op with a ``dtype``
     argument is not cast when ``dtype`` is given, as in PyTorch. The declaration puts the
     entry in ``amp._POLICY``, which ``amp.cast_for`` reads.
 ``promotes``
@@ -47,14 +49,6 @@ function taking ``self`` when the tensor is not the first argument, as ``Tensor.
 ``aliases`` (more method names), ``inplace`` (also ``name_`` for the name and each alias:
 computed out of place, written back), ``operator="add"`` (``__add__``) with ``reflected``
 (``__radd__``) and ``inplace_operator`` (``__iadd__``); ``as_property`` for ``Tensor.T``.
-
-The files that still call ``amp.cast_for`` in their wrappers or ``attach`` their methods
-(activation, nn_activation, scan, norm, nn, nn_losses, nn_composite, attention, conv,
-pool) move by: setting ``autocast``/``promotes`` on each Function, replacing
-``if _autocast: cast_for(...)`` and the ``attach(...)`` call by ``unary``/``binary``/
-``@declared`` next to the op, and deleting the op's name from the lists at the top of
-``core/amp.py``. ``elementwise.py`` keeps ``_unary``, ``_sigmoid``,
-``to_copy`` and ``log`` for them until then.
 """
 
 from __future__ import annotations
@@ -216,10 +210,11 @@ def _reflected(fn):
     return method
 
 
-def _register_autocast(policy, name):
-    device, _, policy = policy.rpartition(":")
-    for device_type in (device,) if device else ("cuda", "cpu"):
-        amp.declare_policy(device_type, name, policy)
+def _register_autocast(policies, name):
+    for entry in policies.split():
+        device, _, policy = entry.rpartition(":")
+        for device_type in (device,) if device else ("cuda", "cpu"):
+            amp.declare_policy(device_type, name, policy)
 
 
 def _autocast_prologue(fn, name):

@@ -16,23 +16,7 @@ from ..autograd import Function
 from ..tensor import Tensor
 from ._util import as_tensor_like, check_same_device, sum_to, xp_of
 from .arithmetic import add, maximum, minimum, mul
-from .cast import to_copy  # noqa: F401 (see below)
-from .declare import declared, unary
-from .unary_math import _sigmoid, log  # noqa: F401 (see below)
-
-# The activation and loss files import _unary, _sigmoid, to_copy and log from
-# here; they take them from declare.py, cast.py and unary_math.py when they move to the
-# declaration.
-
-
-def _unary(cls):
-    """activation.py's float op of one tensor (``silu``): ``unary`` named after the
-    class, no Tensor method, integer inputs in the default float dtype, as the op's
-    declaration will say once that file moves to it."""
-    if cls.promotes is None:
-        cls.promotes = "float"
-    return unary(cls, cls.__name__.lower(), method=False)
-
+from .declare import declared
 
 # -- selection -------------------------------------------------------------------------------
 

@@ -17,6 +17,7 @@ import numpy as np
 from ..autograd import Function
 from ..tensor import Tensor
 from ._util import array_matmul, xp_of
+from .declare import declared
 
 _CUBIC_A = -0.75  # PyTorch's (and OpenCV's) bicubic coefficient
 _MODE_DIMS = {"linear": 1, "bilinear": 2, "bicubic": 2, "trilinear": 3}
@@ -154,6 +155,7 @@ def _per_dim(value, spatial, name):
     return (value,) * spatial
 
 
+@declared(AxisMaps, method=False)
 def interpolate(
     input: Tensor,
     size=None,
@@ -233,16 +235,19 @@ def interpolate(
     return AxisMaps.apply(input, maps=tuple(maps))
 
 
+@declared(None, method=False)
 def upsample(input, size=None, scale_factor=None, mode="nearest", align_corners=None):
     r"""Deprecated alias of ``interpolate``."""
     return interpolate(input, size, scale_factor, mode, align_corners)
 
 
+@declared(None, method=False)
 def upsample_nearest(input, size=None, scale_factor=None):
     r"""``interpolate(..., mode='nearest')``."""
     return interpolate(input, size, scale_factor, mode="nearest")
 
 
+@declared(None, method=False)
 def upsample_bilinear(input, size=None, scale_factor=None):
     r"""``interpolate(..., mode='bilinear', align_corners=True)``."""
     return interpolate(input, size, scale_factor, mode="bilinear", align_corners=True)

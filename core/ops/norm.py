@@ -16,13 +16,12 @@ from __future__ import annotations
 import numpy as np
 
 from .. import kernels
-from ..amp import _state as _autocast
-from ..amp import cast_for
 from ..autograd import Function
 from ..dtypes import finfo_eps
 from ..parallel import parallel_for
 from ..tensor import Tensor
 from ._util import check_same_device, xp_of
+from .declare import declared
 from .graph_backward import reconnect
 
 # -- batch norm ---------------------------------------------------------------------------
@@ -136,6 +135,7 @@ def _batch_norm_graph(ctx, grad, x, weight, mean, invstd):
     return gx, gw, gb
 
 
+@declared(BatchNorm, method=False)
 def batch_norm(
     input,
     running_mean,
@@ -199,7 +199,7 @@ def batch_norm(
 
 
 class LayerNorm(Function):
-    differentiable_backward = True
+    autocast, differentiable_backward = "cuda:fp32", True
 
     @staticmethod
     def forward(ctx, x, weight, bias, ndim, eps, rms):
@@ -365,6 +365,7 @@ def _normalized(op, input, normalized_shape, weight, bias):
     return shape
 
 
+@declared(LayerNorm, method=False)
 def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5) -> Tensor:
     r"""Layer normalization over the last ``len(normalized_shape)`` dims.
 
@@ -373,12 +374,11 @@ def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5) -> Ten
         >>> F.layer_norm(ember.randn(2, 5, 8), (8,)).shape
         ember.Size([2, 5, 8])
     """
-    if _autocast:
-        input, weight, bias = cast_for("layer_norm", input, weight, bias)
     shape = _normalized("layer_norm", input, normalized_shape, weight, bias)
     return LayerNorm.apply(input, weight, bias, ndim=len(shape), eps=eps, rms=False)
 
 
+@declared(LayerNorm, method=False)
 def rms_norm(input, normalized_shape, weight=None, eps=None) -> Tensor:
     r"""Root-mean-square normalization over the last ``len(normalized_shape)`` dims;
     ``eps`` defaults to the machine epsilon of the input's dtype.
@@ -388,8 +388,6 @@ def rms_norm(input, normalized_shape, weight=None, eps=None) -> Tensor:
         >>> F.rms_norm(ember.randn(2, 8), [8]).shape
         ember.Size([2, 8])
     """
-    if _autocast:
-        input, weight = cast_for("rms_norm", input, weight)
     shape = _normalized("rms_norm", input, normalized_shape, weight, None)
     if eps is None:
         eps = finfo_eps(input._array.dtype)
@@ -400,7 +398,7 @@ def rms_norm(input, normalized_shape, weight=None, eps=None) -> Tensor:
 
 
 class GroupNorm(Function):
-    differentiable_backward = True
+    autocast, differentiable_backward = "cuda:fp32", True
 
     @staticmethod
     def forward(ctx, x, weight, bias, groups, eps):
@@ -457,6 +455,7 @@ def _group_norm_graph(ctx, grad, x, weight):
     return gx, gw, gb
 
 
+@declared(GroupNorm, method=False)
 def group_norm(input, num_groups, weight=None, bias=None, eps=1e-5) -> Tensor:
     r"""Group normalization: channels of (N, C, *) split into ``num_groups`` groups,
     each normalized over its channels and positions, then a per-channel affine.
@@ -466,8 +465,6 @@ def group_norm(input, num_groups, weight=None, bias=None, eps=1e-5) -> Tensor:
         >>> F.group_norm(ember.randn(2, 6, 4, 4), 3).shape
         ember.Size([2, 6, 4, 4])
     """
-    if _autocast:
-        input, weight, bias = cast_for("group_norm", input, weight, bias)
     if input.ndim < 2 or input.shape[1] % num_groups:
         raise RuntimeError(
             f"Expected number of channels in input to be divisible by num_groups, but got "
@@ -485,6 +482,7 @@ def group_norm(input, num_groups, weight=None, bias=None, eps=1e-5) -> Tensor:
     return GroupNorm.apply(input, weight, bias, groups=num_groups, eps=eps)
 
 
+@declared(None, method=False)
 def normalize(input, p=2.0, dim=1, eps=1e-12, out=None) -> Tensor:
     r"""``input / max(||input||_p, eps)`` along ``dim``.
 

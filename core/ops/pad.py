@@ -11,6 +11,7 @@ import numpy as np
 from ..autograd import Function
 from ..tensor import Tensor
 from ._util import xp_of
+from .declare import declared
 
 
 def _source_index(size, before, after, mode):
@@ -110,6 +111,7 @@ def _constant_slices(shape, pads):
     return tuple(src), tuple(dst)
 
 
+@declared(Pad, method=False)
 def pad(input, pad, mode="constant", value=None) -> Tensor:
     r"""Pad ``input``: ``pad`` lists (before, after) amounts starting from the last dim.
 

@@ -18,9 +18,11 @@ from ..parallel import parallel_for
 from ..tensor import Tensor
 from ._util import xp_of
 from .conv_nd import ConvNd, ConvParams
+from .declare import declared
 from .interpolate import AxisMaps, _adaptive_matrix
 from .plane_index import PlaneGather, PlaneScatter
-from .pool import _adaptive_index, _adaptive_size, _pool_out, _tuple, window_counts
+from .pool import _pool_out, _tuple, window_counts
+from .pool_adaptive import _adaptive_index, _adaptive_size
 
 
 def _batched(op, input, spatial):
@@ -111,6 +113,7 @@ def _argmax_indices(x, geo):
     return flat.reshape(x.shape[:2] + geo.out)
 
 
+@declared(None, method=False)
 def max_pool3d(
     input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False
 ):
@@ -136,6 +139,7 @@ def max_pool3d(
     return (out, index_t) if return_indices else out
 
 
+@declared(None, method=False)
 def avg_pool3d(
     input,
     kernel_size,
@@ -194,6 +198,7 @@ def avg_pool3d(
     return out if batched else out.squeeze(0)
 
 
+@declared(None, method=False)
 def adaptive_avg_pool3d(input, output_size) -> Tensor:
     r"""3-d adaptive average pooling to ``output_size`` (int or triple; None keeps a size).
 
@@ -212,6 +217,7 @@ def adaptive_avg_pool3d(input, output_size) -> Tensor:
     return AxisMaps.apply(input, maps=maps) if maps else input.clone()
 
 
+@declared(None, method=False)
 def adaptive_max_pool3d(input, output_size, return_indices=False):
     r"""3-d adaptive max pooling to ``output_size``, optionally returning the flat index of
     each maximum in its input plane.
@@ -283,11 +289,13 @@ def _max_unpool(op, spatial, input, indices, kernel_size, stride, padding, outpu
     return y if batched else y.squeeze(0)
 
 
+@declared(None, method=False)
 def max_unpool1d(input, indices, kernel_size, stride=None, padding=0, output_size=None):
     r"""Inverse of ``max_pool1d``: put each value at its recorded index, zeros elsewhere."""
     return _max_unpool("max_unpool1d", 1, input, indices, kernel_size, stride, padding, output_size)
 
 
+@declared(None, method=False)
 def max_unpool2d(input, indices, kernel_size, stride=None, padding=0, output_size=None):
     r"""Inverse of ``max_pool2d``: put each value at its recorded index, zeros elsewhere.
 
@@ -300,6 +308,7 @@ def max_unpool2d(input, indices, kernel_size, stride=None, padding=0, output_siz
     return _max_unpool("max_unpool2d", 2, input, indices, kernel_size, stride, padding, output_size)
 
 
+@declared(None, method=False)
 def max_unpool3d(input, indices, kernel_size, stride=None, padding=0, output_size=None):
     r"""Inverse of ``max_pool3d``: put each value at its recorded index, zeros elsewhere."""
     return _max_unpool("max_unpool3d", 3, input, indices, kernel_size, stride, padding, output_size)

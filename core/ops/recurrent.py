@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from ..autograd import Function
 from ._util import xp_of
+from .declare import declared
 
 
 def _steps(batch_sizes, reverse: bool):
@@ -81,6 +82,10 @@ def _weight_grads(xp, needs, d_gates, x, h_prev, w_ih):
 class LSTMSequence(Function):
     """One LSTM layer-direction: (x, h0, c0, W_ih, W_hh, b_ih, b_hh, W_hr) ->
     (output, h_n, c_n). ``W_hr`` (proj_size, hidden) projects h when not None."""
+
+    # PyTorch's autocast runs the LSTM in the low-precision dtype on the CPU (oneDNN) and
+    # on CUDA (cuDNN); the GRU and Elman RNN on CUDA only
+    autocast = "lower"
 
     @staticmethod
     def forward(ctx, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, *, batch_sizes, reverse=False):
@@ -185,6 +190,8 @@ class GRUSequence(Function):
     """One GRU layer-direction: (x, h0, W_ih, W_hh, b_ih, b_hh) -> (output, h_n), with
     PyTorch's gates: n = tanh(W_in x + b_in + r * (W_hn h + b_hn))."""
 
+    autocast = "cuda:lower"
+
     @staticmethod
     def forward(ctx, x, h0, w_ih, w_hh, b_ih, b_hh, *, batch_sizes, reverse=False):
         xp = xp_of(x)
@@ -268,6 +275,8 @@ class RNNSequence(Function):
     """One Elman RNN layer-direction: (x, h0, W_ih, W_hh, b_ih, b_hh) -> (output, h_n),
     h' = tanh or relu(W_ih x + b_ih + W_hh h + b_hh)."""
 
+    autocast = "cuda:lower"
+
     @staticmethod
     def forward(
         ctx, x, h0, w_ih, w_hh, b_ih, b_hh, *, batch_sizes, reverse=False, nonlinearity="tanh"
@@ -317,3 +326,40 @@ class RNNSequence(Function):
             xp, (need[0], *need[2:6]), d_pre, x, h_prev, w_ih
         )
         return gx, dh_carry if need[1] else None, gw_ih, gw_hh, gb_ih, gb_hh
+
+
+# -- the layers' functional forms (nn.RNN, nn.LSTM, nn.GRU run one per layer-direction) ------
+
+
+@declared(LSTMSequence, method=False)
+def lstm_layer(input, h0, c0, weights, batch_sizes, reverse=False):
+    r"""One LSTM layer-direction over a packed sequence; ``weights`` is ``(W_ih, W_hh,
+    b_ih, b_hh, W_hr)`` (biases and ``W_hr`` may be None). Returns (output, h_n, c_n)."""
+    return LSTMSequence.apply(input, h0, c0, *weights, batch_sizes=batch_sizes, reverse=reverse)
+
+
+@declared(GRUSequence, method=False)
+def gru_layer(input, h0, weights, batch_sizes, reverse=False):
+    r"""One GRU layer-direction over a packed sequence: (output, h_n)."""
+    w_ih, w_hh, b_ih, b_hh = weights[:4]
+    return GRUSequence.apply(
+        input, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes=batch_sizes, reverse=reverse
+    )
+
+
+@declared(RNNSequence, method=False)
+def rnn_layer(input, h0, weights, batch_sizes, reverse=False, nonlinearity="tanh"):
+    r"""One Elman RNN layer-direction (``tanh`` or ``relu``) over a packed sequence:
+    (output, h_n)."""
+    w_ih, w_hh, b_ih, b_hh = weights[:4]
+    return RNNSequence.apply(
+        input,
+        h0,
+        w_ih,
+        w_hh,
+        b_ih,
+        b_hh,
+        batch_sizes=batch_sizes,
+        reverse=reverse,
+        nonlinearity=nonlinearity,
+    )

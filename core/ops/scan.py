@@ -1,21 +1,18 @@
-"""Ops along one dimension: scans (cumsum, cumprod, cummax, cummin, logcumsumexp), the
-softmax family and sorting (sort, argsort, topk)."""
+"""Ops along one dimension: scans (cumsum, cumprod, cummax, cummin, logcumsumexp) and
+sorting (sort, argsort, topk). The softmax family is in ``softmax.py``."""
 
 from __future__ import annotations
 
-import warnings
 from collections import namedtuple
 
 import numpy as np
 
-from .. import backend, dtypes, kernels
-from ..amp import _state as _autocast
-from ..amp import cast_for
+from .. import backend, dtypes
 from ..autograd import Function, traceable
 from ..tensor import Tensor
-from . import cpu_rows
-from ._util import attach, numpy_names, wrap_dim, xp_of
-from .reduce import _TORCH_NAMES, Sum, _expand, _put_along
+from ._util import wrap_dim, xp_of
+from .declare import declared
+from .reduce import Sum, _expand, _put_along
 
 sort_result = namedtuple("sort", ["values", "indices"])
 cummax_result = namedtuple("cummax", ["values", "indices"])
@@ -27,7 +24,7 @@ topk_result = namedtuple("topk", ["values", "indices"])
 
 
 class CumSum(Function):
-    differentiable_backward = True
+    autocast, differentiable_backward = "cuda:fp32", True
 
     @staticmethod
     def forward(ctx, x, dim, dtype=None):
@@ -49,6 +46,8 @@ class CumSum(Function):
 
 
 class CumProd(Function):
+    autocast = "cuda:fp32"
+
     @staticmethod
     def forward(ctx, x, dim, dtype=None):
         y = xp_of(x).cumprod(x, axis=dim, dtype=dtype)
@@ -136,6 +135,7 @@ def _cum_extreme(name, largest, input, dim):
     return (cummax_result if largest else cummin_result)(values, indices)
 
 
+@declared(CumExtreme, axis_aliases=True)
 def cummax(input: Tensor, dim: int):
     r"""Running maximum along ``dim``: a namedtuple ``(values, indices)``.
 
@@ -147,6 +147,7 @@ def cummax(input: Tensor, dim: int):
     return _cum_extreme("cummax", True, input, dim)
 
 
+@declared(CumExtreme, axis_aliases=True)
 def cummin(input: Tensor, dim: int):
     r"""Running minimum along ``dim``: a namedtuple ``(values, indices)``."""
     return _cum_extreme("cummin", False, input, dim)
@@ -197,6 +198,7 @@ class LogCumSumExp(Function):
         return xp.nan_to_num(out, nan=0.0, posinf=np.inf, neginf=-np.inf)
 
 
+@declared(LogCumSumExp, axis_aliases=True)
 def logcumsumexp(input: Tensor, dim: int) -> Tensor:
     r"""``log(cumsum(exp(input), dim))``, computed without overflow."""
     if not input.is_floating_point():
@@ -210,107 +212,16 @@ def _scan_dtype(input, dtype):
     return np.int64 if input._array.dtype.kind in "biu" else None
 
 
+@declared(CumSum, axis_aliases=True)
 def cumsum(input: Tensor, dim: int, *, dtype=None) -> Tensor:
     r"""Cumulative sum along ``dim``."""
-    if _autocast and dtype is None:
-        (input,) = cast_for("cumsum", input)
     return _scan(CumSum, input, dim, dtype=_scan_dtype(input, dtype))
 
 
+@declared(CumProd, axis_aliases=True)
 def cumprod(input: Tensor, dim: int, *, dtype=None) -> Tensor:
     r"""Cumulative product along ``dim``."""
-    if _autocast and dtype is None:
-        (input,) = cast_for("cumprod", input)
     return _scan(CumProd, input, dim, dtype=_scan_dtype(input, dtype))
-
-
-# -- softmax family -------------------------------------------------------------------------------
-
-
-class Softmax(Function):
-    differentiable_backward = True
-
-    @staticmethod
-    def forward(ctx, x, dim):
-        xp = xp_of(x)
-        ctx.dim = dim
-        if xp is not np and kernels.softmax_fits(x, dim):
-            e = kernels.softmax_lastdim(x)
-        elif x.size == 0:
-            e = x.copy()
-        elif dim == x.ndim - 1 and cpu_rows.fits(x):
-            e = cpu_rows.softmax_forward(x)
-        else:
-            e = xp.exp(x - x.max(axis=dim, keepdims=True))
-            e /= e.sum(axis=dim, keepdims=True)
-        ctx.save_for_backward(e)
-        return e
-
-    @staticmethod
-    def backward(ctx, grad):
-        (y,) = ctx.saved_tensors
-        if ctx.dim == y.ndim - 1 and cpu_rows.fits(y, grad):
-            return cpu_rows.softmax_backward(grad, y)
-        gy = grad * y
-        if isinstance(gy, Tensor):
-            return gy - y * Sum.apply(gy, dim=(ctx.dim,), keepdim=True)
-        return gy - y * gy.sum(axis=ctx.dim, keepdims=True)
-
-
-class LogSoftmax(Function):
-    differentiable_backward = True
-
-    @staticmethod
-    def forward(ctx, x, dim):
-        xp = xp_of(x)
-        ctx.dim = dim
-        if xp is not np and kernels.softmax_fits(x, dim):
-            shifted = kernels.softmax_lastdim(x, log=True)
-        elif x.size == 0:
-            shifted = x.copy()
-        elif dim == x.ndim - 1 and cpu_rows.fits(x):
-            shifted = cpu_rows.softmax_forward(x, log=True)
-        else:
-            shifted = x - x.max(axis=dim, keepdims=True)
-            shifted -= xp.log(xp.exp(shifted).sum(axis=dim, keepdims=True))
-        ctx.save_for_backward(shifted)
-        return shifted
-
-    @staticmethod
-    def backward(ctx, grad):
-        (y,) = ctx.saved_tensors
-        if ctx.dim == y.ndim - 1 and cpu_rows.fits(y, grad):
-            return cpu_rows.softmax_backward(grad, y, log=True)
-        if isinstance(grad, Tensor):
-            return grad - y.exp() * Sum.apply(grad, dim=(ctx.dim,), keepdim=True)
-        return grad - xp_of(y).exp(y) * grad.sum(axis=ctx.dim, keepdims=True)
-
-
-def _softmax_args(name, input, dim, dtype):
-    if dim is None:
-        warnings.warn(f"Implicit dimension choice for {name} has been deprecated.", stacklevel=3)
-        dim = 0 if input.ndim in (0, 1, 3) else 1
-    if dtype is not None:
-        input = input.to(dtype)
-    elif not input.is_floating_point():
-        raise RuntimeError(f"\"{name}\" not implemented for '{_TORCH_NAMES[input.dtype.name]}'")
-    return input, wrap_dim(dim, input._array.ndim)
-
-
-def softmax(input: Tensor, dim=None, dtype=None) -> Tensor:
-    r"""``exp(x) / sum(exp(x), dim)``, computed stably as one fused op."""
-    if _autocast and dtype is None:
-        (input,) = cast_for("softmax", input)
-    x, d = _softmax_args("softmax", input, dim, dtype)
-    return Softmax.apply(x, d)
-
-
-def log_softmax(input: Tensor, dim=None, dtype=None) -> Tensor:
-    r"""``x - logsumexp(x, dim)``, computed stably as one fused op."""
-    if _autocast and dtype is None:
-        (input,) = cast_for("log_softmax", input)
-    x, d = _softmax_args("log_softmax", input, dim, dtype)
-    return LogSoftmax.apply(x, d)
 
 
 # -- sorting ---------------------------------------------------------------------------------
@@ -339,6 +250,7 @@ class Sort(Function):
         return _put_along(xp_of(grad), ctx.shape, grad.dtype, ctx.idx, grad, ctx.dim)
 
 
+@declared(Sort, axis_aliases=True)
 def sort(input: Tensor, dim: int = -1, descending: bool = False, stable: bool = False):
     r"""Sorted values and their indices along ``dim`` as a namedtuple ``(values, indices)``.
 
@@ -350,6 +262,7 @@ def sort(input: Tensor, dim: int = -1, descending: bool = False, stable: bool = 
     return sort_result(values, indices)
 
 
+@declared(None, axis_aliases=True)
 @traceable
 def argsort(input: Tensor, dim: int = -1, descending: bool = False, stable: bool = False) -> Tensor:
     r"""Indices that sort ``input`` along ``dim``."""
@@ -360,6 +273,7 @@ def argsort(input: Tensor, dim: int = -1, descending: bool = False, stable: bool
     return Tensor._make(idx.astype(np.int64, copy=False), False, None, 0)
 
 
+@declared(Sort)
 def topk(input: Tensor, k: int, dim: int = -1, largest: bool = True, sorted: bool = True):
     r"""The ``k`` largest (or smallest) elements along ``dim``: ``(values, indices)``."""
     d = wrap_dim(dim, input._array.ndim)
@@ -368,23 +282,3 @@ def topk(input: Tensor, k: int, dim: int = -1, largest: bool = True, sorted: boo
         raise RuntimeError(f"selected index k out of range: k={k} but dim {d} has size {size}")
     values, indices = Sort.apply(input, d, descending=largest, k=k)
     return topk_result(values, indices)
-
-
-# PyTorch's NumPy-style alias axis= for dim=
-cumsum, cumprod, cummax, cummin, logcumsumexp = map(
-    numpy_names, (cumsum, cumprod, cummax, cummin, logcumsumexp)
-)
-softmax, log_softmax, sort, argsort = map(numpy_names, (softmax, log_softmax, sort, argsort))
-
-attach(
-    cumsum=cumsum,
-    cumprod=cumprod,
-    cummax=cummax,
-    cummin=cummin,
-    logcumsumexp=logcumsumexp,
-    softmax=softmax,
-    log_softmax=log_softmax,
-    sort=sort,
-    argsort=argsort,
-    topk=topk,
-)

@@ -18,18 +18,38 @@ from tests.helpers import check_op
 
 OPS = pathlib.Path(ember.__file__).parent / "core" / "ops"
 DECLARED_FILES = [
+    "activation",
+    "activation_smooth",
     "arithmetic",
+    "attention",
     "bitwise",
     "comparison",
+    "conv",
+    "conv3d",
+    "conversion",
+    "dropout",
     "elementwise",
+    "embedding",
     "indexing",
+    "interpolate",
     "join",
     "linalg",
+    "losses",
+    "losses_binary",
+    "losses_pairwise",
     "movement",
+    "norm",
+    "pad",
+    "pool",
+    "pool3d",
+    "pool_adaptive",
+    "recurrent",
     "reduce",
     "reorder",
+    "scan",
     "scatter",
     "scatter_reduce",
+    "softmax",
     "unary_math",
 ]
 
@@ -83,6 +103,62 @@ def test_autocast_policies_come_from_the_declarations():
     assert cuda["dot"] == cuda["atan2"] == cuda["index_put"] == "promote"
     assert cpu["cat"] == cpu["stack"] == cpu["index_copy"] == "promote" and "cat" not in cuda
     assert cuda["scatter_add"] == "promote" and "scatter_add" not in cpu
+
+
+def test_nn_ops_declare_their_autocast_policies():
+    cuda, cpu = amp._POLICY["cuda"], amp._POLICY["cpu"]
+    for op in ("softmax", "log_softmax", "cumsum", "layer_norm", "group_norm", "softplus"):
+        assert cuda[op] == "float32" and op not in cpu, op
+    for op in ("cross_entropy", "nll_loss", "mse_loss", "kl_div", "cosine_embedding_loss"):
+        assert cuda[op] == cpu[op] == "float32", op
+    assert cuda["binary_cross_entropy"] == "banned" and cpu["binary_cross_entropy"] == "float32"
+    assert cuda["scaled_dot_product_attention"] == cpu["scaled_dot_product_attention"] == "lower"
+    assert cuda["lstm_layer"] == cpu["lstm_layer"] == "lower"
+    assert cuda["gru_layer"] == "lower" and "gru_layer" not in cpu
+
+
+def test_every_autocast_policy_comes_from_a_declaration():
+    """core/amp.py keeps no op lists of its own: its table starts empty."""
+    source = (OPS.parent / "amp.py").read_text()
+    assert '_POLICY: dict = {"cuda": {}, "cpu": {}}' in source
+    assert not re.search(r"^_(LOWER|FP32)_(BOTH|CUDA)", source, re.M)
+    cuda, cpu = amp._POLICY["cuda"], amp._POLICY["cpu"]
+    for op in ("conv1d", "conv2d", "conv_transpose1d", "conv_transpose2d"):
+        assert cuda[op] == cpu[op] == "lower", op
+
+
+def test_one_relu_for_every_public_form():
+    """``ember.relu``, ``F.relu`` and ``Tensor.relu`` are one function, with torch's
+    ``inplace=`` and ``Tensor.relu_``."""
+    F = ember.nn.functional
+    assert F.relu is ember.relu is ember.Tensor.relu
+    x = ember.tensor([-1.0, 2.0])
+    assert F.relu(x, inplace=True) is x and x.tolist() == [0.0, 2.0]
+    y = ember.tensor([-3.0, 1.0])
+    assert y.relu_() is y and y.tolist() == [0.0, 1.0]
+
+
+@pytest.mark.parametrize(
+    "fn",
+    [
+        lambda lib, x, y: lib.nn.functional.cross_entropy(x, y.argmax(1)),
+        lambda lib, x, y: lib.nn.functional.mse_loss(x, y),
+        lambda lib, x, y: lib.nn.functional.binary_cross_entropy(x.sigmoid(), y.sigmoid()),
+        lambda lib, x, y: lib.nn.functional.kl_div(x.log_softmax(1), y.softmax(1), reduction="sum"),
+        lambda lib, x, y: lib.nn.functional.scaled_dot_product_attention(x, y, y),
+        lambda lib, x, y: lib.nn.functional.softmax(x.to(lib.bfloat16), 1),
+        lambda lib, x, y: lib.nn.functional.layer_norm(x, (3,)),
+    ],
+)
+def test_declared_nn_autocast_on_cpu_matches_torch(fn):
+    x = np.random.default_rng(3).standard_normal((3, 3)).astype(np.float32)
+    y = np.random.default_rng(4).standard_normal((3, 3)).astype(np.float32)
+    with ember.autocast("cpu"):
+        e = fn(ember, ember.tensor(x).to(ember.bfloat16), ember.tensor(y))
+    with torch.autocast("cpu"):
+        t = fn(torch, torch.tensor(x).to(torch.bfloat16), torch.tensor(y))
+    assert str(e.dtype).split(".")[-1] == str(t.dtype).split(".")[-1]
+    np.testing.assert_allclose(e.float().numpy(), t.float().numpy(), rtol=2e-2, atol=2e-2)
 
 
 @pytest.mark.parametrize(

@@ -1,19 +1,25 @@
-"""Dropout, embedding and the classification losses (cross entropy as one fused
-Function, nll): ``nn.functional``'s ops on masks and class indices. The regression/binary
-losses live in ``nn_losses.py``."""
+"""The losses over class distributions: cross entropy (one fused Function: log-softmax,
+gather or target probabilities, weights, label smoothing and reduction), nll and kl_div;
+and the helpers every loss file shares (reductions, operand checks). Binary losses are
+in ``losses_binary.py``; losses of an input against a target of its shape (regression,
+likelihoods, margins, distances) in ``losses_pairwise.py``."""
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
-from ..amp import _state as _autocast
-from ..amp import cast_for
+from .. import dtypes
 from ..autograd import Function
-from ..random import generator_for
 from ..tensor import Tensor
 from . import cpu_rows, cuda_fused
-from ._util import check_same_device, xp_of
-from .graph_backward import cross_entropy_graph, nll_loss_graph
+from ._util import check_same_device, sum_to, xp_of
+from .cast import to_copy
+from .declare import declared
+from .graph_backward import const, cross_entropy_graph, nll_loss_graph
+
+# -- what every loss file shares ---------------------------------------------------------
 
 _REDUCTIONS = ("none", "mean", "sum")
 
@@ -23,231 +29,82 @@ def check_reduction(reduction: str, allowed=_REDUCTIONS) -> None:
         raise ValueError(f"{reduction} is not a valid value for reduction")
 
 
-# -- dropout -------------------------------------------------------------------------------
+def _reduce(loss, reduction: str, dtype):
+    xp = xp_of(loss)
+    if reduction == "none":
+        return loss
+    acc = np.float32 if loss.dtype.itemsize < 4 else loss.dtype  # half types sum in float32
+    out = loss.sum(dtype=acc) if reduction == "sum" else loss.mean(dtype=acc)
+    return xp.asarray(out, dtype=dtype)
 
 
-class Dropout(Function):
-    """``x * mask``; the mask (already scaled by 1/(1-p)) is drawn by the wrapper."""
-
-    differentiable_backward = True
-
-    @staticmethod
-    def forward(ctx, x, mask):
-        ctx.save_for_backward(mask)
-        return cpu_rows.product(x, mask)
-
-    @staticmethod
-    def backward(ctx, grad):
-        (mask,) = ctx.saved_tensors
-        return cpu_rows.product(grad, mask), None
+def _choose(cond, a, b):
+    """``where(cond, a, b)`` for a constant bool array ``cond`` and finite Tensors or
+    numbers ``a``, ``b``, built from products so that it stays differentiable."""
+    dt = next(v._array.dtype for v in (a, b) if isinstance(v, Tensor))
+    m = cond.astype(dt)
+    return a * const(m) + b * const(1 - m)
 
 
-def _dropout_mask(input: Tensor, p: float, shape, generator=None):
-    xp = xp_of(input._array)
-    rng = generator_for(generator, input.device).rng
-    draw_dt = input._array.dtype if input._array.dtype in (np.float32, np.float64) else np.float32
-    # drawn here in one call, so the mask depends on the seed alone, not on the threads
-    draws = rng.random(shape, dtype=draw_dt)
-    scale = xp.asarray(1.0 / (1.0 - p), dtype=input._array.dtype)
-    if cpu_rows.fits(draws) and draws.dtype == input._array.dtype:
-        return cpu_rows.dropout_mask(draws, p, scale)
-    mask = (draws >= p).astype(input._array.dtype)
-    mask *= scale
-    return mask
+def _safe_log(y, floor=-100.0):
+    """``max(log(y), floor)`` on a Tensor, with the clamped entries constant (their
+    derivative is zero) and no infinities anywhere in the graph."""
+    xp = xp_of(y._array)
+    with np.errstate(divide="ignore"):
+        ok = xp.log(y._array) > floor
+    return _choose(ok, _choose(ok, y, 1.0).log(), floor)
 
 
-def _check_p(p: float) -> None:
-    if not 0.0 <= p <= 1.0:
-        raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
+def _upstream(grad, reduction: str, n: int):
+    """The per-element upstream gradient of a reduced loss."""
+    if reduction == "mean":
+        return grad / n
+    return grad
 
 
-def _apply_mask(input: Tensor, p: float, shape, inplace: bool, generator=None) -> Tensor:
-    if not input.is_floating_point():
-        raise RuntimeError(f"dropout expects a floating point input, got {input.dtype}")
-    if 0.0 < p < 1.0 and not inplace and cuda_fused.dropout_applies(input, shape):
-        return cuda_fused.dropout(input, p, generator)
-    if p == 1.0:
-        mask = xp_of(input._array).zeros(shape, input._array.dtype)
-    else:
-        mask = _dropout_mask(input, p, shape, generator)
-    if inplace:
-        return input._inplace_from(Dropout.apply(input._snapshot(), mask))
-    return Dropout.apply(input, mask)
+def _reduce_tensor(loss: Tensor, reduction: str) -> Tensor:
+    if reduction == "none":
+        return loss
+    return loss.sum() if reduction == "sum" else loss.mean()
 
 
-def dropout(
-    input: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False, *, generator=None
-) -> Tensor:
-    r"""Zero each element with probability ``p`` and scale the rest by ``1 / (1 - p)``
-    (only when ``training``).
-
-    Example::
-
-        >>> y = F.dropout(x, p=0.1, training=model.training)
-    """
-    _check_p(p)
-    if not training or p == 0.0:
-        return input
-    return _apply_mask(input, p, input.shape, inplace, generator)
+def _same_shape(name: str, **tensors) -> None:
+    shapes = {k: tuple(v.shape) for k, v in tensors.items()}
+    if len(set(shapes.values())) > 1:
+        listed = ", ".join(f"{k} {list(s)}" for k, s in shapes.items())
+        raise ValueError(f"{name}: expected tensors of the same shape, got {listed}")
 
 
-def _feature_dropout(name, input, p, training, inplace, batched_ndim, generator=None):
-    _check_p(p)
-    ndim = input.dim()
-    if ndim not in (batched_ndim - 1, batched_ndim):
-        raise RuntimeError(
-            f"{name}: Expected {batched_ndim - 1}D or {batched_ndim}D input, but received a "
-            f"{ndim}D input of shape {list(input.shape)}"
+def _pair_operands(name, input: Tensor, target: Tensor):
+    if not isinstance(input, Tensor) or not isinstance(target, Tensor):
+        raise TypeError(
+            f"{name}: expected Tensors, got {type(input).__name__} and {type(target).__name__}"
         )
-    if not training or p == 0.0:
-        return input
-    # one draw per (sample, channel), broadcast over the remaining dims
-    lead = 2 if ndim == batched_ndim else 1
-    shape = tuple(input.shape[:lead]) + (1,) * (ndim - lead)
-    return _apply_mask(input, p, shape, inplace, generator)
-
-
-def dropout1d(
-    input: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False
-) -> Tensor:
-    r"""Zero whole channels of a ``(N, C, L)`` or ``(C, L)`` input with probability ``p``."""
-    return _feature_dropout("dropout1d", input, p, training, inplace, 3)
-
-
-def dropout2d(
-    input: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False
-) -> Tensor:
-    r"""Zero whole channels of a ``(N, C, H, W)`` or ``(C, H, W)`` input with probability ``p``."""
-    return _feature_dropout("dropout2d", input, p, training, inplace, 4)
-
-
-def dropout3d(
-    input: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False
-) -> Tensor:
-    r"""Zero whole channels of a ``(N, C, D, H, W)`` or ``(C, D, H, W)`` input."""
-    return _feature_dropout("dropout3d", input, p, training, inplace, 5)
-
-
-# -- embedding -----------------------------------------------------------------------------
-
-
-_HEAVY_ROW = 8  # occurrences handled layer by layer before a row is summed on its own
-
-
-def _scatter_add_rows(xp, out, rows, values):
-    """``out[rows[i]] += values[i]``, repeated rows accumulating."""
-    if xp is not np:
-        import cupyx
-
-        cupyx.scatter_add(out, rows, values)
-        return
-    n, num_rows = rows.size, out.shape[0]
-    if num_rows <= 128:  # small vocabularies: one GEMM with the one-hot matrix
-        onehot = np.zeros((num_rows, n), values.dtype)
-        onehot[rows, np.arange(n)] = 1
-        out += onehot @ values
-        return
-    # Sort once; the k-th occurrences of distinct rows form a duplicate-free layer that a
-    # plain fancy-indexed add handles (np.add.at is several times slower).
-    order = np.argsort(rows, kind="stable")
-    sorted_rows = rows[order]
-    starts = np.flatnonzero(np.r_[True, sorted_rows[1:] != sorted_rows[:-1]])
-    counts = np.diff(np.r_[starts, n])
-    unique = sorted_rows[starts]
-    for k in range(min(int(counts.max()), _HEAVY_ROW)):
-        sel = counts > k if k else slice(None)
-        out[unique[sel]] += values[order[starts[sel] + k]]
-    for i in np.flatnonzero(counts > _HEAVY_ROW):
-        out[unique[i]] += values[order[starts[i] + _HEAVY_ROW : starts[i] + counts[i]]].sum(0)
-
-
-class Embedding(Function):
-    @staticmethod
-    def forward(ctx, weight, indices, padding_idx=None, scale_grad_by_freq=False):
-        ctx.save_for_backward(indices)
-        ctx.num_weights = weight.shape[0]
-        ctx.padding_idx = padding_idx
-        ctx.scale_grad_by_freq = scale_grad_by_freq
-        return xp_of(weight).take(weight, indices, axis=0)
-
-    @staticmethod
-    def backward(ctx, grad):
-        (indices,) = ctx.saved_tensors
-        xp = xp_of(grad)
-        dim = grad.shape[-1]
-        rows = indices.reshape(-1)
-        values = grad.reshape(-1, dim)
-        if ctx.scale_grad_by_freq:
-            counts = xp.bincount(rows, minlength=ctx.num_weights)
-            values = values / counts[rows][:, None].astype(values.dtype)
-        gw = xp.zeros((ctx.num_weights, dim), grad.dtype)
-        _scatter_add_rows(xp, gw, rows, values)
-        if ctx.padding_idx is not None:
-            gw[ctx.padding_idx] = 0
-        return gw, None
-
-
-def _check_indices(input: Tensor, what: str = "embedding") -> None:
-    if input._array.dtype not in (np.int64, np.int32):
-        raise RuntimeError(
-            "Expected tensor for argument #1 'indices' to have one of the following scalar "
-            f"types: Long, Int; but got {input.dtype} instead (while checking arguments for {what})"
+    if tuple(target.shape) != tuple(input.shape):
+        warnings.warn(
+            f"Using a target size ({target.shape}) that is different to the input size "
+            f"({input.shape}). This will likely lead to incorrect results due to broadcasting. "
+            "Please ensure they have the same size.",
+            stacklevel=4,  # past this helper, the loss and its declared autocast prologue
         )
-
-
-def embedding(
-    input: Tensor,
-    weight: Tensor,
-    padding_idx: int | None = None,
-    max_norm: float | None = None,
-    norm_type: float = 2.0,
-    scale_grad_by_freq: bool = False,
-    sparse: bool = False,
-) -> Tensor:
-    r"""Look up rows of ``weight`` (num_embeddings, dim) at the integer ``input``
-    indices; the result has shape ``input.shape + (dim,)``.
-
-    Example::
-
-        >>> F.embedding(ember.tensor([[0, 2]]), ember.randn(5, 3)).shape
-        ember.Size([1, 2, 3])
-    """
-    if not isinstance(input, Tensor):
-        raise TypeError(f"embedding(): argument 'input' must be Tensor, not {type(input).__name__}")
-    if weight.dim() != 2:
-        raise RuntimeError(f"'weight' must be 2-D, got shape {list(weight.shape)}")
-    if sparse:
-        raise RuntimeError("ember has no sparse gradients; use sparse=False")
-    num = weight.shape[0]
-    _check_indices(input)
-    check_same_device("embedding", input, weight)
-    if padding_idx is not None:
-        if not -num <= padding_idx < num:
-            raise ValueError("Padding_idx must be within num_embeddings")
-        padding_idx %= num
-    xp = xp_of(input._array)
-    if input._array.size:
-        lo, hi = int(input._array.min()), int(input._array.max())
-        if lo < 0 or hi >= num:
-            raise IndexError(
-                f"index out of range in self (indices must be in [0, {num}); got min {lo}, "
-                f"max {hi})"
-            )
-    if max_norm is not None:
-        _embedding_renorm_(weight, xp.unique(input._array), max_norm, norm_type)
-    return Embedding.apply(
-        weight, input._array, padding_idx=padding_idx, scale_grad_by_freq=scale_grad_by_freq
-    )
-
-
-def _embedding_renorm_(weight: Tensor, rows, max_norm: float, norm_type: float) -> None:
-    """Rescale (in place, without a graph) the rows whose norm exceeds ``max_norm``."""
-    xp = xp_of(weight._array)
-    selected = weight._array[rows]
-    norms = (xp.abs(selected) ** norm_type).sum(axis=1) ** (1.0 / norm_type)
-    scale = xp.where(norms > max_norm, max_norm / (norms + 1e-7), 1.0).astype(weight._array.dtype)
-    weight._array[rows] = selected * scale[:, None]
-    weight._bump_version()
+        try:
+            np.broadcast_shapes(tuple(input.shape), tuple(target.shape))
+        except ValueError:
+            raise RuntimeError(
+                f"{name}: the size of input {list(input.shape)} must match the size of target "
+                f"{list(target.shape)} (or broadcast with it)"
+            ) from None
+    check_same_device(name, input, target)
+    dt = dtypes.promote_types(input.dtype, target.dtype)
+    if not dt.is_floating_point:
+        raise RuntimeError(
+            f"{name}: expected floating point input and target, got {input.dtype} and {target.dtype}"
+        )
+    if input.dtype is not dt:
+        input = to_copy(input, None, dt)
+    if target.dtype is not dt:
+        target = to_copy(target, None, dt)
+    return input, target
 
 
 # -- cross entropy and nll -----------------------------------------------------------------
@@ -278,7 +135,7 @@ class CrossEntropy(Function):
     Forward keeps ``exp(x - max)`` and ``1 / sum`` so backward forms the softmax and
     the gradient in one pass."""
 
-    differentiable_backward = True
+    autocast, differentiable_backward = "fp32", True
 
     @staticmethod
     def forward(
@@ -460,6 +317,7 @@ def _torch_name(dt) -> str:
     }[dt.name]
 
 
+@declared(CrossEntropy, method=False)
 def cross_entropy(
     input: Tensor,
     target: Tensor,
@@ -484,8 +342,6 @@ def cross_entropy(
 
         >>> loss = F.cross_entropy(logits, labels, label_smoothing=0.1)
     """
-    if _autocast:
-        input, target, weight = cast_for("cross_entropy", input, target, weight)
     check_reduction(reduction)
     if not 0.0 <= label_smoothing <= 1.0:
         raise ValueError(f"label_smoothing must be between 0.0 and 1.0. Got: {label_smoothing}")
@@ -524,7 +380,7 @@ def cross_entropy(
 class NllLoss(Function):
     """``-weight[t] * input[t]`` over class dim 1, with ignore_index and reduction."""
 
-    differentiable_backward = True
+    autocast, differentiable_backward = "fp32", True
 
     @staticmethod
     def forward(ctx, x, target, weight, *, ignore_index=-100, reduction="mean"):
@@ -571,6 +427,7 @@ class NllLoss(Function):
         return _classes_back(g2, in_shape), None, None
 
 
+@declared(NllLoss, method=False)
 def nll_loss(
     input: Tensor,
     target: Tensor,
@@ -587,10 +444,95 @@ def nll_loss(
 
         >>> loss = F.nll_loss(F.log_softmax(logits, dim=1), labels)
     """
-    if _autocast:
-        input, weight = cast_for("nll_loss", input, weight)
     check_reduction(reduction)
     _check_class_input("nll_loss", input, target, weight)
     _check_index_target(input, target)
     w = None if weight is None else weight.detach()._array.astype(input._array.dtype, copy=False)
     return NllLoss.apply(input, target._array, w, ignore_index=ignore_index, reduction=reduction)
+
+
+# -- kl divergence -----------------------------------------------------------------------
+
+
+class KlDiv(Function):
+    """``t (log t - x)`` (0 where t = 0), or ``exp(t) (t - x)`` with ``log_target``."""
+
+    autocast, differentiable_backward = "fp32", True
+
+    @staticmethod
+    def forward(ctx, x, t, reduction="mean", log_target=False):
+        xp = xp_of(x)
+        if log_target:
+            loss = xp.exp(t) * (t - x)
+        else:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                loss = xp.where(t > 0, t * (xp.log(t) - x), 0 * x * t).astype(x.dtype, copy=False)
+        ctx.save_for_backward(x, t)
+        n = loss.size
+        ctx.meta = (np.shape(x), np.shape(t), reduction, n, log_target)
+        if reduction == "batchmean":
+            batch = x.shape[0] if x.ndim else 1
+            ctx.meta = (np.shape(x), np.shape(t), reduction, batch, log_target)
+            return xp.asarray(loss.sum() / batch, dtype=x.dtype)
+        return _reduce(loss, reduction, x.dtype)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, t = ctx.saved_tensors
+        sx, st, reduction, n, log_target = ctx.meta
+        g = grad / n if reduction in ("mean", "batchmean") else grad
+        gx = gt = None
+        if isinstance(grad, Tensor):
+            if ctx.needs_input_grad[0]:
+                gx = sum_to(g * -(t.exp() if log_target else t), sx)
+            if ctx.needs_input_grad[1]:
+                if log_target:
+                    d = t.exp() * (t - x + 1)
+                else:
+                    positive = t._array > 0
+                    d = _choose(positive, _choose(positive, t, 1.0).log() + 1 - x, 0.0)
+                gt = sum_to(g * d, st)
+            return gx, gt
+        xp = xp_of(x)
+        if ctx.needs_input_grad[0]:
+            gx = sum_to((g * -(xp.exp(t) if log_target else t)).astype(x.dtype, copy=False), sx)
+        if ctx.needs_input_grad[1]:
+            if log_target:
+                d = xp.exp(t) * (t - x + 1)
+            else:
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    d = xp.where(t > 0, xp.log(t) + 1 - x, 0 * x)
+            gt = sum_to((g * d).astype(x.dtype, copy=False), st)
+        return gx, gt
+
+
+@declared(KlDiv, method=False)
+def kl_div(
+    input: Tensor,
+    target: Tensor,
+    size_average=None,
+    reduce=None,
+    reduction: str = "mean",
+    log_target: bool = False,
+) -> Tensor:
+    r"""KL divergence with ``input`` as log-probabilities; ``reduction="batchmean"``
+    gives the mathematically correct KL (sum / batch size).
+
+    Example::
+
+        >>> F.kl_div(F.log_softmax(student, 1), F.softmax(teacher, 1), reduction="batchmean")
+    """
+    check_reduction(reduction, ("none", "mean", "sum", "batchmean"))
+    if reduction == "mean":
+        warnings.warn(
+            "reduction: 'mean' divides the total loss by both the batch size and the support "
+            "size.'batchmean' divides only by the batch size, and aligns with the KL div math "
+            "definition.'mean' will be changed to behave the same as 'batchmean' in the next "
+            "major release.",
+            stacklevel=3,
+        )
+    input, target = _pair_operands("kl_div", input, target)
+    return KlDiv.apply(input, target, reduction=reduction, log_target=log_target)
+
+
+# -- cosine embedding ------------------------------------------------------------------------
