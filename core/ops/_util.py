@@ -13,11 +13,11 @@ from ..tensor import Tensor, wrap_dim
 
 
 def array_matmul(a, b, out=None):
-    """``a @ b`` of raw arrays: NumPy's (2-D products split over ember's CPU threads, see
+    """``a @ b`` of raw arrays: NumPy's (products split over ember's CPU threads, see
     ``core.parallel.matmul``), or on CUDA ``core.gemm.matmul`` (which puts float16/bfloat16
     batches on cuBLAS)."""
     if isinstance(a, np.ndarray):
-        if out is None and a.ndim == 2 and b.ndim == 2:
+        if out is None and b.ndim >= 2:
             return parallel.matmul(a, b)
         return np.matmul(a, b, out=out)
     from ..gemm import matmul as cuda_matmul

@@ -7,7 +7,7 @@ import numpy as np
 
 from ..autograd import Function
 from ..tensor import Tensor
-from ._util import check_same_device, xp_of
+from ._util import array_matmul, check_same_device, xp_of
 from .declare import declared
 
 _HEAVY_ROW = 8  # occurrences handled layer by layer before a row is summed on its own
@@ -24,7 +24,7 @@ def _scatter_add_rows(xp, out, rows, values):
     if num_rows <= 128:  # small vocabularies: one GEMM with the one-hot matrix
         onehot = np.zeros((num_rows, n), values.dtype)
         onehot[rows, np.arange(n)] = 1
-        out += onehot @ values
+        out += array_matmul(onehot, values)
         return
     # Sort once; the k-th occurrences of distinct rows form a duplicate-free layer that a
     # plain fancy-indexed add handles (np.add.at is several times slower).

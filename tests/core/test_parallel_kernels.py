@@ -300,12 +300,15 @@ def test_parallel_for_inside_a_chunk_runs_inline(tiny_chunks):
     assert len(inner_threads) == 2  # one inline inner call per outer chunk, no deadlock
 
 
-@pytest.mark.parametrize("shape", [(37, 29, 23), (5, 3, 200)])
-def test_matmul_split_by_rows_matches_blas(tiny_chunks, monkeypatch, shape):
+@pytest.mark.parametrize(
+    "a_shape,b_shape",
+    [((37, 29), (29, 23)), ((7, 3), (3, 200)), ((9, 5, 4), (4, 6)), ((9, 5, 4), (9, 4, 6))],
+)
+def test_matmul_split_by_rows_or_batch_matches_blas(tiny_chunks, monkeypatch, a_shape, b_shape):
     monkeypatch.setattr(parallel, "MATMUL_MIN_WORK", 1)
-    m, k, n = shape
     rng = np.random.default_rng(0)
-    a, b = rng.standard_normal((m, k)), rng.standard_normal((n, k)).T  # a transposed view too
+    a = rng.standard_normal(a_shape)
+    b = rng.standard_normal(b_shape[:-2] + b_shape[:-3:-1]).swapaxes(-1, -2)  # a strided view
     for threads in (1, 2, 3):
         ember.set_num_threads(threads)
         np.testing.assert_allclose(parallel.matmul(a, b), a @ b, rtol=1e-13, atol=1e-13)
