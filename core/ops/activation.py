@@ -11,6 +11,7 @@ import numpy as np
 from ..autograd import Function
 from ..random import generator_for
 from ..tensor import Tensor
+from . import cpu_rows
 from ._util import check_same_device, sum_to, xp_of
 from .declare import declared
 from .elementwise import where
@@ -40,14 +41,24 @@ class Relu(Function):
 
     @staticmethod
     def forward(ctx, x):
-        y = xp_of(x).maximum(x, 0)
+        if cpu_rows.fits(x):  # large CPU arrays: flat chunks on ember's threads
+            (y,) = cpu_rows.map_flat(lambda x, y: np.maximum(x, 0, out=y), (x,), (x.dtype,))
+        else:
+            y = xp_of(x).maximum(x, 0)
         ctx.save_for_backward(y)
         return y
 
     @staticmethod
     def backward(ctx, grad):
         (y,) = ctx.saved_tensors
+        if cpu_rows.fits(grad, y):
+            (g,) = cpu_rows.map_flat(_relu_backward, (grad, y), (grad.dtype,))
+            return g
         return grad * (y > 0)
+
+
+def _relu_backward(grad, y, out):
+    np.multiply(grad, y > 0, out=out)
 
 
 @declared(Relu, inplace=True)

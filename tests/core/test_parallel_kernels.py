@@ -80,6 +80,14 @@ def test_silu(tiny_chunks, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+def test_relu(tiny_chunks, dtype):
+    x = RNG.uniform(-2, 2, (7, 33)).astype(dtype)
+    x[0, :5] = 0  # relu'(0) = 0, as in PyTorch
+    _check_threads_and_torch(lambda f, x: f.relu(x), [x], _tol(dtype))
+    _check_threads_and_torch(lambda f, x: f.relu(x.t()), [x], _tol(dtype))  # strided
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("name", ["softmax", "log_softmax"])
 def test_softmax_last_dim(tiny_chunks, dtype, name):
     x = RNG.uniform(-5, 5, (5, 7, 19)).astype(dtype)
