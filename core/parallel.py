@@ -144,14 +144,16 @@ def matmul(a, b):
     threads 374 ms with both pools, 314 ms with ember's alone; a 2048x256 by 256x1024
     product 5.8 ms split here, 5.6 ms threaded by OpenBLAS, 11 ms on one thread).
     """
+    work = a.size * b.shape[-1]
+    if work < MATMUL_MIN_WORK:  # the common small product: no more Python than this
+        return np.matmul(a, b)
     if a.ndim > 2 and b.ndim == 2 and a.flags.c_contiguous:  # x @ W: fold the batch in
         return matmul(a.reshape(-1, a.shape[-1]), b).reshape(a.shape[:-1] + b.shape[-1:])
     same_batch = a.ndim == b.ndim > 2 and a.shape[:-2] == b.shape[:-2]
     if not (a.ndim == b.ndim == 2 or same_batch):
         return np.matmul(a, b)
-    work = a.size * b.shape[-1]
     threads = get_num_threads()
-    if threads == 1 or work < MATMUL_MIN_WORK or a.shape[0] < 2 * threads or _region.active:
+    if threads == 1 or a.shape[0] < 2 * threads or _region.active:
         return np.matmul(a, b)
     out = np.empty(a.shape[:-1] + b.shape[-1:], np.result_type(a.dtype, b.dtype))
     shared = a.ndim == 2  # rows of a against all of b, else batch slices of both

@@ -28,7 +28,10 @@ def _from_environment() -> int:
 def get_num_threads() -> int:
     """The number of threads ember uses for CPU work (``OMP_NUM_THREADS`` at start-up,
     else the cores this process may run on)."""
-    return _num_threads if _num_threads is not None else _from_environment()
+    global _num_threads
+    if _num_threads is None:  # read once, as PyTorch does: every large op asks
+        _num_threads = _from_environment()
+    return _num_threads
 
 
 def set_num_threads(num: int) -> None:
