@@ -17,7 +17,7 @@ def array_matmul(a, b, out=None):
     ``core.parallel.matmul``), or on CUDA ``core.gemm.matmul`` (which puts float16/bfloat16
     batches on cuBLAS)."""
     if isinstance(a, np.ndarray):
-        if out is None and b.ndim >= 2:
+        if out is None and b.ndim >= 2 and a.size * b.shape[-1] >= parallel.MATMUL_MIN_WORK:
             return parallel.matmul(a, b)
         return np.matmul(a, b, out=out)
     from ..gemm import matmul as cuda_matmul
