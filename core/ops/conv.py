@@ -97,13 +97,13 @@ class Convolution(Function):
         channels_last = need_x and geo.flat and groups == 1 and geo.stride == (1, 1)
         gx = gw = gb = None
         if channels_last:
-            gx_last = xp.zeros((n, geo.hp * geo.wq, c), grad.dtype)
+            gx_last = xp.empty((n, geo.hp * geo.wq, c), grad.dtype)  # zeroed per block
             gx = xp.empty((n, c, h, w), grad.dtype)
             # (o, kh*kw*c): one GEMM per image gives every offset's column gradients
             w_offsets = xp.ascontiguousarray(wmat.reshape(o, c, kk).transpose(0, 2, 1))
             w_offsets = w_offsets.reshape(o, kk * c)
         elif need_x:
-            gx = xp.zeros(xpd.shape, grad.dtype)
+            gx = xp.empty(xpd.shape, grad.dtype)  # zeroed per block, on its thread
         # Per-block partial sums of the batch reductions, added in block order at the end.
         # The weight gradient is accumulated transposed: columns @ gy^T is the faster GEMM.
         gw_parts = xp.empty((n_blocks, groups, k, og), grad.dtype) if need_w else None
@@ -119,6 +119,10 @@ class Convolution(Function):
                 gy = gy_junk[a:e].reshape(e - a, groups, og, -1)[..., :span]
             else:
                 gy = grad4[a:e].reshape(e - a, groups, og, span)
+            if channels_last:
+                gx_last[a:e] = 0
+            elif need_x:
+                gx[a:e] = 0
             for i in range(first, last):
                 images = slice(i * step, min(n, (i + 1) * step))
                 gy_b = gy[i * step - a : i * step - a + step]
