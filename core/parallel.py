@@ -135,7 +135,8 @@ MATMUL_MIN_WORK = 1 << 21
 
 def matmul(a, b):
     """``a @ b`` of NumPy arrays (2-D, a batch by a matrix, or batches of the same leading
-    shape), split over ember's threads by output rows or by the first batch dim, each
+    shape), split over ember's threads by output rows or columns (whichever dim is longer,
+    so the operand every piece packs again is the smaller) or by the first batch dim, each
     piece a one-thread BLAS call; any other broadcast is NumPy's own ``matmul``.
 
     ember's own pool does the threading instead of the BLAS's: OpenBLAS's workers spin for a
@@ -156,12 +157,19 @@ def matmul(a, b):
     if threads == 1 or a.shape[0] < 2 * threads or _region.active:
         return np.matmul(a, b)
     out = np.empty(a.shape[:-1] + b.shape[-1:], np.result_type(a.dtype, b.dtype))
+    if a.ndim == 2 and b.shape[1] > a.shape[0]:
+        # Columns: each piece packs all of a (m x k) rather than all of b (k x n).
+        def piece(start, stop):
+            np.matmul(a, b[:, start:stop], out=out[:, start:stop])
+
+        parallel_for(piece, b.shape[1], 2 * MIN_CHUNK_ELEMENTS)  # the work was measured above
+        return out
     shared = a.ndim == 2  # rows of a against all of b, else batch slices of both
 
     def piece(start, stop):
         np.matmul(a[start:stop], b if shared else b[start:stop], out=out[start:stop])
 
-    parallel_for(piece, a.shape[0], 2 * MIN_CHUNK_ELEMENTS)  # the work was measured above
+    parallel_for(piece, a.shape[0], 2 * MIN_CHUNK_ELEMENTS)
     return out
 
 

@@ -311,6 +311,7 @@ def test_parallel_for_inside_a_chunk_runs_inline(tiny_chunks):
 @pytest.mark.parametrize(
     "a_shape,b_shape",
     [((37, 29), (29, 23)), ((7, 3), (3, 200)), ((9, 5, 4), (4, 6)), ((9, 5, 4), (9, 4, 6))],
+    ids=["rows", "columns", "folded-batch", "batch"],
 )
 def test_matmul_split_by_rows_or_batch_matches_blas(tiny_chunks, monkeypatch, a_shape, b_shape):
     monkeypatch.setattr(parallel, "MATMUL_MIN_WORK", 1)
