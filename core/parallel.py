@@ -153,23 +153,23 @@ def matmul(a, b):
     same_batch = a.ndim == b.ndim > 2 and a.shape[:-2] == b.shape[:-2]
     if not (a.ndim == b.ndim == 2 or same_batch):
         return np.matmul(a, b)
+    # Columns when they outnumber the rows: each piece then packs all of a (m x k) again
+    # rather than all of b (k x n).
+    by_columns = a.ndim == 2 and b.shape[1] > a.shape[0]
+    length = b.shape[1] if by_columns else a.shape[0]
     threads = get_num_threads()
-    if threads == 1 or a.shape[0] < 2 * threads or _region.active:
+    if threads == 1 or length < 2 * threads or _region.active:
         return np.matmul(a, b)
     out = np.empty(a.shape[:-1] + b.shape[-1:], np.result_type(a.dtype, b.dtype))
-    if a.ndim == 2 and b.shape[1] > a.shape[0]:
-        # Columns: each piece packs all of a (m x k) rather than all of b (k x n).
-        def piece(start, stop):
-            np.matmul(a, b[:, start:stop], out=out[:, start:stop])
-
-        parallel_for(piece, b.shape[1], 2 * MIN_CHUNK_ELEMENTS)  # the work was measured above
-        return out
     shared = a.ndim == 2  # rows of a against all of b, else batch slices of both
 
     def piece(start, stop):
-        np.matmul(a[start:stop], b if shared else b[start:stop], out=out[start:stop])
+        if by_columns:
+            np.matmul(a, b[:, start:stop], out=out[:, start:stop])
+        else:
+            np.matmul(a[start:stop], b if shared else b[start:stop], out=out[start:stop])
 
-    parallel_for(piece, a.shape[0], 2 * MIN_CHUNK_ELEMENTS)
+    parallel_for(piece, length, 2 * MIN_CHUNK_ELEMENTS)  # the work was measured above
     return out
 
 

@@ -323,6 +323,22 @@ def test_matmul_split_by_rows_or_batch_matches_blas(tiny_chunks, monkeypatch, a_
         np.testing.assert_allclose(parallel.matmul(a, b), a @ b, rtol=1e-13, atol=1e-13)
 
 
+def test_matmul_splits_the_longer_output_dim(tiny_chunks, monkeypatch):
+    """Two rows by many columns still splits (by columns) on 3 threads."""
+    monkeypatch.setattr(parallel, "MATMUL_MIN_WORK", 1)
+    lengths = []
+    real = parallel.parallel_for
+    monkeypatch.setattr(
+        parallel, "parallel_for", lambda body, n, e: lengths.append(n) or real(body, n, e)
+    )
+    ember.set_num_threads(3)
+    rng = np.random.default_rng(2)
+    a, b = rng.standard_normal((2, 5)), rng.standard_normal((5, 300))
+    np.testing.assert_allclose(parallel.matmul(a, b), a @ b, rtol=1e-13, atol=1e-13)
+    np.testing.assert_allclose(parallel.matmul(b.T, a.T), b.T @ a.T, rtol=1e-13, atol=1e-13)
+    assert lengths == [300, 300]
+
+
 def test_linear_on_threads_matches_torch(tiny_chunks, monkeypatch):
     monkeypatch.setattr(parallel, "MATMUL_MIN_WORK", 1)
     rng = np.random.default_rng(1)
