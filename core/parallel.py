@@ -73,11 +73,14 @@ def chunk_bounds(rows: int, row_elements: int, threads: int | None = None) -> li
 def parallel_for(body: Callable[[int, int], object], rows: int, row_elements: int = 1) -> None:
     """Run ``body(start, stop)`` over ``range(rows)`` in row chunks on ember's CPU threads.
 
-    ``body`` must write only its own rows of preallocated outputs. The calling thread runs
-    the first chunk itself; the first exception raised by any chunk is re-raised here after
-    every chunk has finished, so no chunk is still writing when the caller continues.
-    While the chunks run, the BLAS runs one thread per call: a matrix product inside a
-    chunk already has a core of its own.
+    ``body`` must write only its own rows of preallocated outputs. The calling thread and
+    the pool's threads take chunks one at a time until none are left, so when a pool
+    thread wakes late (a sleeping thread takes ~0.1 ms to wake on a VM) the caller, done
+    with its own chunk, takes the next one rather than wait. The first exception raised by
+    a chunk stops the handing out and is re-raised here once every chunk already started
+    has finished, so nothing is still writing when the caller continues. While the chunks
+    run, the BLAS runs one thread per call: a matrix product inside a chunk already has a
+    core of its own.
     """
     if rows * row_elements < 2 * MIN_CHUNK_ELEMENTS or _region.active:
         body(0, rows)  # small work, or already inside a chunk: the cores are taken
@@ -88,27 +91,83 @@ def parallel_for(body: Callable[[int, int], object], rows: int, row_elements: in
         body(0, rows)
         return
     pool = _workers(threads - 1)  # sized by the thread count, not by this call's chunks
+    chunks = _Chunks(body, bounds)
     _pin_blas()
     try:
-        futures = [pool.submit(_in_region, body, start, stop) for start, stop in bounds[1:]]
-        error = None
-        try:
-            _in_region(body, *bounds[0])
-        except BaseException as exc:  # wait for the others before raising: they write our outputs
-            error = exc
-        for future in futures:
-            while True:
-                try:
-                    future.result()
-                except BaseException as exc:
-                    error = error or exc
-                    if not future.done():  # interrupted while waiting (Ctrl-C): wait on
-                        continue
+        for _ in bounds[1:]:
+            pool.submit(chunks.work)
+        chunks.work()
+        while True:
+            try:
+                chunks.all_done.wait()
                 break
+            except BaseException as exc:  # interrupted while waiting (Ctrl-C): wait on
+                chunks.fail(exc)
     finally:
         _unpin_blas()
-    if error is not None:
-        raise error
+    if chunks.error is not None:
+        raise chunks.error
+
+
+class _Chunks:
+    """The chunks of one ``parallel_for``, handed out in order to whichever thread asks.
+
+    A pool thread that wakes after the others took every chunk finds none and returns:
+    nobody waits for a thread that has nothing left to do.
+    """
+
+    def __init__(self, body, bounds):
+        self.body, self.bounds = body, bounds
+        self.lock = threading.Lock()
+        self.claimed = self.finished = 0
+        self.stopped = False
+        self.error: BaseException | None = None
+        self.all_done = threading.Event()
+
+    def _claim(self) -> tuple[int, int] | None:
+        with self.lock:
+            if self.stopped or self.claimed == len(self.bounds):
+                return None
+            self.claimed += 1
+            return self.bounds[self.claimed - 1]
+
+    def _finish(self, error: BaseException | None) -> None:
+        with self.lock:
+            self.finished += 1
+            if error is not None:
+                self._stop(error)
+            self._check_done()
+
+    def fail(self, exc: BaseException) -> None:
+        """Stop handing out chunks; ``exc`` is raised once the running ones finish."""
+        with self.lock:
+            self._stop(exc)
+            self._check_done()
+
+    def _stop(self, exc: BaseException) -> None:
+        self.error = self.error or exc
+        self.stopped = True
+
+    def _check_done(self) -> None:
+        done = self.stopped or self.claimed == len(self.bounds)
+        if done and self.finished == self.claimed:
+            self.all_done.set()
+
+    def work(self) -> None:
+        """Run chunks on this thread until none are left or one has failed."""
+        # A parallel_for inside a chunk runs inline: the pool's threads are all busy with
+        # this one, and waiting on tasks queued behind ourselves would never end.
+        _region.active = True
+        try:
+            while (chunk := self._claim()) is not None:
+                try:
+                    self.body(*chunk)
+                except BaseException as exc:
+                    self._finish(exc)
+                    return
+                self._finish(None)
+        finally:
+            _region.active = False
 
 
 class _Region(threading.local):
@@ -116,16 +175,6 @@ class _Region(threading.local):
 
 
 _region = _Region()
-
-
-def _in_region(body, start: int, stop: int) -> None:
-    # A parallel_for inside a chunk runs inline: the pool's threads are all busy with this
-    # one, and waiting on tasks queued behind ourselves would never end.
-    _region.active = True
-    try:
-        body(start, stop)
-    finally:
-        _region.active = False
 
 
 # Products below this many multiply-adds stay one BLAS call: OpenBLAS itself runs them on one

@@ -226,15 +226,40 @@ def test_parallel_for_covers_rows_once_when_fewer_rows_than_threads(tiny_chunks)
     ember.set_num_threads(3)
     assert parallel.chunk_bounds(2, 1000) == [(0, 1), (1, 2)]
     hits = np.zeros(2, int)
-    threads = set()
 
     def body(start, stop):
         hits[start:stop] += 1
-        threads.add(threading.get_ident())
 
     parallel.parallel_for(body, 2, 1000)
     assert hits.tolist() == [1, 1]
+
+
+def test_parallel_for_runs_chunks_side_by_side(tiny_chunks):
+    """Each chunk waits for the other at a barrier: only two threads at once get past it."""
+    ember.set_num_threads(2)
+    meet = threading.Barrier(2, timeout=10)
+    threads = set()
+
+    def body(start, stop):
+        meet.wait()
+        threads.add(threading.get_ident())
+
+    parallel.parallel_for(body, 2, 1000)
     assert len(threads) == 2
+
+
+def test_parallel_for_caller_takes_the_chunks_a_late_thread_left(tiny_chunks):
+    """A pool thread that is still busy (here with a task of its own) leaves its chunk to
+    the caller instead of making it wait."""
+    ember.set_num_threads(2)
+    release = threading.Event()
+    parallel._workers(1).submit(release.wait, 10)  # the one pool thread, held
+    try:
+        threads = []
+        parallel.parallel_for(lambda a, b: threads.append(threading.get_ident()), 4, 100)
+        assert threads == [threading.get_ident()] * 2  # both chunks, on this thread
+    finally:
+        release.set()
 
 
 def test_parallel_for_raises_a_chunk_error_after_every_chunk_finished(tiny_chunks):
@@ -249,17 +274,18 @@ def test_parallel_for_raises_a_chunk_error_after_every_chunk_finished(tiny_chunk
     with pytest.raises(ValueError, match="bad chunk"):
         parallel.parallel_for(body, 9, 100)
     assert done == [0]
-    finished = []
+    started, finished = set(), set()
 
     def slow_first(start, stop):
         if start == 0:
             raise KeyError("first")
+        started.add(start)
         threading.Event().wait(0.05)
-        finished.append(start)
+        finished.add(start)
 
     with pytest.raises(KeyError):
         parallel.parallel_for(slow_first, 9, 100)
-    assert sorted(finished) == [3, 6]  # the others had finished when the error came back
+    assert started == finished  # every chunk begun had finished when the error came back
 
 
 def test_parallel_for_restores_the_blas_thread_count(tiny_chunks):
