@@ -101,10 +101,11 @@ def test_bench_lstm():
 
 
 def test_bench_ops():
-    done = run(script("bench_ops.py") + ["--reps", "1", "--threads", "1"])
-    assert "ember threads=1" in done.stdout
+    done = run(script("bench_ops.py") + ["--rounds", "1", "--reps", "1", "--threads", "1"])
+    assert "one process per (library, threads)" in done.stdout
     for label in ("fwd+bwd", "fwd no_grad", "add", "mul", "exp", "matmul"):
         assert re.search(rf"^  {re.escape(label)}\s+ember\s+[\d.]+", done.stdout, re.M), label
+    assert re.search(r"fwd\+bwd\s+ember\s+[\d.]+ us/op\s+torch\s+[\d.]+ us/op", done.stdout)
 
 
 @needs_mpiexec
