@@ -9,6 +9,7 @@ import numpy as np
 from .. import dtypes
 from ..autograd import Function, traceable
 from ..tensor import Tensor
+from . import cpu_rows
 from ._util import as_tensor_like, call, sum_to, xp_of
 from .cast import apply_binary, operands, to_copy
 from .declare import binary, declared, unary
@@ -21,7 +22,11 @@ class Add(Function):
     def forward(ctx, a, b, alpha=1):
         ctx.shapes = (a.shape, getattr(b, "shape", ()))
         ctx.alpha = alpha
-        return a + b if alpha == 1 else a + alpha * b
+        if alpha == 1:
+            if a.size >= _SPLIT and (out := cpu_rows.binary(np.add, a, b)) is not None:
+                return out
+            return a + b
+        return a + alpha * b
 
     @staticmethod
     def backward(ctx, grad):
@@ -40,7 +45,11 @@ class Sub(Function):
     def forward(ctx, a, b, alpha=1):
         ctx.shapes = (a.shape, getattr(b, "shape", ()))
         ctx.alpha = alpha
-        return a - b if alpha == 1 else a - alpha * b
+        if alpha == 1:
+            if a.size >= _SPLIT and (out := cpu_rows.binary(np.subtract, a, b)) is not None:
+                return out
+            return a - b
+        return a - alpha * b
 
     @staticmethod
     def backward(ctx, grad):
@@ -52,6 +61,15 @@ class Sub(Function):
             else None
         )
         return ga, gb
+
+
+# Large NumPy operands (``cpu_rows.binary`` checks the rest) are computed in row chunks on
+# ember's CPU threads; the size test comes first, so a small op pays one comparison.
+_SPLIT = cpu_rows.SPLIT_ELEMENTS
+
+
+def _product(x, y):
+    return cpu_rows.product(x, y) if type(x) is np.ndarray and x.size >= _SPLIT else x * y
 
 
 def _shape(x) -> tuple:
@@ -66,13 +84,15 @@ class Mul(Function):
     @staticmethod
     def forward(ctx, a, b):
         ctx.save_for_backward(a, b)
+        if a.size >= _SPLIT and (out := cpu_rows.binary(np.multiply, a, b)) is not None:
+            return out
         return a * b
 
     @staticmethod
     def backward(ctx, grad):
         a, b = ctx.saved_tensors
-        ga = sum_to(grad * b, _shape(a)) if ctx.needs_input_grad[0] else None
-        gb = sum_to(grad * a, _shape(b)) if ctx.needs_input_grad[1] else None
+        ga = sum_to(_product(grad, b), _shape(a)) if ctx.needs_input_grad[0] else None
+        gb = sum_to(_product(grad, a), _shape(b)) if ctx.needs_input_grad[1] else None
         return ga, gb
 
 
@@ -82,6 +102,8 @@ class Div(Function):
     @staticmethod
     def forward(ctx, a, b):
         ctx.save_for_backward(a, b)
+        if a.size >= _SPLIT and (out := cpu_rows.binary(np.divide, a, b)) is not None:
+            return out
         return a / b
 
     @staticmethod

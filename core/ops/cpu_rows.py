@@ -64,10 +64,46 @@ def multiply(a, b):
 
 
 def product(a, b):
-    """``a * b``: in parallel chunks when both are float NumPy arrays of one shape."""
-    if fits(a, b) and a.shape == b.shape:
-        return multiply(a, b)
-    return a * b
+    """``a * b``: in parallel chunks when ``binary`` takes them (large float NumPy arrays of
+    one dtype, one shape or one broadcast into the other)."""
+    out = binary(np.multiply, a, b)
+    return a * b if out is None else out
+
+
+# Below this many elements an elementwise op is computed whole: cheaper than any split.
+SPLIT_ELEMENTS = 2 * parallel.MIN_CHUNK_ELEMENTS
+
+
+def binary(ufunc, a, b, out=None):
+    """``ufunc(a, b)`` in row chunks on ember's threads, for float32/float64 NumPy arrays of
+    one dtype where the larger is the result's shape and the other equal or broadcast into
+    it (a bias row, a per-channel scale); written to ``out`` when given. None when the
+    operands do not qualify: the caller then computes it whole, as before."""
+    if (
+        type(a) is not np.ndarray
+        or type(b) is not np.ndarray
+        or a.dtype != b.dtype
+        or a.dtype not in ROW_DTYPES
+        or max(a.size, b.size) < 2 * parallel.MIN_CHUNK_ELEMENTS
+    ):
+        return None
+    if a.shape == b.shape and out is None:
+        return map_flat(lambda x, y, o: ufunc(x, y, out=o), (a, b), (a.dtype,))[0]
+    shape = np.broadcast_shapes(a.shape, b.shape)
+    if shape != max(a, b, key=np.size).shape or not shape:
+        return None  # both broadcast: NumPy's own loop
+    rows = shape[0]
+    if out is None:
+        out = np.empty(shape, a.dtype)
+
+    def rows_of(x, start, stop):
+        return x[start:stop] if x.ndim == len(shape) and x.shape[0] == rows else x
+
+    def run(start, stop):
+        ufunc(rows_of(a, start, stop), rows_of(b, start, stop), out=out[start:stop])
+
+    parallel_for(run, rows, out.size // max(rows, 1))
+    return out
 
 
 def dropout_mask(draws, p, scale):

@@ -15,6 +15,7 @@ import numpy as np
 from ..autograd import Function
 from ..dtypes import is_bfloat16
 from ..tensor import Tensor
+from . import cpu_rows
 from ._util import array_matmul, check_same_device, xp_of
 from .declare import declared
 from .reduce import Sum
@@ -499,7 +500,7 @@ class Linear(Function):
         ctx.save_for_backward(x, weight)
         x2 = x.reshape(-1, x.shape[-1]) if x.ndim != 2 else x
         out = _keep_dtype(array_matmul(x2, weight.T), x)
-        if bias is not None:
+        if bias is not None and cpu_rows.binary(np.add, out, bias, out=out) is None:
             out += bias
         return out.reshape(x.shape[:-1] + (weight.shape[0],)) if x.ndim != 2 else out
 
