@@ -41,7 +41,7 @@ class Relu(Function):
 
     @staticmethod
     def forward(ctx, x):
-        if cpu_rows.fits(x):  # large CPU arrays: flat chunks on ember's threads
+        if cpu_rows.fits(x, single_pass=True):  # large CPU arrays: chunks on the threads
             (y,) = cpu_rows.map_flat(lambda x, y: np.maximum(x, 0, out=y), (x,), (x.dtype,))
         else:
             y = xp_of(x).maximum(x, 0)
@@ -51,7 +51,7 @@ class Relu(Function):
     @staticmethod
     def backward(ctx, grad):
         (y,) = ctx.saved_tensors
-        if cpu_rows.fits(grad, y):
+        if cpu_rows.fits(grad, y, single_pass=True):
             (g,) = cpu_rows.map_flat(_relu_backward, (grad, y), (grad.dtype,))
             return g
         return grad * (y > 0)

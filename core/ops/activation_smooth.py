@@ -53,7 +53,7 @@ class Gelu(Function):
     def backward(ctx, grad):
         if ctx.saved_derivative:
             (d,) = ctx.saved_tensors
-            if cpu_rows.fits(grad, d) and grad.shape == d.shape:
+            if cpu_rows.fits(grad, d, single_pass=True) and grad.shape == d.shape:
                 return cpu_rows.multiply(grad, d)
             return (grad * d).astype(grad.dtype, copy=False)
         (x,) = ctx.saved_tensors

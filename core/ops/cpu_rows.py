@@ -16,16 +16,29 @@ from ..parallel import parallel_for
 ROW_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
-def fits(*arrays, elements: int | None = None) -> bool:
+# A kernel that makes a single pass over memory (an add, a product, relu, a copy) gains from
+# more threads only on large arrays: handing a chunk to a sleeping thread costs ~0.1 ms on a
+# VM. Measured on the 2-core CI machine (2026-12-06), a float32 add whole / in two chunks:
+# 1M elements 161 / 188 µs, 2M 497 / 454 µs, 4M 1273 / 1131 µs. Such kernels split from
+# this many chunks' worth of elements; kernels doing more per element, from two.
+SINGLE_PASS_CHUNKS = 32
+
+
+def split_size(single_pass: bool = False) -> int:
+    """Elements from which a kernel is split into chunks."""
+    return (SINGLE_PASS_CHUNKS if single_pass else 2) * parallel.MIN_CHUNK_ELEMENTS
+
+
+def fits(*arrays, elements: int | None = None, single_pass: bool = False) -> bool:
     """Whether the arrays are float32/float64 NumPy arrays of one dtype, with work enough
-    (``elements``, default the first array's size) to be split between two threads:
-    below that the ops keep their whole-array NumPy path, the same computation with less
-    Python around it."""
+    (``elements``, default the first array's size) to be split between threads: below
+    that the ops keep their whole-array NumPy path, the same computation with less Python
+    around it. ``single_pass``: a kernel making one pass over memory, which needs more."""
     first = arrays[0]
     return (
         type(first) is np.ndarray
         and first.dtype in ROW_DTYPES
-        and (first.size if elements is None else elements) >= 2 * parallel.MIN_CHUNK_ELEMENTS
+        and (first.size if elements is None else elements) >= split_size(single_pass)
         and all(type(a) is np.ndarray and a.dtype == first.dtype for a in arrays)
     )
 
@@ -70,8 +83,8 @@ def product(a, b):
     return a * b if out is None else out
 
 
-# Below this many elements an elementwise op is computed whole: cheaper than any split.
-SPLIT_ELEMENTS = 2 * parallel.MIN_CHUNK_ELEMENTS
+# The arithmetic ops' first, cheapest test (``split_size(single_pass=True)`` at import).
+SPLIT_ELEMENTS = split_size(single_pass=True)
 
 
 def binary(ufunc, a, b, out=None):
@@ -84,7 +97,7 @@ def binary(ufunc, a, b, out=None):
         or type(b) is not np.ndarray
         or a.dtype != b.dtype
         or a.dtype not in ROW_DTYPES
-        or max(a.size, b.size) < 2 * parallel.MIN_CHUNK_ELEMENTS
+        or max(a.size, b.size) < split_size(single_pass=True)
     ):
         return None
     if a.shape == b.shape and out is None:
@@ -245,7 +258,7 @@ def cross_entropy_backward(exps, row_coef, t_safe, target_grad, smooth_rows, w):
 
 def contiguous(a):
     """``a`` as a C-contiguous array: itself, or a copy made in chunks of its first dim."""
-    if a.flags.c_contiguous or a.size == 0:
+    if a.flags.c_contiguous or a.size < split_size(single_pass=True):
         return np.ascontiguousarray(a)
     out = np.empty(a.shape, a.dtype)
 

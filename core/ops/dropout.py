@@ -36,7 +36,7 @@ def _dropout_mask(input: Tensor, p: float, shape, generator=None):
     # drawn here in one call, so the mask depends on the seed alone, not on the threads
     draws = rng.random(shape, dtype=draw_dt)
     scale = xp.asarray(1.0 / (1.0 - p), dtype=input._array.dtype)
-    if cpu_rows.fits(draws) and draws.dtype == input._array.dtype:
+    if cpu_rows.fits(draws, single_pass=True) and draws.dtype == input._array.dtype:
         return cpu_rows.dropout_mask(draws, p, scale)
     mask = (draws >= p).astype(input._array.dtype)
     mask *= scale

@@ -377,14 +377,21 @@ def test_linear_on_threads_matches_torch(tiny_chunks, monkeypatch):
         np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
 
 
-BIG = (600, 256)  # above cpu_rows.SPLIT_ELEMENTS: arithmetic splits only large operands
+BIG = (60, 26)  # with tiny chunks, above the single-pass split size
+
+
+@pytest.fixture
+def tiny_arithmetic(tiny_chunks, monkeypatch):
+    from ember.core.ops import arithmetic, cpu_rows
+
+    monkeypatch.setattr(arithmetic, "_SPLIT", cpu_rows.split_size(single_pass=True))
 
 
 @pytest.mark.parametrize("op", ["add", "sub", "mul", "div"])
 @pytest.mark.parametrize(
-    "other_shape", [BIG, (256,), (600, 1), ()], ids=["same", "row", "column", "0-d"]
+    "other_shape", [BIG, (26,), (60, 1), ()], ids=["same", "row", "column", "0-d"]
 )
-def test_large_arithmetic_on_threads(op, other_shape):
+def test_large_arithmetic_on_threads(tiny_arithmetic, op, other_shape):
     """x (op) y with a large x: split into row chunks on 2 and 3 threads, the same bits as
     one thread and NumPy, gradients as PyTorch's (a broadcast y's gradient summed)."""
     rng = np.random.default_rng(3)
@@ -396,33 +403,30 @@ def test_large_arithmetic_on_threads(op, other_shape):
         "mul": lambda f, a, b: a * b,
         "div": lambda f, a, b: a / b,
     }[op]
-    before = ember.get_num_threads()
-    try:
-        ember.set_num_threads(1)
-        reference = _run(ember, fn, [x, y])
-        np.testing.assert_array_equal(reference[0], fn(None, x, y))
-        for threads in (2, 3):
-            ember.set_num_threads(threads)
-            for got, want in zip(_run(ember, fn, [x, y]), reference):
-                np.testing.assert_array_equal(got, want)
-    finally:
-        ember.set_num_threads(before)
+    ember.set_num_threads(1)
+    reference = _run(ember, fn, [x, y])
+    np.testing.assert_array_equal(reference[0], fn(None, x, y))
+    for threads in (2, 3):
+        ember.set_num_threads(threads)
+        for got, want in zip(_run(ember, fn, [x, y]), reference):
+            np.testing.assert_array_equal(got, want)
     for got, want in zip(reference, _run(torch, fn, [x, y])):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
 
 
-def test_binary_splits_large_operands_and_declines_the_rest(monkeypatch):
+def test_binary_splits_large_operands_and_declines_the_rest(tiny_chunks, monkeypatch):
     from ember.core.ops import cpu_rows
 
     calls = []
     real = cpu_rows.parallel_for
     monkeypatch.setattr(cpu_rows, "parallel_for", lambda *a: calls.append(a[1]) or real(*a))
     x = np.ones(BIG, np.float32)
-    assert cpu_rows.binary(np.add, x, np.ones(256, np.float32)) is not None
-    assert calls == [600]  # split by rows, the bias row whole in every chunk
-    assert cpu_rows.binary(np.add, x, np.ones(256)) is None  # float64 + float32: NumPy's
+    ember.set_num_threads(2)
+    assert cpu_rows.binary(np.add, x, np.ones(26, np.float32)) is not None
+    assert calls == [60]  # split by rows, the bias row whole in every chunk
+    assert cpu_rows.binary(np.add, x, np.ones(26)) is None  # float64 + float32: NumPy's
     assert cpu_rows.binary(np.add, x[:1], x[:1]) is None  # small
-    assert cpu_rows.binary(np.add, np.ones((600, 1)), np.ones((1, 256))) is None  # both grow
+    assert cpu_rows.binary(np.add, np.ones((60, 1)), np.ones((1, 26))) is None  # both grow
     out = np.zeros(BIG, np.float32)
-    assert cpu_rows.binary(np.add, out, np.full(256, 2, np.float32), out=out) is out
+    assert cpu_rows.binary(np.add, out, np.full(26, 2, np.float32), out=out) is out
     assert (out == 2).all()
