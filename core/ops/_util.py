@@ -11,14 +11,29 @@ from .. import parallel
 from ..backend import xp_of
 from ..tensor import Tensor, wrap_dim
 
+# For C- or F-contiguous 2-D float operands ``a.dot(b)`` makes the same BLAS call as
+# ``np.matmul`` (same bits, checked on 1728 shape/layout pairs) with a third of its
+# overhead: 0.33 against 0.96 µs on 8x8 float32, the per-op benchmark's matmul.
+_DOT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
 
 def array_matmul(a, b, out=None):
     """``a @ b`` of raw arrays: NumPy's (products split over ember's CPU threads, see
     ``core.parallel.matmul``), or on CUDA ``core.gemm.matmul`` (which puts float16/bfloat16
     batches on cuBLAS)."""
     if isinstance(a, np.ndarray):
-        if out is None and b.ndim >= 2 and a.size * b.shape[-1] >= parallel.MATMUL_MIN_WORK:
-            return parallel.matmul(a, b)
+        if out is None:
+            if b.ndim >= 2 and a.size * b.shape[-1] >= parallel.MATMUL_MIN_WORK:
+                return parallel.matmul(a, b)
+            if (
+                a.ndim == 2 == b.ndim
+                and a.dtype in _DOT_DTYPES
+                and b.dtype == a.dtype
+                and a.flags.forc
+                and b.flags.forc
+            ):
+                return a.dot(b)
+            return np.matmul(a, b)
         return np.matmul(a, b, out=out)
     from ..gemm import matmul as cuda_matmul
 

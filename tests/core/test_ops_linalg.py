@@ -258,3 +258,32 @@ def test_integer_matmul():
     a = ember.tensor([[1, 2], [3, 4]])
     out = a @ a
     assert out.dtype == ember.int64 and out.tolist() == [[7, 10], [15, 22]]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_small_products_give_matmuls_bits_in_every_layout(dtype):
+    """array_matmul takes ``a.dot(b)`` for contiguous 2-D operands (less overhead per call):
+    the same bits as ``np.matmul`` there, and np.matmul itself for strided views."""
+    from ember.core.ops._util import array_matmul
+
+    rng = np.random.default_rng(0)
+
+    def layouts(x):
+        padded = np.zeros((x.shape[0] + 2, x.shape[1] + 3), dtype)
+        padded[: x.shape[0], : x.shape[1]] = x
+        wide = np.zeros((x.shape[0], 2 * x.shape[1]), dtype)
+        wide[:, ::2] = x
+        return [
+            x,
+            np.asfortranarray(x),
+            padded[: x.shape[0], : x.shape[1]],
+            np.asfortranarray(padded)[: x.shape[0], : x.shape[1]],
+            wide[:, ::2],
+        ]
+
+    for m, k, n in [(1, 2, 4), (8, 8, 8), (3, 33, 1), (17, 5, 9), (64, 128, 64)]:
+        a = rng.standard_normal((m, k)).astype(dtype)
+        b = rng.standard_normal((k, n)).astype(dtype)
+        for x in layouts(a):
+            for y in layouts(b):
+                np.testing.assert_array_equal(array_matmul(x, y), np.matmul(x, y))
