@@ -1,10 +1,15 @@
-"""Benchmark ember.distributed against raw mpi4py and PyTorch (gloo), one thread per rank.
+"""Benchmark ember.distributed against raw mpi4py and PyTorch (gloo), one thread per rank,
+each library in jobs of its own.
 
-Run: ``mpiexec -n 2 python scripts/bench_ddp.py [--quick] [--rounds R] [--min-time S] [--quiet]``
-(progress on rank 0's stderr)
+Run: ``python scripts/bench_ddp.py [--ranks 2] [--rounds 3] [--quick] [--step-rounds R]
+[--min-time S] [--quiet]``. Each round starts one ``mpiexec -n RANKS`` job per library,
+alternating which goes first (two libraries in one process would share, and slow, each
+other's threads); rank 0 of each job prints its timings as JSON, and the medians over the
+rounds are reported. One job alone: ``mpiexec -n 2 python scripts/bench_ddp.py --worker ember``.
 
 1. all_reduce bus bandwidth, busbw = 2(n-1)/n * bytes / time, float32 from 4 KB to
-   256 MB: ember (dist.all_reduce), raw mpi4py ``Allreduce`` (in place), torch gloo.
+   256 MB: ember (dist.all_reduce) and raw mpi4py ``Allreduce`` (in place) in ember's job,
+   torch gloo in PyTorch's.
 2. A DDP training step (forward, backward, SGD step) of an MLP 784-1024-1024-10 with
    batch 256 per rank: ember DDP vs torch DDP(gloo); the overhead of DDP over the same
    step in one process without communication; and how much communication DDP hides:
@@ -14,134 +19,104 @@ Run: ``mpiexec -n 2 python scripts/bench_ddp.py [--quick] [--rounds R] [--min-ti
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import time
 
-for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ[_var] = "1"
-
-import argparse  # noqa: E402
-import socket  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-
-import numpy as np  # noqa: E402
-from mpi4py import MPI  # noqa: E402
-from tqdm import tqdm  # noqa: E402
-
-import ember  # noqa: E402
-import ember.distributed as dist  # noqa: E402
-import ember.nn as nn  # noqa: E402
-import ember.nn.functional as F  # noqa: E402
-import ember.optim as optim  # noqa: E402
-from ember.nn.parallel import DistributedDataParallel as DDP  # noqa: E402
-
-COMM = MPI.COMM_WORLD
-RANK, SIZE = COMM.Get_rank(), COMM.Get_size()
+LIBS = ("ember", "torch")
+SIZES = [4 << 10, 64 << 10, 1 << 20, 16 << 20, 256 << 20]
+BATCH = 256
+THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
-def progress(total: int, desc: str, quiet: bool) -> tqdm:
-    """A progress bar on rank 0's stderr; every other rank gets a silent one."""
-    return tqdm(total=total, desc=desc, file=sys.stderr, disable=quiet or RANK != 0)
+# -- one job: one library, every rank -------------------------------------------------------
 
 
-def timed(fn, min_time=0.3, max_iters=200, warmup=2) -> float:
-    """Median seconds per call; every rank runs the same number of iterations."""
-    for _ in range(warmup):
-        fn()
-    COMM.Barrier()
-    t0 = time.perf_counter()
-    fn()
-    once = COMM.allreduce(time.perf_counter() - t0, op=MPI.MAX)
-    iters = int(max(3, min(max_iters, min_time / max(once, 1e-9))))
-    samples = []
-    for _ in range(iters):
-        COMM.Barrier()
+class Job:
+    """MPI ranks timing one library's collectives and DDP steps; every rank runs the same
+    number of iterations, and the slowest rank's time counts."""
+
+    def __init__(self):
+        import numpy as np
+        from mpi4py import MPI
+
+        self.np, self.MPI, self.comm = np, MPI, MPI.COMM_WORLD
+        self.rank, self.size = self.comm.Get_rank(), self.comm.Get_size()
+
+    def timed(self, fn, min_time=0.3, max_iters=200, warmup=2) -> float:
+        """Median seconds per call."""
+        for _ in range(warmup):
+            fn()
+        self.comm.Barrier()
         t0 = time.perf_counter()
         fn()
-        samples.append(time.perf_counter() - t0)
-    return COMM.allreduce(float(np.median(samples)), op=MPI.MAX)
-
-
-def init_torch():
-    import torch
-    import torch.distributed as tdist
-
-    torch.set_num_threads(1)
-    port = None
-    if RANK == 0:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-    port = COMM.bcast(port, root=0)
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    tdist.init_process_group("gloo", rank=RANK, world_size=SIZE)
-    return torch, tdist
-
-
-def bench_allreduce(torch, tdist, args):
-    sizes = [4 << 10, 64 << 10, 1 << 20, 16 << 20, 256 << 20]
-    if args.quick:
-        sizes = sizes[:4]
-    factor = 2 * (SIZE - 1) / SIZE
-    rows = []
-    bar = progress(len(sizes), "all_reduce sizes", args.quiet)
-    for nbytes in sizes:
-        bar.set_postfix_str(_fmt_bytes(nbytes))
-        n = nbytes // 4
-        arr = np.ones(n, np.float32)
-        et = ember.from_numpy(arr)
-        tt = torch.ones(n)
-        t_ember = timed(lambda et=et: dist.all_reduce(et), args.min_time)
-        t_mpi = timed(lambda arr=arr: COMM.Allreduce(MPI.IN_PLACE, arr, op=MPI.SUM), args.min_time)
-        t_gloo = timed(lambda tt=tt: tdist.all_reduce(tt), args.min_time)
-        rows.append((nbytes, *(factor * nbytes / t / 1e9 for t in (t_ember, t_mpi, t_gloo))))
-        del arr, et, tt
-        bar.update()
-    bar.close()
-    if RANK == 0:
-        print(f"\nall_reduce bus bandwidth (GB/s), float32, {SIZE} ranks")
-        print(f"{'size':>10} {'ember':>9} {'mpi4py':>9} {'gloo':>9}  ember/mpi4py")
-        for nbytes, e, m, g in rows:
-            print(f"{_fmt_bytes(nbytes):>10} {e:9.3f} {m:9.3f} {g:9.3f}  {e / m:10.2f}")
-
-
-def _fmt_bytes(n: int) -> str:
-    return f"{n >> 20} MB" if n >= 1 << 20 else f"{n >> 10} KB"
-
-
-def ember_mlp():
-    ember.manual_seed(0)
-    return nn.Sequential(
-        nn.Linear(784, 1024), nn.ReLU(), nn.Linear(1024, 1024), nn.ReLU(), nn.Linear(1024, 10)
-    )
-
-
-def interleaved(variants: dict, rounds: int, quiet: bool, steps: int = 3) -> dict:
-    """Median seconds per step of each variant, timed in alternating rounds so that
-    drifting machine load hits all variants alike."""
-    for fn in variants.values():
-        fn()
-        fn()
-    samples = {name: [] for name in variants}
-    bar = progress(rounds * len(variants), "DDP step variants", quiet)
-    for _ in range(rounds):
-        for name, fn in variants.items():
-            bar.set_postfix_str(name)
-            COMM.Barrier()
+        once = self.comm.allreduce(time.perf_counter() - t0, op=self.MPI.MAX)
+        iters = int(max(3, min(max_iters, min_time / max(once, 1e-9))))
+        samples = []
+        for _ in range(iters):
+            self.comm.Barrier()
             t0 = time.perf_counter()
-            for _ in range(steps):
-                fn()
-            samples[name].append(COMM.allreduce(time.perf_counter() - t0, op=MPI.MAX) / steps)
-            bar.update()
-    bar.close()
-    return {name: float(np.median(v)) for name, v in samples.items()}
+            fn()
+            samples.append(time.perf_counter() - t0)
+        return self.comm.allreduce(float(self.np.median(samples)), op=self.MPI.MAX)
+
+    def interleaved(self, variants: dict, rounds: int, steps: int = 3) -> dict:
+        """Median seconds per step of each variant, timed in alternating rounds so that
+        drifting machine load hits all variants alike."""
+        for fn in variants.values():
+            fn()
+            fn()
+        samples = {name: [] for name in variants}
+        for _ in range(rounds):
+            for name, fn in variants.items():
+                self.comm.Barrier()
+                t0 = time.perf_counter()
+                for _ in range(steps):
+                    fn()
+                elapsed = self.comm.allreduce(time.perf_counter() - t0, op=self.MPI.MAX)
+                samples[name].append(elapsed / steps)
+        return {name: float(self.np.median(v)) for name, v in samples.items()}
+
+    def batch(self):
+        rng = self.np.random.default_rng(self.rank)
+        x = rng.standard_normal((BATCH, 784)).astype(self.np.float32)
+        return x, rng.integers(0, 10, BATCH)
 
 
-def bench_training(torch, tdist, args):
-    batch = 256
-    rng = np.random.default_rng(RANK)
-    x_np = rng.standard_normal((batch, 784)).astype(np.float32)
-    y_np = rng.integers(0, 10, batch)
+def ember_job(job: Job, args) -> dict:
+    import ember
+    import ember.distributed as dist
+    import ember.nn as nn
+    import ember.nn.functional as F
+    import ember.optim as optim
+    from ember.nn.parallel import DistributedDataParallel as DDP
+
+    np, MPI = job.np, job.MPI
+    dist.init_process_group("mpi")
+    result = {"allreduce": {}, "allreduce_mpi4py": {}}
+    for nbytes in sizes(args):
+        arr = np.ones(nbytes // 4, np.float32)
+        tensor = ember.from_numpy(arr)
+        result["allreduce"][nbytes] = job.timed(
+            lambda tensor=tensor: dist.all_reduce(tensor), args.min_time
+        )
+        result["allreduce_mpi4py"][nbytes] = job.timed(
+            lambda arr=arr: job.comm.Allreduce(MPI.IN_PLACE, arr, op=MPI.SUM), args.min_time
+        )
+
+    def mlp():
+        ember.manual_seed(0)
+        return nn.Sequential(
+            nn.Linear(784, 1024), nn.ReLU(), nn.Linear(1024, 1024), nn.ReLU(), nn.Linear(1024, 10)
+        )
+
+    x_np, y_np = job.batch()
     x, y = ember.from_numpy(x_np), ember.from_numpy(y_np)
 
     def step_fn(model, after_backward=None):
@@ -158,104 +133,212 @@ def bench_training(torch, tdist, args):
 
     def one_allreduce(model):
         grads = [p.grad for p in model.parameters()]
-        flat = ember.from_numpy(np.concatenate([g._array.ravel() for g in grads]))
-        flat._array /= SIZE
+        flat = ember.from_numpy(np.concatenate([g.numpy().ravel() for g in grads]))
+        flat /= job.size
         dist.all_reduce(flat)
         offset = 0
         for g in grads:
-            g._array[...] = flat._array[offset : offset + g._array.size].reshape(g._array.shape)
-            offset += g._array.size
+            g.copy_(flat[offset : offset + g.numel()].view(g.shape))
+            offset += g.numel()
 
     def per_parameter(model):
         for p in model.parameters():
-            p.grad._array /= SIZE
+            p.grad /= job.size
             dist.all_reduce(p.grad)
 
-    n_grad = sum(p.numel() for p in ember_mlp().parameters())
-    grads = ember.from_numpy(np.ones(n_grad, np.float32))
-
-    tnn = torch.nn
-    torch.manual_seed(0)
-    tmodel = tnn.Sequential(
-        tnn.Linear(784, 1024), tnn.ReLU(), tnn.Linear(1024, 1024), tnn.ReLU(), tnn.Linear(1024, 10)
-    )
-    tx, ty = torch.from_numpy(x_np), torch.from_numpy(y_np)
-    tddp_model = torch.nn.parallel.DistributedDataParallel(
-        tnn.Sequential(
-            tnn.Linear(784, 1024),
-            tnn.ReLU(),
-            tnn.Linear(1024, 1024),
-            tnn.ReLU(),
-            tnn.Linear(1024, 10),
-        )
-    )
-    t = interleaved(
+    n_grad = sum(p.numel() for p in mlp().parameters())
+    grads = ember.ones(n_grad)
+    result["steps"] = job.interleaved(
         {
-            "local": step_fn(ember_mlp()),
-            "ddp": step_fn(DDP(ember_mlp())),
-            "ddp_view": step_fn(DDP(ember_mlp(), gradient_as_bucket_view=True)),
-            "flat": step_fn(ember_mlp(), one_allreduce),
-            "each": step_fn(ember_mlp(), per_parameter),
+            "local": step_fn(mlp()),
+            "ddp": step_fn(DDP(mlp())),
+            "ddp_view": step_fn(DDP(mlp(), gradient_as_bucket_view=True)),
+            "flat": step_fn(mlp(), one_allreduce),
+            "each": step_fn(mlp(), per_parameter),
             "comm": lambda: dist.all_reduce(grads),
-            "torch_local": _torch_step(torch, tmodel, tx, ty),
-            "torch_ddp": _torch_step(torch, tddp_model, tx, ty),
         },
-        rounds=args.rounds or (5 if args.quick else 15),
-        quiet=args.quiet,
+        rounds=step_rounds(args),
     )
+    result["gradient_mb"] = n_grad * 4 / 2**20
+    dist.destroy_process_group()
+    return result
 
-    if RANK == 0:
-        ms = 1e3
-        exposed = t["ddp"] - t["local"]
-        hidden = min(1.0, max(0.0, 1 - exposed / t["comm"]))
-        print(f"\nDDP training step, MLP 784-1024-1024-10, batch {batch}/rank, {SIZE} ranks (ms)")
-        print(f"{'':38} {'ember':>9} {'torch':>9}")
-        print(
-            f"{'one process, no communication':38} {t['local'] * ms:9.2f} {t['torch_local'] * ms:9.2f}"
+
+def torch_job(job: Job, args) -> dict:
+    import torch
+    import torch.distributed as tdist
+
+    torch.set_num_threads(1)
+    port = None
+    if job.rank == 0:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+    port = job.comm.bcast(port, root=0)
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    tdist.init_process_group("gloo", rank=job.rank, world_size=job.size)
+    result = {"allreduce": {}}
+    for nbytes in sizes(args):
+        tensor = torch.ones(nbytes // 4)
+        result["allreduce"][nbytes] = job.timed(
+            lambda tensor=tensor: tdist.all_reduce(tensor), args.min_time
         )
-        print(
-            f"{'DistributedDataParallel (MPI / gloo)':38} {t['ddp'] * ms:9.2f} {t['torch_ddp'] * ms:9.2f}"
+
+    def mlp():
+        torch.manual_seed(0)
+        nn = torch.nn
+        return nn.Sequential(
+            nn.Linear(784, 1024), nn.ReLU(), nn.Linear(1024, 1024), nn.ReLU(), nn.Linear(1024, 10)
         )
-        print(
-            f"{'DDP overhead over one process':38} {(t['ddp'] / t['local'] - 1) * 100:8.1f}% "
-            f"{(t['torch_ddp'] / t['torch_local'] - 1) * 100:8.1f}%"
+
+    x_np, y_np = job.batch()
+    x, y = torch.from_numpy(x_np), torch.from_numpy(y_np)
+
+    def step_fn(model):
+        opt = torch.optim.SGD(model.parameters(), lr=0.01)
+
+        def step():
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(model(x), y).backward()
+            opt.step()
+
+        return step
+
+    ddp = torch.nn.parallel.DistributedDataParallel(mlp())
+    result["steps"] = job.interleaved(
+        {"local": step_fn(mlp()), "ddp": step_fn(ddp)}, rounds=step_rounds(args)
+    )
+    tdist.destroy_process_group()
+    return result
+
+
+def sizes(args) -> list[int]:
+    return SIZES[:4] if args.quick else SIZES
+
+
+def step_rounds(args) -> int:
+    return args.step_rounds or (5 if args.quick else 15)
+
+
+def worker(lib: str, args) -> None:
+    job = Job()
+    if job.size < 2:
+        raise SystemExit(f"--worker runs under mpiexec with at least 2 ranks: {__file__}")
+    result = (ember_job if lib == "ember" else torch_job)(job, args)
+    if job.rank == 0:
+        print(json.dumps(result))
+
+
+# -- the driver: alternating jobs, medians, tables ---------------------------------------------
+
+
+def run_job(lib: str, args) -> dict:
+    mpiexec = shutil.which("mpiexec")
+    if mpiexec is None:
+        raise SystemExit("bench_ddp needs mpiexec on PATH (pip install ember[mpi])")
+    cmd = [mpiexec, "-n", str(args.ranks), sys.executable, __file__, "--worker", lib]
+    cmd += ["--min-time", str(args.min_time), "--step-rounds", str(step_rounds(args))]
+    cmd += ["--quick"] * args.quick
+    env = dict(os.environ, **dict.fromkeys(THREAD_VARS, "1"))
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    if done.returncode != 0 or not lines:
+        raise RuntimeError(
+            f"{' '.join(cmd)} failed ({done.returncode}):\n{done.stdout[-2000:]}\n"
+            f"{done.stderr[-3000:]}"
         )
-        print(f"\nember gradient communication ({n_grad * 4 / 2**20:.1f} MB of float32 gradients)")
-        print(f"{'all_reduce of all gradients alone':38} {t['comm'] * ms:9.2f}")
-        print(f"{'DDP: bucketed, overlapped':38} {t['ddp'] * ms:9.2f}   hides {hidden * 100:.0f}%")
-        print(f"{'DDP, gradient_as_bucket_view=True':38} {t['ddp_view'] * ms:9.2f}")
-        print(f"{'one all_reduce after backward':38} {t['flat'] * ms:9.2f}")
-        print(f"{'one all_reduce per parameter':38} {t['each'] * ms:9.2f}")
+    return json.loads(lines[-1])
 
 
-def _torch_step(torch, model, x, y):
-    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+def median_of(runs: list[dict], *keys) -> float:
+    def pick(run):
+        for key in keys:
+            run = run[key]
+        return run
 
-    def step():
-        opt.zero_grad()
-        torch.nn.functional.cross_entropy(model(x), y).backward()
-        opt.step()
+    return statistics.median(pick(run) for run in runs)
 
-    return step
+
+def print_tables(args, runs: dict) -> None:
+    e, t = runs["ember"], runs["torch"]
+    factor = 2 * (args.ranks - 1) / args.ranks
+    print(
+        f"all_reduce bus bandwidth (GB/s), float32, {args.ranks} ranks; one mpiexec job per "
+        f"library, median over {args.rounds} alternating rounds"
+    )
+    print(f"{'size':>10} {'ember':>9} {'mpi4py':>9} {'gloo':>9}  ember/mpi4py")
+    for nbytes in map(str, sizes(args)):  # JSON keys are strings
+        busbw = [
+            factor * int(nbytes) / median_of(r, key, nbytes) / 1e9
+            for r, key in ((e, "allreduce"), (e, "allreduce_mpi4py"), (t, "allreduce"))
+        ]
+        print(
+            f"{_fmt_bytes(int(nbytes)):>10} {busbw[0]:9.3f} {busbw[1]:9.3f} {busbw[2]:9.3f}  "
+            f"{busbw[0] / busbw[1]:10.2f}"
+        )
+    step = {name: median_of(e, "steps", name) for name in e[0]["steps"]}
+    torch_step = {name: median_of(t, "steps", name) for name in t[0]["steps"]}
+    ms = 1e3
+    print(f"\nDDP training step, MLP 784-1024-1024-10, batch {BATCH}/rank, {args.ranks} ranks (ms)")
+    print(f"{'':38} {'ember':>9} {'torch':>9}  ember/torch")
+    for label, key in (
+        ("one process, no communication", "local"),
+        ("DistributedDataParallel (MPI / gloo)", "ddp"),
+    ):
+        print(
+            f"{label:38} {step[key] * ms:9.2f} {torch_step[key] * ms:9.2f}  "
+            f"{step[key] / torch_step[key]:10.2f}"
+        )
+    print(
+        f"{'DDP overhead over one process':38} {(step['ddp'] / step['local'] - 1) * 100:8.1f}% "
+        f"{(torch_step['ddp'] / torch_step['local'] - 1) * 100:8.1f}%"
+    )
+    exposed = step["ddp"] - step["local"]
+    hidden = min(1.0, max(0.0, 1 - exposed / step["comm"]))
+    print(f"\nember gradient communication ({e[0]['gradient_mb']:.1f} MB of float32 gradients)")
+    print(f"{'all_reduce of all gradients alone':38} {step['comm'] * ms:9.2f}")
+    print(f"{'DDP: bucketed, overlapped':38} {step['ddp'] * ms:9.2f}   hides {hidden * 100:.0f}%")
+    print(f"{'DDP, gradient_as_bucket_view=True':38} {step['ddp_view'] * ms:9.2f}")
+    print(f"{'one all_reduce after backward':38} {step['flat'] * ms:9.2f}")
+    print(f"{'one all_reduce per parameter':38} {step['each'] * ms:9.2f}")
+
+
+def _fmt_bytes(n: int) -> str:
+    return f"{n >> 20} MB" if n >= 1 << 20 else f"{n >> 10} KB"
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="smaller sizes, shorter timings")
-    parser.add_argument("--rounds", type=int, help="DDP step rounds (default 15, 5 with --quick)")
+    parser.add_argument("--ranks", type=int, default=2, help="ranks per job (default 2)")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating jobs per library")
+    parser.add_argument("--quick", action="store_true", help="smaller sizes, fewer step rounds")
+    parser.add_argument(
+        "--step-rounds", type=int, help="DDP step rounds per job (default 15, 5 with --quick)"
+    )
     parser.add_argument(
         "--min-time", type=float, default=0.3, help="seconds to time each all_reduce size for"
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar on stderr")
+    parser.add_argument("--worker", choices=LIBS, help="run one library's job (under mpiexec)")
     args = parser.parse_args()
-    if SIZE < 2:
-        raise SystemExit("run under mpiexec with at least 2 ranks: mpiexec -n 2 python " + __file__)
-    dist.init_process_group("mpi")
-    torch, tdist = init_torch()
-    bench_allreduce(torch, tdist, args)
-    bench_training(torch, tdist, args)
-    tdist.destroy_process_group()
-    dist.destroy_process_group()
+    for var in THREAD_VARS:  # one thread per rank, set before NumPy or torch loads
+        os.environ[var] = "1"
+    if args.worker:
+        worker(args.worker, args)
+        return
+    if args.ranks < 2 or args.rounds < 1:
+        parser.error("--ranks must be at least 2 and --rounds at least 1")
+    from tqdm import tqdm
+
+    runs = {lib: [] for lib in LIBS}
+    bar = tqdm(total=args.rounds * len(LIBS), desc="bench_ddp", file=sys.stderr, disable=args.quiet)
+    for r in range(args.rounds):
+        for lib in LIBS if r % 2 == 0 else LIBS[::-1]:
+            bar.set_postfix_str(f"round {r + 1} {lib}")
+            runs[lib].append(run_job(lib, args))
+            bar.update()
+    bar.close()
+    print_tables(args, runs)
 
 
 if __name__ == "__main__":

@@ -109,18 +109,30 @@ def test_bench_ops():
 
 
 @needs_mpiexec
-def test_bench_ddp_progress_on_rank_0_only():
+def test_bench_ddp_runs_each_library_in_its_own_job():
     done = run(
-        ["mpiexec", "-n", "2", *script("bench_ddp.py")]
-        + ["--quick", "--rounds", "1", "--min-time", "0"],
-        quiet=False,
+        script("bench_ddp.py")
+        + ["--ranks", "2", "--rounds", "2", "--quick", "--step-rounds", "1", "--min-time", "0"]
     )
-    assert "all_reduce bus bandwidth" in done.stdout
-    assert "DistributedDataParallel (MPI / gloo)" in done.stdout
-    # each bar first draws itself at 0% with no postfix: once, by rank 0 alone
-    for bar, total in (("all_reduce sizes", 4), ("DDP step variants", 8)):
-        first_draw = rf"{bar}:\s+0%\|\s+\| 0/{total} \[00:\d\d<\?, \?it/s\]"
-        assert len(re.findall(first_draw, done.stderr)) == 1, done.stderr[-2000:]
+    assert "one mpiexec job per library, median over 2 alternating rounds" in done.stdout
+    assert re.search(r"^\s+16 MB(\s+[\d.]+){3}\s+[\d.]+$", done.stdout, re.M)
+    assert re.search(r"^DistributedDataParallel \(MPI / gloo\)(\s+[\d.]+){3}$", done.stdout, re.M)
+    assert "hides" in done.stdout
+
+
+@needs_mpiexec
+def test_bench_ddp_job_reports_from_rank_0_only_and_loads_one_library():
+    probe = (
+        "import runpy, sys; sys.argv = [sys.argv[1], '--worker', sys.argv[2], '--quick', "
+        "'--step-rounds', '1', '--min-time', '0']; runpy.run_path(sys.argv[0], "
+        "run_name='__main__'); sys.stdout.write("
+        "f\"\\nloaded torch={'torch' in sys.modules} ember={'ember' in sys.modules}\\n\")"
+    )
+    for lib, loaded in (("ember", "torch=False ember=True"), ("torch", "torch=True ember=False")):
+        cmd = ["mpiexec", "-n", "2", sys.executable, "-c", probe, str(SCRIPTS / "bench_ddp.py")]
+        done = run([*cmd, lib], quiet=False)
+        assert done.stdout.count('{"allreduce": {"4096": ') == 1, done.stdout  # rank 0 alone
+        assert done.stdout.count(f"loaded {loaded}") == 2, done.stdout
 
 
 def test_examples_extra_holds_tqdm_and_the_library_never_imports_it():
