@@ -87,8 +87,6 @@ class Convolution(Function):
         groups, og, k = wmat.shape
         o, span, kk = groups * og, geo.span, geo.kernel[0] * geo.kernel[1]
         grad4 = grad.reshape(n, o, geo.ho, geo.wo)
-        if geo.wr != geo.wo:  # junk columns, zero so that they feed no gradient
-            gy_junk = xp.empty((n, o, geo.ho, geo.wr), grad.dtype)
         need_x, need_w, need_b = ctx.needs_input_grad[:3]
         n_blocks = -(-n // step)
         # Unit-stride single-group convolutions scatter in channels-last order: every
@@ -97,7 +95,6 @@ class Convolution(Function):
         channels_last = need_x and geo.flat and groups == 1 and geo.stride == (1, 1)
         gx = gw = gb = None
         if channels_last:
-            gx_last = xp.empty((n, geo.hp * geo.wq, c), grad.dtype)  # zeroed per block
             gx = xp.empty((n, c, h, w), grad.dtype)
             # (o, kh*kw*c): one GEMM per image gives every offset's column gradients
             w_offsets = xp.ascontiguousarray(wmat.reshape(o, c, kk).transpose(0, 2, 1))
@@ -112,34 +109,39 @@ class Convolution(Function):
         wmat_t = wmat.swapaxes(-1, -2)
 
         def blocks(first, last):
-            a, e = first * step, min(n, last * step)
+            # Per-thread scratch of one block, reused block after block (it stays in cache,
+            # and a first step faults in a few blocks' worth of memory instead of the batch):
+            # the gradient widened by its junk columns (zero, so they feed no gradient) and
+            # the channels-last input gradient.
+            junk = last_rows = None
             if geo.wr != geo.wo:
-                gy_junk[a:e, ..., : geo.wo] = grad4[a:e]
-                gy_junk[a:e, ..., geo.wo :] = 0
-                gy = gy_junk[a:e].reshape(e - a, groups, og, -1)[..., :span]
-            else:
-                gy = grad4[a:e].reshape(e - a, groups, og, span)
+                junk = xp.zeros((step, o, geo.ho, geo.wr), grad.dtype)
             if channels_last:
-                gx_last[a:e] = 0
-            elif need_x:
-                gx[a:e] = 0
+                last_rows = xp.empty((step, geo.hp * geo.wq, c), grad.dtype)
             for i in range(first, last):
                 images = slice(i * step, min(n, (i + 1) * step))
-                gy_b = gy[i * step - a : i * step - a + step]
+                nb = images.stop - images.start
+                if junk is not None:
+                    junk[:nb, ..., : geo.wo] = grad4[images]
+                    gy_b = junk[:nb].reshape(nb, groups, og, -1)[..., :span]
+                else:
+                    gy_b = grad4[images].reshape(nb, groups, og, span)
                 if need_b:
                     grad4[images].sum(axis=(0, 2, 3), out=gb_parts[i])
                 if need_w:
                     cols = windows[images].reshape(-1, groups, k, span)
                     array_matmul(cols, gy_b.swapaxes(-1, -2)).sum(0, out=gw_parts[i])
                 if channels_last:
+                    block = last_rows[:nb]
+                    block[...] = 0
                     gcols = array_matmul(gy_b[:, 0].swapaxes(-1, -2), w_offsets)
-                    geo.col2im_channels_last(gcols.reshape(-1, span, kk, c), gx_last[images])
+                    geo.col2im_channels_last(gcols.reshape(-1, span, kk, c), block)
+                    block = block.reshape(nb, geo.hp, geo.wq, c).transpose(0, 3, 1, 2)
+                    gx[images] = block[:, :, pt : pt + h, pl : pl + w]
                 elif need_x:
+                    gx[images] = 0
                     gcols = array_matmul(wmat_t, gy_b)
                     geo.col2im(gcols.reshape((-1, c) + geo.kernel + (span,)), gx[images])
-            if channels_last:
-                last_rows = gx_last[a:e].reshape(e - a, geo.hp, geo.wq, c)
-                gx[a:e] = last_rows.transpose(0, 3, 1, 2)[:, :, pt : pt + h, pl : pl + w]
 
         if need_x or need_w or need_b:
             gemm_parallel_for(blocks, n_blocks, step * k * groups * span, xp)
