@@ -70,15 +70,9 @@ def map_flat(body, inputs, out_dtypes):
     return tuple(outs)
 
 
-def multiply(a, b):
-    """``a * b`` for two arrays of one shape and dtype, in parallel chunks."""
-    (out,) = map_flat(lambda x, y, o: np.multiply(x, y, out=o), (a, b), (a.dtype,))
-    return out
-
-
 def product(a, b):
     """``a * b``: in parallel chunks when ``binary`` takes them (large float NumPy arrays of
-    one dtype, one shape or one broadcast into the other)."""
+    one dtype, ``b`` of ``a``'s shape or broadcast into it)."""
     out = binary(np.multiply, a, b)
     return a * b if out is None else out
 
@@ -89,33 +83,25 @@ SPLIT_ELEMENTS = split_size(single_pass=True)
 
 def binary(ufunc, a, b, out=None):
     """``ufunc(a, b)`` in row chunks on ember's threads, for float32/float64 NumPy arrays of
-    one dtype where the larger is the result's shape and the other equal or broadcast into
-    it (a bias row, a per-channel scale); written to ``out`` when given. None when the
+    one dtype where ``a`` is the result's shape and ``b`` equal to it or broadcast into it
+    (a bias row, a per-channel scale); written to ``out`` when given. None when the
     operands do not qualify: the caller then computes it whole, as before."""
-    if (
-        type(a) is not np.ndarray
-        or type(b) is not np.ndarray
-        or a.dtype != b.dtype
-        or a.dtype not in ROW_DTYPES
-        or max(a.size, b.size) < split_size(single_pass=True)
-    ):
+    if not fits(a, b, single_pass=True):
         return None
     if a.shape == b.shape and out is None:
         return map_flat(lambda x, y, o: ufunc(x, y, out=o), (a, b), (a.dtype,))[0]
-    shape = np.broadcast_shapes(a.shape, b.shape)
-    if shape != max(a, b, key=np.size).shape or not shape:
-        return None  # both broadcast: NumPy's own loop
+    shape = a.shape
+    if not shape or np.broadcast_shapes(shape, b.shape) != shape:
+        return None  # b grows a (or a is 0-d): NumPy's own loop
     rows = shape[0]
+    b_rows = b.ndim == len(shape) and b.shape[0] == rows  # else b is whole in every chunk
     if out is None:
         out = np.empty(shape, a.dtype)
 
-    def rows_of(x, start, stop):
-        return x[start:stop] if x.ndim == len(shape) and x.shape[0] == rows else x
-
     def run(start, stop):
-        ufunc(rows_of(a, start, stop), rows_of(b, start, stop), out=out[start:stop])
+        ufunc(a[start:stop], b[start:stop] if b_rows else b, out=out[start:stop])
 
-    parallel_for(run, rows, out.size // max(rows, 1))
+    parallel_for(run, rows, a.size // rows)
     return out
 
 
