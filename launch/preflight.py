@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import shlex
 import signal
 import subprocess
@@ -47,36 +48,58 @@ def probe_command(
 
 
 def _why(stdout: str, stderr: str, rc: int) -> str:
-    """The most telling line of a failed probe's output (ssh's complaint, say)."""
+    """The most telling line of a failed probe's output: the launcher's own complaint (ssh's,
+    say), else mpiexec's, without hydra's "[mpiexec@host] function (file:line):" prefix."""
     lines = [line.strip() for line in (stderr + "\n" + stdout).splitlines() if line.strip()]
-    useful = [line for line in lines if not line.startswith("[mpiexec@")]
-    return (useful or lines or [f"exit status {rc}"])[0]
+    own = [line for line in lines if not line.startswith("[mpiexec@")]
+    if own:
+        return own[0]
+    if lines:
+        return "mpiexec: " + _HYDRA_PREFIX.sub("", lines[0])
+    return f"exit status {rc}"
+
+
+_HYDRA_PREFIX = re.compile(r"^\[mpiexec@[^\]]*\]\s*(\S+\s+\([^)]*\):\s*)?")
+
+
+def _launcher_silent(stdout: str, stderr: str) -> bool:
+    """Whether a failed probe printed only mpiexec's lines: hydra can report the failed
+    launch before it forwards what ssh wrote, so the reason is lost and worth one more ask."""
+    lines = [line for line in (stderr + "\n" + stdout).splitlines() if line.strip()]
+    return all(line.lstrip().startswith("[mpiexec@") for line in lines)
+
+
+def _start(host: str, flavour: str, mpiexec: str, mpi_args: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        probe_command(host, flavour, mpiexec, mpi_args),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # so a timeout can end mpiexec's ssh children too
+    )
 
 
 def probe_hosts(
     hosts: list[str], flavour: str, mpiexec: str, mpi_args: str = "", timeout: float = TIMEOUT
 ) -> Replies:
-    """Run the probe on every host at once; each host's reply dict, or why it gave none."""
-    procs = {
-        host: subprocess.Popen(
-            probe_command(host, flavour, mpiexec, mpi_args),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            start_new_session=True,  # so a timeout can end mpiexec's ssh children too
-        )
-        for host in hosts
-    }
+    """Run the probe on every host at once; each host's reply dict, or why it gave none.
+
+    A host whose probe failed with nothing but mpiexec's own lines is asked once more within
+    the same time limit, so the answer names ssh's reason when there is one."""
     deadline = time.monotonic() + timeout
+    procs = {host: _start(host, flavour, mpiexec, mpi_args) for host in hosts}
     replies: Replies = {}
-    for host, proc in procs.items():
+    retried: set[str] = set()
+    while procs:
+        host, proc = next(iter(procs.items()))
+        del procs[host]
         try:
             stdout, stderr = proc.communicate(timeout=max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.communicate()
-            replies[host] = f"no answer within {timeout:g} s"
+            replies.setdefault(host, f"no answer within {timeout:g} s")
             continue
         for line in stdout.splitlines():
             if line.startswith(MARKER):
@@ -84,7 +107,10 @@ def probe_hosts(
                 break
         else:
             replies[host] = f"no answer ({_why(stdout, stderr, proc.returncode)})"
-    return replies
+            if host not in retried and _launcher_silent(stdout, stderr):
+                retried.add(host)
+                procs[host] = _start(host, flavour, mpiexec, mpi_args)
+    return {host: replies[host] for host in hosts}
 
 
 def local_versions() -> dict:

@@ -128,6 +128,56 @@ def test_probe_timeout_ends_the_probe(tmp_path):
     assert replies == {"a": "no answer within 0.3 s", "b": "no answer within 0.3 s"}
 
 
+HYDRA_LINES = (
+    "[mpiexec@vm] ui_cmd_cb (/mpich/src/pm/hydra/mpiexec/pmiserv_pmci.c:51): "
+    "Launch proxy failed.\n"
+    "[mpiexec@vm] HYDT_dmxu_poll_wait_for_event (/mpich/demux_poll.c:76): callback returned "
+    "error status\n"
+)
+
+
+def test_probe_asks_again_when_hydra_lost_what_ssh_said(tmp_path):
+    # hydra can report a failed launch before it forwards ssh's complaint: the first call
+    # prints only hydra's lines, the second ssh's reason too
+    calls = tmp_path / "calls"
+    fake = tmp_path / "mpiexec"
+    fake.write_text(
+        "#!/bin/sh\n"
+        f"echo x >> {calls}\n"
+        f"if [ $(wc -l < {calls}) -gt 1 ]; then echo 'ssh: Could not resolve hostname b' >&2; fi\n"
+        f"printf '{HYDRA_LINES}' >&2\n"
+        "exit 255\n"
+    )
+    fake.chmod(0o755)
+    replies = preflight.probe_hosts(["b"], "hydra", str(fake))
+    assert replies == {"b": "no answer (ssh: Could not resolve hostname b)"}
+    assert calls.read_text().count("x") == 2
+
+
+def test_probe_asks_once_more_at_most_and_names_mpiexec_reason(tmp_path):
+    calls = tmp_path / "calls"
+    fake = tmp_path / "mpiexec"
+    fake.write_text(f"#!/bin/sh\necho x >> {calls}\nprintf '{HYDRA_LINES}' >&2\nexit 255\n")
+    fake.chmod(0o755)
+    replies = preflight.probe_hosts(["a", "b"], "hydra", str(fake))
+    assert replies == {
+        "a": "no answer (mpiexec: Launch proxy failed.)",
+        "b": "no answer (mpiexec: Launch proxy failed.)",
+    }
+    assert calls.read_text().count("x") == 4
+
+
+def test_probe_does_not_ask_again_when_the_launcher_gave_its_reason(tmp_path):
+    calls = tmp_path / "calls"
+    fake = tmp_path / "mpiexec"
+    fake.write_text(f"#!/bin/sh\necho x >> {calls}\necho 'ssh: connect: refused' >&2\nexit 255\n")
+    fake.chmod(0o755)
+    assert preflight.probe_hosts(["a"], "hydra", str(fake)) == {
+        "a": "no answer (ssh: connect: refused)"
+    }
+    assert calls.read_text().count("x") == 1
+
+
 def test_probe_reports_an_ember_that_does_not_import(tmp_path):
     # -S: no site-packages, so ember (and NumPy) cannot be imported
     out = subprocess.run(
