@@ -41,24 +41,20 @@ class Relu(Function):
 
     @staticmethod
     def forward(ctx, x):
-        if cpu_rows.fits(x, single_pass=True):  # large CPU arrays: chunks on the threads
-            (y,) = cpu_rows.map_flat(lambda x, y: np.maximum(x, 0, out=y), (x,), (x.dtype,))
-        else:
-            y = xp_of(x).maximum(x, 0)
+        y = cpu_rows.relu(x) if _float_array(x) else xp_of(x).maximum(0, x)
         ctx.save_for_backward(y)
         return y
 
     @staticmethod
     def backward(ctx, grad):
         (y,) = ctx.saved_tensors
-        if cpu_rows.fits(grad, y, single_pass=True):
-            (g,) = cpu_rows.map_flat(_relu_backward, (grad, y), (grad.dtype,))
-            return g
-        return grad * (y > 0)
+        if _float_array(grad) and y.dtype == grad.dtype and y.shape == grad.shape:
+            return cpu_rows.relu_grad(grad, y)
+        return grad * (y != 0)
 
 
-def _relu_backward(grad, y, out):
-    np.multiply(grad, y > 0, out=out)
+def _float_array(x) -> bool:
+    return type(x) is np.ndarray and x.dtype in cpu_rows.ROW_DTYPES
 
 
 @declared(Relu, inplace=True)

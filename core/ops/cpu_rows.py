@@ -105,6 +105,60 @@ def binary(ufunc, a, b, out=None):
     return out
 
 
+# NumPy's maximum against a scalar runs a plain loop; against an array, its vector loop:
+# on the 2-core CI machine (2026-12-06) max(x, 0) of 1.38M float32 took 512 µs, and the same
+# pieces against a 64K-element block of zeros 244 µs (an add reads 133 µs). Read-only.
+_ZERO_BLOCK = 1 << 16
+_zeros: dict = {}
+
+
+def _zero_block(dtype):
+    block = _zeros.get(dtype)
+    if block is None:
+        block = np.zeros(_ZERO_BLOCK, dtype)
+        block.flags.writeable = False
+        _zeros[dtype] = block
+    return block
+
+
+def _relu_into(x, out):
+    # zeros first: on a tie NumPy's maximum returns its second operand, so -0.0 stays -0.0
+    # as in PyTorch (x < 0 ? 0 : x); NaN stays NaN
+    zeros = _zero_block(x.dtype)
+    size, block = x.size, zeros.size
+    for start in range(0, size, block):
+        stop = min(start + block, size)
+        np.maximum(zeros[: stop - start], x[start:stop], out=out[start:stop])
+
+
+def _relu_grad_into(grad, y, out):
+    # 1.0 where the output is not zero, then times the gradient: grad * (y != 0) at 60 % of
+    # its time (a bool operand costs a cast per element). On relu's output y != 0 is
+    # PyTorch's not (y <= 0): a NaN output passes its gradient through.
+    np.not_equal(y, 0, out=out, casting="unsafe")
+    np.multiply(out, grad, out=out)
+
+
+def relu(x):
+    """``max(x, 0)`` of a float32/float64 NumPy array (chunks on the threads when large)."""
+    if x.size >= split_size(single_pass=True):
+        return map_flat(_relu_into, (x,), (x.dtype,))[0]
+    out = np.empty(x.shape, x.dtype)
+    _relu_into(np.ascontiguousarray(x).reshape(-1), out.reshape(-1))
+    return out
+
+
+def relu_grad(grad, y):
+    """``grad * (y != 0)`` for relu's output ``y`` and its gradient, float32/float64 NumPy
+    arrays of one dtype and shape."""
+    if grad.size >= split_size(single_pass=True):
+        return map_flat(_relu_grad_into, (grad, y), (grad.dtype,))[0]
+    out = np.empty(grad.shape, grad.dtype)
+    flat = (np.ascontiguousarray(a).reshape(-1) for a in (grad, y))
+    _relu_grad_into(*flat, out.reshape(-1))
+    return out
+
+
 def dropout_mask(draws, p, scale):
     """``(draws >= p) * scale``: the scaled keep-mask of dropout from its uniform draws."""
 
