@@ -243,7 +243,9 @@ def _load() -> None:
         return
     _state["loading"] = True
     try:
-        _importlib.import_module("ember.core.allocator").tune()
+        allocator = _importlib.import_module("ember.core.allocator")
+        allocator.tune()
+        allocator.huge_pages()
         names = globals()
         for path, exported in _EXPORTS.items():
             module = _importlib.import_module(path)

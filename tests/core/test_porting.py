@@ -258,3 +258,28 @@ def test_malloc_tuning_is_applied_once_and_can_be_turned_off():
     assert allocator.tune({}) is True
     assert allocator.tune({"EMBER_MALLOC_TUNING": "0"}) is False
     assert allocator.tune({"MALLOC_MMAP_THRESHOLD_": "65536"}) is False
+
+
+def test_numpy_huge_page_advice_follows_pytorch_default():
+    from ember.core import allocator
+
+    try:
+        from numpy._core.multiarray import _set_madvise_hugepage
+    except ImportError:
+        from numpy.core.multiarray import _set_madvise_hugepage
+    before = _set_madvise_hugepage(False)
+    try:
+        assert allocator.huge_pages({}) is False
+        assert _set_madvise_hugepage(False) is False
+        assert allocator.huge_pages({"C10_THP_MEM_ALLOC_ENABLE": "1"}) is True
+        assert _set_madvise_hugepage(True) is True
+        assert allocator.huge_pages({"C10_THP_MEM_ALLOC_ENABLE": "yes"}) is False
+        assert allocator.huge_pages({"EMBER_MALLOC_TUNING": "0"}) is None
+        assert _set_madvise_hugepage(True) is False  # left as it was
+    finally:
+        _set_madvise_hugepage(before)
+    out = _run(
+        "import ember, numpy; ember.zeros(1); "
+        "from numpy._core.multiarray import _set_madvise_hugepage as s; print(s(True))"
+    )
+    assert out.stdout.strip() == "False"  # ember's first use turned it off
