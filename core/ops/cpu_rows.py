@@ -141,6 +141,8 @@ def _relu_grad_into(grad, y, out):
 
 def relu(x):
     """``max(x, 0)`` of a float32/float64 NumPy array (chunks on the threads when large)."""
+    if x.size < _ZERO_BLOCK:  # small: the scalar loop costs less than the slicing
+        return np.maximum(0, x)  # the zeros first here too: -0.0 stays -0.0
     if x.size >= split_size(single_pass=True):
         return map_flat(_relu_into, (x,), (x.dtype,))[0]
     out = np.empty(x.shape, x.dtype)
@@ -151,6 +153,8 @@ def relu(x):
 def relu_grad(grad, y):
     """``grad * (y != 0)`` for relu's output ``y`` and its gradient, float32/float64 NumPy
     arrays of one dtype and shape."""
+    if grad.size < _ZERO_BLOCK:
+        return grad * (y != 0)
     if grad.size >= split_size(single_pass=True):
         return map_flat(_relu_grad_into, (grad, y), (grad.dtype,))[0]
     out = np.empty(grad.shape, grad.dtype)

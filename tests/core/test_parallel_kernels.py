@@ -88,6 +88,35 @@ def test_relu(tiny_chunks, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("block", [8, None], ids=["blocks", "small"])
+def test_relu_special_values_as_torch(tiny_chunks, monkeypatch, dtype, threads, block):
+    # blocks of 8 zeros: the kernel's loop over blocks runs many times, with a short tail;
+    # else the array is below one block and takes NumPy's own loop
+    from ember.core.ops import cpu_rows
+
+    if block is not None:
+        monkeypatch.setattr(cpu_rows, "_ZERO_BLOCK", block)
+        monkeypatch.setattr(cpu_rows, "_zeros", {np.dtype(dtype): np.zeros(block, dtype)})
+    ember.set_num_threads(threads)
+    x = RNG.uniform(-2, 2, (5, 41)).astype(dtype)
+    x[0, :6] = [np.nan, -0.0, 0.0, np.inf, -np.inf, -1e-30]
+    g = RNG.standard_normal(x.shape).astype(dtype)
+    outs = []
+    for lib in (ember, torch):
+        t = lib.tensor(x, requires_grad=True)
+        y = lib.relu(t)
+        y.backward(lib.tensor(g))
+        outs.append((y.detach().numpy(), t.grad.numpy()))
+    (y, gx), (ty, tgx) = outs
+    assert y.tobytes() == ty.tobytes()  # -0.0 stays -0.0, NaN stays NaN
+    # a NaN output passes its gradient, as PyTorch's; a blocked gradient is a product with
+    # zero (-0.0 for a negative gradient, where PyTorch writes 0.0: equal as numbers)
+    np.testing.assert_array_equal(gx, tgx)
+    assert np.isfinite(gx[0, 0])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("name", ["softmax", "log_softmax"])
 def test_softmax_last_dim(tiny_chunks, dtype, name):
     x = RNG.uniform(-5, 5, (5, 7, 19)).astype(dtype)
