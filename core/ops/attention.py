@@ -165,65 +165,96 @@ def _causal_blocks_fit(q, k, v):
 
 
 def _causal_forward(q, k, v, scale):
-    """Output and the per-block probabilities, the (batch, heads) slices split between
-    the CPU threads: each thread runs the whole block loop for its slices."""
+    """Output and the per-block probabilities, split between the CPU threads over a batch
+    dim: each thread runs the whole block loop for its slices. q, k and v are read where
+    they lie (heads split from one projection stay strided views, BLAS reads them), and
+    the output is laid out like q, so a following ``transpose(1, 2).reshape`` is a view."""
     length = q.shape[-2]
-    lead = q.shape[:-2]
-    q3, k3, v3 = (_batch_of_matrices(a) for a in (q, k, v))
-    out = np.empty(q3.shape[:-1] + v3.shape[-1:], q.dtype)
+    q4, k4, v4 = (_four_d(a) for a in (q, k, v))
+    out = _empty_like(q, v.shape[-1])
+    out4 = _four_d(out)
     starts = range(0, length, _CAUSAL_BLOCK)
-    probs = [
-        np.empty(
-            (len(q3), min(_CAUSAL_BLOCK, length - r0), min(r0 + _CAUSAL_BLOCK, length)), q.dtype
-        )
+    lead = q.shape[:-2]
+    probs = tuple(
+        np.empty(lead + (min(_CAUSAL_BLOCK, length - r0), min(r0 + _CAUSAL_BLOCK, length)), q.dtype)
         for r0 in starts
-    ]
+    )
+    probs4 = [_four_d(p) for p in probs]
 
     def slices(b0, b1):
-        for r0, p_all in zip(starts, probs):
+        for r0, p_all in zip(starts, probs4):
             r1 = r0 + p_all.shape[-2]
             p = p_all[b0:b1]
-            np.matmul(q3[b0:b1, r0:r1] * scale, k3[b0:b1, :r1].swapaxes(-1, -2), out=p)
+            np.matmul(q4[b0:b1, :, r0:r1] * scale, k4[b0:b1, :, :r1].swapaxes(-1, -2), out=p)
             np.copyto(p, -np.inf, where=np.triu(np.ones((r1 - r0, r1), bool), r0 + 1))
             p -= p.max(axis=-1, keepdims=True)  # the diagonal is never masked: finite maxima
             np.exp(p, out=p)
             p /= p.sum(axis=-1, keepdims=True)
-            np.matmul(p, v3[b0:b1, :r1], out=out[b0:b1, r0:r1])
+            np.matmul(p, v4[b0:b1, :, :r1], out=out4[b0:b1, :, r0:r1])
 
-    parallel_for(slices, len(q3), length * length)
-    probs = tuple(p.reshape(lead + p.shape[1:]) for p in probs)
-    return out.reshape(lead + out.shape[1:]), probs
+    parallel_for(slices, len(q4), q4.shape[1] * length * length)
+    return out, probs
 
 
 def _causal_backward(q, k, v, probs, grad, scale, needs):
     need_q, need_k, need_v = needs
-    q3, k3, v3 = (_batch_of_matrices(a) for a in (q, k, v))
-    g3 = _batch_of_matrices(grad)
-    p3 = [p.reshape((-1,) + p.shape[-2:]) for p in probs]
-    gq = np.empty(q3.shape, q.dtype) if need_q else None
-    gk = np.zeros(k3.shape, q.dtype) if need_k else None
-    gv = np.zeros(v3.shape, q.dtype) if need_v else None
+    q4, k4, v4, g4 = (_four_d(a) for a in (q, k, v, grad))
+    p4 = [_four_d(p) for p in probs]
+    # the gradients laid out like their inputs (a view of q's layout chain stays a view)
+    gq, gk, gv = (_empty_like(a) if need else None for a, need in zip((q, k, v), needs))
+    gq4, gk4, gv4 = (None if g is None else _four_d(g) for g in (gq, gk, gv))
 
     def slices(b0, b1):
-        for r0, p_all in zip(range(0, q.shape[-2], _CAUSAL_BLOCK), p3):
+        for g in (gk4, gv4):
+            if g is not None:
+                g[b0:b1] = 0  # accumulated over the row blocks below
+        for r0, p_all in zip(range(0, q.shape[-2], _CAUSAL_BLOCK), p4):
             r1 = r0 + p_all.shape[-2]
-            p, g = p_all[b0:b1], g3[b0:b1, r0:r1]
+            p, g = p_all[b0:b1], g4[b0:b1, :, r0:r1]
             if need_v:
-                gv[b0:b1, :r1] += np.matmul(p.swapaxes(-1, -2), g)
+                gv4[b0:b1, :, :r1] += np.matmul(p.swapaxes(-1, -2), g)
             if need_q or need_k:
-                gs = np.matmul(g, v3[b0:b1, :r1].swapaxes(-1, -2))
+                gs = np.matmul(g, v4[b0:b1, :, :r1].swapaxes(-1, -2))
                 gs -= (gs * p).sum(axis=-1, keepdims=True)
                 gs *= p
                 if need_q:
-                    np.matmul(gs, k3[b0:b1, :r1], out=gq[b0:b1, r0:r1])
+                    np.matmul(gs, k4[b0:b1, :, :r1], out=gq4[b0:b1, :, r0:r1])
                 if need_k:
-                    gk[b0:b1, :r1] += np.matmul(gs.swapaxes(-1, -2), q3[b0:b1, r0:r1])
-        for g in (gq, gk):
+                    gk4[b0:b1, :, :r1] += np.matmul(gs.swapaxes(-1, -2), q4[b0:b1, :, r0:r1])
+        for g in (gq4, gk4):
             if g is not None:
                 g[b0:b1] *= scale
 
-    parallel_for(slices, len(q3), q.shape[-2] * q.shape[-2])
-    return tuple(None if g is None else g.reshape(a.shape) for g, a in ((gq, q), (gk, k), (gv, v)))
+    parallel_for(slices, len(q4), q4.shape[1] * q.shape[-2] * q.shape[-2])
+    return gq, gk, gv
+
+
+def _four_d(a):
+    """``a`` (..., L, E) as a 4-D view (N, M, L, E) whose first dim is the one to split
+    between threads (of size 2 or more when there is one); more than two batch dims are
+    merged, which copies a strided array (our own outputs are dense: they stay views)."""
+    if a.ndim > 4:
+        a = a.reshape((-1,) + a.shape[-3:])
+    while a.ndim < 4:
+        a = a[None]
+    if a.shape[0] == 1:
+        a = a.swapaxes(0, 1)
+    if a.strides[-1] != a.itemsize and a.strides[-2] != a.itemsize:
+        a = np.ascontiguousarray(a)  # matrices BLAS cannot read in place (rare)
+    return a
+
+
+def _empty_like(a, last=None):
+    """An empty array of ``a``'s shape (last dim ``last``) in ``a``'s memory order, so that
+    the transposes and reshapes that made ``a`` from a dense array undo to views. More than
+    two batch dims, or an order whose matrices BLAS cannot write: C order, so that
+    ``_four_d`` of it is a view."""
+    shape = a.shape if last is None else a.shape[:-1] + (last,)
+    if a.ndim <= 4:
+        out = np.empty_like(a, shape=shape, order="K")
+        if a.itemsize in out.strides[-2:]:  # its matrices are rows or columns: BLAS writes them
+            return out
+    return np.empty(shape, a.dtype)
 
 
 # Attention over NumPy float arrays whose batch dims agree, split over the CPU threads by
@@ -312,12 +343,6 @@ def _batched_backward(q, k, v, probs, keep, grad, scale, needs):
 
     parallel_for(batches, len(ps), ps[0].size)
     return gq if need_q else None, gk if need_k else None, gv if need_v else None
-
-
-def _batch_of_matrices(a):
-    """(..., L, E) as a C-contiguous (batch, L, E) array; a strided view (heads split from
-    one projection) is copied in chunks on the CPU threads."""
-    return cpu_rows.contiguous(a).reshape((-1,) + a.shape[-2:])
 
 
 def _fold_heads(g, repeat):

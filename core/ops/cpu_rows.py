@@ -298,16 +298,3 @@ def cross_entropy_backward(exps, row_coef, t_safe, target_grad, smooth_rows, w):
 
     parallel_for(run, *exps.shape)
     return gx
-
-
-def contiguous(a):
-    """``a`` as a C-contiguous array: itself, or a copy made in chunks of its first dim."""
-    if a.flags.c_contiguous or a.size < split_size(single_pass=True):
-        return np.ascontiguousarray(a)
-    out = np.empty(a.shape, a.dtype)
-
-    def run(start, stop):
-        out[start:stop] = a[start:stop]
-
-    parallel_for(run, a.shape[0], a.size // a.shape[0])
-    return out

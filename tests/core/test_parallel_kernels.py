@@ -178,6 +178,28 @@ def test_causal_attention(tiny_chunks, dtype, strided):
     _check_threads_and_torch(fn, [q, k, v], _tol(dtype) * 5)
 
 
+@pytest.mark.parametrize(
+    "shape", [(3, 130, 4), (1, 3, 130, 4), (2, 1, 3, 130, 4)], ids=["3-d", "batch of one", "5-d"]
+)
+def test_causal_attention_batch_layouts(tiny_chunks, shape):
+    # the threads split the first batch dim, or the second when the first is one
+    q, k, v = (RNG.standard_normal(shape) for _ in range(3))
+    fn = lambda f, q, k, v: f.scaled_dot_product_attention(q, k, v, is_causal=True)  # noqa: E731
+    _check_threads_and_torch(fn, [q, k, v], 1e-9)
+
+
+def test_causal_attention_output_and_gradients_keep_the_head_layout(tiny_chunks):
+    # heads split from one (batch, position, 3 * width) projection, as in GPT: the output
+    # and the gradients are laid out like q, so transposing the heads back is a view
+    ember.set_num_threads(2)
+    qkv = ember.randn(2, 130, 3 * 8, requires_grad=True)
+    q, k, v = (z.view(2, 130, 2, 4).transpose(1, 2) for z in qkv.split(8, dim=2))
+    y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+    assert y.transpose(1, 2).is_contiguous()
+    grads = ember.autograd.grad(y.sum(), [q, k, v])
+    assert all(g.transpose(1, 2).is_contiguous() for g in grads)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_masked_attention(tiny_chunks, dtype):
     q = RNG.standard_normal((3, 5, 7, 4)).astype(dtype)
