@@ -182,11 +182,13 @@ _region = _Region()
 MATMUL_MIN_WORK = 1 << 21
 
 
-def matmul(a, b):
-    """``a @ b`` of NumPy arrays (2-D, a batch by a matrix, or batches of the same leading
-    shape), split over ember's threads by output rows or columns (whichever dim is longer,
-    so the operand every piece packs again is the smaller) or by the first batch dim, each
-    piece a one-thread BLAS call; any other broadcast is NumPy's own ``matmul``.
+def matmul(a, b, bias=None):
+    """``a @ b`` (``+ bias``, a row broadcast over the result's rows) of NumPy arrays (2-D,
+    a batch by a matrix, or batches of the same leading shape), split over ember's threads
+    by output rows or columns (whichever dim is longer, so the operand every piece packs
+    again is the smaller) or by the first batch dim, each piece a one-thread BLAS call
+    that adds its part of ``bias`` while the piece is in cache; any other broadcast is
+    NumPy's own ``matmul``.
 
     ember's own pool does the threading instead of the BLAS's: OpenBLAS's workers spin for a
     while after each threaded product, and the elementwise chunks that follow then share
@@ -196,29 +198,42 @@ def matmul(a, b):
     """
     work = a.size * b.shape[-1]
     if work < MATMUL_MIN_WORK:  # the common small product: no more Python than this
-        return np.matmul(a, b)
+        return _add_bias(np.matmul(a, b), bias)
     if a.ndim > 2 and b.ndim == 2 and a.flags.c_contiguous:  # x @ W: fold the batch in
-        return matmul(a.reshape(-1, a.shape[-1]), b).reshape(a.shape[:-1] + b.shape[-1:])
+        out = matmul(a.reshape(-1, a.shape[-1]), b, bias)
+        return out.reshape(a.shape[:-1] + b.shape[-1:])
     same_batch = a.ndim == b.ndim > 2 and a.shape[:-2] == b.shape[:-2]
     if not (a.ndim == b.ndim == 2 or same_batch):
-        return np.matmul(a, b)
+        return _add_bias(np.matmul(a, b), bias)
     # Columns when they outnumber the rows: each piece then packs all of a (m x k) again
     # rather than all of b (k x n).
     by_columns = a.ndim == 2 and b.shape[1] > a.shape[0]
     length = b.shape[1] if by_columns else a.shape[0]
     threads = get_num_threads()
     if threads == 1 or length < 2 * threads or _region.active:
-        return np.matmul(a, b)
+        return _add_bias(np.matmul(a, b), bias)
     out = np.empty(a.shape[:-1] + b.shape[-1:], np.result_type(a.dtype, b.dtype))
     shared = a.ndim == 2  # rows of a against all of b, else batch slices of both
 
     def piece(start, stop):
         if by_columns:
-            np.matmul(a, b[:, start:stop], out=out[:, start:stop])
+            part = out[:, start:stop]
+            np.matmul(a, b[:, start:stop], out=part)
+            if bias is not None:
+                part += bias[start:stop]
         else:
-            np.matmul(a[start:stop], b if shared else b[start:stop], out=out[start:stop])
+            part = out[start:stop]
+            np.matmul(a[start:stop], b if shared else b[start:stop], out=part)
+            if bias is not None:
+                part += bias
 
     parallel_for(piece, length, 2 * MIN_CHUNK_ELEMENTS)  # the work was measured above
+    return out
+
+
+def _add_bias(out, bias):
+    if bias is not None:
+        out += bias
     return out
 
 

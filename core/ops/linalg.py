@@ -12,6 +12,7 @@ import string
 
 import numpy as np
 
+from .. import parallel
 from ..autograd import Function
 from ..dtypes import is_bfloat16
 from ..tensor import Tensor
@@ -490,6 +491,19 @@ def trace(input: Tensor) -> Tensor:
 # -- linear -----------------------------------------------------------------------------------
 
 
+def _fused_bias_fits(x2, weight, bias) -> bool:
+    """Whether ``x2 @ weight.T + bias`` goes to ``parallel.matmul`` whole: float32/float64
+    NumPy arrays of one dtype, a product large enough to be split between threads."""
+    return (
+        bias is not None
+        and type(x2) is np.ndarray
+        and x2.dtype in cpu_rows.ROW_DTYPES
+        and weight.dtype == x2.dtype == bias.dtype
+        and type(weight) is np.ndarray
+        and x2.size * weight.shape[0] >= parallel.MATMUL_MIN_WORK
+    )
+
+
 class Linear(Function):
     """``input @ weight.T + bias`` as one GEMM over the flattened leading dims."""
 
@@ -499,9 +513,12 @@ class Linear(Function):
     def forward(ctx, x, weight, bias=None):
         ctx.save_for_backward(x, weight)
         x2 = x.reshape(-1, x.shape[-1]) if x.ndim != 2 else x
-        out = _keep_dtype(array_matmul(x2, weight.T), x)
-        if bias is not None and cpu_rows.binary(np.add, out, bias, out=out) is None:
-            out += bias
+        if _fused_bias_fits(x2, weight, bias):  # each thread adds the bias to its piece
+            out = parallel.matmul(x2, weight.T, bias)
+        else:
+            out = _keep_dtype(array_matmul(x2, weight.T), x)
+            if bias is not None and cpu_rows.binary(np.add, out, bias, out=out) is None:
+                out += bias
         return out.reshape(x.shape[:-1] + (weight.shape[0],)) if x.ndim != 2 else out
 
     @staticmethod

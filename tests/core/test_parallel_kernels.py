@@ -416,6 +416,17 @@ def test_matmul_splits_the_longer_output_dim(tiny_chunks, monkeypatch):
     assert lengths == [300, 300]
 
 
+@pytest.mark.parametrize("shape", [(40, 7), (3, 7)], ids=["by rows", "by columns"])
+def test_matmul_adds_the_bias_in_each_piece(tiny_chunks, monkeypatch, shape):
+    monkeypatch.setattr(parallel, "MATMUL_MIN_WORK", 1)
+    rng = np.random.default_rng(3)
+    a, b, bias = rng.standard_normal(shape), rng.standard_normal((7, 30)), rng.standard_normal(30)
+    want = a @ b + bias
+    for threads in (1, 2, 3):
+        ember.set_num_threads(threads)
+        np.testing.assert_allclose(parallel.matmul(a, b, bias), want, rtol=1e-13, atol=1e-13)
+
+
 def test_linear_on_threads_matches_torch(tiny_chunks, monkeypatch):
     monkeypatch.setattr(parallel, "MATMUL_MIN_WORK", 1)
     rng = np.random.default_rng(1)
