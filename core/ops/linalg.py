@@ -496,11 +496,11 @@ def _fused_bias_fits(x2, weight, bias) -> bool:
     NumPy arrays of one dtype, a product large enough to be split between threads."""
     return (
         bias is not None
+        and x2.size * weight.shape[0] >= parallel.MATMUL_MIN_WORK  # first: small ones stop
         and type(x2) is np.ndarray
+        and type(weight) is np.ndarray
         and x2.dtype in cpu_rows.ROW_DTYPES
         and weight.dtype == x2.dtype == bias.dtype
-        and type(weight) is np.ndarray
-        and x2.size * weight.shape[0] >= parallel.MATMUL_MIN_WORK
     )
 
 
