@@ -231,6 +231,38 @@ def matmul(a, b, bias=None):
     return out
 
 
+def matmul_pair(first, second):
+    """``a1 @ b1`` and ``a2 @ b2`` of 2-D NumPy arrays in one parallel region: each product
+    takes half of ember's threads (split by output rows), so a layer's two backward GEMMs
+    (input and weight gradients: the same number of multiply-adds) wake the pool once and
+    pack their operands in fewer pieces. Small products, one thread or a call from inside a
+    chunk: the two products one after the other."""
+    threads = get_num_threads()
+    products = (first, second)
+    if (
+        threads == 1
+        or _region.active
+        or any(a.size * b.shape[-1] < MATMUL_MIN_WORK for a, b in products)
+    ):
+        return tuple(matmul(a, b) for a, b in products)
+    outs, tasks = [], []
+    for i, (a, b) in enumerate(products):
+        out = np.empty((a.shape[0], b.shape[1]), np.result_type(a.dtype, b.dtype))
+        outs.append(out)
+        share = (threads + 1 - i) // 2  # the first product takes the odd thread
+        tasks += [
+            (a, b, out, start, stop)
+            for start, stop in chunk_bounds(len(a), a.shape[1] * b.shape[1], share)
+        ]
+
+    def run(first_task, last_task):
+        for a, b, out, start, stop in tasks[first_task:last_task]:
+            np.matmul(a[start:stop], b, out=out[start:stop])
+
+    parallel_for(run, len(tasks), 2 * MIN_CHUNK_ELEMENTS)
+    return tuple(outs)
+
+
 def _add_bias(out, bias):
     if bias is not None:
         out += bias

@@ -491,16 +491,19 @@ def trace(input: Tensor) -> Tensor:
 # -- linear -----------------------------------------------------------------------------------
 
 
-def _fused_bias_fits(x2, weight, bias) -> bool:
-    """Whether ``x2 @ weight.T + bias`` goes to ``parallel.matmul`` whole: float32/float64
-    NumPy arrays of one dtype, a product large enough to be split between threads."""
+def _threaded_fits(x2, weight, other) -> bool:
+    """Whether products of ``x2``- and ``weight``-sized operands go to ``core.parallel``
+    whole (the bias added in the forward GEMM's pieces, the two backward GEMMs in one
+    region): float32/float64 NumPy arrays of one dtype (``other``: the bias or the output
+    gradient), a product large enough to be split between threads."""
     return (
-        bias is not None
+        other is not None
         and x2.size * weight.shape[0] >= parallel.MATMUL_MIN_WORK  # first: small ones stop
         and type(x2) is np.ndarray
         and type(weight) is np.ndarray
+        and type(other) is np.ndarray
         and x2.dtype in cpu_rows.ROW_DTYPES
-        and weight.dtype == x2.dtype == bias.dtype
+        and weight.dtype == x2.dtype == other.dtype
     )
 
 
@@ -513,7 +516,7 @@ class Linear(Function):
     def forward(ctx, x, weight, bias=None):
         ctx.save_for_backward(x, weight)
         x2 = x.reshape(-1, x.shape[-1]) if x.ndim != 2 else x
-        if _fused_bias_fits(x2, weight, bias):  # each thread adds the bias to its piece
+        if _threaded_fits(x2, weight, bias):  # each thread adds the bias to its piece
             out = parallel.matmul(x2, weight.T, bias)
         else:
             out = _keep_dtype(array_matmul(x2, weight.T), x)
@@ -535,8 +538,12 @@ class Linear(Function):
             return gx, gw, gb
         g2 = grad.reshape(-1, grad.shape[-1]) if grad.ndim != 2 else grad
         x2 = x.reshape(-1, x.shape[-1]) if x.ndim != 2 else x
-        gx = array_matmul(g2, weight).reshape(x.shape) if need_x else None
-        gw = array_matmul(g2.T, x2) if need_w else None
+        if need_x and need_w and _threaded_fits(x2, weight, g2):
+            gx, gw = parallel.matmul_pair((g2, weight), (g2.T, x2))
+            gx = gx.reshape(x.shape)
+        else:
+            gx = array_matmul(g2, weight).reshape(x.shape) if need_x else None
+            gw = array_matmul(g2.T, x2) if need_w else None
         gb = g2.sum(0) if need_b else None
         return _keep_dtype(gx, x), _keep_dtype(gw, weight), gb
 

@@ -427,6 +427,24 @@ def test_matmul_adds_the_bias_in_each_piece(tiny_chunks, monkeypatch, shape):
         np.testing.assert_allclose(parallel.matmul(a, b, bias), want, rtol=1e-13, atol=1e-13)
 
 
+def test_matmul_pair_splits_each_product_over_half_the_threads(tiny_chunks, monkeypatch):
+    monkeypatch.setattr(parallel, "MATMUL_MIN_WORK", 1)
+    regions = []
+    real = parallel.parallel_for
+    monkeypatch.setattr(
+        parallel, "parallel_for", lambda body, n, e: regions.append(n) or real(body, n, e)
+    )
+    rng = np.random.default_rng(4)
+    g, w, x = rng.standard_normal((9, 5)), rng.standard_normal((5, 7)), rng.standard_normal((9, 7))
+    for threads, pieces in ((1, None), (2, 2), (3, 3), (4, 4)):
+        ember.set_num_threads(threads)
+        regions.clear()
+        gx, gw = parallel.matmul_pair((g, w), (g.T, x))
+        np.testing.assert_allclose(gx, g @ w, rtol=1e-13, atol=1e-13)
+        np.testing.assert_allclose(gw, g.T @ x, rtol=1e-13, atol=1e-13)
+        assert regions == ([] if pieces is None else [pieces])  # one region for both
+
+
 def test_linear_on_threads_matches_torch(tiny_chunks, monkeypatch):
     monkeypatch.setattr(parallel, "MATMUL_MIN_WORK", 1)
     rng = np.random.default_rng(1)
