@@ -233,7 +233,7 @@ def matmul(a, b, bias=None):
 
 def matmul_pair(first, second):
     """``a1 @ b1`` and ``a2 @ b2`` of 2-D NumPy arrays in one parallel region: each product
-    takes half of ember's threads (split by output rows), so a layer's two backward GEMMs
+    takes half of ember's threads (split as ``matmul`` splits), so a layer's two backward GEMMs
     (input and weight gradients: the same number of multiply-adds) wake the pool once and
     pack their operands in fewer pieces. Small products, one thread or a call from inside a
     chunk: the two products one after the other."""
@@ -250,14 +250,19 @@ def matmul_pair(first, second):
         out = np.empty((a.shape[0], b.shape[1]), np.result_type(a.dtype, b.dtype))
         outs.append(out)
         share = (threads + 1 - i) // 2  # the first product takes the odd thread
+        by_columns = b.shape[1] > a.shape[0]  # as in matmul: re-pack the smaller operand
+        length, per_row = (b.shape[1], a.size) if by_columns else (a.shape[0], b.size)
         tasks += [
-            (a, b, out, start, stop)
-            for start, stop in chunk_bounds(len(a), a.shape[1] * b.shape[1], share)
+            (a, b, out, by_columns, start, stop)
+            for start, stop in chunk_bounds(length, per_row, share)
         ]
 
     def run(first_task, last_task):
-        for a, b, out, start, stop in tasks[first_task:last_task]:
-            np.matmul(a[start:stop], b, out=out[start:stop])
+        for a, b, out, by_columns, start, stop in tasks[first_task:last_task]:
+            if by_columns:
+                np.matmul(a, b[:, start:stop], out=out[:, start:stop])
+            else:
+                np.matmul(a[start:stop], b, out=out[start:stop])
 
     parallel_for(run, len(tasks), 2 * MIN_CHUNK_ELEMENTS)
     return tuple(outs)

@@ -435,8 +435,9 @@ def test_matmul_pair_splits_each_product_over_half_the_threads(tiny_chunks, monk
         parallel, "parallel_for", lambda body, n, e: regions.append(n) or real(body, n, e)
     )
     rng = np.random.default_rng(4)
+    # the input gradient splits by rows (9 > 7 columns), the weight gradient (5 x 7) by columns
     g, w, x = rng.standard_normal((9, 5)), rng.standard_normal((5, 7)), rng.standard_normal((9, 7))
-    for threads, pieces in ((1, None), (2, 2), (3, 3), (4, 4)):
+    for threads, pieces in ((1, None), (2, 2), (3, 3), (4, 4), (5, 5)):
         ember.set_num_threads(threads)
         regions.clear()
         gx, gw = parallel.matmul_pair((g, w), (g.T, x))
