@@ -25,7 +25,6 @@ import os
 import shutil
 import socket
 import statistics
-import subprocess
 import sys
 import time
 
@@ -239,15 +238,9 @@ def run_job(lib: str, args) -> dict:
     cmd = [mpiexec, "-n", str(args.ranks), sys.executable, __file__, "--worker", lib]
     cmd += ["--min-time", str(args.min_time), "--step-rounds", str(step_rounds(args))]
     cmd += ["--quick"] * args.quick
-    env = dict(os.environ, **dict.fromkeys(THREAD_VARS, "1"))
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
-    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
-    if done.returncode != 0 or not lines:
-        raise RuntimeError(
-            f"{' '.join(cmd)} failed ({done.returncode}):\n{done.stdout[-2000:]}\n"
-            f"{done.stderr[-3000:]}"
-        )
-    return json.loads(lines[-1])
+    from bench_train import run_json  # the driver runs from scripts/; workers never need it
+
+    return run_json(cmd, dict(os.environ, **dict.fromkeys(THREAD_VARS, "1")))
 
 
 def median_of(runs: list[dict], *keys) -> float:

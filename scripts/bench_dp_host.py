@@ -20,11 +20,18 @@ import json
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import time
 
-from bench_train import LIBS, THREAD_VARS, build, cores, load_with_threads, thread_list
+from bench_train import (
+    LIBS,
+    THREAD_VARS,
+    build,
+    cores,
+    load_with_threads,
+    run_json,
+    thread_list,
+)
 
 MODES = ("threads", "ranks")  # 1 process x N threads, N processes x 1 thread
 
@@ -80,15 +87,7 @@ def command(lib_name: str, kind: str, n: int, mode: str, args) -> tuple[list[str
 
 
 def run(lib_name: str, kind: str, n: int, mode: str, args) -> dict:
-    cmd, env = command(lib_name, kind, n, mode, args)
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
-    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
-    if done.returncode != 0 or not lines:
-        raise RuntimeError(
-            f"{' '.join(cmd)} failed ({done.returncode}):\n{done.stdout[-2000:]}\n"
-            f"{done.stderr[-3000:]}"
-        )
-    return json.loads(lines[-1])
+    return run_json(*command(lib_name, kind, n, mode, args))
 
 
 def measure(args, models: list[str], ns: list[int]) -> list[dict]:

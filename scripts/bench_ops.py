@@ -19,11 +19,10 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 
-from bench_train import THREAD_VARS, cores, load_with_threads, thread_list
+from bench_train import THREAD_VARS, cores, load_with_threads, run_json, thread_list
 
 LIBS = ("ember", "torch", "numpy")
 SMALL = ("fwd+bwd", "fwd no_grad")
@@ -113,11 +112,7 @@ def child(lib_name: str, threads: int, reps: int) -> dict:
 def run_child(lib_name: str, threads: int, reps: int) -> dict:
     cmd = [sys.executable, __file__, "--child", lib_name]
     cmd += ["--threads", str(threads), "--reps", str(reps)]
-    env = dict(os.environ, **dict.fromkeys(THREAD_VARS, str(threads)))
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise RuntimeError(f"child {' '.join(cmd[2:])} failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return run_json(cmd, dict(os.environ, **dict.fromkeys(THREAD_VARS, str(threads))))
 
 
 def measure(args, threads: list[int]) -> dict:

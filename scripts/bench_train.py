@@ -162,14 +162,23 @@ def child(lib_name: str, kind: str, threads: int, steps: int, warmup: int, memor
     return result | {"first_s": first, "step_s": statistics.median(times)}
 
 
+def run_json(cmd: list[str], env: dict) -> dict:
+    """Run a benchmark's child process (or job) and return the last JSON line it printed;
+    a failure, or no JSON, raises with the ends of its output."""
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    if done.returncode != 0 or not lines:
+        raise RuntimeError(
+            f"{' '.join(cmd)} failed ({done.returncode}):\n{done.stdout[-2000:]}\n"
+            f"{done.stderr[-3000:]}"
+        )
+    return json.loads(lines[-1])
+
+
 def run_child(lib_name: str, kind: str, threads: int, args, memory: bool = False) -> dict:
     cmd = [sys.executable, __file__, "--child", lib_name, kind, "--threads", str(threads)]
     cmd += ["--steps", str(args.steps), "--warmup", str(args.warmup)] + ["--memory"] * memory
-    env = dict(os.environ, **dict.fromkeys(THREAD_VARS, str(threads)))
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise RuntimeError(f"child {' '.join(cmd[2:])} failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return run_json(cmd, dict(os.environ, **dict.fromkeys(THREAD_VARS, str(threads))))
 
 
 def measure(args, models: list[str], threads: list[int]) -> dict:
