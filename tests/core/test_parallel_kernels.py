@@ -400,20 +400,26 @@ def test_matmul_split_by_rows_or_batch_matches_blas(tiny_chunks, monkeypatch, a_
         np.testing.assert_allclose(parallel.matmul(a, b), a @ b, rtol=1e-13, atol=1e-13)
 
 
-def test_matmul_splits_the_longer_output_dim(tiny_chunks, monkeypatch):
-    """Two rows by many columns still splits (by columns) on 3 threads."""
+@pytest.fixture
+def regions(tiny_chunks, monkeypatch):
+    """Every product split (MATMUL_MIN_WORK 1); the row counts of the parallel regions run."""
     monkeypatch.setattr(parallel, "MATMUL_MIN_WORK", 1)
     lengths = []
     real = parallel.parallel_for
     monkeypatch.setattr(
         parallel, "parallel_for", lambda body, n, e: lengths.append(n) or real(body, n, e)
     )
+    return lengths
+
+
+def test_matmul_splits_the_longer_output_dim(regions):
+    """Two rows by many columns still splits (by columns) on 3 threads."""
     ember.set_num_threads(3)
     rng = np.random.default_rng(2)
     a, b = rng.standard_normal((2, 5)), rng.standard_normal((5, 300))
     np.testing.assert_allclose(parallel.matmul(a, b), a @ b, rtol=1e-13, atol=1e-13)
     np.testing.assert_allclose(parallel.matmul(b.T, a.T), b.T @ a.T, rtol=1e-13, atol=1e-13)
-    assert lengths == [300, 300]
+    assert regions == [300, 300]
 
 
 @pytest.mark.parametrize("shape", [(40, 7), (3, 7)], ids=["by rows", "by columns"])
@@ -427,13 +433,7 @@ def test_matmul_adds_the_bias_in_each_piece(tiny_chunks, monkeypatch, shape):
         np.testing.assert_allclose(parallel.matmul(a, b, bias), want, rtol=1e-13, atol=1e-13)
 
 
-def test_matmul_pair_splits_each_product_over_half_the_threads(tiny_chunks, monkeypatch):
-    monkeypatch.setattr(parallel, "MATMUL_MIN_WORK", 1)
-    regions = []
-    real = parallel.parallel_for
-    monkeypatch.setattr(
-        parallel, "parallel_for", lambda body, n, e: regions.append(n) or real(body, n, e)
-    )
+def test_matmul_pair_splits_each_product_over_half_the_threads(regions):
     rng = np.random.default_rng(4)
     # the input gradient splits by rows (9 > 7 columns), the weight gradient (5 x 7) by columns
     g, w, x = rng.standard_normal((9, 5)), rng.standard_normal((5, 7)), rng.standard_normal((9, 7))

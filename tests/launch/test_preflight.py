@@ -136,30 +136,33 @@ HYDRA_LINES = (
 )
 
 
+def _failing_mpiexec(tmp_path, prints: str):
+    """A fake mpiexec that counts its calls (one line each in the returned file), runs the
+    shell lines ``prints`` and fails as hydra does (exit 255)."""
+    calls = tmp_path / "calls"
+    fake = tmp_path / "mpiexec"
+    fake.write_text(f"#!/bin/sh\necho x >> {calls}\n{prints}exit 255\n")
+    fake.chmod(0o755)
+    return str(fake), calls
+
+
 def test_probe_asks_again_when_hydra_lost_what_ssh_said(tmp_path):
     # hydra can report a failed launch before it forwards ssh's complaint: the first call
     # prints only hydra's lines, the second ssh's reason too
-    calls = tmp_path / "calls"
-    fake = tmp_path / "mpiexec"
-    fake.write_text(
-        "#!/bin/sh\n"
-        f"echo x >> {calls}\n"
-        f"if [ $(wc -l < {calls}) -gt 1 ]; then echo 'ssh: Could not resolve hostname b' >&2; fi\n"
-        f"printf '{HYDRA_LINES}' >&2\n"
-        "exit 255\n"
+    fake, calls = _failing_mpiexec(
+        tmp_path,
+        f"if [ $(wc -l < {tmp_path / 'calls'}) -gt 1 ]; then "
+        "echo 'ssh: Could not resolve hostname b' >&2; fi\n"
+        f"printf '{HYDRA_LINES}' >&2\n",
     )
-    fake.chmod(0o755)
-    replies = preflight.probe_hosts(["b"], "hydra", str(fake))
+    replies = preflight.probe_hosts(["b"], "hydra", fake)
     assert replies == {"b": "no answer (ssh: Could not resolve hostname b)"}
     assert calls.read_text().count("x") == 2
 
 
 def test_probe_asks_once_more_at_most_and_names_mpiexec_reason(tmp_path):
-    calls = tmp_path / "calls"
-    fake = tmp_path / "mpiexec"
-    fake.write_text(f"#!/bin/sh\necho x >> {calls}\nprintf '{HYDRA_LINES}' >&2\nexit 255\n")
-    fake.chmod(0o755)
-    replies = preflight.probe_hosts(["a", "b"], "hydra", str(fake))
+    fake, calls = _failing_mpiexec(tmp_path, f"printf '{HYDRA_LINES}' >&2\n")
+    replies = preflight.probe_hosts(["a", "b"], "hydra", fake)
     assert replies == {
         "a": "no answer (mpiexec: Launch proxy failed.)",
         "b": "no answer (mpiexec: Launch proxy failed.)",
@@ -168,13 +171,8 @@ def test_probe_asks_once_more_at_most_and_names_mpiexec_reason(tmp_path):
 
 
 def test_probe_does_not_ask_again_when_the_launcher_gave_its_reason(tmp_path):
-    calls = tmp_path / "calls"
-    fake = tmp_path / "mpiexec"
-    fake.write_text(f"#!/bin/sh\necho x >> {calls}\necho 'ssh: connect: refused' >&2\nexit 255\n")
-    fake.chmod(0o755)
-    assert preflight.probe_hosts(["a"], "hydra", str(fake)) == {
-        "a": "no answer (ssh: connect: refused)"
-    }
+    fake, calls = _failing_mpiexec(tmp_path, "echo 'ssh: connect: refused' >&2\n")
+    assert preflight.probe_hosts(["a"], "hydra", fake) == {"a": "no answer (ssh: connect: refused)"}
     assert calls.read_text().count("x") == 1
 
 
