@@ -205,27 +205,14 @@ def matmul(a, b, bias=None):
     same_batch = a.ndim == b.ndim > 2 and a.shape[:-2] == b.shape[:-2]
     if not (a.ndim == b.ndim == 2 or same_batch):
         return _add_bias(np.matmul(a, b), bias)
-    # Columns when they outnumber the rows: each piece then packs all of a (m x k) again
-    # rather than all of b (k x n).
-    by_columns = a.ndim == 2 and b.shape[1] > a.shape[0]
-    length = b.shape[1] if by_columns else a.shape[0]
+    by_columns, length = _split(a, b)
     threads = get_num_threads()
     if threads == 1 or length < 2 * threads or _region.active:
         return _add_bias(np.matmul(a, b), bias)
     out = np.empty(a.shape[:-1] + b.shape[-1:], np.result_type(a.dtype, b.dtype))
-    shared = a.ndim == 2  # rows of a against all of b, else batch slices of both
 
     def piece(start, stop):
-        if by_columns:
-            part = out[:, start:stop]
-            np.matmul(a, b[:, start:stop], out=part)
-            if bias is not None:
-                part += bias[start:stop]
-        else:
-            part = out[start:stop]
-            np.matmul(a[start:stop], b if shared else b[start:stop], out=part)
-            if bias is not None:
-                part += bias
+        _product_piece(a, b, out, by_columns, start, stop, bias)
 
     parallel_for(piece, length, 2 * MIN_CHUNK_ELEMENTS)  # the work was measured above
     return out
@@ -250,22 +237,40 @@ def matmul_pair(first, second):
         out = np.empty((a.shape[0], b.shape[1]), np.result_type(a.dtype, b.dtype))
         outs.append(out)
         share = (threads + 1 - i) // 2  # the first product takes the odd thread
-        by_columns = b.shape[1] > a.shape[0]  # as in matmul: re-pack the smaller operand
-        length, per_row = (b.shape[1], a.size) if by_columns else (a.shape[0], b.size)
+        by_columns, length = _split(a, b)
+        per_piece_row = a.size if by_columns else b.size
         tasks += [
             (a, b, out, by_columns, start, stop)
-            for start, stop in chunk_bounds(length, per_row, share)
+            for start, stop in chunk_bounds(length, per_piece_row, share)
         ]
 
     def run(first_task, last_task):
-        for a, b, out, by_columns, start, stop in tasks[first_task:last_task]:
-            if by_columns:
-                np.matmul(a, b[:, start:stop], out=out[:, start:stop])
-            else:
-                np.matmul(a[start:stop], b, out=out[start:stop])
+        for task in tasks[first_task:last_task]:
+            _product_piece(*task)
 
     parallel_for(run, len(tasks), 2 * MIN_CHUNK_ELEMENTS)
     return tuple(outs)
+
+
+def _split(a, b) -> tuple[bool, int]:
+    """How a product is cut: by output columns when they outnumber the rows (each piece
+    then packs all of a (m x k) again rather than all of b (k x n)), else by rows or the
+    first batch dim; and that dim's length."""
+    by_columns = a.ndim == 2 and b.shape[1] > a.shape[0]
+    return by_columns, (b.shape[1] if by_columns else a.shape[0])
+
+
+def _product_piece(a, b, out, by_columns, start, stop, bias=None) -> None:
+    """Columns (or rows, or batch entries) ``start:stop`` of ``a @ b (+ bias)`` into ``out``."""
+    if by_columns:
+        part = out[:, start:stop]
+        np.matmul(a, b[:, start:stop], out=part)
+        bias = None if bias is None else bias[start:stop]
+    else:
+        part = out[start:stop]
+        np.matmul(a[start:stop], b if a.ndim == 2 else b[start:stop], out=part)
+    if bias is not None:
+        part += bias
 
 
 def _add_bias(out, bias):
