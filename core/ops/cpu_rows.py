@@ -43,14 +43,15 @@ def fits(*arrays, elements: int | None = None, single_pass: bool = False) -> boo
     )
 
 
-def map_flat(body, inputs, out_dtypes):
+def map_flat(body, inputs, out_dtypes, single_pass: bool = False):
     """Arrays of ``inputs[0]``'s shape, one per dtype in ``out_dtypes``, filled by
     ``body(*input_slices, *output_slices)`` over chunks of the flattened arrays (all
     inputs share one shape). A strided input (a transpose, a broadcast gradient) is split
-    along its first dim instead, each chunk copying its own part to contiguous memory."""
+    along its first dim instead, each chunk copying its own part to contiguous memory.
+    Below ``split_size(single_pass)`` elements ``body`` runs once, on the whole arrays."""
     shape = inputs[0].shape
     outs = [np.empty(shape, dt) for dt in out_dtypes]
-    if inputs[0].size < 2 * parallel.MIN_CHUNK_ELEMENTS:  # one chunk: skip the machinery
+    if inputs[0].size < split_size(single_pass):  # one chunk: skip the machinery
         body(*(np.ascontiguousarray(a).reshape(-1) for a in inputs + tuple(outs)))
         return tuple(outs)
     if all(a.flags.c_contiguous for a in inputs):
@@ -143,11 +144,7 @@ def relu(x):
     """``max(x, 0)`` of a float32/float64 NumPy array (chunks on the threads when large)."""
     if x.size < _ZERO_BLOCK:  # small: the scalar loop costs less than the slicing
         return np.maximum(0, x)  # the zeros first here too: -0.0 stays -0.0
-    if x.size >= split_size(single_pass=True):
-        return map_flat(_relu_into, (x,), (x.dtype,))[0]
-    out = np.empty(x.shape, x.dtype)
-    _relu_into(np.ascontiguousarray(x).reshape(-1), out.reshape(-1))
-    return out
+    return map_flat(_relu_into, (x,), (x.dtype,), single_pass=True)[0]
 
 
 def relu_grad(grad, y):
@@ -155,12 +152,7 @@ def relu_grad(grad, y):
     arrays of one dtype and shape."""
     if grad.size < _ZERO_BLOCK:
         return grad * (y != 0)
-    if grad.size >= split_size(single_pass=True):
-        return map_flat(_relu_grad_into, (grad, y), (grad.dtype,))[0]
-    out = np.empty(grad.shape, grad.dtype)
-    flat = (np.ascontiguousarray(a).reshape(-1) for a in (grad, y))
-    _relu_grad_into(*flat, out.reshape(-1))
-    return out
+    return map_flat(_relu_grad_into, (grad, y), (grad.dtype,), single_pass=True)[0]
 
 
 def dropout_mask(draws, p, scale):
