@@ -47,11 +47,17 @@ def probe_command(
     return [mpiexec, *place, *shlex.split(mpi_args), python, "-c", PROBE]
 
 
+def _lines(stdout: str, stderr: str) -> tuple[list[str], list[str]]:
+    """A failed probe's non-empty output lines, and those of them that are not mpiexec's
+    own (ssh's complaint, say)."""
+    lines = [line.strip() for line in (stderr + "\n" + stdout).splitlines() if line.strip()]
+    return lines, [line for line in lines if not line.startswith("[mpiexec@")]
+
+
 def _why(stdout: str, stderr: str, rc: int) -> str:
     """The most telling line of a failed probe's output: the launcher's own complaint (ssh's,
     say), else mpiexec's, without hydra's "[mpiexec@host] function (file:line):" prefix."""
-    lines = [line.strip() for line in (stderr + "\n" + stdout).splitlines() if line.strip()]
-    own = [line for line in lines if not line.startswith("[mpiexec@")]
+    lines, own = _lines(stdout, stderr)
     if own:
         return own[0]
     if lines:
@@ -65,8 +71,7 @@ _HYDRA_PREFIX = re.compile(r"^\[mpiexec@[^\]]*\]\s*(\S+\s+\([^)]*\):\s*)?")
 def _launcher_silent(stdout: str, stderr: str) -> bool:
     """Whether a failed probe printed only mpiexec's lines: hydra can report the failed
     launch before it forwards what ssh wrote, so the reason is lost and worth one more ask."""
-    lines = [line for line in (stderr + "\n" + stdout).splitlines() if line.strip()]
-    return all(line.lstrip().startswith("[mpiexec@") for line in lines)
+    return not _lines(stdout, stderr)[1]
 
 
 def _start(host: str, flavour: str, mpiexec: str, mpi_args: str) -> subprocess.Popen:
