@@ -218,12 +218,18 @@ def matmul(a, b, bias=None):
     return out
 
 
-def matmul_pair(first, second):
+def matmul_pair(first, second, sum_second_rows: bool = False):
     """``a1 @ b1`` and ``a2 @ b2`` of 2-D NumPy arrays in one parallel region: each product
     takes half of ember's threads (split as ``matmul`` splits), so a layer's two backward GEMMs
     (input and weight gradients: the same number of multiply-adds) wake the pool once and
     pack their operands in fewer pieces. Small products, one thread or a call from inside a
-    chunk: the two products one after the other."""
+    chunk: the two products one after the other.
+
+    Returns ``(a1 @ b1, a2 @ b2, sums)``: with ``sum_second_rows``, ``sums`` is ``a2.sum(1)``
+    (a Linear's bias gradient, ``a2`` being the output gradient transposed), each piece of
+    the second product summing its share of ``a2``'s rows right after multiplying them,
+    rather than one serial pass over the whole gradient after the region; else None.
+    """
     threads = get_num_threads()
     products = (first, second)
     if (
@@ -231,7 +237,10 @@ def matmul_pair(first, second):
         or _region.active
         or any(a.size * b.shape[-1] < MATMUL_MIN_WORK for a, b in products)
     ):
-        return tuple(matmul(a, b) for a, b in products)
+        sums = second[0].sum(1) if sum_second_rows else None
+        return (*(matmul(a, b) for a, b in products), sums)
+    a2 = second[0]
+    sums = np.empty(a2.shape[0], a2.dtype) if sum_second_rows else None
     outs, tasks = [], []
     for i, (a, b) in enumerate(products):
         out = np.empty((a.shape[0], b.shape[1]), np.result_type(a.dtype, b.dtype))
@@ -240,7 +249,7 @@ def matmul_pair(first, second):
         by_columns, length = _split(a, b)
         per_piece_row = a.size if by_columns else b.size
         tasks += [
-            (a, b, out, by_columns, start, stop)
+            (a, b, out, by_columns, start, stop, None, sums if i == 1 else None)
             for start, stop in chunk_bounds(length, per_piece_row, share)
         ]
 
@@ -249,7 +258,7 @@ def matmul_pair(first, second):
             _product_piece(*task)
 
     parallel_for(run, len(tasks), 2 * MIN_CHUNK_ELEMENTS)
-    return tuple(outs)
+    return (*outs, sums)
 
 
 def _split(a, b) -> tuple[bool, int]:
@@ -260,8 +269,10 @@ def _split(a, b) -> tuple[bool, int]:
     return by_columns, (b.shape[1] if by_columns else a.shape[0])
 
 
-def _product_piece(a, b, out, by_columns, start, stop, bias=None) -> None:
-    """Columns (or rows, or batch entries) ``start:stop`` of ``a @ b (+ bias)`` into ``out``."""
+def _product_piece(a, b, out, by_columns, start, stop, bias=None, row_sums=None) -> None:
+    """Columns (or rows, or batch entries) ``start:stop`` of ``a @ b (+ bias)`` into ``out``;
+    with ``row_sums``, also this piece's share of ``a.sum(1)``: its own rows of ``a``, or
+    for a piece of columns the same fraction of ``a``'s rows, so the pieces cover them all."""
     if by_columns:
         part = out[:, start:stop]
         np.matmul(a, b[:, start:stop], out=part)
@@ -271,6 +282,11 @@ def _product_piece(a, b, out, by_columns, start, stop, bias=None) -> None:
         np.matmul(a[start:stop], b if a.ndim == 2 else b[start:stop], out=part)
     if bias is not None:
         part += bias
+    if row_sums is not None:
+        if by_columns:
+            rows, columns = a.shape[0], b.shape[1]
+            start, stop = start * rows // columns, stop * rows // columns
+        np.add.reduce(a[start:stop], axis=1, out=row_sums[start:stop])
 
 
 def _add_bias(out, bias):

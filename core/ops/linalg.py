@@ -539,12 +539,12 @@ class Linear(Function):
         g2 = grad.reshape(-1, grad.shape[-1]) if grad.ndim != 2 else grad
         x2 = x.reshape(-1, x.shape[-1]) if x.ndim != 2 else x
         if need_x and need_w and _threaded_fits(x2, weight, g2):
-            gx, gw = parallel.matmul_pair((g2, weight), (g2.T, x2))
+            gx, gw, gb = parallel.matmul_pair((g2, weight), (g2.T, x2), sum_second_rows=need_b)
             gx = gx.reshape(x.shape)
         else:
             gx = array_matmul(g2, weight).reshape(x.shape) if need_x else None
             gw = array_matmul(g2.T, x2) if need_w else None
-        gb = g2.sum(0) if need_b else None
+            gb = g2.sum(0) if need_b else None
         return _keep_dtype(gx, x), _keep_dtype(gw, weight), gb
 
 

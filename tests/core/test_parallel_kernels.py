@@ -440,10 +440,27 @@ def test_matmul_pair_splits_each_product_over_half_the_threads(regions):
     for threads, pieces in ((1, None), (2, 2), (3, 3), (4, 4), (5, 5)):
         ember.set_num_threads(threads)
         regions.clear()
-        gx, gw = parallel.matmul_pair((g, w), (g.T, x))
+        gx, gw, gb = parallel.matmul_pair((g, w), (g.T, x), sum_second_rows=True)
         np.testing.assert_allclose(gx, g @ w, rtol=1e-13, atol=1e-13)
         np.testing.assert_allclose(gw, g.T @ x, rtol=1e-13, atol=1e-13)
+        np.testing.assert_array_equal(gb, g.sum(0))  # the bias gradient, same sums
         assert regions == ([] if pieces is None else [pieces])  # one region for both
+    assert parallel.matmul_pair((g, w), (g.T, x))[2] is None
+
+
+@pytest.mark.parametrize("outputs, inputs", [(30, 13), (13, 30)], ids=["by rows", "by columns"])
+def test_matmul_pair_bias_sums_cover_every_row_once(regions, outputs, inputs):
+    """The weight gradient's pieces (of its rows, or of its columns when the layer has more
+    inputs than outputs) each sum their share of the output gradient's columns; together
+    every column once."""
+    rng = np.random.default_rng(5)
+    g, w, x = (rng.standard_normal(s) for s in ((40, outputs), (outputs, inputs), (40, inputs)))
+    assert parallel._split(g.T, x)[0] == (inputs > outputs)
+    for threads in (2, 3, 4, 7):
+        ember.set_num_threads(threads)
+        np.testing.assert_array_equal(
+            parallel.matmul_pair((g, w), (g.T, x), sum_second_rows=True)[2], g.sum(0)
+        )
 
 
 def test_linear_on_threads_matches_torch(tiny_chunks, monkeypatch):
