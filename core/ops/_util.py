@@ -55,6 +55,55 @@ def sum_to(grad, shape):
     return out.reshape(shape)
 
 
+def _address(a) -> int:
+    return a.__array_interface__["data"][0]
+
+
+def _dense_base(arrays):
+    """The dense NumPy array every one of ``arrays`` is a view of, or None."""
+    base = getattr(arrays[0], "base", None)
+    if type(base) is not np.ndarray or not base.flags.c_contiguous:
+        return None
+    if any(type(a) is not np.ndarray or a.base is not base for a in arrays):
+        return None
+    return base
+
+
+def empty_views_like(arrays):
+    """Empty arrays of ``arrays``' shapes, strides and relative places in one new buffer,
+    when ``arrays`` are views that together cover one dense NumPy array exactly (q, k and v
+    split from one projection's output); else None. Gradients allocated so meet again in
+    the split's backward as one view (``joined``): no concatenation copies them."""
+    base = _dense_base(arrays)
+    if base is None or sum(a.size for a in arrays) != base.size:
+        return None
+    buffer, start = np.empty_like(base), _address(base)
+    return tuple(
+        np.ndarray(a.shape, a.dtype, buffer, _address(a) - start, a.strides) for a in arrays
+    )
+
+
+def joined(arrays, dim: int):
+    """``concatenate(arrays, dim)`` as a view, when the arrays already lie side by side
+    along ``dim`` in one dense NumPy buffer (gradients from ``empty_views_like``); else
+    None."""
+    base = _dense_base(arrays)
+    if base is None:
+        return None
+    first = arrays[0]
+    rest_of_shape = first.shape[:dim] + first.shape[dim + 1 :]
+    address = _address(first)
+    for a in arrays:
+        if a.strides != first.strides or a.shape[:dim] + a.shape[dim + 1 :] != rest_of_shape:
+            return None
+        if _address(a) != address:
+            return None
+        address += a.shape[dim] * first.strides[dim]
+    shape = first.shape[:dim] + (sum(a.shape[dim] for a in arrays),) + first.shape[dim + 1 :]
+    offset = _address(first) - _address(base)
+    return np.ndarray(shape, first.dtype, base, offset, first.strides)
+
+
 def call(name, x, *args):
     """``x.name(*args)`` on a Tensor, ``xp.name(x, *args)`` on an array."""
     if isinstance(x, Tensor):

@@ -14,7 +14,7 @@ from ..parallel import parallel_for
 from ..random import generator_for
 from ..tensor import Tensor
 from . import cpu_rows
-from ._util import array_matmul, check_same_device, sum_to, xp_of
+from ._util import array_matmul, check_same_device, empty_views_like, sum_to, xp_of
 from .declare import declared
 from .graph_backward import const
 
@@ -200,8 +200,12 @@ def _causal_backward(q, k, v, probs, grad, scale, needs):
     need_q, need_k, need_v = needs
     q4, k4, v4, g4 = (_four_d(a) for a in (q, k, v, grad))
     p4 = [_four_d(p) for p in probs]
-    # the gradients laid out like their inputs (a view of q's layout chain stays a view)
-    gq, gk, gv = (_empty_like(a) if need else None for a, need in zip((q, k, v), needs))
+    # the gradients laid out like their inputs (a view of q's layout chain stays a view);
+    # q, k and v split from one projection: their gradients in one buffer, as they lay
+    grads = empty_views_like((q, k, v)) if all(needs) and _blas_writes(q, k, v) else None
+    if grads is None:
+        grads = tuple(_empty_like(a) if need else None for a, need in zip((q, k, v), needs))
+    gq, gk, gv = grads
     gq4, gk4, gv4 = (None if g is None else _four_d(g) for g in (gq, gk, gv))
 
     def slices(b0, b1):
@@ -244,6 +248,11 @@ def _four_d(a):
     return a
 
 
+def _blas_writes(*arrays) -> bool:
+    """Whether ``_four_d`` of each array is a view whose matrices BLAS can write."""
+    return all(a.ndim <= 4 and a.itemsize in a.strides[-2:] for a in arrays)
+
+
 def _empty_like(a, last=None):
     """An empty array of ``a``'s shape (last dim ``last``) in ``a``'s memory order, so that
     the transposes and reshapes that made ``a`` from a dense array undo to views. More than
@@ -252,7 +261,7 @@ def _empty_like(a, last=None):
     shape = a.shape if last is None else a.shape[:-1] + (last,)
     if a.ndim <= 4:
         out = np.empty_like(a, shape=shape, order="K")
-        if a.itemsize in out.strides[-2:]:  # its matrices are rows or columns: BLAS writes them
+        if _blas_writes(out):  # its matrices are rows or columns
             return out
     return np.empty(shape, a.dtype)
 

@@ -8,7 +8,7 @@ import numpy as np
 from .. import dtypes
 from ..autograd import Function
 from ..tensor import Tensor
-from ._util import check_same_device, wrap_dim, xp_of
+from ._util import check_same_device, joined, wrap_dim, xp_of
 from .declare import declared
 from .movement import reshape
 
@@ -35,7 +35,8 @@ class Split(Function):
     def backward(ctx, *grads):
         if isinstance(grads[0], Tensor):
             return cat(grads, ctx.dim)
-        return xp_of(grads[0]).concatenate(grads, axis=ctx.dim)
+        whole = joined(grads, ctx.dim)  # attention's q, k, v gradients already lie so
+        return xp_of(grads[0]).concatenate(grads, axis=ctx.dim) if whole is None else whole
 
 
 class Unbind(Function):

@@ -188,16 +188,39 @@ def test_causal_attention_batch_layouts(tiny_chunks, shape):
     _check_threads_and_torch(fn, [q, k, v], 1e-9)
 
 
-def test_causal_attention_output_and_gradients_keep_the_head_layout(tiny_chunks):
-    # heads split from one (batch, position, 3 * width) projection, as in GPT: the output
-    # and the gradients are laid out like q, so transposing the heads back is a view
+def test_causal_attention_gradients_lie_as_the_projection_did(tiny_chunks):
+    # heads split from one (batch, position, 3 * width) projection, as in GPT: the output is
+    # laid out like q (transposing the heads back is a view), and the q, k, v gradients lie
+    # in one buffer as q, k and v lay in the projection, so split's backward joins them
+    # without a copy
     ember.set_num_threads(2)
     qkv = ember.randn(2, 130, 3 * 8, requires_grad=True)
     q, k, v = (z.view(2, 130, 2, 4).transpose(1, 2) for z in qkv.split(8, dim=2))
     y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
     assert y.transpose(1, 2).is_contiguous()
-    grads = ember.autograd.grad(y.sum(), [q, k, v])
-    assert all(g.transpose(1, 2).is_contiguous() for g in grads)
+    grads = ember.autograd.grad(y.sum(), [q, k, v], retain_graph=True)
+    assert [g._array.strides for g in grads] == [t._array.strides for t in (q, k, v)]
+    assert grads[0]._array.base is not None
+    assert all(g._array.base is grads[0]._array.base for g in grads)
+    (joined,) = ember.autograd.grad(y.sum(), [qkv])
+    assert joined._array.base is not None  # a view of the gradients' buffer, not a copy
+    pieces = [g.transpose(1, 2).reshape(2, 130, 8).numpy() for g in grads]
+    np.testing.assert_array_equal(joined.numpy(), np.concatenate(pieces, axis=2))
+
+
+def test_joined_only_views_that_lie_side_by_side():
+    from ember.core.ops._util import joined
+
+    buffer = np.arange(24.0).reshape(2, 12)
+    parts = [buffer[:, 0:4], buffer[:, 4:8], buffer[:, 8:12]]
+    whole = joined(parts, 1)
+    np.testing.assert_array_equal(whole, buffer)
+    assert np.shares_memory(whole, buffer)
+    assert joined(parts[::-1], 1) is None  # out of order
+    assert joined([parts[0], parts[2]], 1) is None  # a gap between them
+    assert joined([parts[0], buffer.copy()[:, 4:8]], 1) is None  # another buffer
+    np.testing.assert_array_equal(joined([buffer[0:1], buffer[1:2]], 0), buffer)
+    assert joined([p.copy() for p in parts], 1) is None  # not views
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
