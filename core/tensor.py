@@ -132,6 +132,12 @@ class Tensor:
     def is_contiguous(self) -> bool:
         return bool(self._array.flags.c_contiguous)
 
+    def stride(self, dim: int | None = None):
+        """Steps in elements between neighbours along each dim (PyTorch's ``stride()``), or
+        along ``dim``; a view (transpose, slice, expand) shows its own."""
+        steps = tuple(step // self._array.itemsize for step in self._array.strides)
+        return steps if dim is None else steps[wrap_dim(dim, len(steps))]
+
     def data_ptr(self) -> int:
         if isinstance(self._array, np.ndarray):
             return self._array.__array_interface__["data"][0]

@@ -283,3 +283,21 @@ def test_numpy_huge_page_advice_follows_pytorch_default():
         "from numpy._core.multiarray import _set_madvise_hugepage as s; print(s(True))"
     )
     assert out.stdout.strip() == "False"  # ember's first use turned it off
+
+
+def test_stride_of_views_matches_torch():
+    base = np.arange(24.0).reshape(2, 3, 4)
+    for view in (
+        lambda t: t,
+        lambda t: t.transpose(0, 2),
+        lambda t: t[:, 1:, ::2],
+        lambda t: t[0, :, 1:2].expand(3, 5),
+        lambda t: t.permute(1, 0, 2)[1],
+    ):
+        got, want = view(ember.tensor(base)), view(torch.tensor(base))
+        assert got.stride() == want.stride()
+        assert [got.stride(d) for d in range(-got.dim(), got.dim())] == [
+            want.stride(d) for d in range(-want.dim(), want.dim())
+        ]
+    with pytest.raises(IndexError, match=r"range of \[-3, 2\], but got 3"):
+        ember.tensor(base).stride(3)
