@@ -75,12 +75,25 @@ def empty_views_like(arrays):
     split from one projection's output); else None. Gradients allocated so meet again in
     the split's backward as one view (``joined``): no concatenation copies them."""
     base = _dense_base(arrays)
-    if base is None or sum(a.size for a in arrays) != base.size:
+    if base is None or sum(a.size for a in arrays) != base.size or _any_overlap(arrays):
         return None
     buffer, start = np.empty_like(base), _address(base)
     return tuple(
         np.ndarray(a.shape, a.dtype, buffer, _address(a) - start, a.strides) for a in arrays
     )
+
+
+def _any_overlap(arrays) -> bool:
+    """Whether two of ``arrays`` share an element (the same piece passed twice); a layout
+    too intricate to decide quickly counts as shared."""
+    for i, a in enumerate(arrays):
+        for b in arrays[i + 1 :]:
+            try:
+                if np.shares_memory(a, b, max_work=1000):
+                    return True
+            except np.exceptions.TooHardError:
+                return True
+    return False
 
 
 def joined(arrays, dim: int):

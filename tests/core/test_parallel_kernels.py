@@ -208,6 +208,26 @@ def test_causal_attention_gradients_lie_as_the_projection_did(tiny_chunks):
     np.testing.assert_array_equal(joined.numpy(), np.concatenate(pieces, axis=2))
 
 
+@pytest.mark.parametrize("pick", [(0, 0, 0), (0, 1, 0), (2, 1, 0)], ids=["q q q", "q k q", "v k q"])
+def test_causal_attention_on_overlapping_or_reordered_views_matches_torch(tiny_chunks, pick):
+    # q, k, v drawn from one projection, the same piece more than once or out of order:
+    # their gradients must not share memory (nor be joined in the wrong order)
+    x = RNG.standard_normal((2, 130, 3 * 8))
+
+    def fn(lib, x):
+        pieces = [z.view(2, 130, 2, 4).transpose(1, 2) for z in x.split(8, dim=2)]
+        q, k, v = (pieces[i] for i in pick)
+        return lib.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
+
+    ember.set_num_threads(2)
+    xe, xt = ember.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+    ye, yt = fn(ember, xe), fn(torch, xt)
+    ye.sum().backward()
+    yt.sum().backward()
+    np.testing.assert_allclose(ye.detach().numpy(), yt.detach().numpy(), rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(xe.grad.numpy(), xt.grad.numpy(), rtol=1e-10, atol=1e-10)
+
+
 def test_joined_only_views_that_lie_side_by_side():
     from ember.core.ops._util import joined
 
