@@ -10,7 +10,6 @@ standard library, start without NumPy; a first tensor op loads tensors and ops o
 import importlib as _importlib
 import importlib.util as _importlib_util
 import sys as _sys
-import warnings as _warnings
 
 from .launch.env import export_torchrun_environment as _export_torchrun_environment
 
@@ -222,15 +221,6 @@ if not [f for f in _sys.meta_path if isinstance(f, _AliasFinder)]:
 # under a plain `mpirun python train.py`, scripts that read torchrun's RANK, LOCAL_RANK and
 # WORLD_SIZE find them (ember-launch sets them before the script starts)
 _export_torchrun_environment()
-
-# NumPy's floating-point warnings from inside ember's ops (log of 0, overflow in exp): PyTorch
-# computes the same inf/nan silently. Only ember's modules are affected, at no cost per op.
-_warnings.filterwarnings(
-    "ignore",
-    message=r"(divide by zero|overflow|invalid value|underflow) encountered",
-    category=RuntimeWarning,
-    module=r"ember\.",
-)
 
 _state = {"loaded": False, "loading": False}
 

@@ -242,6 +242,28 @@ def test_numpy_float_warnings_stay_inside_ember_ops():
     assert "ember" not in result.stderr.split("RuntimeWarning")[0].splitlines()[-1]
 
 
+def test_numpy_float_warnings_stay_inside_ember_ops_under_pytest(tmp_path):
+    # pytest runs its collection and each test inside warnings.catch_warnings, which drops
+    # filters added there: a suite run with warnings as errors must still pass, as on torch
+    (tmp_path / "test_user.py").write_text(
+        "import ember, numpy, pytest\n"
+        "def test_ops():\n"
+        "    x = ember.zeros(2, requires_grad=True)\n"
+        "    ember.log(x).sum().backward()\n"
+        "    assert ember.exp(x + 1e4).tolist() == [float('inf')] * 2\n"
+        "def test_again():\n"
+        "    assert (ember.ones(1) / 0).tolist() == [float('inf')]\n"
+        "def test_users_numpy_still_warns():\n"
+        "    with pytest.warns(RuntimeWarning, match='divide by zero'):\n"
+        "        numpy.log(numpy.zeros(1))\n"
+    )
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
+    command += ["-W", "error::RuntimeWarning", "test_user.py"]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, check=False)
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert "3 passed" in result.stdout
+
+
 def test_unseeded_runs_differ_and_manual_seed_repeats():
     unseeded = {_run("import ember; print(ember.rand(4).tolist())").stdout for _ in range(2)}
     assert len(unseeded) == 2
