@@ -24,22 +24,25 @@ from .utils.hooks import RemovableHandle, add_hook
 
 # NumPy's floating-point warnings from inside ember's ops (log of 0, overflow in exp):
 # PyTorch computes the same inf/nan silently. The filter covers ember's modules only, so a
-# user's own NumPy keeps its warnings. A ``warnings.catch_warnings`` block (pytest runs its
-# collection and every test in one) works on a copy of the filters and drops what was added
-# inside it, so an op that finds another filter list puts the filter back: one identity
-# test per op.
+# user's own NumPy keeps its warnings. It has to stay first: a ``warnings.catch_warnings``
+# block (pytest runs its collection and every test in one) works on a copy of the filters
+# and drops what was added inside it, and ``-W error`` or a script's own ``simplefilter``
+# goes in front. An op that finds another filter first puts it back: one identity test.
 _QUIET_NUMPY = {
     "message": r"(divide by zero|overflow|invalid value|underflow) encountered",
     "category": RuntimeWarning,
     "module": r"ember\.",
 }
-_quiet_filters: list | None = None
+_quiet_filter: tuple | None = None
 
 
-def quiet_numpy_warnings() -> None:
-    global _quiet_filters
-    warnings.filterwarnings("ignore", **_QUIET_NUMPY)
-    _quiet_filters = warnings.filters
+def keep_numpy_warnings_quiet() -> None:
+    """Put ember's filter first again if something went in front of it (Function.apply
+    makes the same identity test inline)."""
+    global _quiet_filter
+    if not warnings.filters or warnings.filters[0] is not _quiet_filter:
+        warnings.filterwarnings("ignore", **_QUIET_NUMPY)
+        _quiet_filter = warnings.filters[0]
 
 
 _grad_enabled = True
@@ -201,8 +204,8 @@ class Function:
 
     @classmethod
     def apply(cls, *args, **params):
-        if warnings.filters is not _quiet_filters:
-            quiet_numpy_warnings()
+        if not warnings.filters or warnings.filters[0] is not _quiet_filter:
+            keep_numpy_warnings_quiet()
         if _tracer is not None:
             return _tracer.record(cls, cls.apply, args, params)
         arrays = []

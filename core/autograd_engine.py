@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import heapq
 import itertools
-import warnings
 
 import numpy as np
 
@@ -40,8 +39,7 @@ def run_backward(roots, grads, retain_graph, create_graph, inputs=None, accumula
     With ``inputs`` given (``autograd.grad``), returns their gradients instead of
     accumulating into ``.grad`` when ``accumulate`` is False.
     """
-    if warnings.filters is not autograd._quiet_filters:
-        autograd.quiet_numpy_warnings()
+    autograd.keep_numpy_warnings_quiet()
     buffers = {}
     start = []
     for t, g in zip(roots, grads):

@@ -253,6 +253,11 @@ def test_numpy_float_warnings_stay_inside_ember_ops_under_pytest(tmp_path):
         "    assert ember.exp(x + 1e4).tolist() == [float('inf')] * 2\n"
         "def test_again():\n"
         "    assert (ember.ones(1) / 0).tolist() == [float('inf')]\n"
+        "def test_after_the_test_turns_every_warning_into_an_error():\n"
+        "    import warnings\n"
+        "    x = ember.zeros(1) + 0\n"
+        "    warnings.simplefilter('error')\n"
+        "    assert ember.log(x).tolist() == [float('-inf')]\n"
         "def test_users_numpy_still_warns():\n"
         "    with pytest.warns(RuntimeWarning, match='divide by zero'):\n"
         "        numpy.log(numpy.zeros(1))\n"
@@ -261,7 +266,7 @@ def test_numpy_float_warnings_stay_inside_ember_ops_under_pytest(tmp_path):
     command += ["-W", "error::RuntimeWarning", "test_user.py"]
     result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, check=False)
     assert result.returncode == 0, result.stdout[-3000:]
-    assert "3 passed" in result.stdout
+    assert "4 passed" in result.stdout
 
 
 def test_unseeded_runs_differ_and_manual_seed_repeats():
