@@ -54,13 +54,16 @@ _tracer = None
 # The Tensor class, registered by tensor.py through register_tensor_class (tensor.py
 # imports this module, so this one cannot import it). A module global keeps apply cheap.
 Tensor = None
+_make = None  # Tensor._make, bound once
+_new_object = object.__new__  # a Function's ctx: no op defines __new__ or __init__
 
 
 def register_tensor_class(cls) -> None:
     """Make ``cls`` the class that ``Function.apply`` unwraps inputs of and wraps
     outputs in (called once, by tensor.py)."""
-    global Tensor
+    global Tensor, _make
     Tensor = cls
+    _make = cls._make
 
 
 def set_tracer(tracer):
@@ -198,9 +201,13 @@ class Function:
     promotes = None
     # Set on ops whose output may alias their input's memory (views).
     is_view = False
-    # Instance attributes once set; the class defaults save two stores per op.
+    # Set on elementwise ops of two operands: NumPy's ValueError on shapes that do not
+    # broadcast becomes PyTorch's message, naming the sizes and the dimension.
+    broadcasts = False
+    # Instance attributes once set; the class defaults save stores per op.
     _saved = None
     _non_diff = None
+    n_outputs = 1
 
     @classmethod
     def apply(cls, *args, **params):
@@ -209,56 +216,66 @@ class Function:
         if _tracer is not None:
             return _tracer.record(cls, cls.apply, args, params)
         arrays = []
-        requires_grad = False
-        for a in args:
-            if isinstance(a, Tensor):
-                arrays.append(a._array)
-                if a.requires_grad:
-                    requires_grad = True
-            else:
-                arrays.append(a)
-        if not (requires_grad and _grad_enabled):
-            out = cls.forward(_NO_GRAD_CTX, *arrays, **params)
+        if _grad_enabled:
+            # One pass over the inputs gathers the arrays and, as if this op records, its
+            # graph edges; they are dropped below when no input requires grad.
+            edges = []
+            needs = []
+            for a in args:
+                if isinstance(a, Tensor):
+                    arrays.append(a._array)
+                    if a.requires_grad:
+                        fn = a.grad_fn
+                        edges.append(
+                            (fn, a._output_nr)
+                            if fn is not None
+                            else (a._acc or a._accumulator(), 0)
+                        )
+                        needs.append(True)
+                        continue
+                else:
+                    arrays.append(a)
+                edges.append(None)
+                needs.append(False)
+            records = True in needs
+        else:
+            for a in args:
+                arrays.append(a._array if isinstance(a, Tensor) else a)
+            records = False
+        if not records:
+            try:
+                out = cls.forward(_NO_GRAD_CTX, *arrays, **params)
+            except ValueError as error:
+                raise _forward_error(cls, error, args) from None
             if type(out) is np.ndarray and not cls.is_view:
-                return Tensor._make(out, False, None, 0)
+                return _make(out, False, None, 0)
             if isinstance(out, tuple):
                 return tuple(_wrap_plain(o, args, cls.is_view) for o in out)
             return _wrap_plain(out, args, cls.is_view)
 
-        ctx = cls.__new__(cls)
-        out = cls.forward(ctx, *arrays, **params)
-        edges = []
-        needs = []
-        for a in args:
-            if isinstance(a, Tensor) and a.requires_grad:
-                fn = a.grad_fn
-                if fn is not None:
-                    edges.append((fn, a._output_nr))
-                else:
-                    edges.append((a._acc or a._accumulator(), 0))
-                needs.append(True)
-            else:
-                edges.append(None)
-                needs.append(False)
+        ctx = _new_object(cls)
+        try:
+            out = cls.forward(ctx, *arrays, **params)
+        except ValueError as error:
+            raise _forward_error(cls, error, args) from None
         ctx.next_edges = edges
         ctx.needs_input_grad = needs
         ctx.seq = next(_sequence)
-        if isinstance(out, tuple):
+        if type(out) is np.ndarray and not cls.is_view and ctx._non_diff is None:
+            # _wrap_output's common case, inline; bfloat16 (ml_dtypes) has kind "V"
+            differentiable = out.dtype.kind in "fc" or is_bfloat16(out.dtype)
+            result = _make(out, differentiable, ctx if differentiable else None, 0)
+            outs = (result,)
+        elif isinstance(out, tuple):
             ctx.n_outputs = len(out)
             outs = tuple(ctx._wrap_output(o, i, args) for i, o in enumerate(out))
             ctx._out_meta = [(o.shape, o.dtype) for o in out]
             result = outs
         else:
-            ctx.n_outputs = 1
-            if type(out) is np.ndarray and not cls.is_view and ctx._non_diff is None:
-                # _wrap_output's common case, inline; bfloat16 (ml_dtypes) has kind "V"
-                differentiable = out.dtype.kind in "fc" or is_bfloat16(out.dtype)
-                result = Tensor._make(out, differentiable, ctx if differentiable else None, 0)
-            else:
-                result = ctx._wrap_output(out, 0, args)
+            result = ctx._wrap_output(out, 0, args)
             outs = (result,)
         if ctx._saved is not None:
-            ctx._bind_saved(args, outs)
+            ctx._bind_saved(args, arrays, outs)
         return result
 
     def _wrap_output(self, array, index, args):
@@ -267,7 +284,7 @@ class Function:
         differentiable = (array.dtype.kind in "fc" or is_bfloat16(array.dtype)) and (
             self._non_diff is None or not any(array is a for a in self._non_diff)
         )
-        t = Tensor._make(array, differentiable, self if differentiable else None, index)
+        t = _make(array, differentiable, self if differentiable else None, index)
         if self.is_view:
             _share_version(t, args)
         return t
@@ -295,7 +312,7 @@ class Function:
             return self._saved_as_tensors()
         return saved
 
-    def _bind_saved(self, args, outs):
+    def _bind_saved(self, args, arrays, outs):
         """Remember which saved arrays are inputs/outputs: their versions are checked
         at backward, and under create_graph they come back as the Tensors themselves.
 
@@ -304,20 +321,29 @@ class Function:
         until the cyclic garbage collector runs."""
         sources = []
         versions = []  # flat triples: version counter, expected version, index in saved
-        for k, s in enumerate(self._saved):
+        k = 0
+        for s in self._saved:
             src = None
-            for a in args:
-                if isinstance(a, Tensor) and a._array is s:
-                    src = a
-                    versions += (a._version_counter, a._version_counter[0], k)
-                    break
+            i = 0
+            for arr in arrays:
+                if arr is s:
+                    a = args[i]
+                    if a is not arr:  # a Tensor's array, not a raw argument
+                        src = a
+                        counter = a._version_counter
+                        versions += (counter, counter[0], k)
+                        break
+                i += 1
             else:
-                for i, o in enumerate(outs):
+                i = 0
+                for o in outs:
                     if o._array is s:
                         src = i
                         versions += (o._version_counter, 0, k)
                         break
+                    i += 1
             sources.append(src)
+            k += 1
         self._saved_sources = sources
         self._saved_versions = versions
 
@@ -344,11 +370,11 @@ class Function:
             if isinstance(src, Tensor):
                 result.append(src)
             elif src is not None:
-                result.append(Tensor._make(arr, True, self, src))
+                result.append(_make(arr, True, self, src))
             elif arr is None or isinstance(arr, bool | int | float):  # saved Python scalars
                 result.append(arr)
             else:
-                result.append(Tensor._make(arr, False, None, 0))
+                result.append(_make(arr, False, None, 0))
         return tuple(result)
 
     def _release(self):
@@ -369,6 +395,22 @@ class Function:
         return add_hook(hooks.setdefault(output_nr, {}), hook)
 
 
+def _forward_error(cls, error, args):
+    """The exception to raise for a ValueError from ``cls.forward``: for two Tensor
+    operands that do not broadcast, PyTorch's message; otherwise the error itself."""
+    if cls.broadcasts and len(args) >= 2:
+        a, b = args[0], args[1]
+        if isinstance(a, Tensor) and isinstance(b, Tensor):
+            sa, sb = a._array.shape, b._array.shape
+            for i in range(1, min(len(sa), len(sb)) + 1):
+                if sa[-i] != sb[-i] and 1 not in (sa[-i], sb[-i]):
+                    return RuntimeError(
+                        f"The size of tensor a ({sa[-i]}) must match the size of tensor b "
+                        f"({sb[-i]}) at non-singleton dimension {max(len(sa), len(sb)) - i}"
+                    )
+    return error
+
+
 def _share_version(view, args):
     base = args[0]
     if not isinstance(base, Tensor):
@@ -383,7 +425,7 @@ def _share_version(view, args):
 def _wrap_plain(array, args, is_view):
     if isinstance(array, np.generic):
         array = np.asarray(array)
-    t = Tensor._make(array, False, None, 0)
+    t = _make(array, False, None, 0)
     if is_view:
         _share_version(t, args)
     return t

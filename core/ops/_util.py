@@ -22,19 +22,21 @@ def array_matmul(a, b, out=None):
     ``core.parallel.matmul``), or on CUDA ``core.gemm.matmul`` (which puts float16/bfloat16
     batches on cuBLAS)."""
     if isinstance(a, np.ndarray):
-        if out is None:
-            if b.ndim >= 2 and a.size * b.shape[-1] >= parallel.MATMUL_MIN_WORK:
+        if out is not None:
+            return np.matmul(a, b, out=out)
+        if b.ndim >= 2:
+            if a.size * b.shape[-1] >= parallel.MATMUL_MIN_WORK:
                 return parallel.matmul(a, b)
+            # a dtype of the same byte order is one object per type: `is` is the cheap test
             if (
                 a.ndim == 2 == b.ndim
-                and a.dtype in _DOT_DTYPES
-                and b.dtype == a.dtype
+                and (dtype := a.dtype) is b.dtype
+                and dtype in _DOT_DTYPES
                 and a.flags.forc
                 and b.flags.forc
             ):
                 return a.dot(b)
-            return np.matmul(a, b)
-        return np.matmul(a, b, out=out)
+        return np.matmul(a, b)
     from ..gemm import matmul as cuda_matmul
 
     return cuda_matmul(a, b, out=out)

@@ -11,12 +11,12 @@ from ..autograd import Function, traceable
 from ..tensor import Tensor
 from . import cpu_rows
 from ._util import as_tensor_like, call, sum_to, xp_of
-from .cast import apply_binary, operands, to_copy
+from .cast import operands, to_copy
 from .declare import binary, declared, unary
 
 
 class Add(Function):
-    promotes, differentiable_backward = "common", True
+    promotes, differentiable_backward, broadcasts = "common", True, True
 
     @staticmethod
     def forward(ctx, a, b, alpha=1):
@@ -39,7 +39,7 @@ class Add(Function):
 
 
 class Sub(Function):
-    promotes, differentiable_backward = "common", True
+    promotes, differentiable_backward, broadcasts = "common", True, True
 
     @staticmethod
     def forward(ctx, a, b, alpha=1):
@@ -79,7 +79,7 @@ def _shape(x) -> tuple:
 
 
 class Mul(Function):
-    promotes, differentiable_backward = "common", True
+    promotes, differentiable_backward, broadcasts = "common", True, True
 
     @staticmethod
     def forward(ctx, a, b):
@@ -97,7 +97,7 @@ class Mul(Function):
 
 
 class Div(Function):
-    promotes, differentiable_backward = "float", True
+    promotes, differentiable_backward, broadcasts = "float", True, True
 
     @staticmethod
     def forward(ctx, a, b):
@@ -203,8 +203,8 @@ def add(input, other, *, alpha=1):
     if not isinstance(a, Tensor):
         return Add.apply(b, a) if alpha == 1 else Add.apply(b * alpha, a)
     if alpha == 1:  # no keyword dict on the common path
-        return apply_binary(Add, a, b)
-    return apply_binary(Add, a, b, alpha=alpha)
+        return Add.apply(a, b)
+    return Add.apply(a, b, alpha=alpha)
 
 
 @declared(
@@ -216,8 +216,8 @@ def sub(input, other, *, alpha=1):
     if not isinstance(a, Tensor):
         a = as_tensor_like(a, b)
     if alpha == 1:  # no keyword dict on the common path
-        return apply_binary(Sub, a, b)
-    return apply_binary(Sub, a, b, alpha=alpha)
+        return Sub.apply(a, b)
+    return Sub.apply(a, b, alpha=alpha)
 
 
 @declared(
@@ -228,7 +228,7 @@ def mul(input, other):
     a, b = Mul.promote("mul", input, other)
     if not isinstance(a, Tensor):
         a, b = b, a
-    return apply_binary(Mul, a, b)
+    return Mul.apply(a, b)
 
 
 @declared(
@@ -247,7 +247,7 @@ def div(input, other, *, rounding_mode=None):
     a, b = Div.promote("div", input, other)
     if not isinstance(a, Tensor):
         a = as_tensor_like(a, b)
-    return apply_binary(Div, a, b)
+    return Div.apply(a, b)
 
 
 @traceable

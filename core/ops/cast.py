@@ -52,9 +52,15 @@ def to_copy(x: Tensor, device=None, dtype=None) -> Tensor:
 def operands(op: str, a, b):
     """``promotes = "common"``: cast tensor operands to their promoted dtype; Python
     scalars stay scalars."""
-    # Fast path: a float tensor and a Python number keep the tensor's dtype.
-    if type(b) in (float, int) and isinstance(a, Tensor) and a._array.dtype.kind == "f":
-        return a, b
+    # Fast paths: two NumPy tensors of one dtype; a float tensor and a Python number,
+    # which keep the tensor's dtype.
+    if isinstance(a, Tensor):
+        if isinstance(b, Tensor):
+            xa, xb = a._array, b._array
+            if xa.dtype == xb.dtype and type(xa) is np.ndarray and type(xb) is np.ndarray:
+                return a, b
+        elif type(b) in (float, int) and a._array.dtype.kind == "f":
+            return a, b
     if type(a) in (float, int) and isinstance(b, Tensor) and b._array.dtype.kind == "f":
         return a, b
     if not isinstance(a, Tensor):
@@ -118,24 +124,3 @@ def _scalar_or_tensor(op, value, other):
             arr = arr.astype(dtypes.get_default_dtype().np)
         return Tensor._make(arr, False, None, 0)
     raise TypeError(f"unsupported operand type(s) for {op}: 'Tensor' and '{type(value).__name__}'")
-
-
-def _broadcast_error(a, b) -> RuntimeError:
-    sa, sb = tuple(np.shape(a)), tuple(np.shape(b))
-    for i in range(1, min(len(sa), len(sb)) + 1):
-        if sa[-i] != sb[-i] and 1 not in (sa[-i], sb[-i]):
-            return RuntimeError(
-                f"The size of tensor a ({sa[-i]}) must match the size of tensor b ({sb[-i]}) "
-                f"at non-singleton dimension {max(len(sa), len(sb)) - i}"
-            )
-    return RuntimeError(f"shapes {list(sa)} and {list(sb)} cannot be broadcast together")
-
-
-def apply_binary(cls, a, b, **params):
-    """``cls.apply(a, b)``, with PyTorch's message when the shapes do not broadcast."""
-    try:
-        return cls.apply(a, b, **params)
-    except ValueError:
-        if isinstance(a, Tensor) and isinstance(b, Tensor):
-            raise _broadcast_error(a, b) from None
-        raise

@@ -60,7 +60,7 @@ from .. import amp
 from ..tensor import Tensor
 from ._util import attach, numpy_names
 from ._util import inplace as inplace_method  # `inplace` is the methods' flag here
-from .cast import apply_binary, float_input, float_operands, operands, tensor_operands
+from .cast import float_input, float_operands, operands, tensor_operands
 
 _amp_state = amp._state  # the list of open autocast regions: truthy inside one
 
@@ -122,11 +122,13 @@ def binary(cls, name: str, **methods):
     promoted by its ``promotes``, then both made Tensors (a Python number takes the other
     operand's dtype); ``methods`` as for ``declared``."""
     _bind_promotion(cls)
+    cls.broadcasts = True
     promote = cls.promote
+    apply = cls.apply
 
     def op(input, other) -> Tensor:
         a, b = tensor_operands(*promote(name, input, other))
-        return apply_binary(cls, a, b)
+        return apply(a, b)
 
     op.__doc__ = cls.__doc__
     return declared(cls, name=name, **methods)(op)

@@ -192,6 +192,29 @@ def test_mismatched_shapes_error_names_shapes():
         ember.ones(2, 3) * ember.ones(4, 3)
 
 
+@pytest.mark.parametrize(
+    "op",
+    [
+        lambda m, a, b: a + b,
+        lambda m, a, b: a - b,
+        lambda m, a, b: a * b,
+        lambda m, a, b: a / b,
+        lambda m, a, b: m.maximum(a, b),
+        lambda m, a, b: m.atan2(a, b),
+    ],
+    ids=["add", "sub", "mul", "div", "maximum", "atan2"],
+)
+@pytest.mark.parametrize("requires_grad", [False, True])
+def test_shapes_that_do_not_broadcast_give_torchs_message(op, requires_grad):
+    messages = []
+    for m in (torch, ember):
+        a = m.ones(2, 3, requires_grad=requires_grad)
+        with pytest.raises(RuntimeError) as raised:
+            op(m, a, m.ones(4, 3))
+        messages.append(str(raised.value))
+    assert messages[1] == messages[0]
+
+
 def test_unsupported_operand_type():
     with pytest.raises(TypeError, match="unsupported operand"):
         ember.ones(3) + "x"
