@@ -208,6 +208,8 @@ class Function:
     _saved = None
     _non_diff = None
     n_outputs = 1
+    _pre_hooks = None  # {output_nr: {id: hook}} once tensor.register_hook is called
+    _released = False
 
     @classmethod
     def apply(cls, *args, **params):
@@ -300,7 +302,7 @@ class Function:
     def saved_tensors(self):
         saved = self._saved
         if saved is None:
-            if getattr(self, "_released", False):
+            if self._released:
                 raise RuntimeError(
                     f"Trying to backward through the graph a second time (through "
                     f"{type(self).__name__}), but the saved intermediate results have "
@@ -320,7 +322,7 @@ class Function:
         close a cycle (output -> grad_fn -> ctx -> output) that keeps its memory alive
         until the cyclic garbage collector runs."""
         sources = []
-        versions = []  # flat triples: version counter, expected version, index in saved
+        versions = []  # (version counter, expected version, index in saved)
         k = 0
         for s in self._saved:
             src = None
@@ -331,7 +333,7 @@ class Function:
                     if a is not arr:  # a Tensor's array, not a raw argument
                         src = a
                         counter = a._version_counter
-                        versions += (counter, counter[0], k)
+                        versions.append((counter, counter[0], k))
                         break
                 i += 1
             else:
@@ -339,7 +341,7 @@ class Function:
                 for o in outs:
                     if o._array is s:
                         src = i
-                        versions += (o._version_counter, 0, k)
+                        versions.append((o._version_counter, 0, k))
                         break
                     i += 1
             sources.append(src)
@@ -348,11 +350,9 @@ class Function:
         self._saved_versions = versions
 
     def _check_versions(self):
-        versions = self._saved_versions
-        for j in range(0, len(versions), 3):
-            counter, expected = versions[j], versions[j + 1]
+        for counter, expected, k in self._saved_versions:
             if counter[0] != expected:
-                arr = self._saved[versions[j + 2]]
+                arr = self._saved[k]
                 raise RuntimeError(
                     "one of the variables needed for gradient computation has been "
                     f"modified by an inplace operation: [{from_numpy(arr.dtype).name} "
@@ -391,7 +391,9 @@ class Function:
 
     # -- hooks on this node's outputs (tensor.register_hook on non-leaves) -----------
     def _add_pre_hook(self, output_nr, hook) -> RemovableHandle:
-        hooks = self.__dict__.setdefault("_pre_hooks", {})
+        hooks = self._pre_hooks
+        if hooks is None:
+            hooks = self._pre_hooks = {}
         return add_hook(hooks.setdefault(output_nr, {}), hook)
 
 

@@ -58,30 +58,33 @@ def run_backward(roots, grads, retain_graph, create_graph, inputs=None, accumula
             captures.setdefault(key, []).append(i)
     captured = [None] * (len(inputs) if inputs is not None else 0)
 
+    # How many edges lead into each node reachable from the roots; the nodes that no edge
+    # leads into (roots only) start the pass.
     dependencies = {}
-    stack = list(dict.fromkeys(start))
-    seen = set(stack)
+    starts = dict.fromkeys(start)
+    stack = list(starts)
     while stack:
-        node = stack.pop()
-        for edge in node.next_edges:
-            if edge is None:
-                continue
-            nxt = edge[0]
-            dependencies[nxt] = dependencies.get(nxt, 0) + 1
-            if nxt not in seen:
-                seen.add(nxt)
-                stack.append(nxt)
+        for edge in stack.pop().next_edges:
+            if edge is not None:
+                nxt = edge[0]
+                if nxt in dependencies:
+                    dependencies[nxt] += 1
+                else:
+                    dependencies[nxt] = 1
+                    if nxt not in starts:
+                        stack.append(nxt)
 
-    ready = [(-n.seq, id(n), n) for n in seen if n not in dependencies]
+    ready = [(-n.seq, id(n), n) for n in starts if n not in dependencies]
     heapq.heapify(ready)
     # ids of arrays a leaf's .grad may not take over: the caller's and those already taken
     stolen = {id(_as_array(g)) for g in grads}
     global _final_callbacks
     prev_callbacks, _final_callbacks = _final_callbacks, []
     previous_modes = autograd.set_backward_modes(create_graph, create_graph)
+    heappop, heappush = heapq.heappop, heapq.heappush
     try:
         while ready:
-            _, _, node = heapq.heappop(ready)
+            node = heappop(ready)[2]
             grads_in = buffers.pop(node, None)
             if captures and grads_in is not None:
                 for nr, g in enumerate(grads_in):
@@ -96,7 +99,8 @@ def run_backward(roots, grads, retain_graph, create_graph, inputs=None, accumula
                 grads_in[0] is not None or any(g is not None for g in grads_in)
             ):
                 grads_out = _call_backward(node, grads_in, create_graph)
-                if not retain_graph:
+                # A node that saved nothing can run again, as in PyTorch (x + 1 twice).
+                if not retain_graph and node._saved is not None:
                     node._release()
             for edge, g in zip(node.next_edges, grads_out or itertools.repeat(None)):
                 if edge is None:
@@ -110,7 +114,7 @@ def run_backward(roots, grads, retain_graph, create_graph, inputs=None, accumula
                 left = dependencies[nxt] - 1
                 dependencies[nxt] = left
                 if left == 0:
-                    heapq.heappush(ready, (-nxt.seq, id(nxt), nxt))
+                    heappush(ready, (-nxt.seq, id(nxt), nxt))
         callbacks = _final_callbacks
         while callbacks:  # a callback may queue another
             callbacks.pop(0)()
@@ -136,7 +140,7 @@ def _to_tensor(g):
 
 
 def _call_backward(node, grads_in, create_graph):
-    hooks = node.__dict__.get("_pre_hooks")
+    hooks = node._pre_hooks
     if hooks:
         grads_in = list(grads_in)
         for nr, fns in hooks.items():
@@ -148,7 +152,7 @@ def _call_backward(node, grads_in, create_graph):
                     grads_in[nr] = result if create_graph else _as_array(result)
     if node._saved is not None:
         node._check_versions()
-    elif getattr(node, "_released", False):
+    elif node._released:
         raise RuntimeError(
             f"Trying to backward through the graph a second time (through "
             f"{type(node).__name__}), but the saved intermediate results have already "

@@ -47,6 +47,34 @@ def test_backward_twice_without_retain_graph_is_a_clear_error():
         y.backward(ember.ones(1))
 
 
+@pytest.mark.parametrize(
+    "graph",
+    [
+        lambda m, x: (x + 1).sum(),
+        lambda m, x: x.view(3, 1)[1:].mean(),
+        lambda m, x: (x * 2).sum(),
+        lambda m, x: (x * x).sum(),
+        lambda m, x: m.nn.functional.softmax(x, 0).sum(),
+    ],
+    ids=["add", "view-index-mean", "mul-scalar", "mul", "softmax"],
+)
+def test_second_backward_without_retain_graph_fails_where_torch_fails(graph):
+    # Only a node whose saved tensors were freed refuses to run again: one that saved
+    # nothing (x + 1, views, mean) runs twice in PyTorch, and so in ember.
+    outcomes = []
+    for m in (torch, ember):
+        x = m.ones(3, requires_grad=True)
+        y = graph(m, x)
+        y.backward()
+        try:
+            y.backward()
+            outcomes.append(("ran", x.grad.tolist()))
+        except RuntimeError as error:
+            assert "backward through the graph a second time" in str(error)
+            outcomes.append(("refused", x.grad.tolist()))
+    assert outcomes[1] == outcomes[0]
+
+
 def test_backward_needs_scalar_or_gradient():
     x = ember.ones(3, requires_grad=True)
     with pytest.raises(RuntimeError, match="only for scalar outputs"):
