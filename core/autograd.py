@@ -321,36 +321,28 @@ class Function:
         An output is held by index and version counter only: holding the Tensor would
         close a cycle (output -> grad_fn -> ctx -> output) that keeps its memory alive
         until the cyclic garbage collector runs."""
-        sources = []
-        versions = []  # (version counter, expected version, index in saved)
+        bound = []  # (version counter, expected version, index in saved, source)
         k = 0
         for s in self._saved:
-            src = None
             i = 0
             for arr in arrays:
-                if arr is s:
-                    a = args[i]
-                    if a is not arr:  # a Tensor's array, not a raw argument
-                        src = a
-                        counter = a._version_counter
-                        versions.append((counter, counter[0], k))
-                        break
+                if arr is s and args[i] is not arr:  # a Tensor's array, not a raw argument
+                    counter = args[i]._version_counter
+                    bound.append((counter, counter[0], k, args[i]))
+                    break
                 i += 1
             else:
                 i = 0
                 for o in outs:
                     if o._array is s:
-                        src = i
-                        versions.append((o._version_counter, 0, k))
+                        bound.append((o._version_counter, 0, k, i))
                         break
                     i += 1
-            sources.append(src)
             k += 1
-        self._saved_sources = sources
-        self._saved_versions = versions
+        self._saved_bound = bound
 
     def _check_versions(self):
-        for counter, expected, k in self._saved_versions:
+        for counter, expected, k, _ in self._saved_bound:
             if counter[0] != expected:
                 arr = self._saved[k]
                 raise RuntimeError(
@@ -365,8 +357,10 @@ class Function:
             raise RuntimeError(
                 f"double backward (create_graph=True) is not implemented for {type(self).__name__}"
             )
+        sources = {k: src for _, _, k, src in self._saved_bound}
         result = []
-        for arr, src in zip(self._saved, self._saved_sources):
+        for k, arr in enumerate(self._saved):
+            src = sources.get(k)
             if isinstance(src, Tensor):
                 result.append(src)
             elif src is not None:
@@ -379,8 +373,7 @@ class Function:
 
     def _release(self):
         self._saved = None
-        self._saved_sources = None
-        self._saved_versions = None
+        self._saved_bound = None
         self._released = True
 
     def name(self) -> str:
