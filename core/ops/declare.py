@@ -87,11 +87,11 @@ def unary(cls, name: str, *, method=True, aliases=(), inplace=False, operator=No
     r"""The functional form ``name(input)`` of the one-operand op ``cls``."""
     _bind_promotion(cls)
     apply = cls.apply
-    if cls.promotes == "float":  # is_floating_point inline: this runs once per op
+    if cls.promotes == "float":
         if cls.autocast is None:
 
             def op(input: Tensor) -> Tensor:
-                if not input.is_floating_point():
+                if input._array.dtype.kind != "f":  # float_input keeps bfloat16 too
                     input = float_input(input)
                 return apply(input)
 
@@ -100,7 +100,7 @@ def unary(cls, name: str, *, method=True, aliases=(), inplace=False, operator=No
             def op(input: Tensor) -> Tensor:
                 if _amp_state:
                     (input,) = amp.cast_for(name, input)
-                if not input.is_floating_point():
+                if input._array.dtype.kind != "f":
                     input = float_input(input)
                 return apply(input)
 
