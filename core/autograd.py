@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import itertools
 import sys
+import types
 import warnings
 import weakref
 
@@ -210,6 +211,14 @@ class Function:
     n_outputs = 1
     _pre_hooks = None  # {output_nr: {id: hook}} once tensor.register_hook is called
     _released = False
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        # `cls.apply` bound to the class once, as the classmethod binds it: read through
+        # the classmethod, every op call made a new bound method.
+        apply = next(k.__dict__["apply"] for k in cls.__mro__ if "apply" in k.__dict__)
+        if isinstance(apply, classmethod | types.MethodType):
+            cls.apply = types.MethodType(apply.__func__, cls)
 
     @classmethod
     def apply(cls, *args, **params):
