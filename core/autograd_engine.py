@@ -198,16 +198,27 @@ def _accumulate(acc, g, stolen, create_graph):
             g = g.reshape(var._array.shape)
         if var.grad is None:
             # Take ownership of a fresh array; copy one that may alias another's memory.
-            if g.base is not None or id(g) in stolen or g.dtype != var._array.dtype:
-                g = g.astype(var._array.dtype, copy=True)
+            if g.dtype != var._array.dtype:
+                g = g.astype(var._array.dtype)
+            elif g.base is not None or id(g) in stolen:
+                g = _rows().copy(g) if type(g) is np.ndarray else g.copy()
             stolen.add(id(g))
             var.grad = autograd.Tensor._make(g, False, None, 0)
         elif var.grad.requires_grad:
             var.grad = var.grad + autograd.Tensor._make(g, False, None, 0)
         else:
-            var.grad._array += g
+            total = var.grad._array
+            if type(total) is not np.ndarray or _rows().binary(np.add, total, g, total) is None:
+                total += g
     for fn in tuple(var._post_acc_hooks.values()) if var._post_acc_hooks else ():
         fn(var)
+
+
+def _rows():
+    # core.ops imports the Tensor, which imports this module: bound at first use
+    from .ops import cpu_rows
+
+    return cpu_rows
 
 
 # -- public functional API ----------------------------------------------------------------

@@ -78,6 +78,14 @@ def product(a, b):
     return a * b if out is None else out
 
 
+def copy(x):
+    """A new C-ordered array equal to ``x``, copied in chunks when ``fits(x, single_pass=True)``
+    (a copy is a single pass over memory), else by NumPy whole."""
+    if not fits(x, single_pass=True):
+        return np.array(x, order="C")
+    return map_flat(lambda src, dst: np.copyto(dst, src), (x,), (x.dtype,), single_pass=True)[0]
+
+
 # The arithmetic ops' first, cheapest test (``split_size(single_pass=True)`` at import).
 SPLIT_ELEMENTS = split_size(single_pass=True)
 

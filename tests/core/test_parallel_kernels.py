@@ -13,6 +13,7 @@ from threadpoolctl import threadpool_info
 import ember
 import ember.nn.functional as F
 from ember.core import parallel
+from ember.core.ops import cpu_rows
 
 
 @pytest.fixture
@@ -571,3 +572,30 @@ def test_binary_splits_large_operands_and_declines_the_rest(tiny_chunks, monkeyp
     out = np.zeros(BIG, np.float32)
     assert cpu_rows.binary(np.add, out, np.full(26, 2, np.float32), out=out) is out
     assert (out == 2).all()
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_leaf_gradients_copied_and_accumulated_in_chunks(tiny_chunks, monkeypatch, threads):
+    # One gradient array reaches both leaves of an add and is the caller's own: each leaf
+    # takes a copy of it in chunks, and a second backward adds into .grad in chunks.
+    regions = []
+    real = cpu_rows.parallel_for
+    monkeypatch.setattr(
+        cpu_rows, "parallel_for", lambda body, n, e=1: regions.append(n) or real(body, n, e)
+    )
+    ember.set_num_threads(threads)
+    rng = np.random.default_rng(3)
+    a_np, b_np, g_np = (rng.standard_normal((37, 5)).astype(np.float32) for _ in range(3))
+    grads = {}
+    for lib in (torch, ember):
+        a, b = lib.tensor(a_np, requires_grad=True), lib.tensor(b_np, requires_grad=True)
+        g = lib.tensor(g_np)
+        (a + b).backward(g)
+        first = [t.grad.numpy().copy() for t in (a, b)]
+        assert not np.shares_memory(a.grad.numpy(), b.grad.numpy())
+        assert not np.shares_memory(a.grad.numpy(), g.numpy())
+        (a * 2 + b).backward(g)
+        grads[lib] = first + [t.grad.numpy() for t in (a, b)]
+    for ours, theirs in zip(grads[ember], grads[torch]):
+        np.testing.assert_array_equal(ours, theirs)
+    assert len(regions) == 4  # two copies, two in-place sums
