@@ -33,6 +33,22 @@ def _add(a, b):
     return b if a is None else a + b
 
 
+def _add_in_place(total, g):
+    total += g
+
+
+# How a leaf's NumPy gradient is copied (when it may alias other memory) and added into
+# .grad: core.ops.cpu_rows registers its chunked kernels (this module sits below the ops).
+_copy_leaf_grad = np.copy
+_add_leaf_grad = _add_in_place
+
+
+def register_leaf_grad_kernels(copy, add_in_place) -> None:
+    """Use ``copy(g)`` and ``add_in_place(total, g)`` for leaf gradients (NumPy arrays)."""
+    global _copy_leaf_grad, _add_leaf_grad
+    _copy_leaf_grad, _add_leaf_grad = copy, add_in_place
+
+
 def run_backward(roots, grads, retain_graph, create_graph, inputs=None, accumulate=True):
     """Propagate ``grads`` from the ``roots`` (tensors) through the graph.
 
@@ -201,24 +217,19 @@ def _accumulate(acc, g, stolen, create_graph):
             if g.dtype != var._array.dtype:
                 g = g.astype(var._array.dtype)
             elif g.base is not None or id(g) in stolen:
-                g = _rows().copy(g) if type(g) is np.ndarray else g.copy()
+                g = _copy_leaf_grad(g) if type(g) is np.ndarray else g.copy()
             stolen.add(id(g))
             var.grad = autograd.Tensor._make(g, False, None, 0)
         elif var.grad.requires_grad:
             var.grad = var.grad + autograd.Tensor._make(g, False, None, 0)
         else:
             total = var.grad._array
-            if type(total) is not np.ndarray or _rows().binary(np.add, total, g, total) is None:
+            if type(total) is np.ndarray:
+                _add_leaf_grad(total, g)
+            else:
                 total += g
     for fn in tuple(var._post_acc_hooks.values()) if var._post_acc_hooks else ():
         fn(var)
-
-
-def _rows():
-    # core.ops imports the Tensor, which imports this module: bound at first use
-    from .ops import cpu_rows
-
-    return cpu_rows
 
 
 # -- public functional API ----------------------------------------------------------------

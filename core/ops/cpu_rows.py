@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import parallel
+from .. import autograd_engine, parallel
 from ..parallel import parallel_for
 
 ROW_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -84,6 +84,15 @@ def copy(x):
     if not fits(x, single_pass=True):
         return np.array(x, order="C")
     return map_flat(lambda src, dst: np.copyto(dst, src), (x,), (x.dtype,), single_pass=True)[0]
+
+
+def add_in_place(total, g):
+    """``total += g``, in chunks when ``binary`` takes the operands."""
+    if binary(np.add, total, g, out=total) is None:
+        total += g
+
+
+autograd_engine.register_leaf_grad_kernels(copy, add_in_place)
 
 
 # The arithmetic ops' first, cheapest test (``split_size(single_pass=True)`` at import).
