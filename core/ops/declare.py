@@ -2,7 +2,9 @@ r"""How to declare an op: the one way.
 
 An op is a ``Function`` subclass (``core/autograd.py``): ``forward(ctx, *arrays, **params)``
 and ``backward(ctx, *grads)`` side by side, on raw arrays, written once against ``xp``.
-Three class attributes declare the policies its public form applies:
+Three class attributes declare the policies its public form applies (a fourth,
+``broadcasts``, is set by ``binary`` and on add/sub/mul/div: ``Function.apply`` then turns
+NumPy's ValueError for operands that do not broadcast into PyTorch's message):
 
 ``autocast``
     its entry in PyTorch's autocast lists: ``"lower"`` (floating inputs to the region's
