@@ -256,8 +256,10 @@ class Function:
         if not records:
             try:
                 out = cls.forward(_NO_GRAD_CTX, *arrays, **params)
-            except ValueError as error:
-                raise _forward_error(cls, error, args) from None
+            except ValueError:
+                if cls.broadcasts and (mismatch := _broadcast_error(args)) is not None:
+                    raise mismatch from None
+                raise
             if type(out) is np.ndarray and not cls.is_view:
                 return _make(out, False, None, 0)
             if isinstance(out, tuple):
@@ -267,8 +269,10 @@ class Function:
         ctx = _new_object(cls)
         try:
             out = cls.forward(ctx, *arrays, **params)
-        except ValueError as error:
-            raise _forward_error(cls, error, args) from None
+        except ValueError:
+            if cls.broadcasts and (mismatch := _broadcast_error(args)) is not None:
+                raise mismatch from None
+            raise
         ctx.next_edges = edges
         ctx.needs_input_grad = needs
         ctx.seq = next(_sequence)
@@ -399,20 +403,18 @@ class Function:
         return add_hook(hooks.setdefault(output_nr, {}), hook)
 
 
-def _forward_error(cls, error, args):
-    """The exception to raise for a ValueError from ``cls.forward``: for two Tensor
-    operands that do not broadcast, PyTorch's message; otherwise the error itself."""
-    if cls.broadcasts and len(args) >= 2:
-        a, b = args[0], args[1]
-        if isinstance(a, Tensor) and isinstance(b, Tensor):
-            sa, sb = a._array.shape, b._array.shape
-            for i in range(1, min(len(sa), len(sb)) + 1):
-                if sa[-i] != sb[-i] and 1 not in (sa[-i], sb[-i]):
-                    return RuntimeError(
-                        f"The size of tensor a ({sa[-i]}) must match the size of tensor b "
-                        f"({sb[-i]}) at non-singleton dimension {max(len(sa), len(sb)) - i}"
-                    )
-    return error
+def _broadcast_error(args):
+    """PyTorch's error for two Tensor operands whose shapes do not broadcast, else None."""
+    if len(args) < 2 or not (isinstance(args[0], Tensor) and isinstance(args[1], Tensor)):
+        return None
+    sa, sb = args[0]._array.shape, args[1]._array.shape
+    for i in range(1, min(len(sa), len(sb)) + 1):
+        if sa[-i] != sb[-i] and 1 not in (sa[-i], sb[-i]):
+            return RuntimeError(
+                f"The size of tensor a ({sa[-i]}) must match the size of tensor b "
+                f"({sb[-i]}) at non-singleton dimension {max(len(sa), len(sb)) - i}"
+            )
+    return None
 
 
 def _share_version(view, args):

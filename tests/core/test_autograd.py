@@ -247,3 +247,22 @@ def test_multi_output_with_unused_output_gets_zero_grad():
     a, b = x.unbind(0)
     (a * 2).backward(ember.ones(2))
     assert x.grad.tolist() == [[2.0, 2.0], [0.0, 0.0]]
+
+
+def test_an_error_raised_in_forward_reaches_the_caller_unchanged():
+    class Checked(ember.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            try:
+                {}["scale"]
+            except KeyError as missing:
+                raise ValueError("no scale given") from missing
+
+        @staticmethod
+        def backward(ctx, grad):
+            return grad
+
+    for requires_grad in (False, True):
+        with pytest.raises(ValueError, match="no scale given") as raised:
+            Checked.apply(ember.ones(2, requires_grad=requires_grad))
+        assert isinstance(raised.value.__cause__, KeyError)
