@@ -253,26 +253,20 @@ class Function:
             for a in args:
                 arrays.append(a._array if isinstance(a, Tensor) else a)
             records = False
-        if not records:
-            try:
-                out = cls.forward(_NO_GRAD_CTX, *arrays, **params)
-            except ValueError:
-                if cls.broadcasts and (mismatch := _broadcast_error(args)) is not None:
-                    raise mismatch from None
-                raise
-            if type(out) is np.ndarray and not cls.is_view:
-                return _make(out, False, None, 0)
-            if isinstance(out, tuple):
-                return tuple(_wrap_plain(o, args, cls.is_view) for o in out)
-            return _wrap_plain(out, args, cls.is_view)
-
-        ctx = _new_object(cls)
+        ctx = _new_object(cls) if records else _NO_GRAD_CTX
         try:
             out = cls.forward(ctx, *arrays, **params)
         except ValueError:
             if cls.broadcasts and (mismatch := _broadcast_error(args)) is not None:
                 raise mismatch from None
             raise
+        if not records:
+            if type(out) is np.ndarray and not cls.is_view:
+                return _make(out, False, None, 0)
+            if isinstance(out, tuple):
+                return tuple(_wrap_plain(o, args, cls.is_view) for o in out)
+            return _wrap_plain(out, args, cls.is_view)
+
         ctx.next_edges = edges
         ctx.needs_input_grad = needs
         ctx.seq = next(_sequence)
