@@ -33,18 +33,22 @@ def _add(a, b):
     return b if a is None else a + b
 
 
+def _copy(g):
+    return g.copy()
+
+
 def _add_in_place(total, g):
     total += g
 
 
-# How a leaf's NumPy gradient is copied (when it may alias other memory) and added into
-# .grad: core.ops.cpu_rows registers its chunked kernels (this module sits below the ops).
-_copy_leaf_grad = np.copy
+# How a leaf's gradient is copied (when it may alias other memory) and added into .grad:
+# core.ops.cpu_rows registers its chunked kernels (this module sits below the ops).
+_copy_leaf_grad = _copy
 _add_leaf_grad = _add_in_place
 
 
 def register_leaf_grad_kernels(copy, add_in_place) -> None:
-    """Use ``copy(g)`` and ``add_in_place(total, g)`` for leaf gradients (NumPy arrays)."""
+    """Use ``copy(g)`` and ``add_in_place(total, g)`` for leaf gradients (NumPy or CuPy)."""
     global _copy_leaf_grad, _add_leaf_grad
     _copy_leaf_grad, _add_leaf_grad = copy, add_in_place
 
@@ -217,17 +221,13 @@ def _accumulate(acc, g, stolen, create_graph):
             if g.dtype != var._array.dtype:
                 g = g.astype(var._array.dtype)
             elif g.base is not None or id(g) in stolen:
-                g = _copy_leaf_grad(g) if type(g) is np.ndarray else g.copy()
+                g = _copy_leaf_grad(g)
             stolen.add(id(g))
             var.grad = autograd.Tensor._make(g, False, None, 0)
         elif var.grad.requires_grad:
             var.grad = var.grad + autograd.Tensor._make(g, False, None, 0)
         else:
-            total = var.grad._array
-            if type(total) is np.ndarray:
-                _add_leaf_grad(total, g)
-            else:
-                total += g
+            _add_leaf_grad(var.grad._array, g)
     for fn in tuple(var._post_acc_hooks.values()) if var._post_acc_hooks else ():
         fn(var)
 

@@ -80,9 +80,9 @@ def product(a, b):
 
 def copy(x):
     """A new C-ordered array equal to ``x``, copied in chunks when ``fits(x, single_pass=True)``
-    (a copy is a single pass over memory), else by NumPy whole."""
+    (a copy is a single pass over memory), else whole (a CuPy array by CuPy)."""
     if not fits(x, single_pass=True):
-        return np.array(x, order="C")
+        return x.copy()
     return map_flat(lambda src, dst: np.copyto(dst, src), (x,), (x.dtype,), single_pass=True)[0]
 
 
