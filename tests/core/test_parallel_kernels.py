@@ -350,11 +350,51 @@ def test_parallel_for_caller_takes_the_chunks_a_late_thread_left(tiny_chunks):
     release = threading.Event()
     parallel._workers(1).submit(release.wait, 10)  # the one pool thread, held
     try:
-        threads = []
-        parallel.parallel_for(lambda a, b: threads.append(threading.get_ident()), 4, 100)
-        assert threads == [threading.get_ident()] * 2  # both chunks, on this thread
+        chunks = []
+        parallel.parallel_for(lambda a, b: chunks.append((a, b, threading.get_ident())), 4, 100)
+        me = threading.get_ident()
+        assert chunks == [(0, 2, me), (2, 3, me), (3, 4, me)]  # every chunk, on this thread
     finally:
         release.set()
+
+
+def test_a_late_pool_thread_takes_one_tapering_piece_and_the_caller_the_rest(tiny_chunks):
+    """The pool's share comes in pieces halving in length: a thread that wakes while the
+    caller finishes its own share takes one piece, not the whole share."""
+    ember.set_num_threads(2)
+    release, pool_started, caller_at_end = (threading.Event() for _ in range(3))
+    parallel._workers(1).submit(release.wait, 10)  # the pool thread, asleep until released
+    me = threading.get_ident()
+    ran = []
+
+    def body(start, stop):
+        ran.append((start, stop, "caller" if threading.get_ident() == me else "pool"))
+        if threading.get_ident() != me:
+            pool_started.set()
+            assert caller_at_end.wait(10)
+        elif start == 0:  # the caller's own share: now the pool thread wakes, late
+            release.set()
+            assert pool_started.wait(10)
+        elif stop == 8:
+            caller_at_end.set()
+
+    parallel.parallel_for(body, 8, 100)
+    assert sorted(ran) == [(0, 4, "caller"), (4, 6, "pool"), (6, 7, "caller"), (7, 8, "caller")]
+
+
+@pytest.mark.parametrize(
+    "rows,threads,min_rows", [(1000, 1, 1), (1000, 3, 1), (999, 7, 20), (5, 2, 1)]
+)
+def test_tapering_bounds_cover_the_range_in_shrinking_pieces(rows, threads, min_rows):
+    bounds = parallel.tapering_bounds(10, 10 + rows, threads, min_rows)
+    assert bounds[0][0] == 10 and bounds[-1][1] == 10 + rows
+    assert all(a[1] == b[0] for a, b in zip(bounds, bounds[1:]))
+    sizes = [stop - start for start, stop in bounds]
+    floor = min(max(min_rows, -(-rows // (4 * threads))), rows)
+    assert sizes[:-1] == sorted(sizes[:-1], reverse=True)  # halving, then the floor
+    assert sizes[0] <= max(-(-rows // (2 * threads)), floor)
+    assert floor <= sizes[-1] < 2 * floor or len(sizes) == 1
+    assert min(sizes) >= floor and len(sizes) <= rows // floor
 
 
 def test_parallel_for_raises_a_chunk_error_after_every_chunk_finished(tiny_chunks):
@@ -422,11 +462,15 @@ def test_parallel_for_inside_a_chunk_runs_inline(tiny_chunks):
     ember.set_num_threads(2)
     inner_threads = []
 
+    outer_chunks = []
+
     def outer(start, stop):
+        outer_chunks.append((start, stop))
         parallel.parallel_for(lambda a, b: inner_threads.append(threading.get_ident()), 8, 100)
 
     parallel.parallel_for(outer, 4, 100)
-    assert len(inner_threads) == 2  # one inline inner call per outer chunk, no deadlock
+    assert len(outer_chunks) > 1
+    assert len(inner_threads) == len(outer_chunks)  # one inline inner call each: no deadlock
 
 
 @pytest.mark.parametrize(
@@ -446,14 +490,12 @@ def test_matmul_split_by_rows_or_batch_matches_blas(tiny_chunks, monkeypatch, a_
 
 @pytest.fixture
 def regions(tiny_chunks, monkeypatch):
-    """Every product split (MATMUL_MIN_WORK 1); the row counts of the parallel regions run."""
+    """Every product split (MATMUL_MIN_WORK 1); the pieces of each parallel region run."""
     monkeypatch.setattr(parallel, "MATMUL_MIN_WORK", 1)
-    lengths = []
-    real = parallel.parallel_for
-    monkeypatch.setattr(
-        parallel, "parallel_for", lambda body, n, e: lengths.append(n) or real(body, n, e)
-    )
-    return lengths
+    pieces = []
+    real = parallel._run_chunks
+    monkeypatch.setattr(parallel, "_run_chunks", lambda body, b: pieces.append(b) or real(body, b))
+    return pieces
 
 
 def test_matmul_splits_the_longer_output_dim(regions):
@@ -463,7 +505,7 @@ def test_matmul_splits_the_longer_output_dim(regions):
     a, b = rng.standard_normal((2, 5)), rng.standard_normal((5, 300))
     np.testing.assert_allclose(parallel.matmul(a, b), a @ b, rtol=1e-13, atol=1e-13)
     np.testing.assert_allclose(parallel.matmul(b.T, a.T), b.T @ a.T, rtol=1e-13, atol=1e-13)
-    assert regions == [300, 300]
+    assert [bounds[-1][1] for bounds in regions] == [300, 300]
 
 
 @pytest.mark.parametrize("shape", [(40, 7), (3, 7)], ids=["by rows", "by columns"])
@@ -481,14 +523,19 @@ def test_matmul_pair_splits_each_product_over_half_the_threads(regions):
     rng = np.random.default_rng(4)
     # the input gradient splits by rows (9 > 7 columns), the weight gradient (5 x 7) by columns
     g, w, x = rng.standard_normal((9, 5)), rng.standard_normal((5, 7)), rng.standard_normal((9, 7))
-    for threads, pieces in ((1, None), (2, 2), (3, 3), (4, 4), (5, 5)):
+    for threads in (1, 2, 3, 4, 5):
         ember.set_num_threads(threads)
         regions.clear()
         gx, gw, gb = parallel.matmul_pair((g, w), (g.T, x), sum_second_rows=True)
         np.testing.assert_allclose(gx, g @ w, rtol=1e-13, atol=1e-13)
         np.testing.assert_allclose(gw, g.T @ x, rtol=1e-13, atol=1e-13)
         np.testing.assert_array_equal(gb, g.sum(0))  # the bias gradient, same sums
-        assert regions == ([] if pieces is None else [pieces])  # one region for both
+        if threads == 1:
+            assert regions == []
+            continue
+        assert len(regions) == 1 and len(regions[0]) >= threads  # one region for both
+        if threads == 2:  # the caller's weight gradient whole, the input gradient tapering
+            assert len(regions[0]) == 1 + len(parallel.tapering_bounds(0, 9, 1, 1)) == 3
     assert parallel.matmul_pair((g, w), (g.T, x))[2] is None
 
 
