@@ -80,7 +80,7 @@ def tapering_bounds(start: int, stop: int, threads: int, min_rows: int) -> list[
     piece, and the caller, done with its own share, takes the rest instead of waiting for
     the late thread to work through all of it. Measured in one process on the 2-core VM
     with a niced busy loop beside it, alternating steps (2026-12-07): the mean GPT step
-    490 -> 481 ms, the CNN step 66.5 -> 63.0 ms; on the quiet machine within the noise.
+    506 -> 465 ms, the CNN's 60.2 -> 57.7 ms; on the quiet machine the same within 2%.
     """
     floor = max(min_rows, -(-(stop - start) // (4 * threads)), 1)
     bounds = []
