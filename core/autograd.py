@@ -57,6 +57,7 @@ _tracer = None
 Tensor = None
 _make = None  # Tensor._make, bound once
 _new_object = object.__new__  # a Function's ctx: no op defines __new__ or __init__
+_NUMBERS = (int, float)  # bool is an int; a tuple, as `int | float` builds a union per call
 
 
 def register_tensor_class(cls) -> None:
@@ -373,7 +374,7 @@ class Function:
                 result.append(src)
             elif src is not None:
                 result.append(_make(arr, True, self, src))
-            elif arr is None or isinstance(arr, bool | int | float):  # saved Python scalars
+            elif arr is None or isinstance(arr, _NUMBERS):  # saved Python scalars
                 result.append(arr)
             else:
                 result.append(_make(arr, False, None, 0))

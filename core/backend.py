@@ -177,10 +177,13 @@ def is_cuda_available() -> bool:
     return cuda_unavailable_reason() is None
 
 
+_HOST_ARRAYS = (np.ndarray, np.generic)  # a tuple built once: `A | B` makes a new union per call
+
+
 def xp_of(x):
     """The array module of ``x``: numpy for host arrays and the CPU device, cupy for device
     arrays and CUDA devices (Chainer's ``get_array_module``), so an op is written once."""
-    if isinstance(x, np.ndarray | np.generic):
+    if type(x) is np.ndarray or isinstance(x, _HOST_ARRAYS):
         return np
     if isinstance(x, device):
         return np if x.type == "cpu" else _cupy()
@@ -188,7 +191,7 @@ def xp_of(x):
 
 
 def device_of(array) -> device:
-    if isinstance(array, np.ndarray | np.generic):
+    if type(array) is np.ndarray or isinstance(array, _HOST_ARRAYS):
         return CPU
     return device("cuda", array.device.id)
 

@@ -110,12 +110,17 @@ def tensor_operands(a, b):
     return a, b
 
 
+# tuples: `A | B` in an isinstance builds a union object per call
+_NUMBERS = (int, float)  # bool is an int
+_ARRAY_LIKES = (np.ndarray, list, tuple)
+
+
 def _scalar_or_tensor(op, value, other):
-    if isinstance(value, bool | int | float):
+    if isinstance(value, _NUMBERS):
         return value
     if isinstance(value, np.generic):
         return value.item()
-    if isinstance(value, np.ndarray | list | tuple):
+    if isinstance(value, _ARRAY_LIKES):
         like = other if isinstance(other, Tensor) else None
         arr = np.asarray(value)
         if like is not None and not isinstance(like._array, np.ndarray):
