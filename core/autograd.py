@@ -188,7 +188,9 @@ class _NoGradContext:
         pass
 
 
-_NO_GRAD_CTX = _NoGradContext()
+# The ctx every op runs with when it records nothing: a forward may skip storing what only
+# its backward reads with `if ctx is not NO_GRAD_CTX` (see core/ops/declare.py).
+NO_GRAD_CTX = _NoGradContext()
 
 
 class Function:
@@ -254,7 +256,7 @@ class Function:
             for a in args:
                 arrays.append(a._array if isinstance(a, Tensor) else a)
             records = False
-        ctx = _new_object(cls) if records else _NO_GRAD_CTX
+        ctx = _new_object(cls) if records else NO_GRAD_CTX
         try:
             out = cls.forward(ctx, *arrays, **params)
         except ValueError:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import dtypes
-from ..autograd import Function, traceable
+from ..autograd import NO_GRAD_CTX, Function, traceable
 from ..tensor import Tensor
 from . import cpu_rows
 from ._util import as_tensor_like, call, sum_to, xp_of
@@ -20,8 +20,9 @@ class Add(Function):
 
     @staticmethod
     def forward(ctx, a, b, alpha=1):
-        ctx.shapes = (a.shape, getattr(b, "shape", ()))
-        ctx.alpha = alpha
+        if ctx is not NO_GRAD_CTX:
+            ctx.shapes = (a.shape, getattr(b, "shape", ()))
+            ctx.alpha = alpha
         if alpha == 1:
             if a.size >= _SPLIT and (out := cpu_rows.binary(np.add, a, b)) is not None:
                 return out
@@ -43,8 +44,9 @@ class Sub(Function):
 
     @staticmethod
     def forward(ctx, a, b, alpha=1):
-        ctx.shapes = (a.shape, getattr(b, "shape", ()))
-        ctx.alpha = alpha
+        if ctx is not NO_GRAD_CTX:
+            ctx.shapes = (a.shape, getattr(b, "shape", ()))
+            ctx.alpha = alpha
         if alpha == 1:
             if a.size >= _SPLIT and (out := cpu_rows.binary(np.subtract, a, b)) is not None:
                 return out

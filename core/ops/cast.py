@@ -52,12 +52,12 @@ def to_copy(x: Tensor, device=None, dtype=None) -> Tensor:
 def operands(op: str, a, b):
     """``promotes = "common"``: cast tensor operands to their promoted dtype; Python
     scalars stay scalars."""
-    # Fast paths: two NumPy tensors of one dtype; a float tensor and a Python number,
-    # which keep the tensor's dtype.
+    # Fast paths: two NumPy tensors of one dtype (one object per native dtype: `is`); a
+    # float tensor and a Python number, which keep the tensor's dtype.
     if isinstance(a, Tensor):
         if isinstance(b, Tensor):
             xa, xb = a._array, b._array
-            if xa.dtype == xb.dtype and type(xa) is np.ndarray and type(xb) is np.ndarray:
+            if xa.dtype is xb.dtype and type(xa) is np.ndarray and type(xb) is np.ndarray:
                 return a, b
         elif type(b) in (float, int) and a._array.dtype.kind == "f":
             return a, b

@@ -25,6 +25,11 @@ NumPy's ValueError for operands that do not broadcast into PyTorch's message):
     (``call``, ``sum_to``, ``Function.apply``), so ``create_graph=True`` records it and the
     op has a double backward; otherwise double backward raises a clear error.
 
+When nothing records (``no_grad``, or no input requires grad) ``forward`` gets the shared
+``autograd.NO_GRAD_CTX``, whose ``save_for_backward`` does nothing; a forward that stores
+more on ``ctx`` for its backward (``ctx.shapes = ...``) skips it under ``if ctx is not
+NO_GRAD_CTX`` (add and sub do).
+
 The functional form (``ember.exp``) and the Tensor methods (``Tensor.exp``, ``Tensor.exp_``,
 ``__add__``, ...) come from the declaration, written next to the class::
 
