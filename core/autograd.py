@@ -405,7 +405,11 @@ def _broadcast_error(args):
     """PyTorch's error for two Tensor operands whose shapes do not broadcast, else None."""
     if len(args) < 2 or not (isinstance(args[0], Tensor) and isinstance(args[1], Tensor)):
         return None
-    sa, sb = args[0]._array.shape, args[1]._array.shape
+    return broadcast_error(args[0]._array.shape, args[1]._array.shape)
+
+
+def broadcast_error(sa: tuple, sb: tuple) -> RuntimeError | None:
+    """PyTorch's error for shapes ``sa`` and ``sb`` that do not broadcast, else None."""
     for i in range(1, min(len(sa), len(sb)) + 1):
         if sa[-i] != sb[-i] and 1 not in (sa[-i], sb[-i]):
             return RuntimeError(

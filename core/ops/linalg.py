@@ -13,7 +13,7 @@ import string
 import numpy as np
 
 from .. import parallel
-from ..autograd import Function
+from ..autograd import Function, broadcast_error
 from ..dtypes import is_bfloat16
 from ..tensor import Tensor
 from . import cpu_rows
@@ -153,27 +153,41 @@ def matmul(input: Tensor, other: Tensor) -> Tensor:
         )
     k_a = sa[-1]
     k_b = sb[0] if len(sb) == 1 else sb[-2]
-    if k_a != k_b:
-        if len(sa) == 1 and len(sb) == 1:
+    if len(sb) <= 2:  # PyTorch's dot, mv or mm, a's batch dims folded into its rows
+        if k_a != k_b:
+            if len(sa) == 1 and len(sb) == 1:
+                raise RuntimeError(
+                    f"inconsistent tensor size, expected tensor [{k_a}] and src [{k_b}] to have "
+                    f"the same number of elements, but got {k_a} and {k_b} elements respectively"
+                )
+            rows = 1 if len(sa) == 1 else int(np.prod(sa[:-1]))
+            if len(sb) == 1:
+                raise RuntimeError(
+                    f"size mismatch, got input ({rows}), mat ({rows}x{k_a}), vec ({k_b})"
+                )
             raise RuntimeError(
-                f"inconsistent tensor size, expected tensor [{k_a}] and src [{k_b}] to have the "
-                f"same number of elements, but got {k_a} and {k_b} elements respectively"
+                f"mat1 and mat2 shapes cannot be multiplied ({rows}x{k_a} and {_dims(sb)})"
             )
-        if len(sb) == 1:
+    elif len(sa) <= 2 and input.requires_grad and k_a != k_b:
+        # PyTorch folds b's batch into rows, transposed, to save memory in a's backward
+        rows = int(np.prod(sb[:-2])) * sb[-1]
+        if len(sa) == 1:
             raise RuntimeError(
-                f"size mismatch, got input ({sa[0]}), mat ({_dims(sa)}), vec ({k_b})"
+                f"size mismatch, got input ({rows}), mat ({rows}x{k_b}), vec ({k_a})"
             )
-        ma = (1, k_a) if len(sa) == 1 else (int(np.prod(sa[:-1])), k_a)
         raise RuntimeError(
-            f"mat1 and mat2 shapes cannot be multiplied ({_dims(ma)} and {_dims(sb[-2:])})"
+            f"mat1 and mat2 shapes cannot be multiplied ({rows}x{k_b} and {k_a}x{sa[0]})"
         )
-    if len(sa) > 2 and len(sb) > 2:
-        try:
-            np.broadcast_shapes(sa[:-2], sb[:-2])
-        except ValueError:
+    else:  # PyTorch's bmm over the broadcast batch dims
+        batch_a, batch_b = sa[:-2], sb[:-2]
+        if (mismatch := broadcast_error(batch_a, batch_b)) is not None:
+            raise mismatch
+        if k_a != k_b:
+            batch = int(np.prod(np.broadcast_shapes(batch_a, batch_b)))
             raise RuntimeError(
-                f"matmul: batch dimensions {list(sa[:-2])} and {list(sb[:-2])} do not broadcast"
-            ) from None
+                f"Expected size for first two dimensions of batch2 tensor to be: "
+                f"[{batch}, {k_a}] but got: [{batch}, {k_b}]."
+            )
     return MatMul.apply(input, other)
 
 

@@ -241,10 +241,44 @@ def test_shape_errors_match_torch():
         ember.bmm(ember.ones(2, 4, 3), ember.ones(2, 5, 2))
     with pytest.raises(RuntimeError, match="at least 1D"):
         ember.matmul(ember.tensor(1.0), ember.ones(3))
-    with pytest.raises(RuntimeError, match="do not broadcast"):
-        ember.ones(2, 2, 3) @ ember.ones(3, 3, 4)
     with pytest.raises(RuntimeError, match="1D tensors expected"):
         ember.dot(ember.ones(2, 2), ember.ones(2))
+
+
+@pytest.mark.parametrize(
+    "sa, sb",
+    [
+        ((4, 3), (5, 2)),
+        ((3,), (4, 2)),
+        ((4, 3), (2,)),
+        ((3,), (4,)),
+        ((), (3,)),
+        ((2, 4, 3), (5, 2)),
+        ((2, 4, 3), (5,)),
+        ((2, 4, 3), (2, 5, 2)),
+        ((4, 3), (2, 5, 2)),
+        ((3,), (2, 5, 2)),
+        ((3, 2, 4, 3), (2, 5, 2)),
+        ((2, 4, 3), (3, 5, 2)),
+        ((4, 2, 4, 3), (3, 3, 2)),
+        ((2, 2, 3), (3, 3, 4)),
+        ((4, 3), (2, 2, 5, 2)),
+    ],
+)
+@pytest.mark.parametrize("grad", [(False, False), (True, True), (True, False), (False, True)])
+def test_matmul_operator_refuses_shapes_as_torch(sa, sb, grad):
+    """``a @ b`` tries the product first and checks shapes only when NumPy refuses them: the
+    error is still PyTorch's, with or without a graph."""
+    import torch
+
+    def message(lib):
+        a = lib.ones(sa, requires_grad=grad[0])
+        b = lib.ones(sb, requires_grad=grad[1])
+        with pytest.raises(RuntimeError) as info:
+            a @ b
+        return str(info.value)
+
+    assert message(ember) == message(torch)
 
 
 def test_dtype_mismatch_raises():
