@@ -122,8 +122,16 @@ def _check_matmul(name, a, b):
         check_same_device(name, a, b)
 
 
-def _dims(shape):
-    return "x".join(str(s) for s in shape)
+def _product_error(rows: int, k: int, second: tuple) -> RuntimeError:
+    """PyTorch's error (mv's or mm's) for a ``rows x k`` matrix times a vector or matrix of
+    shape ``second`` whose first dim is not ``k``."""
+    if len(second) == 1:
+        return RuntimeError(
+            f"size mismatch, got input ({rows}), mat ({rows}x{k}), vec ({second[0]})"
+        )
+    return RuntimeError(
+        f"mat1 and mat2 shapes cannot be multiplied ({rows}x{k} and {'x'.join(map(str, second))})"
+    )
 
 
 @declared(MatMul, operator="matmul", reflected=True)
@@ -160,24 +168,10 @@ def matmul(input: Tensor, other: Tensor) -> Tensor:
                     f"inconsistent tensor size, expected tensor [{k_a}] and src [{k_b}] to have "
                     f"the same number of elements, but got {k_a} and {k_b} elements respectively"
                 )
-            rows = 1 if len(sa) == 1 else int(np.prod(sa[:-1]))
-            if len(sb) == 1:
-                raise RuntimeError(
-                    f"size mismatch, got input ({rows}), mat ({rows}x{k_a}), vec ({k_b})"
-                )
-            raise RuntimeError(
-                f"mat1 and mat2 shapes cannot be multiplied ({rows}x{k_a} and {_dims(sb)})"
-            )
+            raise _product_error(int(np.prod(sa[:-1])), k_a, sb)
     elif len(sa) <= 2 and input.requires_grad and k_a != k_b:
         # PyTorch folds b's batch into rows, transposed, to save memory in a's backward
-        rows = int(np.prod(sb[:-2])) * sb[-1]
-        if len(sa) == 1:
-            raise RuntimeError(
-                f"size mismatch, got input ({rows}), mat ({rows}x{k_b}), vec ({k_a})"
-            )
-        raise RuntimeError(
-            f"mat1 and mat2 shapes cannot be multiplied ({rows}x{k_b} and {k_a}x{sa[0]})"
-        )
+        raise _product_error(int(np.prod(sb[:-2])) * sb[-1], k_b, sa[::-1])
     else:  # PyTorch's bmm over the broadcast batch dims
         batch_a, batch_b = sa[:-2], sb[:-2]
         if (mismatch := broadcast_error(batch_a, batch_b)) is not None:
@@ -200,10 +194,7 @@ def mm(input: Tensor, mat2: Tensor) -> Tensor:
     if mat2.ndim != 2:
         raise RuntimeError(f"mat2 must be a matrix, got {mat2.ndim}-D tensor")
     if input._array.shape[1] != mat2._array.shape[0]:
-        raise RuntimeError(
-            f"mat1 and mat2 shapes cannot be multiplied ({_dims(input._array.shape)} and "
-            f"{_dims(mat2._array.shape)})"
-        )
+        raise _product_error(*input._array.shape, mat2._array.shape)
     return MatMul.apply(input, mat2)
 
 
@@ -233,10 +224,7 @@ def mv(input: Tensor, vec: Tensor) -> Tensor:
             f"vector + matrix @ vector expected, got {input.ndim}, {input.ndim}, {vec.ndim}"
         )
     if input._array.shape[1] != vec._array.shape[0]:
-        raise RuntimeError(
-            f"size mismatch, got input ({input._array.shape[0]}), mat "
-            f"({_dims(input._array.shape)}), vec ({vec._array.shape[0]})"
-        )
+        raise _product_error(*input._array.shape, vec._array.shape)
     return MatMul.apply(input, vec)
 
 
@@ -580,11 +568,7 @@ def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
         return out if bias is None else out + bias
     k = input._array.shape[-1]
     if weight._array.shape[1] != k:
-        m = int(np.prod(input._array.shape[:-1]))
-        raise RuntimeError(
-            f"mat1 and mat2 shapes cannot be multiplied ({m}x{k} and "
-            f"{weight._array.shape[1]}x{weight._array.shape[0]})"
-        )
+        raise _product_error(int(np.prod(input._array.shape[:-1])), k, weight._array.shape[::-1])
     if bias is not None:
         if bias._array.dtype != input._array.dtype:
             raise RuntimeError(
