@@ -20,7 +20,7 @@ import weakref
 import numpy as np
 
 from .backend import xp_of
-from .dtypes import from_numpy, is_bfloat16
+from .dtypes import PYTHON_NUMBERS, from_numpy, is_bfloat16
 from .utils.hooks import RemovableHandle, add_hook
 
 # NumPy's floating-point warnings from inside ember's ops (log of 0, overflow in exp):
@@ -57,7 +57,6 @@ _tracer = None
 Tensor = None
 _make = None  # Tensor._make, bound once
 _new_object = object.__new__  # a Function's ctx: no op defines __new__ or __init__
-_NUMBERS = (int, float)  # bool is an int; a tuple, as `int | float` builds a union per call
 
 
 def register_tensor_class(cls) -> None:
@@ -376,7 +375,7 @@ class Function:
                 result.append(src)
             elif src is not None:
                 result.append(_make(arr, True, self, src))
-            elif arr is None or isinstance(arr, _NUMBERS):  # saved Python scalars
+            elif arr is None or isinstance(arr, PYTHON_NUMBERS):  # saved Python scalars
                 result.append(arr)
             else:
                 result.append(_make(arr, False, None, 0))

@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 
+# Python's numbers for isinstance (bool is an int): a tuple built once, where `int | float`
+# would build a union object per call on hot paths
+PYTHON_NUMBERS = (int, float)
+
 
 class dtype:
     """A tensor element type; ``ember.float32`` and friends are its instances."""

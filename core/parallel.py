@@ -101,11 +101,11 @@ def parallel_for(body: Callable[[int, int], object], rows: int, row_elements: in
     the pool's threads take chunks one at a time until none are left, so when a pool
     thread wakes late (a sleeping thread takes ~0.1 ms to wake on a VM) the caller, done
     with its own chunk, takes the next one rather than wait: the caller's first chunk is
-    an equal share, the pool's share comes in tapering pieces (``tapering_bounds``). The first exception raised by
-    a chunk stops the handing out and is re-raised here once every chunk already started
-    has finished, so nothing is still writing when the caller continues. While the chunks
-    run, the BLAS runs one thread per call: a matrix product inside a chunk already has a
-    core of its own.
+    an equal share, the pool's share comes in tapering pieces (``tapering_bounds``). The
+    first exception raised by a chunk stops the handing out and is re-raised here once
+    every chunk already started has finished, so nothing is still writing when the caller
+    continues. While the chunks run, the BLAS runs one thread per call: a matrix product
+    inside a chunk already has a core of its own.
     """
     if rows * row_elements < 2 * MIN_CHUNK_ELEMENTS or _region.active:
         body(0, rows)  # small work, or already inside a chunk: the cores are taken
@@ -123,12 +123,12 @@ def parallel_for(body: Callable[[int, int], object], rows: int, row_elements: in
 def _run_chunks(body, bounds: list[tuple[int, int]]) -> None:
     """Run ``body`` over ``bounds`` on the caller and the pool's threads, the caller taking
     the first piece; see ``parallel_for``."""
-    threads = min(get_num_threads(), len(bounds))
-    pool = _workers(get_num_threads() - 1)  # sized by the thread count, not by this call
+    threads = get_num_threads()
+    pool = _workers(threads - 1)  # sized by the thread count, not by this call
     chunks = _Chunks(body, bounds)
     _pin_blas()
     try:
-        for _ in range(threads - 1):  # each takes pieces until none are left
+        for _ in range(min(threads, len(bounds)) - 1):  # each takes pieces until none are left
             pool.submit(chunks.work)
         chunks.work()
         while True:
@@ -256,8 +256,9 @@ def matmul_pair(first, second, sum_second_rows: bool = False):
     """``a1 @ b1`` and ``a2 @ b2`` of 2-D NumPy arrays in one parallel region: each product
     takes half of ember's threads (split as ``matmul`` splits; the first, the pool's, in
     tapering pieces), so a layer's two backward GEMMs (input and weight gradients: the same
-    number of multiply-adds) wake the pool once and pack their operands in fewer pieces. Small products, one thread or a call from inside a
-    chunk: the two products one after the other.
+    number of multiply-adds) wake the pool once and pack their operands in fewer pieces.
+    Small products, one thread or a call from inside a chunk: the two products one after
+    the other.
 
     Returns ``(a1 @ b1, a2 @ b2, sums)``: with ``sum_second_rows``, ``sums`` is ``a2.sum(1)``
     (a Linear's bias gradient, ``a2`` being the output gradient transposed), each piece of

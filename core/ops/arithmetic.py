@@ -68,7 +68,6 @@ class Sub(Function):
 # Large NumPy operands (``cpu_rows.binary`` checks the rest) are computed in row chunks on
 # ember's CPU threads; the size test comes first, so a small op pays one comparison.
 _SPLIT = cpu_rows.SPLIT_ELEMENTS
-_NUMBERS = (int, float)  # bool is an int; a tuple, as `int | float` builds a union per call
 
 
 def _product(x, y):
@@ -123,7 +122,7 @@ class Pow(Function):
     @staticmethod
     def forward(ctx, a, b):
         ctx.save_for_backward(a, b)
-        if isinstance(b, _NUMBERS) and not isinstance(a, _NUMBERS):
+        if isinstance(b, dtypes.PYTHON_NUMBERS) and not isinstance(a, dtypes.PYTHON_NUMBERS):
             return a**b if b != 2 else a * a
         return a**b
 
@@ -132,7 +131,7 @@ class Pow(Function):
         a, b = ctx.saved_tensors
         ga = gb = None
         if ctx.needs_input_grad[0]:
-            if isinstance(b, _NUMBERS):
+            if isinstance(b, dtypes.PYTHON_NUMBERS):
                 if b == 0:  # PyTorch's zero, not 0 * a ** -1 (nan at a == 0)
                     ga = grad * 0
                 else:

@@ -110,13 +110,11 @@ def tensor_operands(a, b):
     return a, b
 
 
-# tuples: `A | B` in an isinstance builds a union object per call
-_NUMBERS = (int, float)  # bool is an int
-_ARRAY_LIKES = (np.ndarray, list, tuple)
+_ARRAY_LIKES = (np.ndarray, list, tuple)  # a tuple: `A | B` builds a union per call
 
 
 def _scalar_or_tensor(op, value, other):
-    if isinstance(value, _NUMBERS):
+    if isinstance(value, dtypes.PYTHON_NUMBERS):
         return value
     if isinstance(value, np.generic):
         return value.item()
